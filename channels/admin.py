@@ -1,0 +1,131 @@
+from django import forms
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from .masking import mask_id, mask_phone, mask_secret
+from .models import ChannelAccount, Delivery, DeliveryAttempt, OtpCode, Recipient, SubscribeConsent
+from .services import masked_address
+
+
+class SubscribeConsentInline(admin.TabularInline):
+    model = SubscribeConsent
+    extra = 0
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    list_display = ["audience", "external_id", "name", "masked_phone", "masked_mini_openid", "masked_oa_openid"]
+    list_filter = ["audience"]
+    search_fields = ["external_id", "name"]
+    inlines = [SubscribeConsentInline]
+
+    @admin.display(description=_("phone"))
+    def masked_phone(self, obj):
+        return mask_phone(obj.phone)
+
+    @admin.display(description=_("mini-program openid"))
+    def masked_mini_openid(self, obj):
+        return mask_id(obj.wechat_mini_openid)
+
+    @admin.display(description=_("official-account openid"))
+    def masked_oa_openid(self, obj):
+        return mask_id(obj.wechat_oa_openid)
+
+
+class ChannelAccountForm(forms.ModelForm):
+    """Secrets are write-only: the page shows their last characters, and a blank field keeps them."""
+
+    new_credentials = forms.JSONField(
+        label=_("new credentials"),
+        required=False,
+        help_text=_('JSON, e.g. {"app_secret": "…"}. Leave empty to keep the stored ones.'),
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = [
+            "name",
+            "channel",
+            "provider",
+            "is_default",
+            "enabled",
+            "sandbox",
+            "base_url",
+            "app_id",
+            "options",
+            "rate_limit_per_minute",
+        ]
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_credentials"):
+            self.instance.credentials = self.cleaned_data["new_credentials"]
+        return super().save(commit)
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(admin.ModelAdmin):
+    form = ChannelAccountForm
+    list_display = ["name", "channel", "provider", "is_default", "enabled", "sandbox", "stored_credentials"]
+    list_filter = ["channel", "provider", "enabled", "sandbox"]
+    search_fields = ["name", "app_id"]
+    readonly_fields = ["stored_credentials"]
+
+    @admin.display(description=_("stored credentials"))
+    def stored_credentials(self, obj):
+        return ", ".join(f"{k}={mask_secret(str(v))}" for k, v in (obj.credentials or {}).items()) or "—"
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "started_at", "duration_ms", "outcome", "error_code", "error_message", "raw_response"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "channel",
+        "template_code",
+        "recipient",
+        "masked",
+        "status",
+        "attempt_count",
+        "last_error_code",
+        "not_before",
+        "finished_at",
+    ]
+    list_filter = ["status", "channel", "last_error_code", "created_at"]
+    search_fields = ["template_code", "recipient__external_id", "=event_ref", "=message_ref", "idempotency_key"]
+    list_select_related = ["recipient"]
+    readonly_fields = [f.name for f in Delivery._meta.fields if f.name != "address"] + ["masked"]
+    exclude = ["address"]
+    inlines = [DeliveryAttemptInline]
+    show_full_result_count = False
+
+    @admin.display(description=_("address"))
+    def masked(self, obj):
+        return masked_address(obj.channel, obj.address)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(OtpCode)
+class OtpCodeAdmin(admin.ModelAdmin):
+    list_display = ["purpose", "masked", "created_at", "expires_at", "failed_tries", "used_at"]
+    list_filter = ["purpose"]
+    exclude = ["code_hash", "phone"]
+    readonly_fields = ["purpose", "masked", "created_at", "expires_at", "failed_tries", "used_at"]
+
+    @admin.display(description=_("phone"))
+    def masked(self, obj):
+        return mask_phone(obj.phone)
+
+    def has_add_permission(self, request):
+        return False

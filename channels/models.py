@@ -1,0 +1,213 @@
+"""How a message gets there: addresses, consents, channel accounts, deliveries and their attempts.
+
+This app knows nothing of scenarios. A delivery is tagged with the event and message it serves
+(`event_ref`, `message_ref`, `template_code`) so the layers above can find it.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .fields import EncryptedJSONField
+
+
+class Channel(models.TextChoices):
+    INBOX = "inbox", _("Station inbox")
+    WECHAT_MINI_SUBSCRIBE = "wechat_mini_subscribe", _("WeChat mini-program subscribe message")
+    WECHAT_OA_TEMPLATE = "wechat_oa_template", _("WeChat official-account template message")
+    WECOM_ROBOT = "wecom_robot", _("WeCom group robot")
+    WECOM_APP = "wecom_app", _("WeCom app message")
+    APP_PUSH = "app_push", _("App push")
+    SMS = "sms", _("SMS")
+
+
+class Audience(models.TextChoices):
+    PATIENT = "patient", _("Patient")
+    DOCTOR = "doctor", _("Doctor")
+    PHARMACIST = "pharmacist", _("Pharmacist")
+    OPERATIONS = "operations", _("Operations staff")
+
+
+class Recipient(models.Model):
+    """A person's addresses on every channel, keyed by audience and the hospital's own id."""
+
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    external_id = models.CharField(_("external id"), max_length=64)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    wechat_mini_openid = models.CharField(_("mini-program openid"), max_length=64, blank=True)
+    wechat_oa_openid = models.CharField(_("official-account openid"), max_length=64, blank=True)
+    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
+    push_registration_ids = models.JSONField(_("push registration ids"), default=list, blank=True)
+    wecom_userid = models.CharField(_("WeCom user id"), max_length=64, blank=True)
+    locale = models.CharField(_("locale"), max_length=16, default="zh-hans")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("recipient")
+        verbose_name_plural = _("recipients")
+        constraints = [models.UniqueConstraint(fields=["audience", "external_id"], name="recipient_unique_id")]
+
+    def __str__(self):
+        return f"{self.audience}:{self.external_id}"
+
+
+class SubscribeConsent(models.Model):
+    """Mini-program subscribe consents a recipient granted for one template; each send uses one."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="consents")
+    template_id = models.CharField(_("WeChat template id"), max_length=128)
+    remaining = models.PositiveIntegerField(_("remaining"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("subscribe consent")
+        verbose_name_plural = _("subscribe consents")
+        constraints = [models.UniqueConstraint(fields=["recipient", "template_id"], name="consent_unique")]
+
+    def __str__(self):
+        return f"{self.template_id} ×{self.remaining}"
+
+
+class Provider(models.TextChoices):
+    BUILTIN = "builtin", _("Built in")
+    WECHAT = "wechat", _("WeChat")
+    WECOM = "wecom", _("WeCom")
+    JPUSH = "jpush", _("JPush")
+    ALIYUN = "aliyun", _("Aliyun SMS")
+    TENCENT = "tencent", _("Tencent Cloud SMS")
+
+
+class ChannelAccount(models.Model):
+    """Credentials and options for one channel at one provider, edited in the admin."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    channel = models.CharField(_("channel"), max_length=32, choices=Channel.choices)
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices)
+    is_default = models.BooleanField(_("default for its channel"), default=False)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    sandbox = models.BooleanField(
+        _("sandbox"), default=True, help_text=_("Send to the local fake provider server instead of the provider.")
+    )
+    base_url = models.URLField(_("base URL"), blank=True, help_text=_("Empty: the provider's public API."))
+    app_id = models.CharField(_("app id / key id"), max_length=128, blank=True)
+    credentials = EncryptedJSONField(_("credentials"), blank=True, default=dict)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(_("rate limit per minute"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("channel account")
+        verbose_name_plural = _("channel accounts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel"], condition=Q(is_default=True), name="one_default_account_per_channel"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Delivery(models.Model):
+    """One message to one address over one channel; the table is also the outbox."""
+
+    channel = models.CharField(_("channel"), max_length=32, choices=Channel.choices)
+    account = models.ForeignKey(
+        ChannelAccount, verbose_name=_("account"), null=True, blank=True, on_delete=models.PROTECT
+    )
+    recipient = models.ForeignKey(
+        Recipient, verbose_name=_("recipient"), null=True, blank=True, on_delete=models.SET_NULL
+    )
+    address = models.CharField(_("address"), max_length=256, blank=True)
+    content = models.JSONField(_("content"), default=dict)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=100, unique=True)
+    status = models.CharField(_("status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    not_before = models.DateTimeField(_("not before"))
+    enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
+    attempt_count = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
+    last_error_message = models.TextField(_("last error message"), blank=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    event_ref = models.BigIntegerField(_("event"), null=True, blank=True, db_index=True)
+    message_ref = models.BigIntegerField(_("message"), null=True, blank=True, db_index=True)
+    template_code = models.CharField(_("template code"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        indexes = [
+            # The beat tick's claim: queued rows whose time has come.
+            models.Index(fields=["not_before"], condition=Q(status="queued"), name="delivery_due"),
+            # Stuck sends (worker killed mid-send).
+            models.Index(fields=["updated_at"], condition=Q(status="sending"), name="delivery_sending"),
+            # The coverage matrix and admin filters.
+            models.Index(fields=["template_code", "channel", "status", "finished_at"], name="delivery_coverage"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} #{self.pk}"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent", _("Sent")
+    PERMANENT = "permanent", _("Permanent failure")
+    TRANSIENT = "transient", _("Transient failure")
+    TOKEN_EXPIRED = "token_expired", _("Token expired")
+    SKIPPED = "skipped", _("Skipped")
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending, with the provider's raw answer and the time it took."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField(_("number"))
+    started_at = models.DateTimeField(_("started at"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=AttemptOutcome.choices)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    raw_response = models.JSONField(_("raw response"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+
+    def __str__(self):
+        return f"#{self.number} {self.outcome}"
+
+
+class OtpCode(models.Model):
+    """A one-time SMS code: only its hash is kept, with a short life and a cap on wrong tries."""
+
+    phone = models.CharField(_("phone"), max_length=32)
+    purpose = models.CharField(_("purpose"), max_length=32)
+    code_hash = models.CharField(max_length=128)
+    expires_at = models.DateTimeField(_("expires at"))
+    failed_tries = models.PositiveIntegerField(_("failed tries"), default=0)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("SMS code")
+        verbose_name_plural = _("SMS codes")
+        indexes = [models.Index(fields=["phone", "purpose", "-created_at"], name="otp_lookup")]
+
+    def __str__(self):
+        return f"{self.purpose} #{self.pk}"

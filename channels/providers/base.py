@@ -1,0 +1,29 @@
+from dataclasses import dataclass, field
+
+from ..models import AttemptOutcome, Delivery
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """A provider's answer, normalized: the outcome plus the provider's own code and words."""
+
+    outcome: str
+    code: str = ""
+    message: str = ""
+    raw: dict = field(default_factory=dict)
+    provider_message_id: str = ""
+
+    def __post_init__(self):
+        if self.outcome not in AttemptOutcome.values:
+            raise ValueError(f"unknown outcome {self.outcome!r}")
+
+
+class Backend:
+    """One provider's way of sending one channel. `send` never raises for a provider's refusal:
+    it returns the refusal as a result; it raises only for the project's own bugs."""
+
+    channel: str = ""
+    provider: str = ""
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        raise NotImplementedError

@@ -1,0 +1,294 @@
+"""The delivery engine: take delivery requests, keep them in the outbox, send, retry, finish."""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .masking import mask_id, mask_phone
+from .models import (
+    AttemptOutcome,
+    Channel,
+    ChannelAccount,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Recipient,
+)
+from .providers import DeliveryResult, backend_for
+
+logger = logging.getLogger(__name__)
+
+# Tries per channel before a transient failure becomes final.
+MAX_ATTEMPTS = {Channel.INBOX: 5, Channel.SMS: 4}
+DEFAULT_MAX_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 600
+# A delivery left in "sending" this long belongs to a worker that died mid-send.
+STUCK_SENDING_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """What a layer above asks of channels: send this content to this person over this channel."""
+
+    channel: str
+    recipient: Recipient
+    content: dict
+    idempotency_key: str
+    not_before: datetime | None = None
+    event_ref: int | None = None
+    message_ref: int | None = None
+    template_code: str = ""
+    account: ChannelAccount | None = None
+
+
+def address_for(*, channel: str, recipient: Recipient, account: ChannelAccount | None = None) -> str:
+    """The recipient's address on a channel, or "" when they have none there."""
+    match channel:
+        case Channel.INBOX:
+            return f"{recipient.audience}:{recipient.external_id}"
+        case Channel.WECHAT_MINI_SUBSCRIBE:
+            return recipient.wechat_mini_openid
+        case Channel.WECHAT_OA_TEMPLATE:
+            return recipient.wechat_oa_openid
+        case Channel.WECOM_APP:
+            return recipient.wecom_userid
+        case Channel.WECOM_ROBOT:
+            # A group robot posts to its group; the account holds the webhook key.
+            return "robot"
+        case Channel.APP_PUSH:
+            return ",".join(recipient.push_registration_ids or [])
+        case Channel.SMS:
+            return recipient.phone
+    return ""
+
+
+def masked_address(channel: str, address: str) -> str:
+    if channel == Channel.SMS:
+        return mask_phone(address)
+    if channel in (Channel.INBOX, Channel.WECOM_ROBOT):
+        return address
+    return ",".join(mask_id(part) for part in address.split(","))
+
+
+def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
+    """Write deliveries in the caller's transaction (the outbox); each due one is enqueued on commit.
+
+    A request whose recipient has no address on its channel is kept as skipped `no_address`.
+    """
+    now = timezone.now()
+    rows = []
+    for req in requests:
+        account = req.account or default_account(req.channel)
+        address = address_for(channel=req.channel, recipient=req.recipient, account=account)
+        row = Delivery(
+            channel=req.channel,
+            account=account,
+            recipient=req.recipient,
+            address=address,
+            content=req.content,
+            idempotency_key=req.idempotency_key,
+            not_before=req.not_before or now,
+            event_ref=req.event_ref,
+            message_ref=req.message_ref,
+            template_code=req.template_code,
+        )
+        if not address:
+            row.status = DeliveryStatus.SKIPPED
+            row.last_error_code = "no_address"
+            row.last_error_message = f"The recipient has no address on {req.channel}."
+            row.finished_at = now
+        elif row.not_before <= now:
+            row.enqueued_at = now
+        rows.append(row)
+    created = Delivery.objects.bulk_create(rows)
+    due = [d.pk for d in created if d.enqueued_at is not None]
+    if due:
+        transaction.on_commit(lambda: enqueue(due))
+    return created
+
+
+def default_account(channel: str) -> ChannelAccount | None:
+    return ChannelAccount.objects.filter(channel=channel, is_default=True, enabled=True).first()
+
+
+def enqueue(delivery_ids: list[int]) -> None:
+    """Hand deliveries to the workers. If the broker is down they stay queued in the table,
+    and the beat tick enqueues them again (deliveries_requeue_due)."""
+    from .tasks import deliver
+
+    for pk in delivery_ids:
+        try:
+            deliver.delay(pk)
+        except Exception:
+            logger.exception("enqueue of delivery %s failed; the outbox scan will retry it", pk)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
+
+
+def delivery_send(*, delivery_id: int) -> Delivery | None:
+    """Send one delivery once, if it is still queued and due; record the attempt and its outcome."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("recipient", "account")
+            .filter(pk=delivery_id, status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None
+        delivery.status = DeliveryStatus.SENDING
+        delivery.attempt_count = F("attempt_count") + 1
+        delivery.save(update_fields=["status", "attempt_count", "updated_at"])
+    delivery.refresh_from_db(fields=["attempt_count"])
+
+    started_at = timezone.now()
+    t0 = time.monotonic()
+    backend = backend_for(delivery.channel)
+    if backend is None:
+        result = DeliveryResult(
+            AttemptOutcome.SKIPPED,
+            "channel_not_implemented",
+            f"No provider backend for the channel {delivery.channel} yet.",
+        )
+    else:
+        try:
+            result = backend.send(delivery)
+        except Exception as err:  # a bug of ours, not the provider's answer: keep it and retry
+            logger.exception("delivery %s: backend %s raised", delivery.pk, type(backend).__name__)
+            result = DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    return _record(delivery, result, started_at=started_at, duration_ms=duration_ms)
+
+
+def _record(delivery: Delivery, result: DeliveryResult, *, started_at, duration_ms: int) -> Delivery:
+    now = timezone.now()
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempt_count,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            outcome=result.outcome,
+            error_code=result.code,
+            error_message=result.message,
+            raw_response=result.raw or None,
+        )
+        delivery.last_error_code = "" if result.outcome == AttemptOutcome.SENT else result.code
+        delivery.last_error_message = "" if result.outcome == AttemptOutcome.SENT else result.message
+        retryable = result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED)
+        max_attempts = MAX_ATTEMPTS.get(delivery.channel, DEFAULT_MAX_ATTEMPTS)
+        if result.outcome == AttemptOutcome.SENT:
+            delivery.status = DeliveryStatus.SENT
+            delivery.provider_message_id = result.provider_message_id
+        elif result.outcome == AttemptOutcome.SKIPPED:
+            delivery.status = DeliveryStatus.SKIPPED
+        elif retryable and delivery.attempt_count < max_attempts:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.not_before = now + timedelta(seconds=backoff_seconds(delivery.attempt_count))
+            delivery.enqueued_at = None
+        else:
+            delivery.status = DeliveryStatus.FAILED
+        if delivery.status != DeliveryStatus.QUEUED:
+            delivery.finished_at = now
+        delivery.save()
+    logger.info(
+        "delivery %s %s to %s: %s %s",
+        delivery.pk,
+        delivery.channel,
+        masked_address(delivery.channel, delivery.address),
+        delivery.status,
+        result.code,
+    )
+    return delivery
+
+
+def deliveries_requeue_due(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Enqueue queued deliveries whose time has come and that no worker holds: retries that are
+    due, and those whose first enqueue was lost. Also frees sends stuck by a dead worker."""
+    now = now or timezone.now()
+    limit = limit or settings.NOTIFYCENTER["SCAN_BATCH_SIZE"]
+    lost_before = now - timedelta(seconds=settings.NOTIFYCENTER["REQUEUE_AFTER_SECONDS"])
+    with transaction.atomic():
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
+            status=DeliveryStatus.QUEUED, enqueued_at=None, updated_at=now
+        )
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before))
+            .order_by("not_before")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+            transaction.on_commit(lambda: enqueue(ids))
+    return len(ids)
+
+
+def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
+    """Cancel the deliveries of these messages that have not gone out yet."""
+    return Delivery.objects.filter(message_ref__in=message_refs, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=timezone.now()
+    )
+
+
+RECIPIENT_FIELDS = (
+    "name",
+    "phone",
+    "wechat_mini_openid",
+    "wechat_oa_openid",
+    "wechat_unionid",
+    "push_registration_ids",
+    "wecom_userid",
+    "locale",
+)
+
+
+def recipient_put(*, audience: str, external_id: str, **fields) -> tuple[Recipient, bool]:
+    """Create or update one person's addresses; fields not given are left as they are."""
+    unknown = set(fields) - set(RECIPIENT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown recipient fields: {sorted(unknown)}")
+    return Recipient.objects.update_or_create(audience=audience, external_id=external_id, defaults=fields)
+
+
+def recipients_resolve(*, audience: str, entries: list) -> list[Recipient]:
+    """The recipients named by an event: plain external ids, or objects carrying addresses inline
+    (`{"id": "p-42", "phone": ...}`) that update the directory. Unknown ids are created bare, so
+    the inbox still reaches them and channels without an address skip with `no_address`."""
+    inline = {}
+    ids = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            external_id = str(entry["id"])
+            inline[external_id] = {k: v for k, v in entry.items() if k in RECIPIENT_FIELDS}
+        else:
+            external_id = str(entry)
+        if external_id not in ids:
+            ids.append(external_id)
+    known = {r.external_id: r for r in Recipient.objects.filter(audience=audience, external_id__in=ids)}
+    out = []
+    for external_id in ids:
+        fields = inline.get(external_id)
+        recipient = known.get(external_id)
+        if recipient is None:
+            recipient = Recipient.objects.create(audience=audience, external_id=external_id, **(fields or {}))
+        elif fields and any(getattr(recipient, k) != v for k, v in fields.items()):
+            for key, value in fields.items():
+                setattr(recipient, key, value)
+            recipient.save()
+        out.append(recipient)
+    return out

@@ -1,0 +1,39 @@
+from django.db import transaction
+from django.utils import timezone
+
+from .models import InboxMessage
+
+
+def inbox_message_put(
+    *,
+    audience: str,
+    recipient_id: str,
+    title: str,
+    body: str,
+    category: str,
+    link: dict,
+    source_key: str,
+    template_code: str = "",
+) -> tuple[InboxMessage, bool]:
+    """Put one message into a person's inbox; the same source_key twice yields the first row."""
+    with transaction.atomic():
+        return InboxMessage.objects.get_or_create(
+            source_key=source_key,
+            defaults={
+                "audience": audience,
+                "recipient_id": recipient_id,
+                "title": title,
+                "body": body,
+                "category": category,
+                "link": link,
+                "template_code": template_code,
+            },
+        )
+
+
+def inbox_message_mark_read(*, message: InboxMessage) -> InboxMessage:
+    """Mark one message read; reading it again keeps the first read time."""
+    if message.read_at is None:
+        message.read_at = timezone.now()
+        InboxMessage.objects.filter(pk=message.pk, read_at__isnull=True).update(read_at=message.read_at)
+    return message

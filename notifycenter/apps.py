@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class NotifyCenterConfig(AppConfig):
+    name = "notifycenter"
+    verbose_name = _("API access")

@@ -1,0 +1,117 @@
+"""API authentication: `Api-Key` for the hospital backend, `Bearer` JWT for the apps' users.
+
+The views below this layer never import these classes; they read the principal's attributes
+(`scopes`, `client` for backends; `inbox_owner` for app users), so the layers keep pointing down.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+
+INBOX_ROLES = ("patient", "doctor", "pharmacist")
+
+
+class AuthError(exceptions.AuthenticationFailed):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.error_code = code
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """A backend calling with an API key."""
+
+    client: str
+    key_id: int
+    scopes: frozenset = field(default_factory=frozenset)
+    is_authenticated = True
+
+
+@dataclass(frozen=True)
+class InboxUser:
+    """A patient, doctor or pharmacist reading their own station inbox."""
+
+    role: str
+    external_id: str
+    is_authenticated = True
+    scopes = frozenset()
+
+    @property
+    def inbox_owner(self) -> tuple[str, str]:
+        return (self.role, self.external_id)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header.startswith(self.keyword + " "):
+            return None
+        raw = header[len(self.keyword) + 1 :].strip()
+        parts = raw.split("_")
+        if len(parts) < 3 or parts[0] != "nc":
+            raise AuthError("invalid_api_key", "The API key is malformed.")
+        key = ApiKey.objects.filter(prefix=parts[1], is_active=True).first()
+        if key is None or not _constant_time_equal(key.hashed_key, ApiKey.hash(raw)):
+            raise AuthError("invalid_api_key", "The API key is unknown or revoked.")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return ApiClient(client=key.client, key_id=key.pk, scopes=frozenset(key.scopes)), key
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class InboxTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header.startswith(self.keyword + " "):
+            return None
+        token = header[len(self.keyword) + 1 :].strip()
+        conf = settings.INBOX_JWT
+        key = conf["PUBLIC_KEY"] if conf["ALGORITHM"].startswith(("RS", "ES")) else conf["SECRET"]
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[conf["ALGORITHM"]],
+                audience=conf["AUDIENCE"],
+                leeway=conf["LEEWAY_SECONDS"],
+                options={"require": ["sub", "exp", "aud", "role"]},
+            )
+        except jwt.ExpiredSignatureError as err:
+            raise AuthError("token_expired", "The token has expired.") from err
+        except jwt.InvalidAudienceError as err:
+            raise AuthError("token_wrong_audience", "The token is not meant for this service.") from err
+        except jwt.PyJWTError as err:
+            raise AuthError("token_invalid", f"The token is invalid: {err}.") from err
+        if claims["role"] not in INBOX_ROLES:
+            raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.")
+        return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+def issue_inbox_token(*, role: str, external_id: str, lifetime: timedelta = timedelta(hours=12)) -> str:
+    """A token as the hospital backend would issue it (HS256 only; for local use and tests)."""
+    conf = settings.INBOX_JWT
+    now = timezone.now()
+    claims = {"sub": external_id, "role": role, "aud": conf["AUDIENCE"], "iat": now, "exp": now + lifetime}
+    return jwt.encode(claims, conf["SECRET"], algorithm="HS256")
+
+
+def _constant_time_equal(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())

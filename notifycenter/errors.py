@@ -1,0 +1,91 @@
+"""One error shape for the whole API: {"code", "message", "fields"}.
+
+Services below this layer raise their own exceptions carrying `error_code`, `message`, `fields`
+and `http_status`; they cannot import this module (layers point down), so it reads those names.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.ParseError: "malformed_json",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ValidationError: "invalid",
+}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"code": code, "message": message, "fields": fields or {}}
+
+
+def _flatten(detail, prefix="") -> dict:
+    """DRF's nested error detail as {"a.b.0.c": ["message", ...]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.update(_flatten(value, path))
+    elif isinstance(detail, list) and detail and not all(isinstance(d, str) for d in detail):
+        for index, value in enumerate(detail):
+            out.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        items = detail if isinstance(detail, list) else [detail]
+        out[prefix or "non_field_errors"] = [str(item) for item in items]
+    return out
+
+
+def api_exception_handler(exc, context):
+    if hasattr(exc, "error_code") and hasattr(exc, "http_status"):
+        return Response(error_body(exc.error_code, exc.message, exc.fields), status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("unhandled error in %s", context.get("view"))
+        return Response(error_body("server_error", "Internal server error."), status=500)
+    code = getattr(exc, "error_code", None) or _code_for(exc)
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body(code, "The request is invalid.", _flatten(exc.detail))
+    else:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response.data = error_body(code, detail)
+    return response
+
+
+def _code_for(exc) -> str:
+    specific = getattr(exc.detail, "code", None)
+    if specific and specific != exc.default_code:
+        return specific  # a code the view or permission gave, e.g. missing_scope
+    for cls, code in _DRF_CODES.items():
+        if isinstance(exc, cls):
+            return code
+    return getattr(exc, "default_code", "error")
+
+
+def _json_error(code: str, message: str, status_code: int):
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+# Django-level handlers, so that /api/ paths outside DRF views answer in the same shape.
+def handler404(request, exception=None):
+    return _json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+
+
+def handler500(request):
+    return _json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)

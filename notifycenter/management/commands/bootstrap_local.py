@@ -1,0 +1,43 @@
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from notifycenter.models import ApiKey
+
+
+class Command(BaseCommand):
+    help = "For `make run`: an admin login and a local API key, kept in the data folder and printed."
+
+    def handle(self, *args, **options):
+        data_dir = Path(settings.DATA_DIR)
+        login_file = data_dir / "admin-login.txt"
+        key_file = data_dir / "dev-api-key"
+        User = get_user_model()
+
+        if not User.objects.filter(username="admin").exists() or not login_file.exists():
+            password = secrets.token_urlsafe(12)
+            user, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+            user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+            _write_private(login_file, f"admin {password}\n")
+        username, password = login_file.read_text().split()
+
+        if not key_file.exists() or not ApiKey.objects.filter(client="local-dev", is_active=True).exists():
+            ApiKey.objects.filter(client="local-dev").update(is_active=False)
+            _, raw = ApiKey.generate(
+                client="local-dev", name="make-run", scopes=["events", "recipients", "otp", "inbox-read"]
+            )
+            _write_private(key_file, raw + "\n")
+
+        self.stdout.write(self.style.SUCCESS("Admin login:   ") + f"{username} / {password}   ({login_file})")
+        self.stdout.write(self.style.SUCCESS("Local API key: ") + f"{key_file.read_text().strip()}   ({key_file})")
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)

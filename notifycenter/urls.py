@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+
+from scenarios import apis as scenario_apis
+
+from .health import healthz
+from .permissions import scope
+
+events = [IsAuthenticated, scope("events")]
+
+api_v1 = [
+    path("events", scenario_apis.EventCreateApi.as_view(permission_classes=events), name="events"),
+    path("events/<int:event_id>", scenario_apis.EventDetailApi.as_view(permission_classes=events), name="event"),
+    path("inbox/", include("inbox.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="docs",
+    ),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "notifycenter.errors.handler404"
+handler500 = "notifycenter.errors.handler500"

@@ -1,0 +1,87 @@
+"""The hospital backend's side: report events, read what became of them (Api-Key)."""
+
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .selectors import event_detail
+from .services import event_accept
+
+
+class RecipientsField(serializers.DictField):
+    """audience → list of external ids, or of objects with an `id` and inline addresses."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.ListField(child=serializers.JSONField(), allow_empty=True), **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        errors = {}
+        for audience, entries in value.items():
+            if audience not in ("patient", "doctor", "pharmacist", "operations"):
+                errors[audience] = ["Unknown audience."]
+                continue
+            for index, entry in enumerate(entries):
+                ok = isinstance(entry, str | int) or (
+                    isinstance(entry, dict) and isinstance(entry.get("id"), str | int)
+                )
+                if not ok:
+                    errors[f"{audience}.{index}"] = ["Expected an external id or an object with an id."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class EventInput(serializers.Serializer):
+    event = serializers.CharField(max_length=64)
+    idempotency_key = serializers.CharField(max_length=128)
+    occurred_at = serializers.DateTimeField(required=False)
+    subject = inline_serializer(
+        "Subject",
+        {"type": serializers.CharField(max_length=32), "id": serializers.CharField(max_length=64)},
+        required=False,
+    )
+    data = serializers.DictField(required=False, default=dict)
+    recipients = RecipientsField(required=False, default=dict)
+
+
+EXAMPLE = {
+    "event": "inquiry.paid",
+    "idempotency_key": "order-20261125-0001-paid",
+    "data": {
+        "inquiry_id": "9001",
+        "order_no": "IQ202611250001",
+        "consultation_type": "video",
+        "patient_name": "张三",
+        "doctor_name": "李医生",
+        "department": "心内科",
+        "amount": "50.00",
+        "appointment_time": "2026-11-25T15:00:00+08:00",
+    },
+    "recipients": {"patient": ["p-42"], "doctor": ["d-17"]},
+}
+
+
+class EventCreateApi(APIView):
+    @extend_schema(
+        request=EventInput,
+        responses={202: dict, 200: dict},
+        examples=[OpenApiExample("A patient paid for a video consultation", value=EXAMPLE, request_only=True)],
+        summary="Report a business event",
+    )
+    def post(self, request):
+        body = EventInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        answer, created = event_accept(client=request.user.client, payload=body.validated_data)
+        return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class EventDetailApi(APIView):
+    @extend_schema(responses=dict, summary="An event, its messages and each delivery's status")
+    def get(self, request, event_id: int):
+        detail = event_detail(client=request.user.client, event_id=event_id)
+        if detail is None:
+            raise NotFound("No such event.")
+        return Response(detail)

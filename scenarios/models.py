@@ -1,0 +1,306 @@
+"""What, to whom, when: scenarios and their rules, templates and their channel bindings, link
+targets, and the events and messages that flow through them."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from channels.models import Audience, Channel, ChannelAccount, Recipient
+from inbox.models import Category
+
+
+class NaturalKeyManager(models.Manager):
+    """Lets fixtures refer to rows by code, so loading the catalog twice updates, never duplicates."""
+
+    key_fields: tuple[str, ...] = ("code",)
+
+    def __init__(self, *key_fields):
+        super().__init__()
+        if key_fields:
+            self.key_fields = key_fields
+
+    def get_by_natural_key(self, *values):
+        return self.get(**dict(zip(self.key_fields, values, strict=True)))
+
+
+class Timestamped(models.Model):
+    """created/updated times that also get set when rows come from a fixture (raw saves skip auto_now)."""
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.updated_at = timezone.now()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "updated_at"}
+        super().save(*args, **kwargs)
+
+
+class Domain(models.TextChoices):
+    INQUIRY = "inquiry", _("Consultation")
+    MEMBERSHIP = "membership", _("Membership")
+    QUESTIONNAIRE = "questionnaire", _("Questionnaire")
+    PLAN = "plan", _("Follow-up plan")
+    PRESCRIPTION = "prescription", _("Prescription")
+    ORDER = "order", _("Order / after-sales")
+    POINT = "point", _("Points")
+    SYSTEM = "system", _("System")
+
+
+class LinkTarget(models.Model):
+    """A page a message opens, as a route with parameters and its form on each platform.
+
+    The URL fields are templates over the route parameters, e.g. `/pages/im/index?id={inquiry_id}`.
+    """
+
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    route = models.CharField(_("route"), max_length=100)
+    params = models.JSONField(
+        _("parameters"), default=dict, blank=True, help_text=_("Route parameter → template over event data.")
+    )
+    mini_program_page = models.CharField(_("mini-program page"), max_length=255, blank=True)
+    h5_url = models.CharField(_("H5 URL"), max_length=255, blank=True)
+    app_url = models.CharField(_("app deep link"), max_length=255, blank=True)
+    working = models.BooleanField(
+        _("verified working"), default=True, help_text=_("Untick while the target page is known not to open.")
+    )
+    notes = models.TextField(_("notes"), blank=True)
+
+    objects = NaturalKeyManager()
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("link target")
+        verbose_name_plural = _("link targets")
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+    def natural_key(self):
+        return (self.code,)
+
+
+class Scenario(Timestamped):
+    """A business event the hospital backend reports, e.g. `inquiry.paid`."""
+
+    code = models.CharField(_("event name"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    domain = models.CharField(_("domain"), max_length=16, choices=Domain.choices)
+    description = models.TextField(_("description"), blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    subject_type = models.CharField(
+        _("subject type"), max_length=32, blank=True, help_text=_("What the event is about, e.g. inquiry.")
+    )
+    data_schema = models.JSONField(_("data schema"), default=dict, blank=True, help_text=_("JSON Schema of `data`."))
+    sample_data = models.JSONField(_("sample data"), default=dict, blank=True)
+    backend_call = models.CharField(_("backend call"), max_length=255, blank=True)
+
+    objects = NaturalKeyManager()
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("scenario")
+        verbose_name_plural = _("scenarios")
+        ordering = ["domain", "code"]
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+    def natural_key(self):
+        return (self.code,)
+
+
+class Template(Timestamped):
+    """What a person reads, per the hospital's template code (e.g. pt_inquiry_0000001).
+
+    Title and body are sandboxed Jinja2 over the event data; a missing variable fails loudly.
+    """
+
+    code = models.CharField(_("template code"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    category = models.CharField(_("inbox category"), max_length=16, choices=Category.choices)
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"))
+    link = models.ForeignKey(
+        LinkTarget, verbose_name=_("opens"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    is_verification_code = models.BooleanField(
+        _("verification code"), default=False, help_text=_("Carries a one-time code; never kept in clear.")
+    )
+
+    objects = NaturalKeyManager()
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("template")
+        verbose_name_plural = _("templates")
+        ordering = ["code"]
+
+    def __str__(self):
+        return f"{self.code} {self.name}"
+
+    def natural_key(self):
+        return (self.code,)
+
+
+class ChannelBinding(models.Model):
+    """A template bound to one channel, with that channel's own template id and parameters."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="bindings")
+    channel = models.CharField(_("channel"), max_length=32, choices=Channel.choices)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    account = models.ForeignKey(
+        ChannelAccount,
+        verbose_name=_("account"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text=_("Empty: the channel's default account."),
+    )
+    external_template_id = models.CharField(
+        _("provider template id"), max_length=128, blank=True, help_text=_("WeChat template id, SMS template code.")
+    )
+    params = models.JSONField(
+        _("parameters"), default=dict, blank=True, help_text=_("Provider parameter → template over event data.")
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+
+    objects = NaturalKeyManager("template__code", "channel")
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("channel binding")
+        verbose_name_plural = _("channel bindings")
+        constraints = [models.UniqueConstraint(fields=["template", "channel"], name="binding_unique_channel")]
+
+    def __str__(self):
+        return f"{self.template.code} → {self.channel}"
+
+    def natural_key(self):
+        return (self.template.code, self.channel)
+
+    natural_key.dependencies = ["scenarios.template"]
+
+
+class Rule(models.Model):
+    """Who is told, with which template, under which condition and when, for one scenario."""
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="rules")
+    code = models.SlugField(_("code"), max_length=64)
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="rules")
+    enabled = models.BooleanField(_("enabled"), default=True)
+    condition = models.JSONField(
+        _("condition"), default=dict, blank=True, help_text=_("JSON Schema the data must match; empty: always.")
+    )
+    default_recipients = models.JSONField(
+        _("default recipients"),
+        default=list,
+        blank=True,
+        help_text=_("External ids used when the event names none for this audience (e.g. the ops duty group)."),
+    )
+    anchor_field = models.CharField(
+        _("anchor field"), max_length=64, blank=True, help_text=_("Data field with the time to fire at; empty: now.")
+    )
+    offset_minutes = models.IntegerField(_("offset (minutes)"), default=0)
+    grace_minutes = models.PositiveIntegerField(
+        _("grace (minutes)"), default=0, help_text=_("A reminder this late when its event arrives is still sent.")
+    )
+    cancel_on = models.JSONField(
+        _("cancelled by"), default=list, blank=True, help_text=_("Events about the same subject that cancel it.")
+    )
+
+    objects = NaturalKeyManager("scenario__code", "code")
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("rule")
+        verbose_name_plural = _("rules")
+        constraints = [models.UniqueConstraint(fields=["scenario", "code"], name="rule_unique_code")]
+
+    def __str__(self):
+        return f"{self.scenario.code}/{self.code}"
+
+    def natural_key(self):
+        return (self.scenario.code, self.code)
+
+    natural_key.dependencies = ["scenarios.scenario", "scenarios.template"]
+
+    @property
+    def is_timed(self) -> bool:
+        return bool(self.anchor_field)
+
+
+class Event(models.Model):
+    """A business event as received, unique per client and idempotency key."""
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="events")
+    client = models.CharField(_("client"), max_length=64)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128)
+    request_hash = models.CharField(max_length=64)
+    subject_type = models.CharField(_("subject type"), max_length=32, blank=True)
+    subject_id = models.CharField(_("subject id"), max_length=64, blank=True)
+    data = models.JSONField(_("data"), default=dict)
+    recipients = models.JSONField(_("recipients"), default=dict)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    answer = models.JSONField(_("answer"), default=dict, help_text=_("The first answer, given again on a replay."))
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="event_unique_idempotency_key")
+        ]
+        indexes = [models.Index(fields=["subject_type", "subject_id"], name="event_subject")]
+
+    def __str__(self):
+        return f"{self.scenario.code} #{self.pk}"
+
+
+class MessageStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    DISPATCHED = "dispatched", _("Dispatched")
+    CANCELLED = "cancelled", _("Cancelled")
+    SKIPPED = "skipped", _("Skipped")
+    FAILED = "failed", _("Failed")
+
+
+class Message(models.Model):
+    """One rule's message to one recipient, now or at its due time; its deliveries follow it."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="messages")
+    rule = models.ForeignKey(Rule, verbose_name=_("rule"), on_delete=models.PROTECT, related_name="messages")
+    template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
+    recipient = models.ForeignKey(Recipient, verbose_name=_("recipient"), on_delete=models.PROTECT, related_name="+")
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    subject_type = models.CharField(_("subject type"), max_length=32, blank=True)
+    subject_id = models.CharField(_("subject id"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=MessageStatus.choices)
+    status_reason = models.CharField(_("reason"), max_length=255, blank=True)
+    due_at = models.DateTimeField(_("due at"))
+    rendered = models.JSONField(_("rendered"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [
+            # The reminder scan: scheduled messages whose time has come.
+            models.Index(fields=["due_at"], condition=Q(status="scheduled"), name="message_due"),
+            # Cancelling or moving a subject's pending reminders.
+            models.Index(
+                fields=["subject_type", "subject_id"], condition=Q(status="scheduled"), name="message_pending_subject"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.template.code} → {self.audience}:{self.recipient.external_id}"

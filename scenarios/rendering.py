@@ -1,0 +1,80 @@
+"""Rendering operations-written templates safely.
+
+Jinja2's SandboxedEnvironment: a template can neither call into Python internals nor read
+settings. StrictUndefined: a missing variable is an error, never a blank in a patient's message.
+"""
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+def _local_datetime(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`{{ appointment_time | datetime }}`: an ISO 8601 time as the hospital's local wall time."""
+    parsed = parse_datetime(value) if isinstance(value, str) else value
+    if parsed is None:
+        raise TemplateError(f"not a date-time: {value!r}")
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
+    return timezone.localtime(parsed).strftime(fmt)
+
+
+_env.filters["datetime"] = _local_datetime
+
+
+class RenderError(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def render_text(source: str, context: dict, *, field: str) -> str:
+    try:
+        return _env.from_string(source).render(context)
+    except TemplateError as err:
+        raise RenderError(field, str(err)) from err
+
+
+def render_mapping(mapping: dict, context: dict, *, field: str) -> dict:
+    return {key: render_text(str(value), context, field=f"{field}.{key}") for key, value in mapping.items()}
+
+
+def render_link(link_target, context: dict) -> dict:
+    """The page a message opens: the route with its parameters and its form on each platform."""
+    if link_target is None:
+        return {}
+    params = render_mapping(link_target.params, context, field=f"link.{link_target.code}")
+    forms = {}
+    for platform, pattern in (
+        ("mini_program", link_target.mini_program_page),
+        ("h5", link_target.h5_url),
+        ("app", link_target.app_url),
+    ):
+        if pattern:
+            try:
+                forms[platform] = pattern.format_map(params)
+            except (KeyError, ValueError, IndexError) as err:
+                raise RenderError(f"link.{link_target.code}.{platform}", f"unknown parameter {err}") from err
+    return {"target": link_target.code, "route": link_target.route, "params": params, **forms}
+
+
+def render_message(*, template, bindings, context: dict) -> dict:
+    """Everything a message says: title, body, link, and each bound channel's parameters."""
+    rendered = {
+        "title": render_text(template.title, context, field="title"),
+        "body": render_text(template.body, context, field="body"),
+        "category": template.category,
+        "link": render_link(template.link, context),
+        "channels": {},
+    }
+    for binding in bindings:
+        rendered["channels"][binding.channel] = {
+            "template_id": binding.external_template_id,
+            "params": render_mapping(binding.params, context, field=f"bindings.{binding.channel}"),
+            "options": binding.options,
+        }
+    return rendered
