@@ -2,10 +2,8 @@
 
 import pytest
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
-from notifycenter.auth import issue_inbox_token
-from notifycenter.models import ApiKey
+from tests.clients import backend_client, inbox_client
 
 
 @pytest.fixture
@@ -16,16 +14,7 @@ def catalog(db):
 @pytest.fixture
 def backend(db):
     """The hospital backend: an API client holding a key with the events scope."""
-    _, raw = ApiKey.generate(client="his", name="test", scopes=["events", "recipients"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
-    return client
-
-
-def inbox_client(role: str, external_id: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_inbox_token(role=role, external_id=external_id)}")
-    return client
+    return backend_client()
 
 
 @pytest.fixture

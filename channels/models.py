@@ -4,6 +4,7 @@ This app knows nothing of scenarios. A delivery is tagged with the event and mes
 (`event_ref`, `message_ref`, `template_code`) so the layers above can find it.
 """
 
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -90,7 +91,13 @@ class ChannelAccount(models.Model):
     sandbox = models.BooleanField(
         _("sandbox"), default=True, help_text=_("Send to the local fake provider server instead of the provider.")
     )
-    base_url = models.URLField(_("base URL"), blank=True, help_text=_("Empty: the provider's public API."))
+    base_url = models.CharField(
+        _("base URL"),
+        max_length=255,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text=_("Empty: the provider's public API."),
+    )
     app_id = models.CharField(_("app id / key id"), max_length=128, blank=True)
     credentials = EncryptedJSONField(_("credentials"), blank=True, default=dict)
     options = models.JSONField(_("options"), default=dict, blank=True)

@@ -4,6 +4,7 @@ The views below this layer never import these classes; they read the principal's
 (`scopes`, `client` for backends; `inbox_owner` for app users), so the layers keep pointing down.
 """
 
+import hmac
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -18,9 +19,10 @@ INBOX_ROLES = ("patient", "doctor", "pharmacist")
 
 
 class AuthError(exceptions.AuthenticationFailed):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, scheme: str):
         super().__init__(message)
         self.error_code = code
+        self.auth_scheme = scheme  # the challenge to answer with, whichever class DRF asks first
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = header[len(self.keyword) + 1 :].strip()
         parts = raw.split("_")
         if len(parts) < 3 or parts[0] != "nc":
-            raise AuthError("invalid_api_key", "The API key is malformed.")
+            raise AuthError("invalid_api_key", "The API key is malformed.", self.keyword)
         key = ApiKey.objects.filter(prefix=parts[1], is_active=True).first()
         if key is None or not _constant_time_equal(key.hashed_key, ApiKey.hash(raw)):
-            raise AuthError("invalid_api_key", "The API key is unknown or revoked.")
+            raise AuthError("invalid_api_key", "The API key is unknown or revoked.", self.keyword)
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
@@ -90,13 +92,13 @@ class InboxTokenAuthentication(authentication.BaseAuthentication):
                 options={"require": ["sub", "exp", "aud", "role"]},
             )
         except jwt.ExpiredSignatureError as err:
-            raise AuthError("token_expired", "The token has expired.") from err
+            raise AuthError("token_expired", "The token has expired.", self.keyword) from err
         except jwt.InvalidAudienceError as err:
-            raise AuthError("token_wrong_audience", "The token is not meant for this service.") from err
+            raise AuthError("token_wrong_audience", "The token is not meant for this service.", self.keyword) from err
         except jwt.PyJWTError as err:
-            raise AuthError("token_invalid", f"The token is invalid: {err}.") from err
+            raise AuthError("token_invalid", f"The token is invalid: {err}.", self.keyword) from err
         if claims["role"] not in INBOX_ROLES:
-            raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.")
+            raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.", self.keyword)
         return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims
 
     def authenticate_header(self, request):
@@ -112,6 +114,4 @@ def issue_inbox_token(*, role: str, external_id: str, lifetime: timedelta = time
 
 
 def _constant_time_equal(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())

@@ -8,6 +8,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -60,6 +61,8 @@ def api_exception_handler(exc, context):
         logger.exception("unhandled error in %s", context.get("view"))
         return Response(error_body("server_error", "Internal server error."), status=500)
     code = getattr(exc, "error_code", None) or _code_for(exc)
+    if getattr(exc, "auth_scheme", None):
+        response["WWW-Authenticate"] = exc.auth_scheme
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(code, "The request is invalid.", _flatten(exc.detail))
     else:
@@ -82,10 +85,15 @@ def _json_error(code: str, message: str, status_code: int):
     return JsonResponse(error_body(code, message), status=status_code)
 
 
-# Django-level handlers, so that /api/ paths outside DRF views answer in the same shape.
+# Django-level handlers, so that /api/ paths outside DRF views answer in the same shape; the
+# admin and other pages keep Django's HTML pages.
 def handler404(request, exception=None):
-    return _json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+    if request.path.startswith("/api/"):
+        return _json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
 
 
 def handler500(request):
-    return _json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
+    if request.path.startswith("/api/"):
+        return _json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

@@ -1,8 +1,10 @@
 import pytest
+from rest_framework.test import APIClient
 
 from channels.models import Delivery, DeliveryStatus, Recipient
 from inbox.models import InboxMessage
 from scenarios.models import Event, Message, MessageStatus
+from tests.clients import backend_client
 from tests.factories import paid_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -151,19 +153,13 @@ def test_malformed_json_gets_the_error_shape(catalog, backend):
 
 
 def test_a_wrong_api_key_is_401_and_a_missing_scope_403(catalog, backend):
-    from rest_framework.test import APIClient
-
-    from notifycenter.models import ApiKey
-
     stranger = APIClient()
     stranger.credentials(HTTP_AUTHORIZATION="Api-Key nc_deadbeef_not-a-real-key")
     response = post(stranger, paid_event())
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_api_key"
 
-    _, raw = ApiKey.generate(client="reader", name="r", scopes=["inbox-read"])
-    reader = APIClient()
-    reader.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    reader = backend_client(client="reader", scopes=("inbox-read",))
     response = post(reader, paid_event())
     assert response.status_code == 403
     assert response.json()["code"] == "missing_scope"
@@ -183,13 +179,7 @@ def test_event_detail_shows_each_delivery_and_only_to_its_client(catalog, backen
     assert statuses[("pt_inquiry_0000001", "inbox")] == "sent"
     assert statuses[("dc_inquiry_0000001", "app_push")] == "skipped"
 
-    from rest_framework.test import APIClient
-
-    from notifycenter.models import ApiKey
-
-    _, raw = ApiKey.generate(client="other-backend", name="o", scopes=["events"])
-    other = APIClient()
-    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    other = backend_client(client="other-backend")
     response = other.get(f"/api/v1/events/{event_id}")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"

@@ -1,0 +1,143 @@
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from channels import providers
+from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
+from channels.providers import DeliveryResult
+from channels.providers.testing import RecordingBackend
+from channels.services import (
+    DeliveryRequest,
+    deliveries_create,
+    deliveries_requeue_due,
+    delivery_send,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def push(monkeypatch):
+    def install(*results):
+        backend = RecordingBackend(*results)
+        monkeypatch.setitem(providers.BACKENDS, "app_push", backend)
+        return backend
+
+    return install
+
+
+@pytest.fixture
+def doctor():
+    return Recipient.objects.create(audience="doctor", external_id="d-17", push_registration_ids=["1a0018970aa"])
+
+
+def queued(recipient, key="k1") -> Delivery:
+    (delivery,) = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel="app_push", recipient=recipient, content={"title": "t", "body": "b"}, idempotency_key=key
+            )
+        ]
+    )
+    return delivery
+
+
+def test_a_transient_failure_is_retried_later_with_backoff_and_then_sent(push, doctor):
+    backend = push(DeliveryResult("transient", "-1", "system error", {"errcode": -1, "errmsg": "system error"}))
+    delivery = queued(doctor)
+
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.not_before > timezone.now() + timedelta(seconds=2)
+    assert (delivery.last_error_code, delivery.last_error_message) == ("-1", "system error")
+    assert delivery_send(delivery_id=delivery.pk) is None  # not due yet: nothing sent
+
+    Delivery.objects.filter(pk=delivery.pk).update(not_before=timezone.now())
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+    assert [a.outcome for a in delivery.attempts.all()] == ["transient", "sent"]
+    assert delivery.attempts.first().raw_response == {"errcode": -1, "errmsg": "system error"}
+    assert len(backend.sent) == 2
+
+
+def test_a_permanent_failure_is_final_with_the_providers_words(push, doctor):
+    push(DeliveryResult("permanent", "43101", "user refuse to accept the msg"))
+    delivery = queued(doctor)
+
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.last_error_message == "user refuse to accept the msg"
+    assert delivery.finished_at is not None
+
+
+def test_transient_failures_stop_at_the_channels_maximum(push, doctor):
+    push(*[DeliveryResult("transient", "45009", "reach max api daily quota limit")] * 10)
+    delivery = queued(doctor)
+
+    for _ in range(10):
+        Delivery.objects.filter(pk=delivery.pk).update(not_before=timezone.now())
+        delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.attempt_count == 6
+
+
+def test_a_crashing_backend_is_kept_as_an_attempt_not_lost(push, doctor):
+    push(RuntimeError("bug"))
+    delivery = queued(doctor)
+
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.attempts.get().error_code == "internal_error"
+    assert "bug" in delivery.last_error_message
+
+
+def test_sending_twice_sends_once(push, doctor):
+    backend = push()
+    delivery = queued(doctor)
+
+    delivery_send(delivery_id=delivery.pk)
+    delivery_send(delivery_id=delivery.pk)
+
+    assert len(backend.sent) == 1
+
+
+def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_stuck_sends(doctor, django_capture_on_commit_callbacks):
+    lost, later, stuck = queued(doctor, "lost"), queued(doctor, "later"), queued(doctor, "stuck")
+    queued(doctor, "fresh")  # enqueued just now: a worker has it
+    now = timezone.now()
+    Delivery.objects.filter(pk=lost.pk).update(enqueued_at=now - timedelta(minutes=5))
+    Delivery.objects.filter(pk=later.pk).update(not_before=now + timedelta(hours=1), enqueued_at=None)
+    Delivery.objects.filter(pk=stuck.pk).update(status="sending", updated_at=now - timedelta(minutes=10))
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        picked = deliveries_requeue_due(now=now)
+
+    assert picked == 2
+    assert len(callbacks) == 1
+    refreshed = {d.idempotency_key: d for d in Delivery.objects.all()}
+    assert refreshed["lost"].enqueued_at == now
+    assert refreshed["stuck"].status == "queued" and refreshed["stuck"].enqueued_at == now
+    assert refreshed["fresh"].enqueued_at != now
+    assert refreshed["later"].enqueued_at is None
+
+
+def test_channel_credentials_are_encrypted_at_rest():
+    account = ChannelAccount.objects.create(
+        name="wx", channel="wechat_oa_template", provider="wechat", credentials={"app_secret": "s3cr3t-value"}
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT credentials FROM channels_channelaccount WHERE id = %s", [account.pk])
+        stored = cursor.fetchone()[0]
+
+    assert "s3cr3t" not in stored
+    assert ChannelAccount.objects.get(pk=account.pk).credentials == {"app_secret": "s3cr3t-value"}

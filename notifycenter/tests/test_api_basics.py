@@ -1,0 +1,60 @@
+import pytest
+from django.core.management import call_command
+
+from notifycenter.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+
+def test_unknown_api_path_answers_in_the_error_shape(client):
+    response = client.get("/api/v1/nowhere")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "Not found.", "fields": {}}
+
+
+def test_wrong_method_answers_in_the_error_shape(backend):
+    response = backend.delete("/api/v1/events")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_healthz_checks_the_database(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_openapi_schema_lists_the_public_endpoints(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/api/v1/events", "/api/v1/events/{event_id}", "/api/v1/inbox/messages", "/api/v1/inbox/unread-count"):
+        assert path in paths
+
+
+def test_create_api_key_prints_the_key_once_and_stores_only_its_hash(capsys):
+    call_command("create_api_key", "his-prod-1", "--scopes", "events", "otp", "--quiet")
+    raw = capsys.readouterr().out.strip()
+
+    key = ApiKey.objects.get(name="his-prod-1")
+    assert raw.startswith(f"nc_{key.prefix}_")
+    assert key.hashed_key == ApiKey.hash(raw)
+    assert raw not in (key.hashed_key, key.prefix)
+    assert key.scopes == ["events", "otp"]
+
+
+def test_issue_inbox_token_makes_a_token_the_inbox_accepts(capsys, client):
+    call_command("issue_inbox_token", "--role", "doctor", "--id", "d-17")
+    token = capsys.readouterr().out.strip()
+
+    response = client.get("/api/v1/inbox/unread-count", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert response.json()["total"] == 0
+
+
+def test_admin_speaks_chinese_by_default(admin_client):
+    response = admin_client.get("/admin/")
+
+    assert response.status_code == 200
+    assert "站点管理" in response.content.decode()

@@ -1,0 +1,134 @@
+"""The 17 rows of ../shared/catalog.md, checked against the loaded fixture and sent end to end."""
+
+import pytest
+from django.core.management import call_command
+from jsonschema import Draft202012Validator
+
+from channels.models import Delivery
+from inbox.models import InboxMessage
+from scenarios.models import ChannelBinding, LinkTarget, Rule, Scenario, Template
+from scenarios.rendering import render_message
+from scenarios.services import _context
+
+pytestmark = pytest.mark.django_db
+
+# (row, event, audience, template, channels, opens)
+ROWS = [
+    (
+        1,
+        "inquiry.video_call_started",
+        "patient",
+        "pt_inquiry_0000004",
+        {"inbox", "wechat_mini_subscribe"},
+        "im_patient",
+    ),
+    (2, "inquiry.accepted", "patient", "pt_inquiry_0000002", {"inbox", "wechat_oa_template"}, "im_patient"),
+    (3, "inquiry.appointment_booked", "doctor", "dc_inquiry_0000006", {"inbox", "app_push"}, "im_doctor"),
+    (4, "inquiry.declined", "patient", "pt_inquiry_0000007", {"wechat_oa_template", "inbox"}, "inquiry_detail"),
+    (5, "inquiry.completed", "operations", "yy_inquiry_0000001", {"wecom_robot"}, "inquiry_order_admin"),
+    (6, "inquiry.timed_out", "doctor", "dc_inquiry_0000003", {"inbox"}, "im_doctor"),
+    (6, "inquiry.timed_out", "operations", "yy_inquiry_0000001", {"wecom_robot"}, "inquiry_order_admin"),
+    (7, "inquiry.paid", "doctor", "dc_inquiry_0000001", {"inbox", "app_push", "sms"}, "doctor_app"),
+    (7, "inquiry.paid", "patient", "pt_inquiry_0000001", {"inbox"}, "inquiry_detail"),
+    (7, "inquiry.paid", "operations", "yy_inquiry_0000002", {"wecom_robot"}, "inquiry_order_admin"),
+    (
+        8,
+        "inquiry.appointment_booked",
+        "doctor",
+        "dc_inquiry_0000004",
+        {"inbox", "app_push", "wechat_mini_subscribe"},
+        "im_doctor",
+    ),
+    (9, "order.refund_requested", "operations", "yy_order_0000001", {"wecom_robot"}, "after_sales_list"),
+    (10, "order.refund_approved", "doctor", "dc_inquiry_0000005", {"inbox", "app_push"}, "inquiry_detail"),
+    (
+        11,
+        "prescription.submitted",
+        "patient",
+        "pt_prescription_0000001",
+        {"inbox", "wechat_oa_template"},
+        "prescription_detail",
+    ),
+    (
+        11,
+        "prescription.submitted",
+        "pharmacist",
+        "ys_prescription_0000001",
+        {"inbox", "app_push"},
+        "prescription_detail",
+    ),
+    (12, "prescription.approved", "doctor", "dc_prescription_0000001", {"inbox", "app_push"}, "prescription_detail"),
+    (13, "prescription.rejected", "doctor", "dc_prescription_0000002", {"inbox", "app_push"}, "prescription_detail"),
+    (14, "order.refunded", "operations", "yy_order_0000001", {"wecom_robot"}, "after_sales_list"),
+    (15, "point.withdrawal_requested", "doctor", "dc_point_0000002", {"sms"}, None),
+    (16, "point.withdrawal_succeeded", "operations", "yy_point_0000001", {"wecom_robot"}, None),
+    (17, "point.changed", "doctor", "dc_point_0000001", {"inbox", "app_push"}, "points_page"),
+]
+
+
+def test_loading_the_catalog_twice_changes_nothing(db):
+    call_command("loaddata", "catalog", verbosity=0)
+    counts = [m.objects.count() for m in (Scenario, Rule, Template, ChannelBinding, LinkTarget)]
+    call_command("loaddata", "catalog", verbosity=0)
+
+    assert [m.objects.count() for m in (Scenario, Rule, Template, ChannelBinding, LinkTarget)] == counts
+    assert {row[0] for row in ROWS} == set(range(1, 18))
+
+
+@pytest.mark.parametrize(("row", "event", "audience", "template", "channels", "opens"), ROWS)
+def test_each_row_is_in_the_catalog(catalog, row, event, audience, template, channels, opens):
+    rule = Rule.objects.get(scenario__code=event, audience=audience, template__code=template)
+
+    assert rule.enabled
+    bound = set(rule.template.bindings.filter(enabled=True).values_list("channel", flat=True))
+    assert bound == channels
+    assert (rule.template.link.code if rule.template.link else None) == opens
+
+
+def test_conditional_and_timed_rows_are_data(catalog):
+    ops = Rule.objects.get(scenario__code="inquiry.paid", audience="operations")
+    validator = Draft202012Validator(ops.condition)
+    assert validator.is_valid({"consultation_type": "video"})
+    assert validator.is_valid({"consultation_type": "phone"})
+    assert not validator.is_valid({"consultation_type": "text"})
+
+    before = Rule.objects.get(template__code="dc_inquiry_0000004")
+    after = Rule.objects.get(template__code="dc_inquiry_0000006")
+    assert (before.anchor_field, before.offset_minutes) == ("appointment_time", -5)
+    assert (after.anchor_field, after.offset_minutes) == ("appointment_time", 10)
+    assert "inquiry.video_call_started" in after.cancel_on
+
+
+@pytest.mark.parametrize("code", sorted({row[1] for row in ROWS}))
+def test_each_sample_payload_is_valid_and_every_template_renders_from_it(catalog, code):
+    scenario = Scenario.objects.get(code=code)
+    assert list(Draft202012Validator(scenario.data_schema).iter_errors(scenario.sample_data)) == []
+
+    for rule in scenario.rules.select_related("template", "template__link"):
+        rendered = render_message(
+            template=rule.template, bindings=rule.template.bindings.all(), context=_context(rule, scenario.sample_data)
+        )
+        assert rendered["title"] and rendered["body"]
+        assert "{{" not in rendered["body"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_scenario_accepts_its_sample_payload_end_to_end(catalog, backend):
+    people = {"patient": ["p-42"], "doctor": ["d-17"], "pharmacist": ["ph-3"]}
+    for scenario in Scenario.objects.all():
+        response = backend.post(
+            "/api/v1/events",
+            {
+                "event": scenario.code,
+                "idempotency_key": f"sample-{scenario.code}",
+                "data": scenario.sample_data,
+                "recipients": people,
+            },
+            format="json",
+        )
+        assert response.status_code == 202, (scenario.code, response.json())
+
+    # Every immediate inbox message reached an inbox; nothing was left queued or dropped silently.
+    assert set(Delivery.objects.values_list("status", flat=True)) <= {"sent", "skipped"}
+    assert not Delivery.objects.filter(status="skipped", last_error_code="").exists()
+    assert InboxMessage.objects.filter(audience="pharmacist", recipient_id="ph-3").exists()
