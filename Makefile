@@ -1,5 +1,7 @@
 # The two commands: `make run` (everything, embedded) and `make test` (the whole suite on
 # PostgreSQL and Redis). See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,8 +14,8 @@ export NOTIFYCENTER_DATA_DIR := $(abspath $(DATA_DIR))
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(PY) -m pip install --quiet -r requirements-dev.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -38,9 +40,8 @@ format: $(VENV)/.installed
 
 # Regenerate translation catalogs after changing strings (needs GNU gettext).
 messages: $(VENV)/.installed
-	cd notifycenter && ../$(PY) ../manage.py makemessages -l zh_Hans
-	for app in scenarios channels inbox; do (cd $$app && ../$(PY) ../manage.py makemessages -l zh_Hans); done
-	$(PY) manage.py compilemessages
+	$(PY) manage.py makemessages -l zh_Hans --no-wrap --no-location --ignore ".venv/*" --ignore "bench/*"
+	$(PY) manage.py compilemessages --ignore ".venv/*"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ EXAMPLE = {
         "order_no": "IQ202611250001",
         "consultation_type": "video",
         "patient_name": "张三",
-        "doctor_name": "李医生",
+        "doctor_name": "李明",
         "department": "心内科",
         "amount": "50.00",
         "appointment_time": "2026-11-25T15:00:00+08:00",

@@ -25,11 +25,12 @@ pids+=($!)
   --schedule "$NOTIFYCENTER_DATA_DIR/celerybeat-schedule" &
 pids+=($!)
 
-sleep 2
+sleep 3
 cat <<MSG
 
-notifycenter is running:
-  admin       http://127.0.0.1:$PORT/admin/   (login printed above)
+notifycenter is running (data in $NOTIFYCENTER_DATA_DIR):
+  admin       http://127.0.0.1:$PORT/admin/   login: $(cat "$NOTIFYCENTER_DATA_DIR/admin-login.txt" | tr ' ' '/')
+  API key     $(cat "$NOTIFYCENTER_DATA_DIR/dev-api-key")
   API docs    http://127.0.0.1:$PORT/api/docs/
   health      http://127.0.0.1:$PORT/healthz
 Ctrl-C stops everything.

@@ -15,7 +15,7 @@ def paid_event(*, consultation_type: str = "video", key: str | None = None, **da
             "order_no": "IQ202611250001",
             "consultation_type": consultation_type,
             "patient_name": "张三",
-            "doctor_name": "李医生",
+            "doctor_name": "李明",
             "department": "心内科",
             "amount": "50.00",
             "appointment_time": "2026-11-25T15:00:00+08:00",

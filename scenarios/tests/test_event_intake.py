@@ -53,7 +53,7 @@ def test_inbox_deliveries_are_sent_and_unbuilt_channels_are_skipped_honestly(cat
     assert patient_inbox.attempts.get().outcome == "sent"
     message = InboxMessage.objects.get(audience="patient", recipient_id="p-42")
     assert message.title == "问诊支付成功"
-    assert message.body == "您已成功支付李医生医生的问诊费用50.00元，医生接诊后将第一时间通知您。"
+    assert message.body == "您已成功支付李明医生的问诊费用50.00元，医生接诊后将第一时间通知您。"
     assert message.category == "consultation"
     assert message.link["mini_program"] == "/pages/inquiry/detail?inquiryId=9001"
 

@@ -69,7 +69,7 @@ def test_a_video_call_cancels_the_ten_minutes_after_reminder(catalog, backend):
         {
             "event": "inquiry.video_call_started",
             "idempotency_key": "call-9001",
-            "data": {"inquiry_id": "9001", "doctor_name": "李医生"},
+            "data": {"inquiry_id": "9001", "doctor_name": "李明"},
             "recipients": {"patient": ["p-42"]},
         },
         format="json",
