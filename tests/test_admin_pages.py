@@ -1,0 +1,43 @@
+"""Every admin page an operations user can open renders, with data from a real event in it."""
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from channels.models import Delivery
+from tests.factories import paid_event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_every_changelist_and_change_page_renders(catalog, backend, admin_client):
+    payload = paid_event(consultation_type="video")
+    payload["recipients"]["doctor"] = [{"id": "d-17", "phone": "13812345678"}]
+    assert backend.post("/api/v1/events", payload, format="json").status_code == 202
+
+    for model, _ in admin.site._registry.items():
+        meta = model._meta
+        changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+        response = admin_client.get(changelist)
+        assert response.status_code == 200, changelist
+        first = model.objects.first()
+        if first is not None:
+            change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[first.pk])
+            assert admin_client.get(change).status_code == 200, change
+
+
+def test_skipped_deliveries_show_their_reason_and_phones_are_masked(catalog, backend, admin_client):
+    payload = paid_event(consultation_type="text")
+    payload["recipients"]["doctor"] = [{"id": "d-17", "phone": "13812345678"}]
+    backend.post("/api/v1/events", payload, format="json")
+
+    page = admin_client.get(reverse("admin:channels_delivery_changelist") + "?status=skipped").content.decode()
+    assert "channel_not_implemented" in page
+    assert "no_address" in page
+
+    sms = Delivery.objects.get(channel="sms")
+    detail = admin_client.get(reverse("admin:channels_delivery_change", args=[sms.pk])).content.decode()
+    assert "138****5678" in detail
+    assert "13812345678" not in detail
+    recipients = admin_client.get(reverse("admin:channels_recipient_changelist")).content.decode()
+    assert "138****5678" in recipients and "13812345678" not in recipients
