@@ -25,3 +25,16 @@ def patient_app(db):
 @pytest.fixture
 def doctor_app(db):
     return inbox_client("doctor", "d-17")
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(settings):
+    """Rate-limit buckets and throttle counters in the test Redis database start empty."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("nc:*"):
+        client.delete(key)
+    for key in client.scan_iter(":1:nc:*"):  # through Django's cache (key prefix ":1:")
+        client.delete(key)
+    yield

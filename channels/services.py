@@ -20,8 +20,10 @@ from .models import (
     DeliveryAttempt,
     DeliveryStatus,
     Recipient,
+    SubscribeConsent,
 )
 from .providers import DeliveryResult, backend_for
+from .ratelimit import take
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,15 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
         )
         if delivery is None:
             return None
+        account = delivery.account
+        if account is not None and account.rate_limit_per_minute:
+            wait = take(f"account:{account.pk}", per_minute=account.rate_limit_per_minute)
+            if wait > 0:
+                # Over the account's limit: back into the outbox until a token is free; never dropped.
+                delivery.not_before = now + timedelta(seconds=wait)
+                delivery.enqueued_at = None
+                delivery.save(update_fields=["not_before", "enqueued_at", "updated_at"])
+                return None
         delivery.status = DeliveryStatus.SENDING
         delivery.attempt_count = F("attempt_count") + 1
         delivery.save(update_fields=["status", "attempt_count", "updated_at"])
@@ -280,15 +291,35 @@ def recipients_resolve(*, audience: str, entries: list) -> list[Recipient]:
         if external_id not in ids:
             ids.append(external_id)
     known = {r.external_id: r for r in Recipient.objects.filter(audience=audience, external_id__in=ids)}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        # Concurrent events may name the same new person: insert what is missing, ignore the
+        # rows another transaction got in first, and read them all back.
+        Recipient.objects.bulk_create(
+            [Recipient(audience=audience, external_id=i, **inline.get(i, {})) for i in missing],
+            ignore_conflicts=True,
+        )
+        known.update((r.external_id, r) for r in Recipient.objects.filter(audience=audience, external_id__in=missing))
     out = []
     for external_id in ids:
+        recipient = known[external_id]
         fields = inline.get(external_id)
-        recipient = known.get(external_id)
-        if recipient is None:
-            recipient = Recipient.objects.create(audience=audience, external_id=external_id, **(fields or {}))
-        elif fields and any(getattr(recipient, k) != v for k, v in fields.items()):
+        if fields and any(getattr(recipient, k) != v for k, v in fields.items()):
             for key, value in fields.items():
                 setattr(recipient, key, value)
-            recipient.save()
+            recipient.save(update_fields=[*fields, "updated_at"])
         out.append(recipient)
     return out
+
+
+def consents_grant(*, audience: str, external_id: str, template_ids: list[str]) -> Recipient:
+    """Add one mini-program subscribe consent per template id accepted (WeChat grants one send each)."""
+    with transaction.atomic():
+        (recipient,) = recipients_resolve(audience=audience, entries=[external_id])
+        for template_id in template_ids:
+            consent, created = SubscribeConsent.objects.select_for_update().get_or_create(
+                recipient=recipient, template_id=template_id, defaults={"remaining": 1}
+            )
+            if not created:
+                SubscribeConsent.objects.filter(pk=consent.pk).update(remaining=F("remaining") + 1)
+    return recipient

@@ -33,16 +33,16 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"code": code, "message": message, "fields": fields or {}}
 
 
-def _flatten(detail, prefix="") -> dict:
+def flatten(detail, prefix="") -> dict:
     """DRF's nested error detail as {"a.b.0.c": ["message", ...]}."""
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            out.update(_flatten(value, path))
+            out.update(flatten(value, path))
     elif isinstance(detail, list) and detail and not all(isinstance(d, str) for d in detail):
         for index, value in enumerate(detail):
-            out.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+            out.update(flatten(value, f"{prefix}.{index}" if prefix else str(index)))
     else:
         items = detail if isinstance(detail, list) else [detail]
         out[prefix or "non_field_errors"] = [str(item) for item in items]
@@ -64,7 +64,7 @@ def api_exception_handler(exc, context):
     if getattr(exc, "auth_scheme", None):
         response["WWW-Authenticate"] = exc.auth_scheme
     if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body(code, "The request is invalid.", _flatten(exc.detail))
+        response.data = error_body(code, "The request is invalid.", flatten(exc.detail))
     else:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(code, detail)

@@ -1,0 +1,109 @@
+"""The recipient directory, as the hospital backend keeps it current (Api-Key, scope recipients)."""
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .masking import mask_id, mask_phone
+from .models import Audience, Recipient
+from .services import consents_grant, recipient_put
+
+
+class RecipientInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    phone = serializers.RegexField(r"^\+?[0-9]{6,20}$", required=False, allow_blank=True)
+    wechat_mini_openid = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    wechat_oa_openid = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    wechat_unionid = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    push_registration_ids = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=10, required=False
+    )
+    wecom_userid = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    locale = serializers.ChoiceField(choices=["zh-hans", "en"], required=False)
+
+
+class RecipientOutput(serializers.ModelSerializer):
+    """Addresses come back masked: the directory is written by the backend, not read from here."""
+
+    phone = serializers.SerializerMethodField()
+    wechat_mini_openid = serializers.SerializerMethodField()
+    wechat_oa_openid = serializers.SerializerMethodField()
+    consents = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recipient
+        fields = [
+            "audience",
+            "external_id",
+            "name",
+            "phone",
+            "wechat_mini_openid",
+            "wechat_oa_openid",
+            "locale",
+            "consents",
+            "updated_at",
+        ]
+
+    def get_phone(self, obj) -> str:
+        return mask_phone(obj.phone)
+
+    def get_wechat_mini_openid(self, obj) -> str:
+        return mask_id(obj.wechat_mini_openid)
+
+    def get_wechat_oa_openid(self, obj) -> str:
+        return mask_id(obj.wechat_oa_openid)
+
+    def get_consents(self, obj) -> dict:
+        return {c.template_id: c.remaining for c in obj.consents.all()}
+
+
+def _audience(value: str) -> str:
+    if value not in Audience.values:
+        raise NotFound(f"Unknown audience {value!r}; one of {', '.join(Audience.values)}.")
+    return value
+
+
+class RecipientPutApi(APIView):
+    @extend_schema(
+        request=RecipientInput,
+        responses={200: RecipientOutput, 201: RecipientOutput},
+        examples=[
+            OpenApiExample(
+                "A patient's addresses",
+                value={"name": "张三", "phone": "13812345678", "wechat_mini_openid": "oMini-p42-openid"},
+                request_only=True,
+            )
+        ],
+        summary="Create or update a person's addresses",
+    )
+    def put(self, request, audience: str, external_id: str):
+        body = RecipientInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        recipient, created = recipient_put(audience=_audience(audience), external_id=external_id, **body.validated_data)
+        return Response(RecipientOutput(recipient).data, status=status.HTTP_201_CREATED if created else 200)
+
+
+class SubscriptionsApi(APIView):
+    class Input(serializers.Serializer):
+        template_ids = serializers.ListField(
+            child=serializers.CharField(max_length=128),
+            min_length=1,
+            max_length=20,
+            help_text="WeChat template ids the user just accepted in wx.requestSubscribeMessage.",
+        )
+
+    @extend_schema(
+        request=Input,
+        responses=RecipientOutput,
+        examples=[OpenApiExample("Consent to one template", value={"template_ids": ["tmpl-video-call"]})],
+        summary="Record mini-program subscribe consents (each allows one send)",
+    )
+    def post(self, request, audience: str, external_id: str):
+        body = self.Input(data=request.data)
+        body.is_valid(raise_exception=True)
+        recipient = consents_grant(
+            audience=_audience(audience), external_id=external_id, template_ids=body.validated_data["template_ids"]
+        )
+        return Response(RecipientOutput(recipient).data)
