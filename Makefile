@@ -10,7 +10,7 @@ FAKE_PROVIDERS_PORT ?= 8081
 DATA_DIR ?= .data
 export NOTIFYCENTER_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: run test lint format setup migrate messages clean
+.PHONY: run test lint format setup migrate messages schema clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ format: $(VENV)/.installed
 messages: $(VENV)/.installed
 	$(PY) manage.py makemessages -l zh_Hans --no-wrap --no-location --ignore ".venv/*" --ignore "bench/*"
 	$(PY) manage.py compilemessages --ignore ".venv/*"
+
+# Regenerate the committed OpenAPI document after changing the API (a test compares them).
+schema: $(VENV)/.installed
+	$(PY) manage.py spectacular --file docs/openapi.yaml --validate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

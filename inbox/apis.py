@@ -3,7 +3,7 @@
 import base64
 
 from django.db.models import Count
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -12,6 +12,24 @@ from rest_framework.views import APIView
 from .models import Category, InboxMessage
 from .selectors import inbox_message_get, inbox_message_list
 from .services import inbox_message_mark_read
+
+
+MESSAGE_EXAMPLE = {
+    "id": 1,
+    "category": "consultation",
+    "title": "问诊支付成功",
+    "body": "您已成功支付李明医生的问诊费用50.00元，医生接诊后将第一时间通知您。",
+    "link": {
+        "target": "inquiry_detail",
+        "route": "inquiry_detail",
+        "params": {"inquiry_id": "9001"},
+        "mini_program": "/pages/inquiry/detail?inquiryId=9001",
+    },
+    "template_code": "pt_inquiry_0000001",
+    "created_at": "2026-11-25T10:02:35+08:00",
+    "read_at": None,
+    "unread": True,
+}
 
 
 class IsInboxUser(permissions.BasePermission):
@@ -68,7 +86,12 @@ class MessageListApi(InboxApi):
         results = MessageOutput(many=True)
         next_cursor = serializers.CharField(allow_null=True)
 
-    @extend_schema(parameters=[FilterInput], responses=ListOutput, summary="List my inbox, newest first")
+    @extend_schema(
+        parameters=[FilterInput],
+        responses=ListOutput,
+        examples=[OpenApiExample("A page", value={"results": [MESSAGE_EXAMPLE], "next_cursor": "MQ"})],
+        summary="List my inbox, newest first",
+    )
     def get(self, request):
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -89,7 +112,19 @@ class UnreadCountApi(InboxApi):
         total = serializers.IntegerField()
         by_category = serializers.DictField(child=serializers.IntegerField())
 
-    @extend_schema(responses=CountOutput, summary="My unread count, in total and per category")
+    @extend_schema(
+        responses=CountOutput,
+        examples=[
+            OpenApiExample(
+                "Three unread",
+                value={
+                    "total": 3,
+                    "by_category": {"consultation": 2, "prescription": 1, "order": 0, "points": 0, "system": 0},
+                },
+            )
+        ],
+        summary="My unread count, in total and per category",
+    )
     def get(self, request):
         counts = inbox_message_list(**self.owner(), unread=True).order_by().values("category").annotate(n=Count("id"))
         by_category = {c: 0 for c in Category.values}
@@ -99,7 +134,14 @@ class UnreadCountApi(InboxApi):
 
 
 class MessageReadApi(InboxApi):
-    @extend_schema(request=None, responses=MessageOutput, summary="Mark one of my messages read")
+    @extend_schema(
+        request=None,
+        responses=MessageOutput,
+        examples=[
+            OpenApiExample("Read", value={**MESSAGE_EXAMPLE, "read_at": "2026-11-25T10:05:00+08:00", "unread": False})
+        ],
+        summary="Mark one of my messages read",
+    )
     def post(self, request, message_id: int):
         message = inbox_message_mark_read(message=self.get_own(message_id))
         return Response(MessageOutput(message).data)

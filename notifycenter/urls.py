@@ -6,25 +6,31 @@ from rest_framework.permissions import IsAuthenticated
 from channels import apis as channel_apis
 from scenarios import apis as scenario_apis
 
+from .auth import ApiKeyAuthentication
 from .batch import EventBatchApi
 from .health import healthz
 from .permissions import scope
 
 events = [IsAuthenticated, scope("events")]
 recipients = [IsAuthenticated, scope("recipients")]
+backend_only = {"authentication_classes": [ApiKeyAuthentication]}
 
 api_v1 = [
-    path("events", scenario_apis.EventCreateApi.as_view(permission_classes=events), name="events"),
-    path("events/batch", EventBatchApi.as_view(permission_classes=events), name="events-batch"),
-    path("events/<int:event_id>", scenario_apis.EventDetailApi.as_view(permission_classes=events), name="event"),
+    path("events", scenario_apis.EventCreateApi.as_view(permission_classes=events, **backend_only), name="events"),
+    path("events/batch", EventBatchApi.as_view(permission_classes=events, **backend_only), name="events-batch"),
+    path(
+        "events/<int:event_id>",
+        scenario_apis.EventDetailApi.as_view(permission_classes=events, **backend_only),
+        name="event",
+    ),
     path(
         "recipients/<str:audience>/<str:external_id>",
-        channel_apis.RecipientPutApi.as_view(permission_classes=recipients),
+        channel_apis.RecipientPutApi.as_view(permission_classes=recipients, **backend_only),
         name="recipient",
     ),
     path(
         "recipients/<str:audience>/<str:external_id>/subscriptions",
-        channel_apis.SubscriptionsApi.as_view(permission_classes=recipients),
+        channel_apis.SubscriptionsApi.as_view(permission_classes=recipients, **backend_only),
         name="recipient-subscriptions",
     ),
     path("inbox/", include("inbox.urls")),

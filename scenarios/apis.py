@@ -47,6 +47,63 @@ class EventInput(serializers.Serializer):
     recipients = RecipientsField(required=False, default=dict)
 
 
+class PlannedMessageOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    rule = serializers.CharField()
+    audience = serializers.CharField()
+    recipient = serializers.CharField()
+    template = serializers.CharField()
+    due_at = serializers.DateTimeField()
+    scheduled = serializers.BooleanField(help_text="true: a reminder that fires at due_at; false: sent now")
+
+
+class EventAnswerOutput(serializers.Serializer):
+    event_id = serializers.IntegerField()
+    event = serializers.CharField()
+    subject = inline_serializer(
+        "SubjectOut", {"type": serializers.CharField(), "id": serializers.CharField()}, allow_null=True
+    )
+    messages = PlannedMessageOutput(many=True)
+    skipped_rules = inline_serializer(
+        "SkippedRule", {"rule": serializers.CharField(), "reason": serializers.CharField()}, many=True
+    )
+    cancelled_reminders = serializers.IntegerField()
+
+
+class DeliveryStatusOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_error_code = serializers.CharField()
+    last_error_message = serializers.CharField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class EventDetailOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.CharField()
+    idempotency_key = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    data = serializers.DictField()
+    messages = inline_serializer(
+        "MessageDetail",
+        {
+            "id": serializers.IntegerField(),
+            "rule": serializers.CharField(),
+            "audience": serializers.CharField(),
+            "recipient": serializers.CharField(),
+            "template": serializers.CharField(),
+            "status": serializers.CharField(),
+            "status_reason": serializers.CharField(),
+            "due_at": serializers.DateTimeField(),
+            "deliveries": DeliveryStatusOutput(many=True),
+        },
+        many=True,
+    )
+
+
 EXAMPLE = {
     "event": "inquiry.paid",
     "idempotency_key": "order-20261125-0001-paid",
@@ -67,7 +124,7 @@ EXAMPLE = {
 class EventCreateApi(APIView):
     @extend_schema(
         request=EventInput,
-        responses={202: dict, 200: dict},
+        responses={202: EventAnswerOutput, 200: EventAnswerOutput},
         examples=[OpenApiExample("A patient paid for a video consultation", value=EXAMPLE, request_only=True)],
         summary="Report a business event",
     )
@@ -79,7 +136,7 @@ class EventCreateApi(APIView):
 
 
 class EventDetailApi(APIView):
-    @extend_schema(responses=dict, summary="An event, its messages and each delivery's status")
+    @extend_schema(responses=EventDetailOutput, summary="An event, its messages and each delivery's status")
     def get(self, request, event_id: int):
         detail = event_detail(client=request.user.client, event_id=event_id)
         if detail is None:
