@@ -161,9 +161,8 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
                 delivery.save(update_fields=["not_before", "enqueued_at", "updated_at"])
                 return None
         delivery.status = DeliveryStatus.SENDING
-        delivery.attempt_count = F("attempt_count") + 1
+        delivery.attempt_count += 1  # the row is locked: no one else can count
         delivery.save(update_fields=["status", "attempt_count", "updated_at"])
-    delivery.refresh_from_db(fields=["attempt_count"])
 
     started_at = timezone.now()
     t0 = time.monotonic()
@@ -214,7 +213,18 @@ def _record(delivery: Delivery, result: DeliveryResult, *, started_at, duration_
             delivery.status = DeliveryStatus.FAILED
         if delivery.status != DeliveryStatus.QUEUED:
             delivery.finished_at = now
-        delivery.save()
+        delivery.save(
+            update_fields=[
+                "status",
+                "last_error_code",
+                "last_error_message",
+                "provider_message_id",
+                "not_before",
+                "enqueued_at",
+                "finished_at",
+                "updated_at",
+            ]
+        )
     logger.info(
         "delivery %s %s to %s: %s %s",
         delivery.pk,

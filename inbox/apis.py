@@ -13,7 +13,6 @@ from .models import Category, InboxMessage
 from .selectors import inbox_message_get, inbox_message_list
 from .services import inbox_message_mark_read
 
-
 MESSAGE_EXAMPLE = {
     "id": 1,
     "category": "consultation",

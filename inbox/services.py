@@ -1,4 +1,4 @@
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .models import InboxMessage
@@ -16,19 +16,22 @@ def inbox_message_put(
     template_code: str = "",
 ) -> tuple[InboxMessage, bool]:
     """Put one message into a person's inbox; the same source_key twice yields the first row."""
-    with transaction.atomic():
-        return InboxMessage.objects.get_or_create(
-            source_key=source_key,
-            defaults={
-                "audience": audience,
-                "recipient_id": recipient_id,
-                "title": title,
-                "body": body,
-                "category": category,
-                "link": link,
-                "template_code": template_code,
-            },
-        )
+    try:
+        # Insert first: a repeat is the rare case, so it pays the extra read, not every message.
+        with transaction.atomic():
+            message = InboxMessage.objects.create(
+                audience=audience,
+                recipient_id=recipient_id,
+                title=title,
+                body=body,
+                category=category,
+                link=link,
+                source_key=source_key,
+                template_code=template_code,
+            )
+        return message, True
+    except IntegrityError:
+        return InboxMessage.objects.get(source_key=source_key), False
 
 
 def inbox_message_mark_read(*, message: InboxMessage) -> InboxMessage:

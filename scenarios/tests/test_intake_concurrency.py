@@ -1,5 +1,6 @@
 """Over real HTTP against a live server on PostgreSQL: concurrent requests race as they would."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,9 +20,16 @@ def api_key(db):
 
 def post_many(url, key, payloads, workers=50):
     def post(payload):
-        with httpx.Client(timeout=30) as client:
-            r = client.post(f"{url}/api/v1/events", json=payload, headers={"Authorization": f"Api-Key {key}"})
-            return r.status_code, r.json()
+        # The test server's listen backlog is small: a refused or reset connection is retried with
+        # the same idempotency key, as a real backend would.
+        for attempt in range(10):
+            try:
+                with httpx.Client(timeout=30) as client:
+                    r = client.post(f"{url}/api/v1/events", json=payload, headers={"Authorization": f"Api-Key {key}"})
+                    return r.status_code, r.json()
+            except httpx.TransportError:
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("the server never answered")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(post, payloads))

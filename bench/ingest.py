@@ -1,0 +1,324 @@
+"""Ingest benchmark: events through gunicorn on PostgreSQL and Redis, next to raw psycopg.
+
+    .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16] [--web-workers 3]
+
+Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaults as `make test`) and wrk
+(`apt-get install wrk`). It creates and drops its own database `<name>_bench`, starts gunicorn and
+Celery workers itself, and prints one table with every number measured in the same run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+PAID = {
+    "event": "inquiry.paid",
+    "idempotency_key": "KEY",
+    "data": {
+        "inquiry_id": "9001",
+        "order_no": "IQ202611250001",
+        "consultation_type": "video",
+        "patient_name": "张三",
+        "doctor_name": "李明",
+        "department": "心内科",
+        "amount": "50.00",
+        "appointment_time": "2026-11-25T15:00:00+08:00",
+    },
+    "recipients": {"patient": ["p-42"], "doctor": ["d-17"]},
+}
+
+WRK_SCRIPT = """
+local tid = 0
+function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+function init(args) counter = 0; run = os.time() end
+request = function()
+  counter = counter + 1
+  local key = run .. "-" .. tid .. "-" .. counter
+  local body = string.gsub(BODY, "KEY", key)
+  return wrk.format("POST", PATH, {["Content-Type"] = "application/json", ["Authorization"] = AUTH}, body)
+end
+function done(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %d, "seconds": %f, "non2xx": %d, "errors": %d, '
+    .. '"p50_ms": %f, "p99_ms": %f, "max_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
+"""
+
+
+def run(cmd, env, **kw):
+    return subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, text=True, **kw)
+
+
+def db_url_for(base: str, name: str) -> str:
+    parts = urlparse(base)
+    return urlunparse(parts._replace(path=f"/{name}"))
+
+
+def reset_database(url: str):
+    name = urlparse(url).path.lstrip("/")
+    with psycopg.connect(db_url_for(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def wait_http(url, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (our own local server)
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wrk(url, path, body: str, auth: str, seconds: int, connections: int) -> dict:
+    # wrk's LuaJIT knows no \u escapes: the body goes in as a UTF-8 string literal.
+    script = (
+        WRK_SCRIPT.replace("BODY", json.dumps(body, ensure_ascii=False), 1)
+        .replace("PATH", json.dumps(path), 1)
+        .replace("AUTH", json.dumps(auth), 1)
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, encoding="utf-8") as f:
+        f.write(script)
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(f.name)
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def raw_psycopg(url: str, seconds: int, connections: int) -> dict:
+    """The ceiling: single-row INSERT + COMMIT per transaction, as many connections as wrk uses."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_raw")
+        conn.execute("CREATE TABLE bench_raw (id bigserial primary key, k text unique, body jsonb, at timestamptz)")
+    counts = [0] * connections
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    stop = time.monotonic() + seconds
+    body = json.dumps(PAID)
+
+    def worker(i):
+        with psycopg.connect(url) as conn:
+            n = 0
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                conn.execute("INSERT INTO bench_raw (k, body, at) VALUES (%s, %s, now())", (f"{i}-{n}", body))
+                conn.commit()
+                latencies[i].append(time.perf_counter() - t0)
+                n += 1
+            counts[i] = n
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    all_lat = sorted(x for lat in latencies for x in lat)
+    return {
+        "per_s": sum(counts) / elapsed,
+        "p50_ms": statistics.median(all_lat) * 1000,
+        "p99_ms": all_lat[int(len(all_lat) * 0.99)] * 1000,
+    }
+
+
+def count(url: str, sql: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--web-workers", type=int, default=3)
+    ap.add_argument("--web-threads", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--worker-concurrency", type=int, default=4)
+    ap.add_argument("--port", type=int, default=8765)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed for the load: apt-get install wrk")
+
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
+    db = db_url_for(base_db, urlparse(base_db).path.lstrip("/") + "_bench")
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CELERY_QUEUE": "bench",
+        "DJANGO_SECRET_KEY": "bench-only",
+        "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
+        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
+        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
+    }
+    print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores", flush=True)
+    reset_database(db)
+    run([PY, "manage.py", "migrate", "-v0"], env)
+    run([PY, "manage.py", "loaddata", "catalog", "-v0"], env)
+    key = run([PY, "manage.py", "create_api_key", "bench", "--scopes", "events", "--quiet"], env).stdout.strip()
+    # The per-key request limit would measure the throttle, not the intake.
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")
+    subprocess.run(
+        [PY, "-c", "import redis,os;redis.Redis.from_url(os.environ['REDIS_URL']).flushdb()"], env=env, check=True
+    )
+
+    url = f"http://127.0.0.1:{args.port}"
+    gunicorn = subprocess.Popen(
+        [
+            str(Path(PY).parent / "gunicorn"),
+            "notifycenter.wsgi",
+            "-b",
+            f"127.0.0.1:{args.port}",
+            "-w",
+            str(args.web_workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(args.web_threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    rows = []
+    try:
+        wait_http(f"{url}/healthz")
+        auth = f"Api-Key {key}"
+        body = json.dumps(PAID, ensure_ascii=False)
+        wrk(url, "/api/v1/events", body, auth, 3, args.connections)  # warm up
+
+        ceiling = raw_psycopg(db, args.seconds, args.connections)
+        rows.append(
+            (
+                "raw psycopg INSERT+COMMIT (ceiling)",
+                f"{ceiling['per_s']:,.0f} rows/s",
+                f"{ceiling['p50_ms']:.1f}",
+                f"{ceiling['p99_ms']:.1f}",
+                "—",
+            )
+        )
+
+        single = wrk(url, "/api/v1/events", body, auth, args.seconds, args.connections)
+        rate = (single["requests"] - single["non2xx"]) / single["seconds"]
+        rows.append(
+            (
+                "single events (inquiry.paid, 3 recipients)",
+                f"{rate:,.0f} events/s",
+                f"{single['p50_ms']:.1f}",
+                f"{single['p99_ms']:.1f}",
+                "≥ 500/s, p99 ≤ 50 ms",
+            )
+        )
+        if single["non2xx"] or single["errors"]:
+            rows.append(("  of which failed", f"{single['non2xx']} non-2xx, {single['errors']} errors", "", "", ""))
+
+        batch_body = json.dumps(
+            [{**PAID, "idempotency_key": f"KEY-{i}"} for i in range(args.batch_size)], ensure_ascii=False
+        )
+        batch = wrk(url, "/api/v1/events/batch", batch_body, auth, args.seconds, max(2, args.connections // 4))
+        brate = (batch["requests"] - batch["non2xx"]) * args.batch_size / batch["seconds"]
+        rows.append(
+            (
+                f"batches of {args.batch_size}",
+                f"{brate:,.0f} events/s",
+                f"{batch['p50_ms']:.1f}",
+                f"{batch['p99_ms']:.1f}",
+                "≥ 5,000/s",
+            )
+        )
+
+        # End to end: workers drain the inbox deliveries the load above queued, then keep up
+        # with a fresh load; measured from the first to the last inbox delivery sent.
+        backlog = count(db, "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND status='queued'")
+        worker = subprocess.Popen(
+            [
+                str(Path(PY).parent / "celery"),
+                "-A",
+                "notifycenter",
+                "worker",
+                "-Q",
+                "bench",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(args.worker_concurrency),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        t0 = time.monotonic()
+        deadline = t0 + 600
+        while time.monotonic() < deadline:
+            left = count(db, "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND status='queued'")
+            if left == 0:
+                break
+            time.sleep(0.5)
+        drained = time.monotonic() - t0
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        inbox_rows = count(db, "SELECT count(*) FROM inbox_inboxmessage")
+        rows.append(
+            (
+                "inbox deliveries end to end (queue → worker → inbox row)",
+                f"{backlog / drained:,.0f} deliveries/s",
+                "",
+                "",
+                "≥ 1,000/s",
+            )
+        )
+        rows.append(("  backlog drained", f"{backlog:,} in {drained:.1f} s ({inbox_rows:,} inbox rows)", "", "", ""))
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)
+        gunicorn.wait(30)
+
+    head = ("measurement", "result", "p50 ms", "p99 ms", "target")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
+    print()
+    for r in [head, tuple("-" * w for w in widths), *rows]:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print(
+        f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
+        f"{args.connections} connections, {args.seconds} s per run; worker prefork ×{args.worker_concurrency}"
+    )
+
+
+if __name__ == "__main__":
+    main()
