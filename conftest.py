@@ -38,3 +38,13 @@ def clean_redis(settings):
     for key in client.scan_iter(":1:nc:*"):  # through Django's cache (key prefix ":1:")
         client.delete(key)
     yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_catalog_cache():
+    """Each test's database has its own catalog rows; forget what an earlier test loaded."""
+    from scenarios import catalog
+
+    catalog._loaded.clear()
+    yield
+    catalog._loaded.clear()

@@ -86,9 +86,10 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
     A request whose recipient has no address on its channel is kept as skipped `no_address`.
     """
     now = timezone.now()
+    defaults = {a.channel: a for a in ChannelAccount.objects.filter(is_default=True, enabled=True)}
     rows = []
     for req in requests:
-        account = req.account or default_account(req.channel)
+        account = req.account or defaults.get(req.channel)
         address = address_for(channel=req.channel, recipient=req.recipient, account=account)
         row = Delivery(
             channel=req.channel,
@@ -115,10 +116,6 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
     if due:
         transaction.on_commit(lambda: enqueue(due))
     return created
-
-
-def default_account(channel: str) -> ChannelAccount | None:
-    return ChannelAccount.objects.filter(channel=channel, is_default=True, enabled=True).first()
 
 
 def enqueue(delivery_ids: list[int]) -> None:

@@ -4,6 +4,8 @@ Jinja2's SandboxedEnvironment: a template can neither call into Python internals
 settings. StrictUndefined: a missing variable is an error, never a blank in a patient's message.
 """
 
+from functools import lru_cache
+
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from jinja2 import StrictUndefined, TemplateError
@@ -32,9 +34,16 @@ class RenderError(Exception):
         self.message = message
 
 
+@lru_cache(maxsize=4096)
+def _compiled(source: str):
+    # Compiling is most of a render's cost; a template's source is its own cache key, so an edit
+    # in the admin is a new entry and never a stale one.
+    return _env.from_string(source)
+
+
 def render_text(source: str, context: dict, *, field: str) -> str:
     try:
-        return _env.from_string(source).render(context)
+        return _compiled(source).render(context)
     except TemplateError as err:
         raise RenderError(field, str(err)) from err
 

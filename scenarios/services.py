@@ -15,6 +15,7 @@ from jsonschema.exceptions import SchemaError
 
 from channels.services import DeliveryRequest, deliveries_cancel, deliveries_create, recipients_resolve
 
+from .catalog import ScenarioConfig, bindings_for, scenario_config
 from .models import ChannelBinding, Event, Message, MessageStatus, Rule, Scenario
 from .rendering import RenderError, render_message
 
@@ -52,12 +53,12 @@ def request_fingerprint(payload: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def schema_errors(schema: dict, instance, *, prefix: str) -> dict[str, list[str]]:
-    """Every way `instance` breaks `schema`, keyed by the field's dotted path."""
-    if not schema:
+def schema_errors(validator: Draft202012Validator | None, instance, *, prefix: str) -> dict[str, list[str]]:
+    """Every way `instance` breaks the validator's schema, keyed by the field's dotted path."""
+    if validator is None:
         return {}
     errors: dict[str, list[str]] = {}
-    for err in sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path)):
+    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
         path = ".".join([prefix, *[str(p) for p in err.absolute_path]])
         if err.validator == "required":
             # Name the missing property itself, not its parent.
@@ -67,11 +68,11 @@ def schema_errors(schema: dict, instance, *, prefix: str) -> dict[str, list[str]
     return errors
 
 
-def condition_matches(condition: dict, data: dict) -> bool:
-    if not condition:
+def condition_matches(condition: Draft202012Validator | None, data: dict) -> bool:
+    if condition is None:
         return True
     try:
-        return Draft202012Validator(condition).is_valid(data)
+        return condition.is_valid(data)
     except SchemaError:
         logger.exception("rule condition is not a valid JSON Schema")
         return False
@@ -88,22 +89,23 @@ def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
     if existing is not None:
         return _replay(existing, fingerprint), False
 
-    scenario = Scenario.objects.filter(code=payload["event"]).first()
-    if scenario is None:
+    config = scenario_config(payload["event"])
+    if config is None:
         raise EventRejected("unknown_event", f"No scenario for the event {payload['event']!r}.", {"event": ["unknown"]})
+    scenario = config.scenario
     if not scenario.enabled:
         raise EventRejected(
             "scenario_disabled", f"The scenario {scenario.code} is disabled.", {"event": ["disabled"]}, 409
         )
     data = payload.get("data") or {}
-    errors = schema_errors(scenario.data_schema, data, prefix="data")
+    errors = schema_errors(config.data_validator, data, prefix="data")
     if errors:
         raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
 
     now = timezone.now()
     occurred_at = payload.get("occurred_at") or now
     subject_type, subject_id = _subject(scenario, payload, data)
-    planned, skipped = _plan(scenario, payload, data, now=now)
+    planned, skipped = _plan(config, payload, data, now=now)
 
     try:
         with transaction.atomic():
@@ -118,8 +120,8 @@ def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
                 recipients=payload.get("recipients") or {},
                 occurred_at=occurred_at,
             )
-            cancelled = _cancel_pending(event)
-            messages = _store_messages(event, planned, now=now)
+            cancelled = _cancel_pending(event) if config.cancels else 0
+            messages = _store_messages(event, planned, now=now, bindings=config.bindings)
             event.answer = _answer(event, messages, skipped, cancelled)
             event.save(update_fields=["answer"])
     except IntegrityError:
@@ -151,16 +153,15 @@ def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
     return "", ""
 
 
-def _plan(scenario: Scenario, payload: dict, data: dict, *, now: datetime):
+def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
     """Decide every message before anything is written, so a bad event changes nothing."""
-    rules = list(scenario.rules.filter(enabled=True).select_related("template", "template__link").order_by("id"))
     recipients = payload.get("recipients") or {}
     errors: dict[str, list[str]] = {}
     planned: list[_PlannedMessage] = []
     skipped: list[dict] = []
-    bindings = _bindings_by_template([r.template_id for r in rules])
-    for rule in rules:
-        if not condition_matches(rule.condition, data):
+    bindings = config.bindings
+    for rule in config.rules:
+        if not condition_matches(config.conditions[rule.pk], data):
             skipped.append({"rule": rule.code, "reason": "condition_not_met"})
             continue
         entries = recipients.get(rule.audience) or rule.default_recipients
@@ -212,14 +213,9 @@ def _context(rule: Rule, data: dict) -> dict:
     return context
 
 
-def _bindings_by_template(template_ids: list[int]) -> dict[int, list[ChannelBinding]]:
-    out: dict[int, list[ChannelBinding]] = {}
-    for binding in ChannelBinding.objects.filter(template_id__in=template_ids, enabled=True).select_related("account"):
-        out.setdefault(binding.template_id, []).append(binding)
-    return out
-
-
-def _store_messages(event: Event, planned: list[_PlannedMessage], *, now: datetime) -> list[Message]:
+def _store_messages(
+    event: Event, planned: list[_PlannedMessage], *, now: datetime, bindings: dict[int, tuple[ChannelBinding, ...]]
+) -> list[Message]:
     resolved: dict[tuple[str, str], object] = {}
     by_audience: dict[str, list] = {}
     for plan in planned:
@@ -241,22 +237,20 @@ def _store_messages(event: Event, planned: list[_PlannedMessage], *, now: dateti
                 audience=plan.rule.audience,
                 subject_type=event.subject_type,
                 subject_id=event.subject_id,
-                status=MessageStatus.SCHEDULED,
+                status=MessageStatus.DISPATCHED if plan.immediate else MessageStatus.SCHEDULED,
+                dispatched_at=now if plan.immediate else None,
                 due_at=plan.due_at,
                 rendered=plan.rendered,
             )
         )
     messages = Message.objects.bulk_create(messages)
     immediate = [m for m, plan in zip(messages, planned, strict=True) if plan.immediate]
-    _dispatch(immediate, now=now)
+    _deliver(immediate, bindings=bindings)
     return messages
 
 
-def _dispatch(messages: list[Message], *, now: datetime) -> None:
-    """Hand rendered messages to channels, one delivery per enabled binding."""
-    if not messages:
-        return
-    bindings = _bindings_by_template(list({m.template_id for m in messages}))
+def _deliver(messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]]) -> None:
+    """Hand rendered messages to channels, one delivery per enabled binding of the template."""
     requests = []
     for message in messages:
         for binding in bindings.get(message.template_id, []):
@@ -279,10 +273,8 @@ def _dispatch(messages: list[Message], *, now: datetime) -> None:
                     account=binding.account,
                 )
             )
-    deliveries_create(requests=requests)
-    Message.objects.filter(pk__in=[m.pk for m in messages]).update(status=MessageStatus.DISPATCHED, dispatched_at=now)
-    for message in messages:
-        message.status, message.dispatched_at = MessageStatus.DISPATCHED, now
+    if requests:
+        deliveries_create(requests=requests)
 
 
 def _cancel_pending(event: Event) -> int:
@@ -339,7 +331,7 @@ def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) 
             .order_by("due_at")[:limit]
         )
         ready = []
-        bindings = _bindings_by_template(list({m.template_id for m in due}))
+        bindings = bindings_for({m.template_id for m in due})
         for message in due:
             try:
                 message.rendered = render_message(
@@ -351,7 +343,8 @@ def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) 
                 message.status, message.status_reason = MessageStatus.FAILED, f"render_failed: {err}"
                 message.save(update_fields=["status", "status_reason"])
                 continue
-            message.save(update_fields=["rendered"])
+            message.status, message.dispatched_at = MessageStatus.DISPATCHED, now
+            message.save(update_fields=["rendered", "status", "dispatched_at"])
             ready.append(message)
-        _dispatch(ready, now=now)
+        _deliver(ready, bindings=bindings)
     return len(due)

@@ -57,3 +57,17 @@ def test_a_missing_variable_rejects_the_event_instead_of_sending_a_blank(catalog
     assert response.status_code == 400
     assert response.json()["fields"] == {"template.pt_inquiry_0000001.body": ["'coupon_code' is undefined"]}
     assert Event.objects.count() == 0
+
+
+def test_an_edit_in_the_admin_takes_effect_on_the_next_event(catalog, backend, admin_client):
+    from inbox.models import InboxMessage
+
+    backend.post("/api/v1/events", paid_event(key="before"), format="json")
+    template = Template.objects.get(code="pt_inquiry_0000001")
+    template.title = "支付成功（新版）"
+    template.save()  # as the admin's save does: the catalog version moves
+
+    backend.post("/api/v1/events", paid_event(key="after"), format="json")
+
+    titles = list(InboxMessage.objects.filter(recipient_id="p-42").order_by("id").values_list("title", flat=True))
+    assert titles == ["问诊支付成功", "支付成功（新版）"]

@@ -1,0 +1,98 @@
+"""The scenario catalog as event intake reads it: per process, reloaded when it changes.
+
+Every event needs its scenario, rules, templates, links and bindings; reading them from the
+database each time was a third of an event's queries. Each process keeps what it loaded and
+reloads a scenario when the catalog version (a counter in the shared cache, bumped on every
+save or delete of a catalog row) has moved, and at the latest after MAX_AGE seconds, so an edit
+in the admin takes effect within seconds everywhere, even where the cache is per process.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from jsonschema import Draft202012Validator
+
+from channels.models import ChannelAccount
+
+from .models import ChannelBinding, LinkTarget, Rule, Scenario, Template
+
+VERSION_KEY = "nc:catalog-version"
+MAX_AGE = 5.0
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    scenario: Scenario
+    rules: tuple[Rule, ...]
+    bindings: dict[int, tuple[ChannelBinding, ...]]
+    data_validator: Draft202012Validator | None
+    conditions: dict[int, Draft202012Validator | None]
+    cancels: bool  # some enabled rule lists this event in cancel_on
+
+
+_loaded: dict[str, tuple[int, float, ScenarioConfig | None]] = {}
+_lock = threading.Lock()
+
+
+def scenario_config(code: str) -> ScenarioConfig | None:
+    """The scenario with this event name and everything intake needs of it, or None."""
+    version = cache.get(VERSION_KEY, 0)
+    entry = _loaded.get(code)
+    if entry is not None and entry[0] == version and time.monotonic() - entry[1] < MAX_AGE:
+        return entry[2]
+    config = _load(code)
+    with _lock:
+        _loaded[code] = (version, time.monotonic(), config)
+    return config
+
+
+def bindings_for(template_ids) -> dict[int, tuple[ChannelBinding, ...]]:
+    out: dict[int, list[ChannelBinding]] = {}
+    for binding in ChannelBinding.objects.filter(template_id__in=list(template_ids), enabled=True).select_related(
+        "account"
+    ):
+        out.setdefault(binding.template_id, []).append(binding)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _load(code: str) -> ScenarioConfig | None:
+    scenario = Scenario.objects.filter(code=code).first()
+    if scenario is None:
+        return None
+    rules = tuple(scenario.rules.filter(enabled=True).select_related("template", "template__link").order_by("id"))
+    cancels = (
+        Rule.objects.filter(enabled=True, cancel_on__contains=[code]).exists()
+        if _json_contains()
+        else any(code in (r.cancel_on or []) for r in Rule.objects.filter(enabled=True).only("cancel_on"))
+    )
+    return ScenarioConfig(
+        scenario=scenario,
+        rules=rules,
+        bindings=bindings_for({r.template_id for r in rules}),
+        data_validator=Draft202012Validator(scenario.data_schema) if scenario.data_schema else None,
+        conditions={r.pk: Draft202012Validator(r.condition) if r.condition else None for r in rules},
+        cancels=cancels,
+    )
+
+
+def _json_contains() -> bool:
+    from django.db import connection
+
+    return connection.features.supports_json_field_contains
+
+
+def bump_version(**kwargs) -> None:
+    if cache.add(VERSION_KEY, 1, timeout=None):
+        return
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:  # evicted between add and incr
+        cache.add(VERSION_KEY, 1, timeout=None)
+
+
+for _model in (Scenario, Rule, Template, ChannelBinding, LinkTarget, ChannelAccount):
+    post_save.connect(bump_version, sender=_model, dispatch_uid=f"catalog-version-save-{_model.__name__}")
+    post_delete.connect(bump_version, sender=_model, dispatch_uid=f"catalog-version-delete-{_model.__name__}")
