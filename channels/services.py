@@ -32,6 +32,7 @@ MAX_ATTEMPTS = {Channel.INBOX: 5, Channel.SMS: 4}
 DEFAULT_MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 600
+ENQUEUE_CHUNK = 10
 # A delivery left in "sending" this long belongs to a worker that died mid-send.
 STUCK_SENDING_AFTER = timedelta(minutes=5)
 
@@ -121,13 +122,15 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
 def enqueue(delivery_ids: list[int]) -> None:
     """Hand deliveries to the workers. If the broker is down they stay queued in the table,
     and the beat tick enqueues them again (deliveries_requeue_due)."""
-    from .tasks import deliver
+    from .tasks import deliver_many
 
-    for pk in delivery_ids:
+    # One task per handful: a broker message costs more than sending an inbox row.
+    for start in range(0, len(delivery_ids), ENQUEUE_CHUNK):
+        chunk = delivery_ids[start : start + ENQUEUE_CHUNK]
         try:
-            deliver.delay(pk)
+            deliver_many.delay(chunk)
         except Exception:
-            logger.exception("enqueue of delivery %s failed; the outbox scan will retry it", pk)
+            logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -283,46 +286,54 @@ def recipient_put(*, audience: str, external_id: str, **fields) -> tuple[Recipie
     return Recipient.objects.update_or_create(audience=audience, external_id=external_id, defaults=fields)
 
 
-def recipients_resolve(*, audience: str, entries: list) -> list[Recipient]:
-    """The recipients named by an event: plain external ids, or objects carrying addresses inline
-    (`{"id": "p-42", "phone": ...}`) that update the directory. Unknown ids are created bare, so
-    the inbox still reaches them and channels without an address skip with `no_address`."""
-    inline = {}
-    ids = []
-    for entry in entries:
-        if isinstance(entry, dict):
-            external_id = str(entry["id"])
-            inline[external_id] = {k: v for k, v in entry.items() if k in RECIPIENT_FIELDS}
-        else:
-            external_id = str(entry)
-        if external_id not in ids:
-            ids.append(external_id)
-    known = {r.external_id: r for r in Recipient.objects.filter(audience=audience, external_id__in=ids)}
-    missing = [i for i in ids if i not in known]
+def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recipient]:
+    """The recipients an event names, per audience: plain external ids, or objects carrying
+    addresses inline (`{"id": "p-42", "phone": ...}`) that update the directory. Unknown ids are
+    created bare, so the inbox still reaches them and channels without an address skip with
+    `no_address`. One read for all audiences; keyed by (audience, external id)."""
+    inline: dict[tuple[str, str], dict] = {}
+    wanted: list[tuple[str, str]] = []
+    for audience, entries in named.items():
+        for entry in entries:
+            if isinstance(entry, dict):
+                key = (audience, str(entry["id"]))
+                inline[key] = {k: v for k, v in entry.items() if k in RECIPIENT_FIELDS}
+            else:
+                key = (audience, str(entry))
+            if key not in wanted:
+                wanted.append(key)
+    if not wanted:
+        return {}
+
+    def read(keys):
+        match = Q()
+        for audience in {a for a, _ in keys}:
+            match |= Q(audience=audience, external_id__in=[i for a, i in keys if a == audience])
+        return {(r.audience, r.external_id): r for r in Recipient.objects.filter(match)}
+
+    known = read(wanted)
+    missing = [k for k in wanted if k not in known]
     if missing:
         # Concurrent events may name the same new person: insert what is missing, ignore the
         # rows another transaction got in first, and read them all back.
         Recipient.objects.bulk_create(
-            [Recipient(audience=audience, external_id=i, **inline.get(i, {})) for i in missing],
+            [Recipient(audience=a, external_id=i, **inline.get((a, i), {})) for a, i in missing],
             ignore_conflicts=True,
         )
-        known.update((r.external_id, r) for r in Recipient.objects.filter(audience=audience, external_id__in=missing))
-    out = []
-    for external_id in ids:
-        recipient = known[external_id]
-        fields = inline.get(external_id)
-        if fields and any(getattr(recipient, k) != v for k, v in fields.items()):
-            for key, value in fields.items():
-                setattr(recipient, key, value)
+        known.update(read(missing))
+    for key, fields in inline.items():
+        recipient = known[key]
+        if any(getattr(recipient, k) != v for k, v in fields.items()):
+            for name, value in fields.items():
+                setattr(recipient, name, value)
             recipient.save(update_fields=[*fields, "updated_at"])
-        out.append(recipient)
-    return out
+    return known
 
 
 def consents_grant(*, audience: str, external_id: str, template_ids: list[str]) -> Recipient:
     """Add one mini-program subscribe consent per template id accepted (WeChat grants one send each)."""
     with transaction.atomic():
-        (recipient,) = recipients_resolve(audience=audience, entries=[external_id])
+        recipient = recipients_resolve(named={audience: [external_id]})[(audience, external_id)]
         for template_id in template_ids:
             consent, created = SubscribeConsent.objects.select_for_update().get_or_create(
                 recipient=recipient, template_id=template_id, defaults={"remaining": 1}

@@ -216,13 +216,10 @@ def _context(rule: Rule, data: dict) -> dict:
 def _store_messages(
     event: Event, planned: list[_PlannedMessage], *, now: datetime, bindings: dict[int, tuple[ChannelBinding, ...]]
 ) -> list[Message]:
-    resolved: dict[tuple[str, str], object] = {}
     by_audience: dict[str, list] = {}
     for plan in planned:
         by_audience.setdefault(plan.rule.audience, []).append(plan.recipient_entry)
-    for audience, entries in by_audience.items():
-        for recipient in recipients_resolve(audience=audience, entries=entries):
-            resolved[(audience, recipient.external_id)] = recipient
+    resolved = recipients_resolve(named=by_audience)
     messages = []
     for plan in planned:
         external_id = str(
