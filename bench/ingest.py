@@ -102,7 +102,21 @@ def wrk(url, path, body: str, auth: str, seconds: int, connections: int) -> dict
         f.write(script)
     threads = min(2, connections)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "--latency", "-s", f.name, url],
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            f.name,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,

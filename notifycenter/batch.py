@@ -7,7 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scenarios.apis import EXAMPLE, EventInput
-from scenarios.services import EventRejected, event_accept
+from scenarios.errors import EventRejected
+from scenarios.intake import events_accept
 
 from .errors import error_body, flatten
 
@@ -35,18 +36,33 @@ class EventBatchApi(APIView):
                 f"The body must be a list of 1 to {BATCH_LIMIT} events.",
                 {"non_field_errors": [f"expected a list of 1 to {BATCH_LIMIT} events"]},
             )
-        return Response(
-            {"results": [{"index": i, **accept_one(request.user.client, item)} for i, item in enumerate(items)]}
-        )
+        return Response({"results": accept_all(request.user.client, items)})
 
 
-def accept_one(client: str, item) -> dict:
-    """One item; a bad one sinks no other (each event has its own transaction)."""
-    body = EventInput(data=item)
-    if not body.is_valid():
-        return {"status": 400, "body": error_body("invalid", "The request is invalid.", flatten(body.errors))}
-    try:
-        answer, created = event_accept(client=client, payload=body.validated_data)
-    except EventRejected as err:
-        return {"status": err.http_status, "body": error_body(err.error_code, err.message, err.fields)}
-    return {"status": 202 if created else 200, "body": answer}
+def accept_all(client: str, items: list) -> list[dict]:
+    """Check each item's envelope, then accept the well-formed ones together (one transaction,
+    bulk writes); every item is answered as POST /api/v1/events would answer it alone."""
+    results: list[dict | None] = [None] * len(items)
+    payloads, positions = [], []
+    for index, item in enumerate(items):
+        body = EventInput(data=item)
+        if body.is_valid():
+            payloads.append(body.validated_data)
+            positions.append(index)
+        else:
+            results[index] = {
+                "index": index,
+                "status": 400,
+                "body": error_body("invalid", "The request is invalid.", flatten(body.errors)),
+            }
+    for index, outcome in zip(positions, events_accept(client=client, payloads=payloads), strict=True):
+        if outcome.error is not None:
+            err = outcome.error
+            results[index] = {
+                "index": index,
+                "status": err.http_status,
+                "body": error_body(err.error_code, err.message, err.fields),
+            }
+        else:
+            results[index] = {"index": index, "status": 202 if outcome.created else 200, "body": outcome.answer}
+    return results

@@ -6,8 +6,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .intake import event_accept
 from .selectors import event_detail
-from .services import event_accept
 
 
 class RecipientsField(serializers.DictField):

@@ -8,7 +8,7 @@ from channels.models import Delivery
 from inbox.models import InboxMessage
 from scenarios.models import ChannelBinding, LinkTarget, Rule, Scenario, Template
 from scenarios.rendering import render_message
-from scenarios.services import _context
+from scenarios.services import render_context
 
 pytestmark = pytest.mark.django_db
 
@@ -106,7 +106,9 @@ def test_each_sample_payload_is_valid_and_every_template_renders_from_it(catalog
 
     for rule in scenario.rules.select_related("template", "template__link"):
         rendered = render_message(
-            template=rule.template, bindings=rule.template.bindings.all(), context=_context(rule, scenario.sample_data)
+            template=rule.template,
+            bindings=rule.template.bindings.all(),
+            context=render_context(rule, scenario.sample_data),
         )
         assert rendered["title"] and rendered["body"]
         assert "{{" not in rendered["body"]

@@ -71,3 +71,45 @@ def test_an_edit_in_the_admin_takes_effect_on_the_next_event(catalog, backend, a
 
     titles = list(InboxMessage.objects.filter(recipient_id="p-42").order_by("id").values_list("title", flat=True))
     assert titles == ["问诊支付成功", "支付成功（新版）"]
+
+
+def test_a_key_repeated_inside_one_batch_is_answered_like_a_retry(catalog, backend):
+    first = paid_event(key="dup")
+    same = paid_event(key="dup")
+    other = paid_event(key="dup", amount="99.00")
+
+    results = backend.post("/api/v1/events/batch", [first, same, other], format="json").json()["results"]
+
+    assert [r["status"] for r in results] == [202, 200, 409]
+    assert results[1]["body"] == results[0]["body"]
+    assert results[2]["body"]["code"] == "idempotency_conflict"
+    assert Event.objects.count() == 1
+
+
+def test_later_events_in_a_batch_cancel_reminders_planned_by_earlier_ones(catalog, backend):
+    booked = {
+        "event": "inquiry.appointment_booked",
+        "idempotency_key": "book",
+        "data": {
+            "inquiry_id": "9001",
+            "order_no": "IQ1",
+            "consultation_type": "video",
+            "patient_name": "张三",
+            "appointment_time": "2030-03-01T10:00:00+08:00",
+        },
+        "recipients": {"doctor": ["d-17"]},
+    }
+    declined = {
+        "event": "inquiry.declined",
+        "idempotency_key": "decline",
+        "data": {"inquiry_id": "9001", "doctor_name": "李明", "reason": "临时手术", "amount": "50.00"},
+        "recipients": {"patient": ["p-42"]},
+    }
+
+    results = backend.post("/api/v1/events/batch", [booked, declined], format="json").json()["results"]
+
+    assert [r["status"] for r in results] == [202, 202]
+    assert results[1]["body"]["cancelled_reminders"] == 2
+    from scenarios.models import Message
+
+    assert set(Message.objects.filter(event__idempotency_key="book").values_list("status", flat=True)) == {"cancelled"}

@@ -1,0 +1,338 @@
+"""Event intake: from reported business events to stored events, messages and deliveries.
+
+One code path for one event and for a batch: every event is validated and planned on its own
+(a bad one sinks no other), then all the good new ones are written in one transaction with bulk
+inserts. Idempotency is per client and key: the same body again gets the first answer, another
+body under a used key is `idempotency_conflict`.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from channels.services import deliveries_cancel, recipients_resolve
+
+from .catalog import ScenarioConfig, scenario_config
+from .errors import EventRejected
+from .models import Event, Message, MessageStatus, Rule, Scenario
+from .rendering import RenderError, render_message
+from .services import condition_matches, deliver_messages, render_context, schema_errors
+
+
+@dataclass
+class Outcome:
+    """What POST /api/v1/events answers for one event: an answer, or the reason it was refused."""
+
+    answer: dict | None = None
+    created: bool = False
+    error: EventRejected | None = None
+
+
+@dataclass
+class _Planned:
+    rule: Rule
+    recipient_entry: object
+    due_at: datetime
+    immediate: bool
+    rendered: dict
+
+
+@dataclass
+class _Accepted:
+    """An event that passed validation, with every message decided, not yet written."""
+
+    index: int
+    payload: dict
+    fingerprint: str
+    config: ScenarioConfig
+    subject: tuple[str, str]
+    planned: list[_Planned]
+    skipped: list[dict]
+    event: Event | None = None
+    messages: list[Message] = field(default_factory=list)
+
+
+def request_fingerprint(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
+    """Accept one event. Returns (answer, created); raises EventRejected, having stored nothing."""
+    (outcome,) = events_accept(client=client, payloads=[payload])
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.answer, outcome.created
+
+
+def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
+    """Accept events, each answered exactly as if it had come alone."""
+    now = timezone.now()
+    fingerprints = [request_fingerprint(p) for p in payloads]
+    keys = [p["idempotency_key"] for p in payloads]
+    stored = {
+        e.idempotency_key: e
+        for e in Event.objects.filter(client=client, idempotency_key__in=set(keys)).only(
+            "idempotency_key", "request_hash", "answer"
+        )
+    }
+    outcomes: list[Outcome | None] = [None] * len(payloads)
+    first_with_key: dict[str, int] = {}
+    accepted: list[_Accepted] = []
+    for i, payload in enumerate(payloads):
+        if keys[i] in stored:
+            outcomes[i] = _replay(stored[keys[i]].request_hash, stored[keys[i]].answer, fingerprints[i])
+        elif keys[i] not in first_with_key:
+            first_with_key[keys[i]] = i
+            try:
+                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now))
+            except EventRejected as err:
+                outcomes[i] = Outcome(error=err)
+
+    if accepted:
+        try:
+            with transaction.atomic():
+                _store(client, accepted, now=now)
+            for item in accepted:
+                outcomes[item.index] = Outcome(answer=item.event.answer, created=True)
+        except IntegrityError:
+            # A concurrent request took one of these keys first: settle each event on its own.
+            for item in accepted:
+                outcomes[item.index] = _after_race(client, item, now=now)
+
+    for i in range(len(payloads)):
+        if outcomes[i] is None:  # a key repeated inside this batch: as a retry of the first would be
+            first = outcomes[first_with_key[keys[i]]]
+            if first.error is None:
+                outcomes[i] = _replay(fingerprints[first_with_key[keys[i]]], first.answer, fingerprints[i])
+            else:
+                outcomes[i] = events_accept(client=client, payloads=[payloads[i]])[0]
+    return outcomes
+
+
+def _after_race(client: str, item: _Accepted, *, now: datetime) -> Outcome:
+    existing = Event.objects.filter(client=client, idempotency_key=item.payload["idempotency_key"]).first()
+    if existing is not None:
+        return _replay(existing.request_hash, existing.answer, item.fingerprint)
+    item.event, item.messages = None, []
+    try:
+        with transaction.atomic():
+            _store(client, [item], now=now)
+    except IntegrityError:
+        existing = Event.objects.get(client=client, idempotency_key=item.payload["idempotency_key"])
+        return _replay(existing.request_hash, existing.answer, item.fingerprint)
+    return Outcome(answer=item.event.answer, created=True)
+
+
+def _replay(stored_fingerprint: str, answer: dict, fingerprint: str) -> Outcome:
+    if stored_fingerprint != fingerprint:
+        return Outcome(
+            error=EventRejected(
+                "idempotency_conflict",
+                "This idempotency key was already used with a different request body.",
+                {"idempotency_key": ["already used with a different body"]},
+                409,
+            )
+        )
+    return Outcome(answer=answer, created=False)
+
+
+def _validate_and_plan(index: int, payload: dict, fingerprint: str, *, now: datetime) -> _Accepted:
+    config = scenario_config(payload["event"])
+    if config is None:
+        raise EventRejected("unknown_event", f"No scenario for the event {payload['event']!r}.", {"event": ["unknown"]})
+    if not config.scenario.enabled:
+        raise EventRejected(
+            "scenario_disabled", f"The scenario {config.scenario.code} is disabled.", {"event": ["disabled"]}, 409
+        )
+    data = payload.get("data") or {}
+    errors = schema_errors(config.data_validator, data, prefix="data")
+    if errors:
+        raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
+    planned, skipped = _plan(config, payload, data, now=now)
+    return _Accepted(
+        index=index,
+        payload=payload,
+        fingerprint=fingerprint,
+        config=config,
+        subject=_subject(config.scenario, payload, data),
+        planned=planned,
+        skipped=skipped,
+    )
+
+
+def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
+    subject = payload.get("subject") or {}
+    if subject:
+        return str(subject.get("type", "")), str(subject.get("id", ""))
+    if scenario.subject_type and f"{scenario.subject_type}_id" in data:
+        return scenario.subject_type, str(data[f"{scenario.subject_type}_id"])
+    return "", ""
+
+
+def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
+    """Decide every message before anything is written, so a bad event changes nothing."""
+    recipients = payload.get("recipients") or {}
+    errors: dict[str, list[str]] = {}
+    planned: list[_Planned] = []
+    skipped: list[dict] = []
+    for rule in config.rules:
+        if not condition_matches(config.conditions[rule.pk], data):
+            skipped.append({"rule": rule.code, "reason": "condition_not_met"})
+            continue
+        entries = recipients.get(rule.audience) or rule.default_recipients
+        if not entries:
+            errors.setdefault(f"recipients.{rule.audience}", []).append(
+                f"The rule {rule.code} needs at least one {rule.audience}."
+            )
+            continue
+        due_at, immediate = now, True
+        if rule.is_timed:
+            anchor = _anchor_time(data, rule, errors)
+            if anchor is None:
+                continue
+            due_at = anchor + timedelta(minutes=rule.offset_minutes)
+            immediate = False
+        rendered = {}
+        if immediate:
+            try:
+                rendered = render_message(
+                    template=rule.template,
+                    bindings=config.bindings.get(rule.template_id, ()),
+                    context=render_context(rule, data),
+                )
+            except RenderError as err:
+                errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
+                continue
+        planned.extend(_Planned(rule, entry, due_at, immediate, rendered) for entry in entries)
+    if errors:
+        raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
+    return planned, skipped
+
+
+def _anchor_time(data: dict, rule: Rule, errors: dict) -> datetime | None:
+    raw = data.get(rule.anchor_field)
+    value = parse_datetime(raw) if isinstance(raw, str) else None
+    if value is None:
+        errors.setdefault(f"data.{rule.anchor_field}", []).append(
+            f"The rule {rule.code} needs an ISO 8601 date-time here."
+        )
+        return None
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
+    """Write the accepted events, their messages and deliveries with one insert per table."""
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                scenario=item.config.scenario,
+                client=client,
+                idempotency_key=item.payload["idempotency_key"],
+                request_hash=item.fingerprint,
+                subject_type=item.subject[0],
+                subject_id=item.subject[1],
+                data=item.payload.get("data") or {},
+                recipients=item.payload.get("recipients") or {},
+                occurred_at=item.payload.get("occurred_at") or now,
+            )
+            for item in accepted
+        ]
+    )
+    named: dict[str, list] = {}
+    for item, event in zip(accepted, events, strict=True):
+        item.event = event
+        for plan in item.planned:
+            named.setdefault(plan.rule.audience, []).append(plan.recipient_entry)
+    people = recipients_resolve(named=named)
+
+    rows, plans = [], []
+    for item in accepted:
+        for plan in item.planned:
+            external_id = str(
+                plan.recipient_entry["id"] if isinstance(plan.recipient_entry, dict) else plan.recipient_entry
+            )
+            rows.append(
+                Message(
+                    event=item.event,
+                    rule=plan.rule,
+                    template=plan.rule.template,
+                    recipient=people[(plan.rule.audience, external_id)],
+                    audience=plan.rule.audience,
+                    subject_type=item.subject[0],
+                    subject_id=item.subject[1],
+                    status=MessageStatus.DISPATCHED if plan.immediate else MessageStatus.SCHEDULED,
+                    dispatched_at=now if plan.immediate else None,
+                    due_at=plan.due_at,
+                    rendered=plan.rendered,
+                )
+            )
+            plans.append((item, plan))
+    Message.objects.bulk_create(rows)
+    bindings = {}
+    for item in accepted:
+        bindings.update(item.config.bindings)
+    for message, (item, _) in zip(rows, plans, strict=True):
+        item.messages.append(message)
+    deliver_messages([m for m, (_, plan) in zip(rows, plans, strict=True) if plan.immediate], bindings=bindings)
+
+    for item in accepted:
+        cancelled = _cancel_pending(item.event) if item.config.cancels else 0
+        item.event.answer = _answer(item, cancelled)
+    Event.objects.bulk_update(events, ["answer"])
+
+
+def _cancel_pending(event: Event) -> int:
+    """Cancel the subject's pending reminders, planned by earlier events, whose rule lists this
+    event in `cancel_on`."""
+    if not event.subject_id:
+        return 0
+    pending = (
+        Message.objects.select_for_update(of=("self",))
+        .filter(
+            status=MessageStatus.SCHEDULED,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            event_id__lt=event.pk,
+        )
+        .select_related("rule")
+    )
+    code = event.scenario.code
+    ids = [m.pk for m in pending if code in (m.rule.cancel_on or [])]
+    if ids:
+        Message.objects.filter(pk__in=ids).update(
+            status=MessageStatus.CANCELLED, status_reason=f"cancelled by {code} #{event.pk}"
+        )
+        deliveries_cancel(message_refs=ids, reason="cancelled")
+    return len(ids)
+
+
+def _answer(item: _Accepted, cancelled: int) -> dict:
+    tz = timezone.get_default_timezone()
+    event = item.event
+    return {
+        "event_id": event.pk,
+        "event": item.config.scenario.code,
+        "subject": {"type": event.subject_type, "id": event.subject_id} if event.subject_id else None,
+        "messages": [
+            {
+                "id": m.pk,
+                "rule": m.rule.code,
+                "audience": m.audience,
+                "recipient": m.recipient.external_id,
+                "template": m.template.code,
+                "due_at": timezone.localtime(m.due_at, tz).isoformat(),
+                "scheduled": m.status == MessageStatus.SCHEDULED,
+            }
+            for m in item.messages
+        ],
+        "skipped_rules": item.skipped,
+        "cancelled_reminders": cancelled,
+    }
