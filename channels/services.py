@@ -1,40 +1,28 @@
 """The delivery engine: take delivery requests, keep them in the outbox, send, retry, finish."""
 
 import logging
-import random
-import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from .masking import mask_id, mask_phone
 from .models import (
-    AttemptOutcome,
     Channel,
     ChannelAccount,
     Delivery,
-    DeliveryAttempt,
     DeliveryStatus,
     Recipient,
     SubscribeConsent,
 )
-from .providers import DeliveryResult, backend_for
-from .ratelimit import take
 
 logger = logging.getLogger(__name__)
 
-# Tries per channel before a transient failure becomes final.
-MAX_ATTEMPTS = {Channel.INBOX: 5, Channel.SMS: 4}
-DEFAULT_MAX_ATTEMPTS = 6
-BACKOFF_BASE_SECONDS = 5
-BACKOFF_CAP_SECONDS = 600
-ENQUEUE_CHUNK = 10
-# A delivery left in "sending" this long belongs to a worker that died mid-send.
-STUCK_SENDING_AFTER = timedelta(minutes=5)
+# Deliveries per task: a provider call is slow, so few; an inbox row is cheap, so many.
+ENQUEUE_CHUNK = {Channel.INBOX: 200}
+DEFAULT_ENQUEUE_CHUNK = 10
 
 
 @dataclass(frozen=True)
@@ -113,150 +101,28 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
             row.enqueued_at = now
         rows.append(row)
     created = Delivery.objects.bulk_create(rows)
-    due = [d.pk for d in created if d.enqueued_at is not None]
+    due = [(d.pk, d.channel) for d in created if d.enqueued_at is not None]
     if due:
         transaction.on_commit(lambda: enqueue(due))
     return created
 
 
-def enqueue(delivery_ids: list[int]) -> None:
-    """Hand deliveries to the workers. If the broker is down they stay queued in the table,
-    and the beat tick enqueues them again (deliveries_requeue_due)."""
+def enqueue(deliveries: list[tuple[int, str]]) -> None:
+    """Hand (id, channel) deliveries to the workers, a chunk per task. If the broker is down they
+    stay queued in the table, and the beat tick enqueues them again (deliveries_requeue_due)."""
     from .tasks import deliver_many
 
-    # One task per handful: a broker message costs more than sending an inbox row.
-    for start in range(0, len(delivery_ids), ENQUEUE_CHUNK):
-        chunk = delivery_ids[start : start + ENQUEUE_CHUNK]
-        try:
-            deliver_many.delay(chunk)
-        except Exception:
-            logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
-
-
-def delivery_send(*, delivery_id: int) -> Delivery | None:
-    """Send one delivery once, if it is still queued and due; record the attempt and its outcome."""
-    now = timezone.now()
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(of=("self",))
-            .select_related("recipient", "account")
-            .filter(pk=delivery_id, status=DeliveryStatus.QUEUED, not_before__lte=now)
-            .first()
-        )
-        if delivery is None:
-            return None
-        account = delivery.account
-        if account is not None and account.rate_limit_per_minute:
-            wait = take(f"account:{account.pk}", per_minute=account.rate_limit_per_minute)
-            if wait > 0:
-                # Over the account's limit: back into the outbox until a token is free; never dropped.
-                delivery.not_before = now + timedelta(seconds=wait)
-                delivery.enqueued_at = None
-                delivery.save(update_fields=["not_before", "enqueued_at", "updated_at"])
-                return None
-        delivery.status = DeliveryStatus.SENDING
-        delivery.attempt_count += 1  # the row is locked: no one else can count
-        delivery.save(update_fields=["status", "attempt_count", "updated_at"])
-
-    started_at = timezone.now()
-    t0 = time.monotonic()
-    backend = backend_for(delivery.channel)
-    if backend is None:
-        result = DeliveryResult(
-            AttemptOutcome.SKIPPED,
-            "channel_not_implemented",
-            f"No provider backend for the channel {delivery.channel} yet.",
-        )
-    else:
-        try:
-            result = backend.send(delivery)
-        except Exception as err:  # a bug of ours, not the provider's answer: keep it and retry
-            logger.exception("delivery %s: backend %s raised", delivery.pk, type(backend).__name__)
-            result = DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
-    duration_ms = int((time.monotonic() - t0) * 1000)
-    return _record(delivery, result, started_at=started_at, duration_ms=duration_ms)
-
-
-def _record(delivery: Delivery, result: DeliveryResult, *, started_at, duration_ms: int) -> Delivery:
-    now = timezone.now()
-    with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            number=delivery.attempt_count,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            outcome=result.outcome,
-            error_code=result.code,
-            error_message=result.message,
-            raw_response=result.raw or None,
-        )
-        delivery.last_error_code = "" if result.outcome == AttemptOutcome.SENT else result.code
-        delivery.last_error_message = "" if result.outcome == AttemptOutcome.SENT else result.message
-        retryable = result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED)
-        max_attempts = MAX_ATTEMPTS.get(delivery.channel, DEFAULT_MAX_ATTEMPTS)
-        if result.outcome == AttemptOutcome.SENT:
-            delivery.status = DeliveryStatus.SENT
-            delivery.provider_message_id = result.provider_message_id
-        elif result.outcome == AttemptOutcome.SKIPPED:
-            delivery.status = DeliveryStatus.SKIPPED
-        elif retryable and delivery.attempt_count < max_attempts:
-            delivery.status = DeliveryStatus.QUEUED
-            delivery.not_before = now + timedelta(seconds=backoff_seconds(delivery.attempt_count))
-            delivery.enqueued_at = None
-        else:
-            delivery.status = DeliveryStatus.FAILED
-        if delivery.status != DeliveryStatus.QUEUED:
-            delivery.finished_at = now
-        delivery.save(
-            update_fields=[
-                "status",
-                "last_error_code",
-                "last_error_message",
-                "provider_message_id",
-                "not_before",
-                "enqueued_at",
-                "finished_at",
-                "updated_at",
-            ]
-        )
-    logger.info(
-        "delivery %s %s to %s: %s %s",
-        delivery.pk,
-        delivery.channel,
-        masked_address(delivery.channel, delivery.address),
-        delivery.status,
-        result.code,
-    )
-    return delivery
-
-
-def deliveries_requeue_due(*, now: datetime | None = None, limit: int | None = None) -> int:
-    """Enqueue queued deliveries whose time has come and that no worker holds: retries that are
-    due, and those whose first enqueue was lost. Also frees sends stuck by a dead worker."""
-    now = now or timezone.now()
-    limit = limit or settings.NOTIFYCENTER["SCAN_BATCH_SIZE"]
-    lost_before = now - timedelta(seconds=settings.NOTIFYCENTER["REQUEUE_AFTER_SECONDS"])
-    with transaction.atomic():
-        Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
-            status=DeliveryStatus.QUEUED, enqueued_at=None, updated_at=now
-        )
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(status=DeliveryStatus.QUEUED, not_before__lte=now)
-            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before))
-            .order_by("not_before")
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
-            transaction.on_commit(lambda: enqueue(ids))
-    return len(ids)
+    by_channel: dict[str, list[int]] = {}
+    for pk, channel in deliveries:
+        by_channel.setdefault(channel, []).append(pk)
+    for channel, ids in by_channel.items():
+        size = ENQUEUE_CHUNK.get(channel, DEFAULT_ENQUEUE_CHUNK)
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            try:
+                deliver_many.delay(chunk)
+            except Exception:
+                logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
 
 
 def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:

@@ -40,3 +40,11 @@ def inbox_message_mark_read(*, message: InboxMessage) -> InboxMessage:
         message.read_at = timezone.now()
         InboxMessage.objects.filter(pk=message.pk, read_at__isnull=True).update(read_at=message.read_at)
     return message
+
+
+def inbox_messages_put_many(rows: list[dict]) -> dict[str, int]:
+    """Put many messages at once (fan-out); rows already there by source_key are left as they
+    are. Returns each source_key's message id."""
+    InboxMessage.objects.bulk_create([InboxMessage(**row) for row in rows], ignore_conflicts=True, batch_size=1000)
+    keys = [row["source_key"] for row in rows]
+    return dict(InboxMessage.objects.filter(source_key__in=keys).values_list("source_key", "id"))

@@ -24,6 +24,13 @@ class Backend:
 
     channel: str = ""
     provider: str = ""
+    # True for backends that only write to our own database: the engine then calls send_many
+    # inside the transaction that claims the deliveries (see channels/sending.py).
+    local: bool = False
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         raise NotImplementedError
+
+    def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
+        """One result per delivery, in order."""
+        return [self.send(d) for d in deliveries]

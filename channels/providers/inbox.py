@@ -1,7 +1,21 @@
-from inbox.services import inbox_message_put
+from inbox.services import inbox_message_put, inbox_messages_put_many
 
 from ..models import AttemptOutcome, Delivery
 from .base import Backend, DeliveryResult
+
+
+def _row(delivery: Delivery) -> dict:
+    content = delivery.content
+    return {
+        "audience": delivery.recipient.audience,
+        "recipient_id": delivery.recipient.external_id,
+        "title": content.get("title", ""),
+        "body": content.get("body", ""),
+        "category": content.get("category", "system"),
+        "link": content.get("link") or {},
+        "source_key": delivery.idempotency_key,
+        "template_code": delivery.template_code,
+    }
 
 
 class InboxBackend(Backend):
@@ -9,24 +23,27 @@ class InboxBackend(Backend):
 
     channel = "inbox"
     provider = "builtin"
+    local = True
 
     def send(self, delivery: Delivery) -> DeliveryResult:
-        recipient = delivery.recipient
-        if recipient is None:
+        if delivery.recipient is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_recipient", "The recipient was deleted.")
-        content = delivery.content
-        message, created = inbox_message_put(
-            audience=recipient.audience,
-            recipient_id=recipient.external_id,
-            title=content.get("title", ""),
-            body=content.get("body", ""),
-            category=content.get("category", "system"),
-            link=content.get("link") or {},
-            source_key=delivery.idempotency_key,
-            template_code=delivery.template_code,
-        )
+        message, created = inbox_message_put(**_row(delivery))
         return DeliveryResult(
             AttemptOutcome.SENT,
             raw={"inbox_message_id": message.pk, "created": created},
             provider_message_id=str(message.pk),
         )
+
+    def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
+        ids = inbox_messages_put_many([_row(d) for d in deliveries if d.recipient is not None])
+        return [
+            DeliveryResult(
+                AttemptOutcome.SENT,
+                raw={"inbox_message_id": ids[d.idempotency_key]},
+                provider_message_id=str(ids[d.idempotency_key]),
+            )
+            if d.recipient is not None
+            else DeliveryResult(AttemptOutcome.PERMANENT, "no_recipient", "The recipient was deleted.")
+            for d in deliveries
+        ]

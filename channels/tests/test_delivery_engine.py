@@ -8,12 +8,8 @@ from channels import providers
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from channels.providers import DeliveryResult
 from channels.providers.testing import RecordingBackend
-from channels.services import (
-    DeliveryRequest,
-    deliveries_create,
-    deliveries_requeue_due,
-    delivery_send,
-)
+from channels.sending import deliveries_requeue_due, delivery_send
+from channels.services import DeliveryRequest, deliveries_create
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +137,32 @@ def test_channel_credentials_are_encrypted_at_rest():
 
     assert "s3cr3t" not in stored
     assert ChannelAccount.objects.get(pk=account.pk).credentials == {"app_secret": "s3cr3t-value"}
+
+
+def test_inbox_deliveries_are_written_in_bulk_once_each():
+    from channels.sending import deliveries_send
+    from inbox.models import InboxMessage
+
+    people = [Recipient.objects.create(audience="patient", external_id=f"p-{i}") for i in range(5)]
+    rows = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel="inbox",
+                recipient=p,
+                content={"title": "群发", "body": "正文", "category": "system"},
+                idempotency_key=f"fan-{p.external_id}",
+            )
+            for p in people
+        ]
+    )
+    ids = [r.pk for r in rows]
+
+    deliveries_send(delivery_ids=ids)
+    deliveries_send(delivery_ids=ids)  # a redelivered task
+
+    assert InboxMessage.objects.filter(title="群发").count() == 5
+    settled = Delivery.objects.filter(pk__in=ids)
+    assert {d.status for d in settled} == {DeliveryStatus.SENT}
+    assert {d.attempts.count() for d in settled} == {1}
+    message = InboxMessage.objects.get(recipient_id="p-3")
+    assert Delivery.objects.get(idempotency_key="fan-p-3").provider_message_id == str(message.pk)

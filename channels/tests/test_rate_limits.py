@@ -3,7 +3,8 @@ from django.utils import timezone
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from channels.ratelimit import take
-from channels.services import DeliveryRequest, deliveries_create, delivery_send
+from channels.sending import delivery_send
+from channels.services import DeliveryRequest, deliveries_create
 from tests.clients import backend_client
 from tests.factories import paid_event
 

@@ -1,0 +1,213 @@
+"""The delivery engine: send queued deliveries, keep every attempt, retry, settle.
+
+A provider backend is called outside any transaction (a slow provider must not hold row locks):
+claim the row (queued → sending), call, record the attempt and the outcome. A backend that only
+writes to our own database (`local = True`, the station inbox) runs inside the claiming
+transaction instead, many deliveries at once with bulk writes: a crash rolls everything back to
+queued, so nothing is half done.
+"""
+
+import logging
+import random
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
+from .providers import Backend, DeliveryResult, backend_for
+from .ratelimit import take
+from .services import enqueue, masked_address
+
+logger = logging.getLogger(__name__)
+
+# Tries per channel before a transient failure becomes final.
+MAX_ATTEMPTS = {Channel.INBOX: 5, Channel.SMS: 4}
+DEFAULT_MAX_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 600
+# A delivery left in "sending" this long belongs to a worker that died mid-send.
+STUCK_SENDING_AFTER = timedelta(minutes=5)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
+
+
+def deliveries_send(*, delivery_ids: list[int]) -> None:
+    """Send each of these deliveries that is still queued and due; local ones in bulk."""
+    rows = Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "channel", "account__rate_limit_per_minute")
+    found = {pk: (channel, limited) for pk, channel, limited in rows}
+    local: dict[str, list[int]] = {}
+    for pk in delivery_ids:
+        if pk not in found:
+            continue
+        channel, rate_limited = found[pk]
+        backend = backend_for(channel)
+        if backend is not None and backend.local and not rate_limited:
+            local.setdefault(channel, []).append(pk)
+        else:
+            delivery_send(delivery_id=pk)
+    for channel, ids in local.items():
+        _send_locally(backend_for(channel), ids)
+
+
+def delivery_send(*, delivery_id: int) -> Delivery | None:
+    """Send one delivery once, if it is still queued and due; record the attempt and its outcome."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("recipient", "account")
+            .filter(pk=delivery_id, status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None
+        account = delivery.account
+        if account is not None and account.rate_limit_per_minute:
+            wait = take(f"account:{account.pk}", per_minute=account.rate_limit_per_minute)
+            if wait > 0:
+                # Over the account's limit: back into the outbox until a token is free; never dropped.
+                delivery.not_before = now + timedelta(seconds=wait)
+                delivery.enqueued_at = None
+                delivery.save(update_fields=["not_before", "enqueued_at", "updated_at"])
+                return None
+        delivery.status = DeliveryStatus.SENDING
+        delivery.attempt_count += 1  # the row is locked: no one else can count
+        delivery.save(update_fields=["status", "attempt_count", "updated_at"])
+
+    started_at = timezone.now()
+    t0 = time.monotonic()
+    backend = backend_for(delivery.channel)
+    result = _call(backend, delivery) if backend is not None else _not_implemented(delivery.channel)
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    with transaction.atomic():
+        attempt = _settle(delivery, result, started_at=started_at, duration_ms=duration_ms, now=timezone.now())
+        attempt.save()
+        delivery.save(update_fields=SETTLED_FIELDS)
+    _log(delivery, result)
+    return delivery
+
+
+def _send_locally(backend: Backend, ids: list[int]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("recipient")
+            .filter(pk__in=ids, status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .order_by("pk")
+        )
+        if not rows:
+            return
+        t0 = time.monotonic()
+        try:
+            results = backend.send_many(rows)
+        except Exception as err:  # a bug of ours: keep it on every row and retry later
+            logger.exception("local backend %s raised", type(backend).__name__)
+            results = [DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))] * len(rows)
+        duration_ms = int((time.monotonic() - t0) * 1000 / len(rows))
+        settled_at = timezone.now()
+        attempts = []
+        for delivery, result in zip(rows, results, strict=True):
+            delivery.attempt_count += 1
+            attempts.append(_settle(delivery, result, started_at=now, duration_ms=duration_ms, now=settled_at))
+        DeliveryAttempt.objects.bulk_create(attempts)
+        Delivery.objects.bulk_update(rows, [*SETTLED_FIELDS, "attempt_count"])
+
+
+SETTLED_FIELDS = [
+    "status",
+    "last_error_code",
+    "last_error_message",
+    "provider_message_id",
+    "not_before",
+    "enqueued_at",
+    "finished_at",
+    "updated_at",
+]
+
+
+def _call(backend: Backend, delivery: Delivery) -> DeliveryResult:
+    try:
+        return backend.send(delivery)
+    except Exception as err:  # a bug of ours, not the provider's answer: keep it and retry
+        logger.exception("delivery %s: backend %s raised", delivery.pk, type(backend).__name__)
+        return DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+
+
+def _not_implemented(channel: str) -> DeliveryResult:
+    return DeliveryResult(
+        AttemptOutcome.SKIPPED, "channel_not_implemented", f"No provider backend for the channel {channel} yet."
+    )
+
+
+def _settle(delivery: Delivery, result: DeliveryResult, *, started_at, duration_ms: int, now) -> DeliveryAttempt:
+    """Apply a result to the delivery (not saved) and return its attempt (not saved)."""
+    sent = result.outcome == AttemptOutcome.SENT
+    delivery.last_error_code = "" if sent else result.code
+    delivery.last_error_message = "" if sent else result.message
+    retryable = result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED)
+    if sent:
+        delivery.status = DeliveryStatus.SENT
+        delivery.provider_message_id = result.provider_message_id
+    elif result.outcome == AttemptOutcome.SKIPPED:
+        delivery.status = DeliveryStatus.SKIPPED
+    elif retryable and delivery.attempt_count < MAX_ATTEMPTS.get(delivery.channel, DEFAULT_MAX_ATTEMPTS):
+        delivery.status = DeliveryStatus.QUEUED
+        delivery.not_before = now + timedelta(seconds=backoff_seconds(delivery.attempt_count))
+        delivery.enqueued_at = None
+    else:
+        delivery.status = DeliveryStatus.FAILED
+    delivery.finished_at = None if delivery.status == DeliveryStatus.QUEUED else now
+    delivery.updated_at = now
+    return DeliveryAttempt(
+        delivery=delivery,
+        number=delivery.attempt_count,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        outcome=result.outcome,
+        error_code=result.code,
+        error_message=result.message,
+        raw_response=result.raw or None,
+    )
+
+
+def _log(delivery: Delivery, result: DeliveryResult) -> None:
+    logger.info(
+        "delivery %s %s to %s: %s %s",
+        delivery.pk,
+        delivery.channel,
+        masked_address(delivery.channel, delivery.address),
+        delivery.status,
+        result.code,
+    )
+
+
+def deliveries_requeue_due(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Enqueue queued deliveries whose time has come and that no worker holds: retries that are
+    due, and those whose first enqueue was lost. Also frees sends stuck by a dead worker."""
+    now = now or timezone.now()
+    limit = limit or settings.NOTIFYCENTER["SCAN_BATCH_SIZE"]
+    lost_before = now - timedelta(seconds=settings.NOTIFYCENTER["REQUEUE_AFTER_SECONDS"])
+    with transaction.atomic():
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
+            status=DeliveryStatus.QUEUED, enqueued_at=None, updated_at=now
+        )
+        due = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before))
+            .order_by("not_before")
+            .values_list("pk", "channel")[:limit]
+        )
+        if due:
+            Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(enqueued_at=now)
+            transaction.on_commit(lambda: enqueue(due))
+    return len(due)
