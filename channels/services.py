@@ -17,6 +17,7 @@ from .models import (
     Recipient,
     SubscribeConsent,
 )
+from .providers import BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,12 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
             row.status = DeliveryStatus.SKIPPED
             row.last_error_code = "no_address"
             row.last_error_message = f"The recipient has no address on {req.channel}."
+            row.finished_at = now
+        elif req.channel not in BACKENDS:
+            # Settled here, visibly: queueing work that no backend can do helps no one.
+            row.status = DeliveryStatus.SKIPPED
+            row.last_error_code = "channel_not_implemented"
+            row.last_error_message = f"No provider backend for the channel {req.channel} yet."
             row.finished_at = now
         elif row.not_before <= now:
             row.enqueued_at = now

@@ -107,7 +107,10 @@ def test_sending_twice_sends_once(push, doctor):
     assert len(backend.sent) == 1
 
 
-def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_stuck_sends(doctor, django_capture_on_commit_callbacks):
+def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_stuck_sends(
+    push, doctor, django_capture_on_commit_callbacks
+):
+    push()
     lost, later, stuck = queued(doctor, "lost"), queued(doctor, "later"), queued(doctor, "stuck")
     queued(doctor, "fresh")  # enqueued just now: a worker has it
     now = timezone.now()

@@ -71,7 +71,8 @@ def test_a_channel_without_a_backend_is_skipped_with_channel_not_implemented(cat
     sms = Delivery.objects.get(channel="sms")
     assert sms.status == DeliveryStatus.SKIPPED
     assert sms.last_error_code == "channel_not_implemented"
-    assert sms.attempts.get().error_code == "channel_not_implemented"
+    assert sms.last_error_message == "No provider backend for the channel sms yet."
+    assert sms.finished_at is not None
     assert Recipient.objects.get(audience="doctor", external_id="d-17").phone == "13812345678"
 
 
