@@ -73,3 +73,16 @@ def test_the_committed_openapi_document_matches_the_code():
     generated = OpenApiYamlRenderer().render(SchemaGenerator().get_schema(request=None, public=True)).decode()
     committed = (Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text()
     assert generated == committed, "the API changed: run `make schema` and commit docs/openapi.yaml"
+
+
+def test_an_unexpected_error_is_a_500_in_the_error_shape(backend, monkeypatch):
+    import scenarios.apis
+
+    def boom(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(scenarios.apis, "event_accept", boom)
+    response = backend.post("/api/v1/events", {"event": "x", "idempotency_key": "k"}, format="json")
+
+    assert response.status_code == 500
+    assert response.json() == {"code": "server_error", "message": "Internal server error.", "fields": {}}
