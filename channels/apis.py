@@ -86,7 +86,7 @@ class RecipientPutApi(APIView):
 
 
 class SubscriptionsApi(APIView):
-    class Input(serializers.Serializer):
+    class SubscriptionsInput(serializers.Serializer):
         template_ids = serializers.ListField(
             child=serializers.CharField(max_length=128),
             min_length=1,
@@ -95,13 +95,13 @@ class SubscriptionsApi(APIView):
         )
 
     @extend_schema(
-        request=Input,
+        request=SubscriptionsInput,
         responses=RecipientOutput,
         examples=[OpenApiExample("Consent to one template", value={"template_ids": ["tmpl-video-call"]})],
         summary="Record mini-program subscribe consents (each allows one send)",
     )
     def post(self, request, audience: str, external_id: str):
-        body = self.Input(data=request.data)
+        body = self.SubscriptionsInput(data=request.data)
         body.is_valid(raise_exception=True)
         recipient = consents_grant(
             audience=_audience(audience), external_id=external_id, template_ids=body.validated_data["template_ids"]

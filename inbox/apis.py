@@ -1,17 +1,29 @@
-"""The station inbox as the patient, doctor and pharmacist apps read it (Bearer JWT)."""
+"""The station inbox as the patient, doctor and pharmacist apps read it (Bearer JWT), and as the
+hospital backend reads it on a person's behalf (Api-Key with the scope inbox-read, the person
+named in the path).
+
+A person is (audience, external id). Anything not theirs answers 404, never 403: nobody learns
+that someone else's message exists.
+"""
 
 import base64
+import hashlib
+import json
 
-from django.db.models import Count
-from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import permissions, serializers
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .models import Category, InboxMessage
-from .selectors import inbox_message_get, inbox_message_list
-from .services import inbox_message_mark_read
+from .selectors import inbox_message_get, inbox_message_list, inbox_unread_counts
+from .services import inbox_message_delete, inbox_message_mark_read, inbox_messages_mark_read
+
+AUDIENCES = ("patient", "doctor", "pharmacist", "operations")
+PLATFORMS = ("mini_program", "h5", "app")
+PLATFORM_HEADER = "X-Client-Platform"
 
 MESSAGE_EXAMPLE = {
     "id": 1,
@@ -22,7 +34,8 @@ MESSAGE_EXAMPLE = {
         "target": "inquiry_detail",
         "route": "inquiry_detail",
         "params": {"inquiry_id": "9001"},
-        "mini_program": "/pages/inquiry/detail?inquiryId=9001",
+        "platform": "mini_program",
+        "url": "/pages/inquiry/detail?inquiryId=9001",
     },
     "template_code": "pt_inquiry_0000001",
     "created_at": "2026-11-25T10:02:35+08:00",
@@ -30,18 +43,42 @@ MESSAGE_EXAMPLE = {
     "unread": True,
 }
 
+PLATFORM_PARAMETER = OpenApiParameter(
+    "platform",
+    str,
+    enum=PLATFORMS,
+    description=f"Resolve each link for this platform (or send the header {PLATFORM_HEADER}); "
+    "without it every platform's form is returned.",
+)
 
-class IsInboxUser(permissions.BasePermission):
-    """The caller is an app user with an inbox of their own (set by the project's JWT auth)."""
+
+class OnBehalfSchema(AutoSchema):
+    """The backend's copy of each inbox endpoint gets an operationId of its own."""
+
+    def get_operation_id(self):
+        return super().get_operation_id() + "_on_behalf"
+
+    def get_tags(self):
+        return ["inbox (backend, on behalf)"]
+
+
+class IsInboxReader(permissions.BasePermission):
+    """An app user reading their own inbox, or a backend with the scope inbox-read naming a person."""
 
     def has_permission(self, request, view):
+        if "audience" in view.kwargs:
+            return "inbox-read" in getattr(request.user, "scopes", ())
         return getattr(request.user, "inbox_owner", None) is not None
 
 
 class InboxApi(APIView):
-    permission_classes = [IsInboxUser]
+    permission_classes = [IsInboxReader]
 
-    def owner(self):
+    def owner(self) -> dict:
+        if "audience" in self.kwargs:
+            if self.kwargs["audience"] not in AUDIENCES:
+                raise NotFound("No such recipient.")
+            return {"audience": self.kwargs["audience"], "recipient_id": self.kwargs["external_id"]}
         audience, recipient_id = self.request.user.inbox_owner
         return {"audience": audience, "recipient_id": recipient_id}
 
@@ -51,9 +88,16 @@ class InboxApi(APIView):
             raise NotFound("No such message.")
         return message
 
+    def platform(self) -> str | None:
+        value = self.request.query_params.get("platform") or self.request.headers.get(PLATFORM_HEADER)
+        if value and value not in PLATFORMS:
+            raise ValidationError({"platform": [f"One of {', '.join(PLATFORMS)}."]})
+        return value or None
+
 
 class MessageOutput(serializers.ModelSerializer):
     unread = serializers.SerializerMethodField()
+    link = serializers.SerializerMethodField()
 
     class Meta:
         model = InboxMessage
@@ -61,6 +105,19 @@ class MessageOutput(serializers.ModelSerializer):
 
     def get_unread(self, obj) -> bool:
         return obj.read_at is None
+
+    def get_link(self, obj) -> dict:
+        link = obj.link or {}
+        platform = self.context.get("platform")
+        if not link or platform is None:
+            return link
+        return {
+            "target": link.get("target"),
+            "route": link.get("route"),
+            "params": link.get("params", {}),
+            "platform": platform,
+            "url": link.get(platform),
+        }
 
 
 def _encode_cursor(message_id: int) -> str:
@@ -86,12 +143,12 @@ class MessageListApi(InboxApi):
         next_cursor = serializers.CharField(allow_null=True)
 
     @extend_schema(
-        parameters=[FilterInput],
+        parameters=[FilterInput, PLATFORM_PARAMETER],
         responses=ListOutput,
         examples=[OpenApiExample("A page", value={"results": [MESSAGE_EXAMPLE], "next_cursor": "MQ"})],
-        summary="List my inbox, newest first",
+        summary="List an inbox, newest first (keyset cursor)",
     )
-    def get(self, request):
+    def get(self, request, **kwargs):
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
         params = filters.validated_data
@@ -103,7 +160,8 @@ class MessageListApi(InboxApi):
             )[: limit + 1]
         )
         next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return Response({"results": MessageOutput(rows[:limit], many=True).data, "next_cursor": next_cursor})
+        data = MessageOutput(rows[:limit], many=True, context={"platform": self.platform()}).data
+        return Response({"results": data, "next_cursor": next_cursor})
 
 
 class UnreadCountApi(InboxApi):
@@ -112,7 +170,7 @@ class UnreadCountApi(InboxApi):
         by_category = serializers.DictField(child=serializers.IntegerField())
 
     @extend_schema(
-        responses=CountOutput,
+        responses={200: CountOutput, 304: None},
         examples=[
             OpenApiExample(
                 "Three unread",
@@ -122,25 +180,55 @@ class UnreadCountApi(InboxApi):
                 },
             )
         ],
-        summary="My unread count, in total and per category",
+        summary="Unread count, in total and per category; 304 to a matching If-None-Match",
     )
-    def get(self, request):
-        counts = inbox_message_list(**self.owner(), unread=True).order_by().values("category").annotate(n=Count("id"))
-        by_category = {c: 0 for c in Category.values}
-        for row in counts:
-            by_category[row["category"]] = row["n"]
-        return Response({"total": sum(by_category.values()), "by_category": by_category})
+    def get(self, request, **kwargs):
+        counts = inbox_unread_counts(**self.owner())
+        body = {"total": sum(counts.values()), "by_category": counts}
+        etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16] + '"'
+        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            response = Response(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            response = Response(body)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        return response
 
 
 class MessageReadApi(InboxApi):
     @extend_schema(
         request=None,
+        parameters=[PLATFORM_PARAMETER],
         responses=MessageOutput,
         examples=[
             OpenApiExample("Read", value={**MESSAGE_EXAMPLE, "read_at": "2026-11-25T10:05:00+08:00", "unread": False})
         ],
-        summary="Mark one of my messages read",
+        summary="Mark one message read",
     )
-    def post(self, request, message_id: int):
+    def post(self, request, message_id: int, **kwargs):
         message = inbox_message_mark_read(message=self.get_own(message_id))
-        return Response(MessageOutput(message).data)
+        return Response(MessageOutput(message, context={"platform": self.platform()}).data)
+
+
+class ReadAllApi(InboxApi):
+    class ReadAllInput(serializers.Serializer):
+        category = serializers.ChoiceField(choices=Category.choices, required=False)
+
+    @extend_schema(
+        request=ReadAllInput,
+        responses=inline_serializer("ReadAllOutput", {"marked": serializers.IntegerField()}),
+        examples=[OpenApiExample("Only consultations", value={"category": "consultation"}, request_only=True)],
+        summary="Mark every unread message read (optionally one category)",
+    )
+    def post(self, request, **kwargs):
+        body = self.ReadAllInput(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        marked = inbox_messages_mark_read(**self.owner(), category=body.validated_data.get("category"))
+        return Response({"marked": marked})
+
+
+class MessageDeleteApi(InboxApi):
+    @extend_schema(responses={204: None}, summary="Delete one message (hidden from lists and counts)")
+    def delete(self, request, message_id: int, **kwargs):
+        inbox_message_delete(message=self.get_own(message_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

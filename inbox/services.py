@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -48,3 +50,36 @@ def inbox_messages_put_many(rows: list[dict]) -> dict[str, int]:
     InboxMessage.objects.bulk_create([InboxMessage(**row) for row in rows], ignore_conflicts=True, batch_size=1000)
     keys = [row["source_key"] for row in rows]
     return dict(InboxMessage.objects.filter(source_key__in=keys).values_list("source_key", "id"))
+
+
+def inbox_messages_mark_read(*, audience: str, recipient_id: str, category: str | None = None) -> int:
+    """Mark all of a person's unread messages read (or one category's); returns how many."""
+    qs = InboxMessage.objects.filter(
+        audience=audience, recipient_id=recipient_id, read_at__isnull=True, deleted_at__isnull=True
+    )
+    if category:
+        qs = qs.filter(category=category)
+    return qs.update(read_at=timezone.now())
+
+
+def inbox_message_delete(*, message: InboxMessage) -> None:
+    """Hide a message from its owner's lists and counts. The row stays until retention purges it,
+    so a retried delivery (same source_key) cannot bring it back."""
+    InboxMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+
+
+def inbox_messages_purge(*, older_than_days: int, batch_size: int = 2000, max_batches: int | None = None) -> int:
+    """Delete messages older than the retention, a small batch per statement so that no
+    transaction holds many row locks or runs long; returns how many were deleted."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    deleted = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(
+            InboxMessage.objects.filter(created_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        deleted += InboxMessage.objects.filter(pk__in=ids).delete()[0]
+        batches += 1
+    return deleted

@@ -177,7 +177,10 @@ else:
 CELERY_BEAT_SCHEDULE = {
     "fire-due-messages": {"task": "scenarios.tasks.fire_due_messages", "schedule": timedelta(seconds=1)},
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
+    "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
 }
+# Station inbox messages older than this are deleted by the hourly purge.
+INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
 
 NOTIFYCENTER = {
     # Deliveries queued this long without a worker picking them up are enqueued again.
