@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from .masking import mask_id, mask_phone
@@ -21,6 +21,8 @@ from .providers import BACKENDS
 
 logger = logging.getLogger(__name__)
 
+# Rows per INSERT, and ids per IN (...) read, for fan-outs to many recipients.
+BULK_BATCH = 2000
 # Deliveries per task: a provider call is slow, so few; an inbox row is cheap, so many.
 ENQUEUE_CHUNK = {Channel.INBOX: 200}
 DEFAULT_ENQUEUE_CHUNK = 10
@@ -107,7 +109,7 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
         elif row.not_before <= now:
             row.enqueued_at = now
         rows.append(row)
-    created = Delivery.objects.bulk_create(rows)
+    created = Delivery.objects.bulk_create(rows, batch_size=BULK_BATCH)
     due = [(d.pk, d.channel) for d in created if d.enqueued_at is not None]
     if due:
         transaction.on_commit(lambda: enqueue(due))
@@ -179,10 +181,14 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
         return {}
 
     def read(keys):
-        match = Q()
+        found = {}
         for audience in {a for a, _ in keys}:
-            match |= Q(audience=audience, external_id__in=[i for a, i in keys if a == audience])
-        return {(r.audience, r.external_id): r for r in Recipient.objects.filter(match)}
+            ids = [i for a, i in keys if a == audience]
+            # In slices: SQLite caps the number of query parameters.
+            for start in range(0, len(ids), BULK_BATCH):
+                for r in Recipient.objects.filter(audience=audience, external_id__in=ids[start : start + BULK_BATCH]):
+                    found[(r.audience, r.external_id)] = r
+        return found
 
     known = read(wanted)
     missing = [k for k in wanted if k not in known]
@@ -192,6 +198,7 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
         Recipient.objects.bulk_create(
             [Recipient(audience=a, external_id=i, **inline.get((a, i), {})) for a, i in missing],
             ignore_conflicts=True,
+            batch_size=BULK_BATCH,
         )
         known.update(read(missing))
     for key, fields in inline.items():

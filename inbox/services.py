@@ -49,7 +49,12 @@ def inbox_messages_put_many(rows: list[dict]) -> dict[str, int]:
     are. Returns each source_key's message id."""
     InboxMessage.objects.bulk_create([InboxMessage(**row) for row in rows], ignore_conflicts=True, batch_size=1000)
     keys = [row["source_key"] for row in rows]
-    return dict(InboxMessage.objects.filter(source_key__in=keys).values_list("source_key", "id"))
+    ids = {}
+    for start in range(0, len(keys), 1000):
+        ids.update(
+            InboxMessage.objects.filter(source_key__in=keys[start : start + 1000]).values_list("source_key", "id")
+        )
+    return ids
 
 
 def inbox_messages_mark_read(*, audience: str, recipient_id: str, category: str | None = None) -> int:

@@ -63,7 +63,8 @@ class EventAnswerOutput(serializers.Serializer):
     subject = inline_serializer(
         "SubjectOut", {"type": serializers.CharField(), "id": serializers.CharField()}, allow_null=True
     )
-    messages = PlannedMessageOutput(many=True)
+    message_count = serializers.IntegerField()
+    messages = PlannedMessageOutput(many=True, help_text="The first 100; GET /api/v1/events/{id} lists all.")
     skipped_rules = inline_serializer(
         "SkippedRule", {"rule": serializers.CharField(), "reason": serializers.CharField()}, many=True
     )

@@ -15,13 +15,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from channels.services import deliveries_cancel, recipients_resolve
+from channels.services import BULK_BATCH, deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, scenario_config
 from .errors import EventRejected
 from .models import Event, Message, MessageStatus, Rule, Scenario
 from .rendering import RenderError, render_message
 from .services import condition_matches, deliver_messages, render_context, schema_errors
+
+ANSWER_LIST_LIMIT = 100
 
 
 @dataclass
@@ -275,7 +277,7 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
                 )
             )
             plans.append((item, plan))
-    Message.objects.bulk_create(rows)
+    Message.objects.bulk_create(rows, batch_size=BULK_BATCH)
     bindings = {}
     for item in accepted:
         bindings.update(item.config.bindings)
@@ -321,6 +323,8 @@ def _answer(item: _Accepted, cancelled: int) -> dict:
         "event_id": event.pk,
         "event": item.config.scenario.code,
         "subject": {"type": event.subject_type, "id": event.subject_id} if event.subject_id else None,
+        "message_count": len(item.messages),
+        # A broadcast to many people lists the first ANSWER_LIST_LIMIT; GET /events/{id} has all.
         "messages": [
             {
                 "id": m.pk,
@@ -331,7 +335,7 @@ def _answer(item: _Accepted, cancelled: int) -> dict:
                 "due_at": timezone.localtime(m.due_at, tz).isoformat(),
                 "scheduled": m.status == MessageStatus.SCHEDULED,
             }
-            for m in item.messages
+            for m in item.messages[:ANSWER_LIST_LIMIT]
         ],
         "skipped_rules": item.skipped,
         "cancelled_reminders": cancelled,
