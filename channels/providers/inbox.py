@@ -37,12 +37,10 @@ class InboxBackend(Backend):
 
     def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
         ids = inbox_messages_put_many([_row(d) for d in deliveries if d.recipient is not None])
+        # The message id goes in the attempt's raw answer only, so that deliveries settled alike
+        # are updated together (the inbox row is also found by its source_key, the delivery's key).
         return [
-            DeliveryResult(
-                AttemptOutcome.SENT,
-                raw={"inbox_message_id": ids[d.idempotency_key]},
-                provider_message_id=str(ids[d.idempotency_key]),
-            )
+            DeliveryResult(AttemptOutcome.SENT, raw={"inbox_message_id": ids[d.idempotency_key]})
             if d.recipient is not None
             else DeliveryResult(AttemptOutcome.PERMANENT, "no_recipient", "The recipient was deleted.")
             for d in deliveries

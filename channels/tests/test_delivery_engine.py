@@ -168,4 +168,6 @@ def test_inbox_deliveries_are_written_in_bulk_once_each():
     assert {d.status for d in settled} == {DeliveryStatus.SENT}
     assert {d.attempts.count() for d in settled} == {1}
     message = InboxMessage.objects.get(recipient_id="p-3")
-    assert Delivery.objects.get(idempotency_key="fan-p-3").provider_message_id == str(message.pk)
+    attempt = Delivery.objects.get(idempotency_key="fan-p-3").attempts.get()
+    assert attempt.raw_response == {"inbox_message_id": message.pk}
+    assert message.source_key == "fan-p-3"
