@@ -167,7 +167,7 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
     created bare, so the inbox still reaches them and channels without an address skip with
     `no_address`. One read for all audiences; keyed by (audience, external id)."""
     inline: dict[tuple[str, str], dict] = {}
-    wanted: list[tuple[str, str]] = []
+    wanted: dict[tuple[str, str], None] = {}  # ordered and de-duplicated; a set test, not a list scan
     for audience, entries in named.items():
         for entry in entries:
             if isinstance(entry, dict):
@@ -175,15 +175,16 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
                 inline[key] = {k: v for k, v in entry.items() if k in RECIPIENT_FIELDS}
             else:
                 key = (audience, str(entry))
-            if key not in wanted:
-                wanted.append(key)
+            wanted[key] = None
     if not wanted:
         return {}
 
     def read(keys):
         found = {}
-        for audience in {a for a, _ in keys}:
-            ids = [i for a, i in keys if a == audience]
+        by_audience: dict[str, list[str]] = {}
+        for audience, external_id in keys:
+            by_audience.setdefault(audience, []).append(external_id)
+        for audience, ids in by_audience.items():
             # In slices: SQLite caps the number of query parameters.
             for start in range(0, len(ids), BULK_BATCH):
                 for r in Recipient.objects.filter(audience=audience, external_id__in=ids[start : start + BULK_BATCH]):

@@ -54,7 +54,11 @@ class PlannedMessageOutput(serializers.Serializer):
     recipient = serializers.CharField()
     template = serializers.CharField()
     due_at = serializers.DateTimeField()
-    scheduled = serializers.BooleanField(help_text="true: a reminder that fires at due_at; false: sent now")
+    status = serializers.ChoiceField(
+        choices=["dispatched", "scheduled", "skipped"],
+        help_text="dispatched: sent now; scheduled: a reminder that fires at due_at; skipped: too_late",
+    )
+    scheduled = serializers.BooleanField(help_text="true: a reminder that fires at due_at")
 
 
 class EventAnswerOutput(serializers.Serializer):
@@ -69,6 +73,7 @@ class EventAnswerOutput(serializers.Serializer):
         "SkippedRule", {"rule": serializers.CharField(), "reason": serializers.CharField()}, many=True
     )
     cancelled_reminders = serializers.IntegerField()
+    rescheduled_reminders = serializers.IntegerField()
 
 
 class DeliveryStatusOutput(serializers.Serializer):

@@ -31,6 +31,7 @@ class ScenarioConfig:
     data_validator: Draft202012Validator | None
     conditions: dict[int, Draft202012Validator | None]
     cancels: bool  # some enabled rule lists this event in cancel_on
+    reschedules: bool  # some enabled rule lists this event in reschedule_on
 
 
 _loaded: dict[str, tuple[int, float, ScenarioConfig | None]] = {}
@@ -63,25 +64,16 @@ def _load(code: str) -> ScenarioConfig | None:
     if scenario is None:
         return None
     rules = tuple(scenario.rules.filter(enabled=True).select_related("template", "template__link").order_by("id"))
-    cancels = (
-        Rule.objects.filter(enabled=True, cancel_on__contains=[code]).exists()
-        if _json_contains()
-        else any(code in (r.cancel_on or []) for r in Rule.objects.filter(enabled=True).only("cancel_on"))
-    )
+    controls = list(Rule.objects.filter(enabled=True).only("cancel_on", "reschedule_on"))
     return ScenarioConfig(
         scenario=scenario,
         rules=rules,
         bindings=bindings_for({r.template_id for r in rules}),
         data_validator=Draft202012Validator(scenario.data_schema) if scenario.data_schema else None,
         conditions={r.pk: Draft202012Validator(r.condition) if r.condition else None for r in rules},
-        cancels=cancels,
+        cancels=any(code in (r.cancel_on or []) for r in controls),
+        reschedules=any(code in (r.reschedule_on or []) for r in controls),
     )
-
-
-def _json_contains() -> bool:
-    from django.db import connection
-
-    return connection.features.supports_json_field_contains
 
 
 def bump_version(**kwargs) -> None:

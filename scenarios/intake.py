@@ -42,6 +42,7 @@ class _Planned:
     due_at: datetime
     immediate: bool
     rendered: dict
+    skip_reason: str = ""
 
 
 @dataclass
@@ -193,13 +194,12 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
                 f"The rule {rule.code} needs at least one {rule.audience}."
             )
             continue
-        due_at, immediate = now, True
+        due_at, immediate, skip_reason = now, True, ""
         if rule.is_timed:
             anchor = _anchor_time(data, rule, errors)
             if anchor is None:
                 continue
-            due_at = anchor + timedelta(minutes=rule.offset_minutes)
-            immediate = False
+            due_at, immediate, skip_reason = timing(rule, anchor, now=now)
         rendered = {}
         if immediate:
             try:
@@ -211,22 +211,36 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
             except RenderError as err:
                 errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
                 continue
-        planned.extend(_Planned(rule, entry, due_at, immediate, rendered) for entry in entries)
+        planned.extend(_Planned(rule, entry, due_at, immediate, rendered, skip_reason) for entry in entries)
     if errors:
         raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
     return planned, skipped
 
 
-def _anchor_time(data: dict, rule: Rule, errors: dict) -> datetime | None:
-    raw = data.get(rule.anchor_field)
+def timing(rule: Rule, anchor: datetime, *, now: datetime) -> tuple[datetime, bool, str]:
+    """(due at, send now?, skip reason) for a timed rule. A reminder whose time has passed is sent
+    at once within the rule's grace window, and otherwise skipped as `too_late`."""
+    due_at = anchor + timedelta(minutes=rule.offset_minutes)
+    if due_at > now:
+        return due_at, False, ""
+    if now - due_at <= timedelta(minutes=rule.grace_minutes):
+        return now, True, ""
+    return due_at, False, "too_late"
+
+
+def parse_anchor(raw) -> datetime | None:
     value = parse_datetime(raw) if isinstance(raw, str) else None
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _anchor_time(data: dict, rule: Rule, errors: dict) -> datetime | None:
+    value = parse_anchor(data.get(rule.anchor_field))
     if value is None:
         errors.setdefault(f"data.{rule.anchor_field}", []).append(
             f"The rule {rule.code} needs an ISO 8601 date-time here."
         )
-        return None
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_default_timezone())
     return value
 
 
@@ -270,7 +284,14 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
                     audience=plan.rule.audience,
                     subject_type=item.subject[0],
                     subject_id=item.subject[1],
-                    status=MessageStatus.DISPATCHED if plan.immediate else MessageStatus.SCHEDULED,
+                    status=(
+                        MessageStatus.SKIPPED
+                        if plan.skip_reason
+                        else MessageStatus.DISPATCHED
+                        if plan.immediate
+                        else MessageStatus.SCHEDULED
+                    ),
+                    status_reason=plan.skip_reason,
                     dispatched_at=now if plan.immediate else None,
                     due_at=plan.due_at,
                     rendered=plan.rendered,
@@ -287,7 +308,8 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
 
     for item in accepted:
         cancelled = _cancel_pending(item.event) if item.config.cancels else 0
-        item.event.answer = _answer(item, cancelled)
+        moved = _reschedule_pending(item.event, now=now) if item.config.reschedules else 0
+        item.event.answer = _answer(item, cancelled, moved)
     Event.objects.bulk_update(events, ["answer"])
 
 
@@ -316,7 +338,42 @@ def _cancel_pending(event: Event) -> int:
     return len(ids)
 
 
-def _answer(item: _Accepted, cancelled: int) -> dict:
+def _reschedule_pending(event: Event, *, now: datetime) -> int:
+    """Move the subject's pending reminders, planned by earlier events, whose rule lists this
+    event in `reschedule_on`, to the anchor time this event carries. They move in place (never a
+    second reminder), render with the new time, and follow the late-arrival rule if already due."""
+    if not event.subject_id:
+        return 0
+    code = event.scenario.code
+    pending = (
+        Message.objects.select_for_update(of=("self",))
+        .filter(
+            status=MessageStatus.SCHEDULED,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            event_id__lt=event.pk,
+        )
+        .select_related("rule")
+    )
+    moved = 0
+    for message in pending:
+        rule = message.rule
+        anchor = parse_anchor(event.data.get(rule.anchor_field)) if rule.anchor_field else None
+        if code not in (rule.reschedule_on or []) or anchor is None:
+            continue
+        due_at, send_now, skip_reason = timing(rule, anchor, now=now)
+        message.due_at = now if send_now else due_at  # the scanner fires it within a second
+        message.data_overrides = {**message.data_overrides, rule.anchor_field: event.data[rule.anchor_field]}
+        if skip_reason:
+            message.status, message.status_reason = MessageStatus.SKIPPED, skip_reason
+        else:
+            message.status_reason = f"moved by {code} #{event.pk}"
+        message.save(update_fields=["due_at", "data_overrides", "status", "status_reason"])
+        moved += 1
+    return moved
+
+
+def _answer(item: _Accepted, cancelled: int, moved: int) -> dict:
     tz = timezone.get_default_timezone()
     event = item.event
     return {
@@ -333,10 +390,12 @@ def _answer(item: _Accepted, cancelled: int) -> dict:
                 "recipient": m.recipient.external_id,
                 "template": m.template.code,
                 "due_at": timezone.localtime(m.due_at, tz).isoformat(),
+                "status": m.status,
                 "scheduled": m.status == MessageStatus.SCHEDULED,
             }
             for m in item.messages[:ANSWER_LIST_LIMIT]
         ],
         "skipped_rules": item.skipped,
         "cancelled_reminders": cancelled,
+        "rescheduled_reminders": moved,
     }

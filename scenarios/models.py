@@ -216,6 +216,12 @@ class Rule(models.Model):
     cancel_on = models.JSONField(
         _("cancelled by"), default=list, blank=True, help_text=_("Events about the same subject that cancel it.")
     )
+    reschedule_on = models.JSONField(
+        _("moved by"),
+        default=list,
+        blank=True,
+        help_text=_("Events about the same subject whose data carries a new anchor time; pending reminders move."),
+    )
 
     objects = NaturalKeyManager("scenario__code", "code")
     history = HistoricalRecords()
@@ -287,6 +293,9 @@ class Message(models.Model):
     status_reason = models.CharField(_("reason"), max_length=255, blank=True)
     due_at = models.DateTimeField(_("due at"))
     rendered = models.JSONField(_("rendered"), default=dict, blank=True)
+    data_overrides = models.JSONField(
+        _("data overrides"), default=dict, blank=True, help_text=_("Event data changed since, e.g. a moved anchor.")
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
 

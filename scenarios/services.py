@@ -101,7 +101,7 @@ def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) 
                 message.rendered = render_message(
                     template=message.template,
                     bindings=bindings.get(message.template_id, ()),
-                    context=render_context(message.rule, message.event.data),
+                    context=render_context(message.rule, {**message.event.data, **message.data_overrides}),
                 )
             except RenderError as err:
                 message.status, message.status_reason = MessageStatus.FAILED, f"render_failed: {err}"

@@ -88,3 +88,103 @@ def test_a_phone_booking_gets_no_video_reminder(catalog, backend):
 
     assert [m["template"] for m in answer["messages"]] == ["dc_inquiry_0000004"]
     assert answer["skipped_rules"] == [{"rule": "doctor_no_video_10min_after", "reason": "condition_not_met"}]
+
+
+def change(backend, new_time, key="change-9001"):
+    return backend.post(
+        "/api/v1/events",
+        {
+            "event": "inquiry.appointment_changed",
+            "idempotency_key": key,
+            "data": {"inquiry_id": "9001", "appointment_time": new_time.isoformat()},
+        },
+        format="json",
+    )
+
+
+def test_a_changed_appointment_moves_both_reminders_in_place(catalog, backend):
+    book(backend)
+    answer = change(backend, BOOKED_FOR + timedelta(hours=1)).json()
+
+    assert answer["rescheduled_reminders"] == 2
+    assert Message.objects.count() == 2  # moved, never duplicated
+    assert messages_fire_due(now=BOOKED_FOR - timedelta(minutes=5)) == 0  # the old time passes quietly
+    assert messages_fire_due(now=BOOKED_FOR + timedelta(minutes=55)) == 1
+    body = InboxMessage.objects.get(template_code="dc_inquiry_0000004").body
+    assert "2030-03-01 11:00" in body  # rendered with the new time
+    assert messages_fire_due(now=BOOKED_FOR + timedelta(minutes=70)) == 1
+    assert doctor_inbox_titles() == ["预约问诊5分钟后开始", "视频问诊尚未发起"]
+
+
+def at(monkeypatch, moment):
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+
+
+def test_a_booking_that_arrives_late_sends_within_grace_and_skips_beyond_it(catalog, backend, monkeypatch):
+    at(monkeypatch, BOOKED_FOR - timedelta(minutes=2))  # 09:58: the 09:55 reminder is 3 min late, grace 5
+    answer = book(backend).json()
+
+    by_template = {m["template"]: m for m in answer["messages"]}
+    assert by_template["dc_inquiry_0000004"]["status"] == "dispatched"
+    assert by_template["dc_inquiry_0000006"]["status"] == "scheduled"
+    assert doctor_inbox_titles() == ["预约问诊5分钟后开始"]
+
+
+def test_a_booking_far_too_late_is_skipped_as_too_late(catalog, backend, monkeypatch):
+    at(monkeypatch, BOOKED_FOR + timedelta(minutes=30))  # 10:30: both reminders are past their grace
+    answer = book(backend).json()
+
+    assert {m["status"] for m in answer["messages"]} == {"skipped"}
+    assert set(Message.objects.values_list("status_reason", flat=True)) == {"too_late"}
+    assert doctor_inbox_titles() == []
+
+
+def test_two_scanners_at_once_fire_each_reminder_exactly_once(catalog, backend):
+    import threading
+
+    from django.db import connection
+
+    from channels.models import Delivery
+
+    for i in range(60):
+        backend.post(
+            "/api/v1/events",
+            {
+                "event": "inquiry.appointment_booked",
+                "idempotency_key": f"b-{i}",
+                "data": {
+                    "inquiry_id": f"c-{i}",
+                    "order_no": f"IQ{i}",
+                    "consultation_type": "phone",
+                    "patient_name": "张三",
+                    "appointment_time": BOOKED_FOR.isoformat(),
+                },
+                "recipients": {"doctor": ["d-17"]},
+            },
+            format="json",
+        )
+    fired = []
+    errors = []
+
+    def scan():
+        try:
+            while n := messages_fire_due(now=BOOKED_FOR, limit=7):
+                fired.append(n)
+        except Exception as err:  # an IntegrityError here would mean a double fire
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=scan) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sum(fired) == 60
+    assert Message.objects.filter(status="dispatched").count() == 60
+    # One inbox and one push delivery per reminder, none twice.
+    assert Delivery.objects.filter(channel="inbox").count() == 60

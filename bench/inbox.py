@@ -1,0 +1,263 @@
+"""Inbox benchmark: the station inbox next to django-notifications (community fork), same data
+shape, same PostgreSQL, same run.
+
+    .venv/bin/pip install -r bench/requirements.txt
+    .venv/bin/python bench/inbox.py [--rows 10000000] [--samples 300] [--fanout 100000]
+
+Loads N messages over N/10 recipients into both (COPY), heavy and light users mixed: 1% of the
+people hold 30% of the messages. Then, per query, p50/p99 over random people through each side's
+own code (our selectors and services; the peer's manager and queryset methods): unread count,
+first page, a deep page (ours by cursor, the peer by offset, as its API pages), read-all for a
+heavy user, and a fan-out of one event to --fanout people (ours through event intake, the
+peer through notify.send). Needs PostgreSQL (DATABASE_URL, default as `make test`).
+"""
+
+import argparse
+import io
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
+DB = urlunparse(urlparse(base_db)._replace(path=urlparse(base_db).path + "_inbox_bench"))
+os.environ.update(
+    DATABASE_URL=DB,
+    DJANGO_SETTINGS_MODULE="bench.inbox_settings",
+    DJANGO_SECRET_KEY="bench-only",
+    INBOX_JWT_SECRET="bench-only-secret-of-sufficient-length-for-hs256",
+    FIELD_ENCRYPTION_KEYS="YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
+    NOTIFYCENTER_DATA_DIR=tempfile.mkdtemp(prefix="nc-inbox-bench-"),
+    CELERY_TASK_ALWAYS_EAGER="1",
+    LOG_LEVEL="WARNING",
+)
+os.environ.pop("REDIS_URL", None)  # nothing here needs Redis; eager tasks, local cache
+
+import psycopg  # noqa: E402
+
+NULL = "\\N"  # COPY's text format for NULL
+CATEGORIES = ["consultation", "prescription", "order", "points", "system"]
+
+
+def reset_database():
+    admin = urlunparse(urlparse(DB)._replace(path="/postgres"))
+    name = urlparse(DB).path.lstrip("/")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def owners(rows: int, people: int, seed: int = 7) -> list[int]:
+    """Message i goes to owners[i]: 1% of people (the heavy ones) get 30% of the messages."""
+    rng = random.Random(seed)
+    heavy = max(1, people // 100)
+    return [rng.randrange(heavy) if rng.random() < 0.3 else rng.randrange(heavy, people) for _ in range(rows)]
+
+
+def copy_rows(conn, sql: str, lines, chunk: int = 200_000):
+    with conn.cursor() as cur, cur.copy(sql) as copy:
+        buf = io.StringIO()
+        for n, line in enumerate(lines, 1):
+            buf.write(line)
+            if n % chunk == 0:
+                copy.write(buf.getvalue())
+                buf = io.StringIO()
+        copy.write(buf.getvalue())
+
+
+def load(rows: int, people: int) -> float:
+    owner = owners(rows, people)
+    t0 = time.monotonic()
+    with psycopg.connect(DB) as conn:
+        # People for the peer (auth_user), as its recipient is a user row.
+        copy_rows(
+            conn,
+            "COPY auth_user (id, password, is_superuser, username, first_name, last_name, email, is_staff, "
+            "is_active, date_joined) FROM STDIN",
+            (f"{i + 1}\t!\tf\tp-{i}\t\t\t\tf\tt\t2026-01-01 00:00:00+08\n" for i in range(people)),
+        )
+        conn.execute("SELECT setval('auth_user_id_seq', %s)", (people + 1,))
+        ct = conn.execute("SELECT id FROM django_content_type WHERE app_label='auth' AND model='user'").fetchone()[0]
+        start = 1_700_000_000  # epoch seconds; one message a second, ids in time order
+        # Older messages are mostly read; the newest 20% mostly unread.
+        unread = [i > rows * 0.8 or (i * 7919) % 10 < 1 for i in range(rows)]
+        copy_rows(
+            conn,
+            "COPY inbox_inboxmessage (audience, recipient_id, category, title, body, link, source_key, "
+            "template_code, created_at, read_at) FROM STDIN",
+            (
+                f"patient\tp-{owner[i]}\t{CATEGORIES[i % 5]}\t问诊消息{i}\t您有一条新的问诊消息，请及时查看。\t"
+                f'{{"route": "inquiry_detail", "params": {{"inquiry_id": "{i}"}}}}\tb{i}\tpt_inquiry_0000001\t'
+                f"{_ts(start + i)}\t{NULL if unread[i] else _ts(start + i + 60)}\n"
+                for i in range(rows)
+            ),
+        )
+        copy_rows(
+            conn,
+            "COPY notifications_notification (level, recipient_id, unread, actor_content_type_id, actor_object_id,"
+            " verb, description, timestamp, public, deleted, emailed) FROM STDIN",
+            (
+                f"info\t{owner[i] + 1}\t{'t' if unread[i] else 'f'}\t{ct}\t1\t问诊消息{i}\t"
+                f"您有一条新的问诊消息，请及时查看。\t{_ts(start + i)}\tt\tf\tf\n"
+                for i in range(rows)
+            ),
+        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE inbox_inboxmessage")
+        conn.execute("VACUUM ANALYZE notifications_notification")
+        conn.execute("VACUUM ANALYZE auth_user")
+    return time.monotonic() - t0
+
+
+def _ts(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(epoch))
+
+
+def timed(fn, samples) -> tuple[float, float]:
+    took = []
+    for arg in samples:
+        t0 = time.perf_counter()
+        fn(arg)
+        took.append((time.perf_counter() - t0) * 1000)
+    took.sort()
+    return statistics.median(took), took[min(len(took) - 1, int(len(took) * 0.99))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--fanout", type=int, default=100_000)
+    args = ap.parse_args()
+    people = max(10, args.rows // 10)
+
+    import django
+
+    try:
+        import notifications  # noqa: F401
+    except ImportError:
+        sys.exit("the peer is missing: .venv/bin/pip install -r bench/requirements.txt")
+    reset_database()
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from notifications.models import Notification
+    from notifications.signals import notify
+
+    from inbox.selectors import inbox_message_list, inbox_unread_counts
+    from inbox.services import inbox_messages_mark_read
+    from scenarios.intake import event_accept
+    from scenarios.models import ChannelBinding, Rule, Scenario, Template
+
+    call_command("migrate", verbosity=0)
+    print(f"loading {args.rows:,} messages over {people:,} people into each side …", flush=True)
+    loaded = load(args.rows, people)
+    print(f"loaded both in {loaded:.0f} s", flush=True)
+
+    rng = random.Random(11)
+    heavy_n = max(1, people // 100)
+    mixed = [rng.randrange(people) if i % 2 else rng.randrange(heavy_n) for i in range(args.samples)]
+    rows = []
+
+    def pair(label, ours, peer, samples, target=""):
+        o50, o99 = timed(ours, samples)
+        p50, p99 = timed(peer, samples)
+        rows.append((label, f"{o50:.2f}", f"{o99:.2f}", f"{p50:.2f}", f"{p99:.2f}", f"{p99 / o99:.1f}×", target))
+
+    pair(
+        "unread count (per category; peer: total)",
+        lambda u: inbox_unread_counts(audience="patient", recipient_id=f"p-{u}"),
+        lambda u: Notification.objects.filter(recipient_id=u + 1).unread().count(),
+        mixed,
+        "p99 ≤ 5 ms, ≥ 5× peer",
+    )
+    pair(
+        "first page (20)",
+        lambda u: list(inbox_message_list(audience="patient", recipient_id=f"p-{u}")[:20]),
+        lambda u: list(Notification.objects.filter(recipient_id=u + 1)[:20]),
+        mixed,
+        "p99 ≤ 15 ms, ≥ 5× peer",
+    )
+    heavy = [rng.randrange(heavy_n) for _ in range(args.samples)]
+    cursors = {}
+    for u in heavy:
+        page = list(inbox_message_list(audience="patient", recipient_id=f"p-{u}").values_list("id", flat=True)[200:201])
+        cursors[u] = page[0] if page else None
+    pair(
+        "deep page, heavy user (ours: cursor; peer: OFFSET 200)",
+        lambda u: list(inbox_message_list(audience="patient", recipient_id=f"p-{u}", before_id=cursors[u])[:20]),
+        lambda u: list(Notification.objects.filter(recipient_id=u + 1)[200:220]),
+        heavy,
+    )
+    readers = rng.sample(range(heavy_n), min(heavy_n, 2 * max(5, args.samples // 10)))
+    half = len(readers) // 2
+    ours_readers, peer_readers = readers[:half], readers[half:]
+    o50, o99 = timed(lambda u: inbox_messages_mark_read(audience="patient", recipient_id=f"p-{u}"), ours_readers)
+    p50, p99 = timed(lambda u: Notification.objects.filter(recipient_id=u + 1).mark_all_as_read(), peer_readers)
+    rows.append(
+        ("read-all, heavy user", f"{o50:.2f}", f"{o99:.2f}", f"{p50:.2f}", f"{p99:.2f}", f"{p99 / o99:.1f}×", "")
+    )
+
+    # Fan-out: one event to --fanout people. Ours: event intake (event, messages, deliveries,
+    # directory rows) and the inbox sends it triggers, in this one process.
+    scenario = Scenario.objects.create(code="membership.broadcast", name="会员群发", domain="membership")
+    template = Template.objects.create(
+        code="pt_member_bench",
+        name="群发",
+        audience="patient",
+        category="system",
+        title="会员活动",
+        body="会员日活动开始啦，欢迎参与。",
+    )
+    ChannelBinding.objects.create(template=template, channel="inbox")
+    Rule.objects.create(scenario=scenario, code="all", audience="patient", template=template)
+    targets = [f"f-{i}" for i in range(args.fanout)]
+    t0 = time.perf_counter()
+    event_accept(
+        client="bench",
+        payload={
+            "event": "membership.broadcast",
+            "idempotency_key": "fan",
+            "data": {},
+            "recipients": {"patient": targets},
+        },
+    )
+    ours_fan = time.perf_counter() - t0
+    actor = User.objects.get(pk=1)
+    peer_people = User.objects.filter(pk__lte=args.fanout)
+    t0 = time.perf_counter()
+    notify.send(actor, recipient=peer_people, verb="会员日活动开始啦，欢迎参与。")
+    peer_fan = time.perf_counter() - t0
+    rows.append(
+        (
+            f"fan-out to {args.fanout:,} (seconds)",
+            f"{ours_fan:.1f}",
+            "",
+            f"{peer_fan:.1f}",
+            "",
+            f"{peer_fan / ours_fan:.1f}×",
+            "≤ 10 s",
+        )
+    )
+
+    head = ("query", "ours p50 ms", "ours p99 ms", "peer p50 ms", "peer p99 ms", "peer/ours p99", "target")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    print()
+    for r in [head, tuple("-" * w for w in widths), *rows]:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print(
+        f"\n{args.rows:,} messages over {people:,} people in each; {args.samples} samples per query; "
+        f"peer: django-notifications-community; {os.cpu_count()} cores"
+    )
+
+
+if __name__ == "__main__":
+    main()
