@@ -174,11 +174,15 @@ else:
         "store_processed": False,
     }
 # Beat holds a fixed set of periodic tasks, never a row per reminder (DESIGN.md).
+# NOTIFYCENTER_BEAT_SCANS=0 leaves the scans out (bench/reminders.py's peer run).
 CELERY_BEAT_SCHEDULE = {
     "fire-due-messages": {"task": "scenarios.tasks.fire_due_messages", "schedule": timedelta(seconds=1)},
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
+    "materialize-plans": {"task": "scenarios.tasks.materialize_plans", "schedule": timedelta(minutes=10)},
     "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
 }
+if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
+    CELERY_BEAT_SCHEDULE = {}
 # Station inbox messages older than this are deleted by the hourly purge.
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
 

@@ -4,7 +4,22 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from channels.selectors import deliveries_for_messages
 
-from .models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template
+from .broadcasts import broadcast_delete, broadcast_schedule_sync
+from .models import (
+    ChannelBinding,
+    Event,
+    FollowUpPlan,
+    LinkTarget,
+    Message,
+    PlanEnrollment,
+    PlanStep,
+    RecurringBroadcast,
+    Rule,
+    Scenario,
+    Template,
+    UpcomingReminder,
+)
+from .services import reminders_cancel
 
 
 class RuleInline(admin.StackedInline):
@@ -99,6 +114,87 @@ class MessageAdmin(admin.ModelAdmin):
             )
             or "—"
         )
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(UpcomingReminder)
+class UpcomingReminderAdmin(admin.ModelAdmin):
+    list_display = ["due_at", "template", "audience", "recipient", "subject_type", "subject_id", "scenario"]
+    list_filter = ["event__scenario", "audience", "template", "due_at"]
+    search_fields = ["subject_id", "recipient__external_id", "template__code", "=event__id"]
+    date_hierarchy = "due_at"
+    ordering = ["due_at"]
+    list_select_related = ["template", "recipient", "event__scenario"]
+    readonly_fields = [f.name for f in Message._meta.fields]
+    actions = ["cancel_reminders"]
+    show_full_result_count = False
+
+    @admin.display(description=_("scenario"), ordering="event__scenario__code")
+    def scenario(self, obj):
+        return obj.event.scenario.code
+
+    @admin.action(description=_("Cancel the selected reminders"), permissions=["cancel"])
+    def cancel_reminders(self, request, queryset):
+        n = reminders_cancel(
+            message_ids=list(queryset.values_list("pk", flat=True)), reason=f"cancelled in the admin by {request.user}"
+        )
+        self.message_user(request, _("%(n)d reminders cancelled.") % {"n": n})
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("scenarios.cancel_reminder")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RecurringBroadcast)
+class RecurringBroadcastAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "scenario", "crontab", "enabled", "last_run"]
+    list_filter = ["enabled", "scenario"]
+    search_fields = ["name", "scenario__code"]
+    autocomplete_fields = ["scenario"]
+
+    @admin.display(description=_("last run"))
+    def last_run(self, obj):
+        return obj.periodic_task.last_run_at if obj.periodic_task else None
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        broadcast_schedule_sync(broadcast=obj)
+
+    def delete_model(self, request, obj):
+        broadcast_delete(broadcast=obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            broadcast_delete(broadcast=obj)
+
+
+class PlanStepInline(admin.TabularInline):
+    model = PlanStep
+    extra = 0
+    autocomplete_fields = ["template"]
+
+
+@admin.register(FollowUpPlan)
+class FollowUpPlanAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "enabled"]
+    search_fields = ["code", "name"]
+    inlines = [PlanStepInline]
+
+
+@admin.register(PlanEnrollment)
+class PlanEnrollmentAdmin(admin.ModelAdmin):
+    list_display = ["plan", "enrollment_key", "recipient", "start_date", "status", "materialized_until"]
+    list_filter = ["plan", "status"]
+    search_fields = ["enrollment_key", "recipient__external_id"]
+    list_select_related = ["plan", "recipient"]
+    readonly_fields = [f.name for f in PlanEnrollment._meta.fields]
 
     def has_add_permission(self, request):
         return False

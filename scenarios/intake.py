@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 
 from channels.services import BULK_BATCH, deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, scenario_config
 from .errors import EventRejected
-from .models import Event, Message, MessageStatus, Rule, Scenario
+from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
+from .plans import plan_cancel, plan_enroll
 from .rendering import RenderError, render_message
 from .services import condition_matches, deliver_messages, render_context, schema_errors
 
@@ -56,6 +57,7 @@ class _Accepted:
     subject: tuple[str, str]
     planned: list[_Planned]
     skipped: list[dict]
+    effect: dict | None = None
     event: Event | None = None
     messages: list[Message] = field(default_factory=list)
 
@@ -158,6 +160,7 @@ def _validate_and_plan(index: int, payload: dict, fingerprint: str, *, now: date
     if errors:
         raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
     planned, skipped = _plan(config, payload, data, now=now)
+    effect = _check_effect(config.scenario, payload, data) if config.scenario.effect else None
     return _Accepted(
         index=index,
         payload=payload,
@@ -166,7 +169,31 @@ def _validate_and_plan(index: int, payload: dict, fingerprint: str, *, now: date
         subject=_subject(config.scenario, payload, data),
         planned=planned,
         skipped=skipped,
+        effect=effect,
     )
+
+
+def _check_effect(scenario: Scenario, payload: dict, data: dict) -> dict:
+    """A plan effect needs `data.plan` (an enabled plan's code), `data.enrollment_id`, and to enrol,
+    `data.start_date` and one patient."""
+    errors: dict[str, list[str]] = {}
+    plan = FollowUpPlan.objects.filter(code=str(data.get("plan", "")), enabled=True).first()
+    if plan is None:
+        errors["data.plan"] = ["Not the code of an enabled follow-up plan."]
+    if not data.get("enrollment_id"):
+        errors["data.enrollment_id"] = ["Required: the hospital's id of this enrollment."]
+    effect = {"kind": scenario.effect, "plan": plan, "key": str(data.get("enrollment_id", ""))}
+    if scenario.effect == Effect.PLAN_ENROLL:
+        start = parse_date(str(data.get("start_date", "")))
+        if start is None:
+            errors["data.start_date"] = ["Required: the plan's first day, YYYY-MM-DD."]
+        patients = (payload.get("recipients") or {}).get("patient") or []
+        if len(patients) != 1:
+            errors["recipients.patient"] = ["Exactly one patient is enrolled per event."]
+        effect.update(start=start, patient=patients[0] if len(patients) == 1 else None)
+    if errors:
+        raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
+    return effect
 
 
 def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
@@ -206,7 +233,7 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
                 rendered = render_message(
                     template=rule.template,
                     bindings=config.bindings.get(rule.template_id, ()),
-                    context=render_context(rule, data),
+                    context=render_context(rule.template, data),
                 )
             except RenderError as err:
                 errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
@@ -267,6 +294,8 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
         item.event = event
         for plan in item.planned:
             named.setdefault(plan.rule.audience, []).append(plan.recipient_entry)
+        if item.effect and item.effect.get("patient") is not None:
+            named.setdefault("patient", []).append(item.effect["patient"])
     people = recipients_resolve(named=named)
 
     rows, plans = [], []
@@ -310,6 +339,8 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
         cancelled = _cancel_pending(item.event) if item.config.cancels else 0
         moved = _reschedule_pending(item.event, now=now) if item.config.reschedules else 0
         item.event.answer = _answer(item, cancelled, moved)
+        if item.effect:
+            item.event.answer["plan"] = _apply_effect(item, people, now=now)
     Event.objects.bulk_update(events, ["answer"])
 
 
@@ -329,13 +360,34 @@ def _cancel_pending(event: Event) -> int:
         .select_related("rule")
     )
     code = event.scenario.code
-    ids = [m.pk for m in pending if code in (m.rule.cancel_on or [])]
+    ids = [m.pk for m in pending if m.rule is not None and code in (m.rule.cancel_on or [])]
     if ids:
         Message.objects.filter(pk__in=ids).update(
             status=MessageStatus.CANCELLED, status_reason=f"cancelled by {code} #{event.pk}"
         )
         deliveries_cancel(message_refs=ids, reason="cancelled")
     return len(ids)
+
+
+def _apply_effect(item: _Accepted, people: dict, *, now: datetime) -> dict:
+    effect = item.effect
+    if effect["kind"] == Effect.PLAN_ENROLL:
+        entry = effect["patient"]
+        recipient = people[("patient", str(entry["id"] if isinstance(entry, dict) else entry))]
+        enrollment = plan_enroll(
+            event=item.event,
+            plan=effect["plan"],
+            recipient=recipient,
+            key=effect["key"],
+            start=effect["start"],
+            now=now,
+        )
+        scheduled = Message.objects.filter(
+            subject_type="plan_enrollment", subject_id=str(enrollment.pk), status=MessageStatus.SCHEDULED
+        ).count()
+        return {"enrollment_id": enrollment.pk, "status": enrollment.status, "scheduled_reminders": scheduled}
+    cancelled = plan_cancel(plan=effect["plan"], key=effect["key"], reason=f"cancelled by event #{item.event.pk}")
+    return {"cancelled_reminders": cancelled}
 
 
 def _reschedule_pending(event: Event, *, now: datetime) -> int:
@@ -358,6 +410,8 @@ def _reschedule_pending(event: Event, *, now: datetime) -> int:
     moved = 0
     for message in pending:
         rule = message.rule
+        if rule is None:
+            continue
         anchor = parse_anchor(event.data.get(rule.anchor_field)) if rule.anchor_field else None
         if code not in (rule.reschedule_on or []) or anchor is None:
             continue

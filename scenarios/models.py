@@ -1,6 +1,9 @@
 """What, to whom, when: scenarios and their rules, templates and their channel bindings, link
 targets, and the events and messages that flow through them."""
 
+from datetime import time
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -86,6 +89,12 @@ class LinkTarget(models.Model):
         return (self.code,)
 
 
+class Effect(models.TextChoices):
+    NONE = "", _("None")
+    PLAN_ENROLL = "plan_enroll", _("Enrol in a follow-up plan")
+    PLAN_CANCEL = "plan_cancel", _("Stop a follow-up plan")
+
+
 class Scenario(Timestamped):
     """A business event the hospital backend reports, e.g. `inquiry.paid`."""
 
@@ -100,6 +109,14 @@ class Scenario(Timestamped):
     data_schema = models.JSONField(_("data schema"), default=dict, blank=True, help_text=_("JSON Schema of `data`."))
     sample_data = models.JSONField(_("sample data"), default=dict, blank=True)
     backend_call = models.CharField(_("backend call"), max_length=255, blank=True)
+    effect = models.CharField(
+        _("effect"),
+        max_length=16,
+        choices=Effect.choices,
+        default=Effect.NONE,
+        blank=True,
+        help_text=_("Besides its rules: enrol in or stop a follow-up plan (data: plan, enrollment_id, start_date)."),
+    )
 
     objects = NaturalKeyManager()
     history = HistoricalRecords()
@@ -283,7 +300,12 @@ class Message(models.Model):
     """One rule's message to one recipient, now or at its due time; its deliveries follow it."""
 
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="messages")
-    rule = models.ForeignKey(Rule, verbose_name=_("rule"), on_delete=models.PROTECT, related_name="messages")
+    rule = models.ForeignKey(
+        Rule, verbose_name=_("rule"), null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    plan_step = models.ForeignKey(
+        "PlanStep", verbose_name=_("plan step"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
     recipient = models.ForeignKey(Recipient, verbose_name=_("recipient"), on_delete=models.PROTECT, related_name="+")
     audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
@@ -310,6 +332,144 @@ class Message(models.Model):
                 fields=["subject_type", "subject_id"], condition=Q(status="scheduled"), name="message_pending_subject"
             ),
         ]
+        constraints = [
+            # A plan's occurrence is materialized once, however often the horizon scan runs.
+            models.UniqueConstraint(
+                fields=["plan_step", "subject_id", "due_at"],
+                condition=Q(plan_step__isnull=False),
+                name="message_unique_plan_occurrence",
+            )
+        ]
 
     def __str__(self):
         return f"{self.template.code} → {self.audience}:{self.recipient.external_id}"
+
+
+class UpcomingReminderManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(status=MessageStatus.SCHEDULED)
+
+
+class UpcomingReminder(Message):
+    """Scheduled messages, as operations staff watch and cancel them in the admin."""
+
+    objects = UpcomingReminderManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = _("upcoming reminder")
+        verbose_name_plural = _("upcoming reminders")
+        permissions = [("cancel_reminder", _("Can cancel upcoming reminders"))]
+
+
+class RecurringBroadcast(models.Model):
+    """An event operations staff send on a timetable (e.g. every Monday 09:00 a questionnaire
+    reminder to a list of people), kept as one django-celery-beat periodic task."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    scenario = models.ForeignKey(Scenario, verbose_name=_("scenario"), on_delete=models.PROTECT)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    recipients = models.JSONField(_("recipients"), default=dict, help_text=_('e.g. {"patient": ["p-1", "p-2"]}'))
+    crontab = models.ForeignKey(
+        "django_celery_beat.CrontabSchedule", verbose_name=_("timetable"), on_delete=models.PROTECT
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False, on_delete=models.SET_NULL
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("recurring broadcast")
+        verbose_name_plural = _("recurring broadcasts")
+
+    def __str__(self):
+        return self.name
+
+
+class FollowUpPlan(models.Model):
+    """A follow-up plan (随访计划): reminders in steps after a patient is enrolled."""
+
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    objects = NaturalKeyManager()
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("follow-up plan")
+        verbose_name_plural = _("follow-up plans")
+
+    def __str__(self):
+        return self.name
+
+    def natural_key(self):
+        return (self.code,)
+
+
+class PlanStep(models.Model):
+    """One step: once, `day_offset` days after the start at `time_of_day`; or, with an RRULE
+    (RFC 5545, e.g. FREQ=WEEKLY;BYDAY=MO;COUNT=4), every occurrence from the start at that time."""
+
+    plan = models.ForeignKey(FollowUpPlan, on_delete=models.CASCADE, related_name="steps")
+    order = models.PositiveIntegerField(_("order"), default=0)
+    template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
+    day_offset = models.PositiveIntegerField(_("day offset"), default=0)
+    time_of_day = models.TimeField(_("time of day"), default=time(9, 0))
+    rrule = models.CharField(_("RRULE"), max_length=255, blank=True)
+
+    objects = NaturalKeyManager("plan__code", "order")
+
+    class Meta:
+        verbose_name = _("plan step")
+        verbose_name_plural = _("plan steps")
+        ordering = ["plan", "order"]
+        constraints = [models.UniqueConstraint(fields=["plan", "order"], name="plan_step_unique_order")]
+
+    def __str__(self):
+        return f"{self.plan.code} #{self.order}"
+
+    def natural_key(self):
+        return (self.plan.code, self.order)
+
+    natural_key.dependencies = ["scenarios.followupplan", "scenarios.template"]
+
+    def clean(self):
+        if self.rrule:
+            from dateutil.rrule import rrulestr
+
+            try:
+                rrulestr(self.rrule)
+            except (ValueError, TypeError) as err:
+                raise ValidationError({"rrule": str(err)}) from err
+
+
+class EnrollmentStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    CANCELLED = "cancelled", _("Cancelled")
+    COMPLETED = "completed", _("Completed")
+
+
+class PlanEnrollment(models.Model):
+    """A patient in a plan. Occurrences are materialized as scheduled messages a rolling horizon
+    ahead (`materialized_until`), not all at enrolment."""
+
+    plan = models.ForeignKey(FollowUpPlan, verbose_name=_("plan"), on_delete=models.PROTECT)
+    recipient = models.ForeignKey(Recipient, verbose_name=_("recipient"), on_delete=models.PROTECT, related_name="+")
+    enrollment_key = models.CharField(_("enrollment id"), max_length=64)
+    event = models.ForeignKey(Event, verbose_name=_("enrolled by"), on_delete=models.PROTECT, related_name="+")
+    start_date = models.DateField(_("start date"))
+    status = models.CharField(_("status"), max_length=16, choices=EnrollmentStatus.choices, default="active")
+    materialized_until = models.DateTimeField(_("materialized until"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("plan enrollment")
+        verbose_name_plural = _("plan enrollments")
+        constraints = [models.UniqueConstraint(fields=["plan", "enrollment_key"], name="enrollment_unique_key")]
+        indexes = [models.Index(fields=["materialized_until"], condition=Q(status="active"), name="enrollment_horizon")]
+
+    def __str__(self):
+        return f"{self.plan.code}:{self.enrollment_key}"

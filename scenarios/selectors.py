@@ -33,7 +33,7 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
         "messages": [
             {
                 "id": m.pk,
-                "rule": m.rule.code,
+                "rule": m.rule.code if m.rule else f"plan:{m.plan_step_id}",
                 "audience": m.audience,
                 "recipient": m.recipient.external_id,
                 "template": m.template.code,

@@ -13,7 +13,7 @@ from jsonschema.exceptions import SchemaError
 from channels.services import DeliveryRequest, deliveries_create
 
 from .catalog import bindings_for
-from .models import ChannelBinding, Message, MessageStatus, Rule
+from .models import ChannelBinding, Message, MessageStatus, Template
 from .rendering import RenderError, render_message
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,9 @@ def condition_matches(condition: Draft202012Validator | None, data: dict) -> boo
         return False
 
 
-def render_context(rule: Rule, data: dict) -> dict:
+def render_context(template: Template, data: dict) -> dict:
     context = dict(data)
-    if rule.template.is_verification_code:
+    if template.is_verification_code:
         context["code"] = CODE_SLOT
     return context
 
@@ -82,17 +82,22 @@ def deliver_messages(messages: list[Message], *, bindings: dict[int, tuple[Chann
         deliveries_create(requests=requests)
 
 
-def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) -> int:
-    """Render and dispatch scheduled messages whose time has come; each fires exactly once, even
-    with several scanners at once (rows claimed with SELECT ... FOR UPDATE SKIP LOCKED)."""
+def messages_fire_due(
+    *, now: datetime | None = None, limit: int | None = None, message_ids: list[int] | None = None
+) -> int:
+    """Render and dispatch scheduled messages whose time has come (or just these ones, if due);
+    each fires exactly once, even with several scanners at once (rows claimed with
+    SELECT ... FOR UPDATE SKIP LOCKED)."""
     now = now or timezone.now()
     limit = limit or settings.NOTIFYCENTER["SCAN_BATCH_SIZE"]
     with transaction.atomic():
+        claim = Message.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            status=MessageStatus.SCHEDULED, due_at__lte=now
+        )
+        if message_ids is not None:
+            claim = claim.filter(pk__in=message_ids)
         due = list(
-            Message.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=MessageStatus.SCHEDULED, due_at__lte=now)
-            .select_related("rule", "template", "template__link", "recipient", "event")
-            .order_by("due_at")[:limit]
+            claim.select_related("rule", "template", "template__link", "recipient", "event").order_by("due_at")[:limit]
         )
         ready = []
         bindings = bindings_for({m.template_id for m in due})
@@ -101,7 +106,7 @@ def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) 
                 message.rendered = render_message(
                     template=message.template,
                     bindings=bindings.get(message.template_id, ()),
-                    context=render_context(message.rule, {**message.event.data, **message.data_overrides}),
+                    context=render_context(message.template, {**message.event.data, **message.data_overrides}),
                 )
             except RenderError as err:
                 message.status, message.status_reason = MessageStatus.FAILED, f"render_failed: {err}"
@@ -112,3 +117,11 @@ def messages_fire_due(*, now: datetime | None = None, limit: int | None = None) 
             ready.append(message)
         deliver_messages(ready, bindings=bindings)
     return len(due)
+
+
+def reminders_cancel(*, message_ids: list[int], reason: str) -> int:
+    """Cancel reminders that have not fired yet; those already sent or cancelled are left alone."""
+    with transaction.atomic():
+        return Message.objects.filter(pk__in=message_ids, status=MessageStatus.SCHEDULED).update(
+            status=MessageStatus.CANCELLED, status_reason=reason[:255]
+        )

@@ -2,9 +2,28 @@
 
 from celery import shared_task
 
+from .broadcasts import broadcast_send
+from .plans import plans_materialize_due
 from .services import messages_fire_due
 
 
 @shared_task(name="scenarios.tasks.fire_due_messages", ignore_result=True)
 def fire_due_messages() -> int:
     return messages_fire_due()
+
+
+@shared_task(name="scenarios.tasks.fire_message", ignore_result=True)
+def fire_message(message_id: int) -> int:
+    """One reminder, if due: what a one-PeriodicTask-per-reminder design would call (the
+    reminders benchmark's peer). The product fires reminders with the scan above."""
+    return messages_fire_due(message_ids=[message_id])
+
+
+@shared_task(name="scenarios.tasks.send_broadcast", ignore_result=True)
+def send_broadcast(broadcast_id: int) -> None:
+    broadcast_send(broadcast_id=broadcast_id)
+
+
+@shared_task(name="scenarios.tasks.materialize_plans", ignore_result=True)
+def materialize_plans() -> int:
+    return plans_materialize_due()

@@ -108,7 +108,7 @@ def test_each_sample_payload_is_valid_and_every_template_renders_from_it(catalog
         rendered = render_message(
             template=rule.template,
             bindings=rule.template.bindings.all(),
-            context=render_context(rule, scenario.sample_data),
+            context=render_context(rule.template, scenario.sample_data),
         )
         assert rendered["title"] and rendered["body"]
         assert "{{" not in rendered["body"]
