@@ -13,7 +13,6 @@ written minus when the reminder was due; CPU = user+system seconds of the worker
 """
 
 import argparse
-import io
 import json
 import os
 import signal
@@ -67,8 +66,8 @@ def reset():
 
 SETUP_SQL = """
 INSERT INTO scenarios_scenario (code, name, domain, description, enabled, subject_type, data_schema, sample_data,
-  backend_call, created_at, updated_at)
-VALUES ('bench.reminder', '提醒', 'plan', '', true, 'plan', '{}', '{}', '', now(), now()) RETURNING id;
+  backend_call, effect, created_at, updated_at)
+VALUES ('bench.reminder', '提醒', 'plan', '', true, 'plan', '{}', '{}', '', '', now(), now()) RETURNING id;
 """
 
 
@@ -111,35 +110,32 @@ def setup(pending: int, due: int) -> tuple[datetime, list[int]]:
             for i in range(1000):
                 copy.write(f"patient\tp-{i}\t\t\t\t\t\t[]\t\tzh-hans\t2026-01-01\t2026-01-01\n")
         people = [r[0] for r in conn.execute("SELECT id FROM channels_recipient ORDER BY id")]
-        start = datetime.now(UTC) + timedelta(seconds=HEAD_START)
-        later = pending - due
-        buf = io.StringIO()
-        for i in range(pending):
-            if i < due:
-                at = start + timedelta(seconds=60 * i / due)
-            else:  # the rest spread over the next 30 days, after the measured minute
-                at = start + timedelta(minutes=5) + timedelta(seconds=30 * 86400 * (i - due) / max(1, later))
-            buf.write(
+        copy_sql = (
+            "COPY scenarios_message (event_id, rule_id, template_id, recipient_id, audience, subject_type,"
+            " subject_id, status, status_reason, due_at, rendered, data_overrides, created_at) FROM STDIN"
+        )
+
+        def line(i, at):
+            return (
                 f"{event}\t{rule}\t{template}\t{people[i % 1000]}\tpatient\tplan\t{i}\tscheduled\t\t"
                 f"{at.isoformat()}\t{{}}\t{{}}\t{datetime.now(UTC).isoformat()}\n"
             )
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY scenarios_message (event_id, rule_id, template_id, recipient_id, audience, subject_type,"
-                " subject_id, status, status_reason, due_at, rendered, data_overrides, created_at) FROM STDIN"
-            ) as copy,
-        ):
-            copy.write(buf.getvalue())
+
+        # The pending mass first, spread over the 30 days after tomorrow …
+        later = pending - due
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for i in range(later):
+                copy.write(line(due + i, tomorrow + timedelta(seconds=30 * 86400 * i / max(1, later))))
         conn.commit()
-        ids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM scenarios_message WHERE due_at < %s ORDER BY id", (start + timedelta(minutes=2),)
-            )
-        ]
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE scenarios_message")
+        # … then the measured minute, placed HEAD_START seconds after the load is done.
+        start = datetime.now(UTC) + timedelta(seconds=HEAD_START)
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for i in range(due):
+                copy.write(line(i, start + timedelta(seconds=60 * i / due)))
+        ids = [r[0] for r in conn.execute("SELECT id FROM scenarios_message WHERE due_at < %s", (tomorrow,))]
     return start, ids
 
 
