@@ -1,3 +1,5 @@
+from django.utils import timezone
+
 from channels.selectors import deliveries_for_messages
 
 from .models import Event
@@ -19,7 +21,7 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
                 "attempts": d.attempt_count,
                 "last_error_code": d.last_error_code,
                 "last_error_message": d.last_error_message,
-                "finished_at": d.finished_at,
+                "finished_at": _local(d.finished_at),
             }
         )
     return {
@@ -27,8 +29,8 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
         "event": event.scenario.code,
         "idempotency_key": event.idempotency_key,
         "subject": {"type": event.subject_type, "id": event.subject_id} if event.subject_id else None,
-        "occurred_at": event.occurred_at,
-        "received_at": event.received_at,
+        "occurred_at": _local(event.occurred_at),
+        "received_at": _local(event.received_at),
         "data": event.data,
         "messages": [
             {
@@ -39,9 +41,14 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
                 "template": m.template.code,
                 "status": m.status,
                 "status_reason": m.status_reason,
-                "due_at": m.due_at,
+                "due_at": _local(m.due_at),
                 "deliveries": deliveries.get(m.pk, []),
             }
             for m in messages
         ],
     }
+
+
+def _local(moment):
+    """Times in answers are the hospital's local time, as in the intake answer (+08:00)."""
+    return timezone.localtime(moment).isoformat() if moment else None

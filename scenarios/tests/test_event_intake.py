@@ -176,6 +176,8 @@ def test_event_detail_shows_each_delivery_and_only_to_its_client(catalog, backen
 
     detail = backend.get(f"/api/v1/events/{event_id}").json()
 
+    assert detail["received_at"].endswith("+08:00")  # the hospital's time, as in the intake answer
+    assert detail["messages"][0]["due_at"].endswith("+08:00")
     statuses = {(m["template"], d["channel"]): d["status"] for m in detail["messages"] for d in m["deliveries"]}
     assert statuses[("pt_inquiry_0000001", "inbox")] == "sent"
     assert statuses[("dc_inquiry_0000001", "app_push")] == "skipped"
