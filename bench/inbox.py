@@ -41,6 +41,7 @@ os.environ.update(
 os.environ.pop("REDIS_URL", None)  # nothing here needs Redis; eager tasks, local cache
 
 import psycopg  # noqa: E402
+from table import print_table  # noqa: E402  (bench/table.py, beside this script)
 
 NULL = "\\N"  # COPY's text format for NULL
 CATEGORIES = ["consultation", "prescription", "order", "points", "system"]
@@ -249,10 +250,7 @@ def main():
     )
 
     head = ("query", "ours p50 ms", "ours p99 ms", "peer p50 ms", "peer p99 ms", "peer/ours p99", "target")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    print()
-    for r in [head, tuple("-" * w for w in widths), *rows]:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print_table(head, rows)
     print(
         f"\n{args.rows:,} messages over {people:,} people in each; {args.samples} samples per query; "
         f"peer: django-notifications-community; {os.cpu_count()} cores"

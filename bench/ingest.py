@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+from table import print_table  # bench/table.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -330,10 +331,7 @@ def main():
         gunicorn.wait(30)
 
     head = ("measurement", "result", "p50 ms", "p99 ms", "target")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
-    print()
-    for r in [head, tuple("-" * w for w in widths), *rows]:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print_table(head, rows)
     print(
         f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
         f"{args.connections} connections, {args.seconds} s per run; worker prefork ×{args.worker_concurrency}"

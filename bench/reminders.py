@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+from table import print_table  # bench/table.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -254,10 +255,7 @@ def main():
 
     head = ("run", "lateness p50 s", "p99 s", "max s", "worker CPU s", "fired")
     rows = [ours, peer]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    print()
-    for r in [head, tuple("-" * w for w in widths), *rows]:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print_table(head, rows)
     print(
         f"\n{args.due:,} reminders due within one minute; lateness = inbox row written − due time; "
         f"{os.cpu_count()} cores; targets: ours p99 ≤ 2 s, ≥ 10× better than the peer"
