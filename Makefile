@@ -25,7 +25,8 @@ setup: $(VENV)/.installed
 	@$(PY) manage.py bootstrap_local
 
 run: setup
-	@PY=$(PY) PORT=$(PORT) FAKE_PROVIDERS_PORT=$(FAKE_PROVIDERS_PORT) scripts/run.sh
+	@PY=$(PY) PORT=$(PORT) FAKE_PROVIDERS_PORT=$(FAKE_PROVIDERS_PORT) \
+	  FAKE_PROVIDERS_URL=http://127.0.0.1:$(FAKE_PROVIDERS_PORT) scripts/run.sh
 
 test: $(VENV)/.installed
 	@PY=$(PY) scripts/test.sh $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
 """Fixtures shared by every app's tests: the catalog, an API client with a key, inbox tokens."""
 
+import httpx
 import pytest
 from django.core.management import call_command
 
@@ -48,3 +49,30 @@ def fresh_catalog_cache():
     catalog._loaded.clear()
     yield
     catalog._loaded.clear()
+
+
+class FakeProviders:
+    """The fake provider server as the tests drive it, over HTTP."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def calls(self, path_end=""):
+        return [c for c in httpx.get(f"{self.url}/_calls").json() if c["path"].endswith(path_end)]
+
+    def script(self, path, responses, latency_ms=0):
+        httpx.post(f"{self.url}/_script", json={"path": path, "responses": responses, "latency_ms": latency_ms})
+
+    def expire_tokens(self):
+        httpx.post(f"{self.url}/_expire_tokens")
+
+
+@pytest.fixture
+def fake_providers(settings):
+    """`manage.py fakeproviders` on a free port, with sandbox accounts sending to it."""
+    from channels.fakeproviders import serve
+
+    server = serve(port=0)
+    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    yield FakeProviders(settings.FAKE_PROVIDERS_URL)
+    server.shutdown()

@@ -19,6 +19,9 @@ mkdir -p "$NOTIFYCENTER_DATA_DIR/queue/out" "$NOTIFYCENTER_DATA_DIR/queue/proces
 
 "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
+# Sandbox channel accounts send here (FAKE_PROVIDERS_URL).
+"$PY" manage.py fakeproviders --port "${FAKE_PROVIDERS_PORT:-8081}" &
+pids+=($!)
 # One worker with embedded beat (-B) on kombu's filesystem transport; beat's periodic tasks are
 # the reminder scan and the outbox scan (settings.CELERY_BEAT_SCHEDULE).
 "$CELERY" -A notifycenter worker -B --loglevel INFO --concurrency 2 \
@@ -33,6 +36,7 @@ notifycenter is running (data in $NOTIFYCENTER_DATA_DIR):
   API key     $(cat "$NOTIFYCENTER_DATA_DIR/dev-api-key")
   API docs    http://127.0.0.1:$PORT/api/docs/
   health      http://127.0.0.1:$PORT/healthz
+  sandbox     http://127.0.0.1:${FAKE_PROVIDERS_PORT:-8081}/_calls   (what the fake WeChat and WeCom received)
 Ctrl-C stops everything.
 
 MSG

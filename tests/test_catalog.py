@@ -115,8 +115,30 @@ def test_each_sample_payload_is_valid_and_every_template_renders_from_it(catalog
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_scenario_accepts_its_sample_payload_end_to_end(catalog, backend):
-    people = {"patient": ["p-42"], "doctor": ["d-17"], "pharmacist": ["ph-3"]}
+def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, fake_providers):
+    from channels.models import ChannelAccount, SubscribeConsent
+    from notifycenter.management.commands.bootstrap_local import SANDBOX_ACCOUNTS
+
+    for spec in SANDBOX_ACCOUNTS:
+        ChannelAccount.objects.create(
+            name=spec["name"],
+            channel=spec["channel"],
+            provider=spec["provider"],
+            app_id=spec["app_id"],
+            credentials=spec["secret"],
+            options=spec["options"],
+            is_default=True,
+            sandbox=True,
+        )
+    people = {
+        "patient": [{"id": "p-42", "wechat_oa_openid": "oOA-p42-0001", "wechat_mini_openid": "oMini-p42-0001"}],
+        "doctor": [{"id": "d-17", "wechat_mini_openid": "oMini-d17-0001"}],
+        "pharmacist": ["ph-3"],
+    }
+    backend.put("/api/v1/recipients/patient/p-42", {"wechat_mini_openid": "oMini-p42-0001"}, format="json")
+    backend.post(
+        "/api/v1/recipients/patient/p-42/subscriptions", {"template_ids": ["sandbox-pt_inquiry_0000004"]}, format="json"
+    )
     for scenario in Scenario.objects.all():
         response = backend.post(
             "/api/v1/events",
@@ -130,7 +152,16 @@ def test_every_scenario_accepts_its_sample_payload_end_to_end(catalog, backend):
         )
         assert response.status_code == 202, (scenario.code, response.json())
 
-    # Every immediate inbox message reached an inbox; nothing was left queued or dropped silently.
-    assert set(Delivery.objects.values_list("status", flat=True)) <= {"sent", "skipped"}
-    assert not Delivery.objects.filter(status="skipped", last_error_code="").exists()
+    by_channel: dict[str, set] = {}
+    for channel, status, code in Delivery.objects.values_list("channel", "status", "last_error_code"):
+        by_channel.setdefault(channel, set()).add((status, code))
+    assert by_channel["inbox"] == {("sent", "")}
+    assert by_channel["wechat_oa_template"] == {("sent", "")}
+    assert by_channel["wecom_robot"] == {("sent", "")}
+    assert by_channel["wechat_mini_subscribe"] == {("sent", "")}  # row 1, with the patient's consent
+    assert SubscribeConsent.objects.get().remaining == 0
+    # Not built yet, or no address: recorded as such, never dropped.
+    assert by_channel["app_push"] == {("skipped", "no_address")}
+    assert by_channel["sms"] <= {("skipped", "no_address"), ("skipped", "channel_not_implemented")}
+    assert len(fake_providers.calls("/message/template/send")) == 3  # rows 2, 4 and 11 bind the official account
     assert InboxMessage.objects.filter(audience="pharmacist", recipient_id="ph-3").exists()

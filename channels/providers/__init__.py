@@ -6,9 +6,12 @@ reason `channel_not_implemented`, visible in the admin.
 
 from .base import Backend, DeliveryResult
 from .inbox import InboxBackend
+from .wechat import MiniProgramSubscribeBackend, OfficialAccountTemplateBackend
+from .wecom import WeComRobotBackend
 
 BACKENDS: dict[str, type[Backend]] = {
-    InboxBackend.channel: InboxBackend,
+    backend.channel: backend
+    for backend in (InboxBackend, OfficialAccountTemplateBackend, MiniProgramSubscribeBackend, WeComRobotBackend)
 }
 
 

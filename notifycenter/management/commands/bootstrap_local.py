@@ -5,7 +5,38 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from channels.models import ChannelAccount
 from notifycenter.models import ApiKey
+
+# Sandbox accounts aimed at `manage.py fakeproviders`; their credentials are throwaway values the
+# fake server accepts, encrypted at rest like real ones.
+SANDBOX_ACCOUNTS = [
+    {
+        "name": "sandbox-wechat-oa",
+        "channel": "wechat_oa_template",
+        "provider": "wechat",
+        "app_id": "wx-sandbox-oa",
+        "secret": {"app_secret": "sandbox-oa-secret"},
+        "options": {},
+    },
+    {
+        "name": "sandbox-wechat-mini",
+        "channel": "wechat_mini_subscribe",
+        "provider": "wechat",
+        "app_id": "wx-sandbox-mini",
+        "secret": {"app_secret": "sandbox-mini-secret"},
+        "options": {"miniprogram_state": "developer"},
+    },
+    {
+        "name": "sandbox-wecom-ops-robot",
+        "channel": "wecom_robot",
+        "provider": "wecom",
+        "app_id": "",
+        "secret": {"robot_key": "sandbox-robot-key"},
+        "options": {},
+        "rate_limit_per_minute": 20,
+    },
+]
 
 
 class Command(BaseCommand):
@@ -32,6 +63,20 @@ class Command(BaseCommand):
                 client="local-dev", name="make-run", scopes=["events", "recipients", "otp", "inbox-read"]
             )
             _write_private(key_file, raw + "\n")
+
+        for spec in SANDBOX_ACCOUNTS:
+            if not ChannelAccount.objects.filter(name=spec["name"]).exists():
+                ChannelAccount.objects.create(
+                    name=spec["name"],
+                    channel=spec["channel"],
+                    provider=spec["provider"],
+                    app_id=spec["app_id"],
+                    credentials=spec["secret"],
+                    options=spec["options"],
+                    sandbox=True,
+                    is_default=not ChannelAccount.objects.filter(channel=spec["channel"], is_default=True).exists(),
+                    rate_limit_per_minute=spec.get("rate_limit_per_minute"),
+                )
 
         self.stdout.write(self.style.SUCCESS("Admin login:   ") + f"{username} / {password}   ({login_file})")
         self.stdout.write(self.style.SUCCESS("Local API key: ") + f"{key_file.read_text().strip()}   ({key_file})")

@@ -1,0 +1,160 @@
+"""A local server speaking the providers' HTTP APIs, for the sandbox and the tests.
+
+Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
+message/template/send) and the WeCom group robot (under /wecom: cgi-bin/webhook/send), with
+their documented request and response shapes; malformed requests are refused with the codes the
+real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
+the next requests to a path with given responses and latency), POST /_expire_tokens, POST /_reset.
+"""
+
+import json
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.calls: list[dict] = []
+        self.scripts: dict[str, list[dict]] = {}
+        self.tokens: dict[str, str] = {}  # token → appid
+
+
+def _wechat_data_errors(data) -> str | None:
+    if not isinstance(data, dict) or not data:
+        return "data"
+    for key, value in data.items():
+        if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+            return f"data.{key}.value"
+    return None
+
+
+def wechat(state: State, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+    if path == "/cgi-bin/token":
+        if query.get("grant_type") != "client_credential" or not query.get("appid"):
+            return 200, {"errcode": 40013, "errmsg": "invalid appid"}
+        if not query.get("secret"):
+            return 200, {"errcode": 40125, "errmsg": "invalid appsecret"}
+        token = secrets.token_urlsafe(24)
+        with state.lock:
+            state.tokens[token] = query["appid"]
+        return 200, {"access_token": token, "expires_in": 7200}
+    if path in ("/cgi-bin/message/subscribe/send", "/cgi-bin/message/template/send"):
+        if method != "POST":
+            return 200, {"errcode": 43002, "errmsg": "require POST method"}
+        with state.lock:
+            known = query.get("access_token") in state.tokens
+        if not known:
+            return 200, {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+        if not isinstance(body, dict) or not body.get("touser"):
+            return 200, {"errcode": 40003, "errmsg": "invalid openid"}
+        if not body.get("template_id"):
+            return 200, {"errcode": 40037, "errmsg": "invalid template_id"}
+        bad = _wechat_data_errors(body.get("data"))
+        if bad:
+            return 200, {"errcode": 47003, "errmsg": f"argument invalid! {bad}"}
+        if path.endswith("subscribe/send") and body.get("miniprogram_state", "formal") not in (
+            "developer",
+            "trial",
+            "formal",
+        ):
+            return 200, {"errcode": 47003, "errmsg": "argument invalid! miniprogram_state"}
+        return 200, {"errcode": 0, "errmsg": "ok", "msgid": int(time.time() * 1000)}
+    return 404, {"errcode": 404, "errmsg": "not found"}
+
+
+def wecom(state: State, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+    if path == "/cgi-bin/webhook/send":
+        if not query.get("key"):
+            return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
+        if not isinstance(body, dict) or body.get("msgtype") not in ("text", "markdown", "image", "news", "file"):
+            return 200, {"errcode": 40008, "errmsg": "invalid message type"}
+        content = (body.get(body["msgtype"]) or {}).get("content", "")
+        if body["msgtype"] in ("text", "markdown") and not content:
+            return 200, {"errcode": 44004, "errmsg": "empty content"}
+        if len(content.encode()) > 4096:
+            return 200, {"errcode": 40058, "errmsg": "content exceed max length"}
+        return 200, {"errcode": 0, "errmsg": "ok"}
+    return 404, {"errcode": 404, "errmsg": "not found"}
+
+
+PROVIDERS = {"/wechat": wechat, "/wecom": wecom}
+
+
+def make_handler(state: State):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet: /_calls is the record
+            pass
+
+        def _answer(self, status: int, payload) -> None:
+            raw = json.dumps(payload, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _handle(self):
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            if url.path.startswith("/_"):
+                return self._control(url.path, body)
+            with state.lock:
+                state.calls.append(
+                    {"method": self.command, "path": url.path, "query": query, "body": body, "at": time.time()}
+                )
+                script = state.scripts.get(url.path)
+                scripted = script.pop(0) if script else None
+            if scripted:
+                time.sleep(scripted.get("latency_ms", 0) / 1000)
+                if "json" in scripted:
+                    return self._answer(scripted.get("status", 200), scripted["json"])
+            for prefix, provider in PROVIDERS.items():
+                if url.path.startswith(prefix + "/"):
+                    return self._answer(*provider(state, self.command, url.path[len(prefix) :], query, body))
+            return self._answer(404, {"errcode": 404, "errmsg": "not found"})
+
+        def _control(self, path: str, body):
+            with state.lock:
+                if path == "/_calls" and self.command == "GET":
+                    return self._answer(200, state.calls)
+                if path == "/_calls" and self.command == "DELETE":
+                    state.calls.clear()
+                    return self._answer(200, {"ok": True})
+                if path == "/_script" and self.command == "POST":
+                    responses = body.get("responses") or [{}]
+                    for r in responses:
+                        r.setdefault("latency_ms", body.get("latency_ms", 0))
+                    state.scripts.setdefault(body["path"], []).extend(responses)
+                    return self._answer(200, {"ok": True})
+                if path == "/_expire_tokens" and self.command == "POST":
+                    state.tokens.clear()
+                    return self._answer(200, {"ok": True})
+                if path == "/_reset" and self.command == "POST":
+                    state.reset()
+                    return self._answer(200, {"ok": True})
+            return self._answer(404, {"errcode": 404, "errmsg": "unknown control"})
+
+        do_GET = do_POST = do_DELETE = _handle
+
+    return Handler
+
+
+def serve(host: str = "127.0.0.1", port: int = 8081) -> ThreadingHTTPServer:
+    """A started server (in a daemon thread); `server.server_address` says where."""
+    server = ThreadingHTTPServer((host, port), make_handler(State()))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -1,0 +1,222 @@
+"""WeChat: mini-program subscribe messages (subscribeMessage.send) and official-account
+template messages (message/template/send), over plain httpx.
+
+wechatpy 1.8.18 (the last release, 2021) lacks `miniprogram_state` and `lang` on
+subscribeMessage.send and `client_msg_id` on template sends, and has no cross-process lock for
+token refreshes; this module needs all three.
+"""
+
+import re
+
+from django.db import transaction
+from django.db.models import F
+
+from ..models import AttemptOutcome, ChannelAccount, Delivery, SubscribeConsent
+from ..tokens import TokenUnavailable, access_token, token_expired
+from .base import DeliveryResult
+from .http import HttpBackend, ProviderHttpError
+
+# errcode → outcome. The words are the provider's own (errmsg), kept on every attempt.
+TOKEN_CODES = {40001, 40014, 42001}  # "invalid credential", "invalid access_token", "access_token expired"
+TRANSIENT_CODES = {
+    -1,  # "system error"
+    45009,  # "reach max api daily quota limit"
+    45011,  # "api minute-quota reach limit"
+}
+PERMANENT_CODES = {
+    40003,  # "invalid openid"
+    40013,  # "invalid appid"
+    40037,  # "invalid template_id"
+    40125,  # "invalid appsecret"
+    41030,  # "invalid page"
+    43004,  # "require subscribe" (not following the official account)
+    43101,  # "user refuse to accept the msg" (no subscription consent)
+    47003,  # "argument invalid"
+}
+
+
+def outcome_for(errcode: int) -> str:
+    if errcode == 0:
+        return AttemptOutcome.SENT
+    if errcode in TOKEN_CODES:
+        return AttemptOutcome.TOKEN_EXPIRED
+    if errcode in TRANSIENT_CODES:
+        return AttemptOutcome.TRANSIENT
+    return AttemptOutcome.PERMANENT  # documented refusals and anything unknown: never retried blindly
+
+
+# Subscribe-message parameter types: key prefix → (max length, pattern or None, may be truncated).
+PARAM_TYPES = {
+    "thing": (20, None, True),
+    "character_string": (32, re.compile(r"^[0-9A-Za-z_\-.:#/@]+$"), False),
+    "number": (32, re.compile(r"^\d+(\.\d+)?$"), False),
+    "letter": (32, re.compile(r"^[A-Za-z]+$"), False),
+    "symbol": (5, None, False),
+    "time": (30, None, False),
+    "date": (30, None, False),
+    "amount": (12, re.compile(r"^[¥￥]?\d+(\.\d{1,2})?元?$"), False),
+    "phone_number": (17, re.compile(r"^[\d+\-() ]+$"), False),
+    "car_number": (8, None, False),
+    "name": (10, None, True),
+    "phrase": (5, re.compile(r"^[\u4e00-\u9fff]+$"), False),
+}
+_PREFIX = re.compile(r"^([a-z_]+?)\d+$")
+
+
+class InvalidParam(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def checked_params(params: dict, *, truncate: bool) -> dict:
+    """Each value against its key's WeChat type (thing1 → thing ≤ 20 characters, …); a value too
+    long is cut with an ellipsis where the binding allows and the type permits, else refused."""
+    out = {}
+    for key, raw in params.items():
+        value = str(raw)
+        match = _PREFIX.match(key)
+        rule = PARAM_TYPES.get(match.group(1)) if match else None
+        if rule is not None:
+            limit, pattern, cuttable = rule
+            if not value:
+                raise InvalidParam(key, "empty")
+            if len(value) > limit:
+                if not (truncate and cuttable):
+                    raise InvalidParam(key, f"longer than {limit} characters: {value!r}")
+                value = value[: limit - 1] + "…"
+            if pattern is not None and not pattern.match(value):
+                raise InvalidParam(key, f"not a valid {match.group(1)}: {value!r}")
+        out[key] = {"value": value}
+    return out
+
+
+class WeChatBackend(HttpBackend):
+    provider = "wechat"
+    public_base_url = "https://api.weixin.qq.com"
+    sandbox_prefix = "/wechat"
+    send_path = ""
+
+    def body(self, delivery: Delivery, data: dict) -> dict:
+        raise NotImplementedError
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        account = delivery.account
+        if account is None:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", f"No {self.channel} account is configured.")
+        content = delivery.content
+        try:
+            data = checked_params(
+                content.get("params") or {}, truncate=bool((content.get("options") or {}).get("truncate"))
+            )
+        except InvalidParam as err:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "invalid_param", str(err), {"key": err.key})
+        return self.post_with_token(account, self.body(delivery, data))
+
+    def post_with_token(self, account: ChannelAccount, body: dict) -> DeliveryResult:
+        """Send; on an expired token, refresh once and send again at once."""
+        for attempt in (1, 2):
+            try:
+                token = access_token(account.pk, lambda: self.fetch_token(account))
+                answer = self.request(
+                    "POST", f"{self.base_url(account)}{self.send_path}", params={"access_token": token}, json=body
+                )
+            except ProviderHttpError as err:
+                return err.result
+            except TokenUnavailable as err:
+                return DeliveryResult(AttemptOutcome.TRANSIENT, "token_unavailable", str(err))
+            errcode = int(answer.get("errcode", 0))
+            outcome = outcome_for(errcode)
+            if outcome == AttemptOutcome.TOKEN_EXPIRED and attempt == 1:
+                token_expired(account.pk, token)
+                continue
+            return DeliveryResult(
+                outcome,
+                "" if errcode == 0 else str(errcode),
+                "" if errcode == 0 else answer.get("errmsg", ""),
+                answer,
+                str(answer.get("msgid", "")),
+            )
+        raise AssertionError("unreachable")
+
+    def fetch_token(self, account: ChannelAccount) -> tuple[str, int]:
+        answer = self.request(
+            "GET",
+            f"{self.base_url(account)}/cgi-bin/token",
+            params={
+                "grant_type": "client_credential",
+                "appid": account.app_id,
+                "secret": account.credentials.get("app_secret", ""),
+            },
+        )
+        if "access_token" not in answer:
+            raise ProviderHttpError(
+                DeliveryResult(
+                    outcome_for(int(answer.get("errcode", -1))),
+                    str(answer.get("errcode")),
+                    answer.get("errmsg", ""),
+                    answer,
+                )
+            )
+        return answer["access_token"], int(answer.get("expires_in", 7200))
+
+
+class OfficialAccountTemplateBackend(WeChatBackend):
+    """message/template/send to a follower of the official account (服务号)."""
+
+    channel = "wechat_oa_template"
+    send_path = "/cgi-bin/message/template/send"
+
+    def body(self, delivery: Delivery, data: dict) -> dict:
+        link = delivery.content.get("link") or {}
+        body = {
+            "touser": delivery.address,
+            "template_id": delivery.content.get("template_id", ""),
+            "data": data,
+            "client_msg_id": delivery.idempotency_key,  # WeChat drops a repeat of the same id
+        }
+        mini_appid = (delivery.account.options or {}).get("miniprogram_appid")
+        if mini_appid and link.get("mini_program"):
+            body["miniprogram"] = {"appid": mini_appid, "pagepath": link["mini_program"].lstrip("/")}
+        elif link.get("h5"):
+            body["url"] = link["h5"]
+        return body
+
+
+class MiniProgramSubscribeBackend(WeChatBackend):
+    """subscribeMessage.send; only while the person holds a consent for the template, one per send."""
+
+    channel = "wechat_mini_subscribe"
+    send_path = "/cgi-bin/message/subscribe/send"
+
+    def body(self, delivery: Delivery, data: dict) -> dict:
+        link = delivery.content.get("link") or {}
+        options = delivery.account.options or {}
+        body = {
+            "touser": delivery.address,
+            "template_id": delivery.content.get("template_id", ""),
+            "data": data,
+            "miniprogram_state": options.get("miniprogram_state", "formal"),
+            "lang": options.get("lang", "zh_CN"),
+        }
+        if link.get("mini_program"):
+            body["page"] = link["mini_program"].lstrip("/")
+        return body
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        template_id = delivery.content.get("template_id", "")
+        with transaction.atomic():
+            taken = SubscribeConsent.objects.filter(
+                recipient_id=delivery.recipient_id, template_id=template_id, remaining__gt=0
+            ).update(remaining=F("remaining") - 1)
+        if not taken:
+            return DeliveryResult(
+                AttemptOutcome.SKIPPED, "no_consent", f"No subscribe consent left for the template {template_id}."
+            )
+        result = super().send(delivery)
+        if result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED) or result.code == "invalid_param":
+            # Not used by WeChat: give the consent back for the retry (or a corrected template).
+            SubscribeConsent.objects.filter(recipient_id=delivery.recipient_id, template_id=template_id).update(
+                remaining=F("remaining") + 1
+            )
+        return result

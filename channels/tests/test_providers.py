@@ -1,0 +1,253 @@
+"""Provider backends over real HTTP against the fake provider server (channels/fakeproviders.py)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient, SubscribeConsent
+from channels.providers.wechat import InvalidParam, checked_params
+from channels.sending import delivery_send
+from channels.services import DeliveryRequest, deliveries_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def fake(fake_providers):
+    return fake_providers
+
+
+@pytest.fixture
+def accounts(db):
+    return {
+        "oa": ChannelAccount.objects.create(
+            name="oa",
+            channel="wechat_oa_template",
+            provider="wechat",
+            app_id="wx-oa",
+            is_default=True,
+            credentials={"app_secret": "s-oa"},
+        ),
+        "mini": ChannelAccount.objects.create(
+            name="mini",
+            channel="wechat_mini_subscribe",
+            provider="wechat",
+            app_id="wx-mini",
+            is_default=True,
+            credentials={"app_secret": "s-mini"},
+            options={"miniprogram_state": "trial"},
+        ),
+        "robot": ChannelAccount.objects.create(
+            name="robot",
+            channel="wecom_robot",
+            provider="wecom",
+            is_default=True,
+            credentials={"robot_key": "k-ops"},
+        ),
+    }
+
+
+@pytest.fixture
+def patient(db):
+    return Recipient.objects.create(
+        audience="patient",
+        external_id="p-42",
+        wechat_oa_openid="oOA-p42-openid-0001",
+        wechat_mini_openid="oMini-p42-openid-0001",
+    )
+
+
+LINK = {"route": "im", "mini_program": "/pages/im/index?inquiryId=9001", "h5": "https://m.hospital.example/im?id=9001"}
+
+
+def send(channel, recipient, key="k1", params=None, template_id="tmpl-1", options=None):
+    (delivery,) = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel=channel,
+                recipient=recipient,
+                idempotency_key=key,
+                content={
+                    "title": "医生已接诊",
+                    "body": "李明医生已接诊您的问诊。",
+                    "link": LINK,
+                    "template_id": template_id,
+                    "params": params or {"thing1": "李明"},
+                    "options": options or {},
+                },
+            )
+        ]
+    )
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def test_official_account_template_sends_the_documented_request(fake, accounts, patient):
+    delivery = send("wechat_oa_template", patient, params={"thing1": "李明", "character_string2": "IQ2026"})
+
+    assert delivery.status == DeliveryStatus.SENT, delivery.last_error_message
+    (token,) = fake.calls("/cgi-bin/token")
+    assert token["query"] == {"grant_type": "client_credential", "appid": "wx-oa", "secret": "s-oa"}
+    (sent,) = fake.calls("/message/template/send")
+    assert sent["body"] == {
+        "touser": "oOA-p42-openid-0001",
+        "template_id": "tmpl-1",
+        "data": {"thing1": {"value": "李明"}, "character_string2": {"value": "IQ2026"}},
+        "client_msg_id": "k1",
+        "url": "https://m.hospital.example/im?id=9001",
+    }
+    assert delivery.provider_message_id
+
+
+def test_wechat_refusals_are_final_and_busy_answers_are_retried(fake, accounts, patient):
+    fake.script(
+        "/wechat/cgi-bin/message/template/send",
+        [
+            {"json": {"errcode": 43004, "errmsg": "require subscribe hint: [xyz]"}},
+            {"json": {"errcode": -1, "errmsg": "system error"}},
+        ],
+    )
+
+    refused = send("wechat_oa_template", patient, key="a")
+    busy = send("wechat_oa_template", patient, key="b")
+
+    assert (refused.status, refused.last_error_code) == (DeliveryStatus.FAILED, "43004")
+    assert refused.last_error_message == "require subscribe hint: [xyz]"
+    assert refused.attempts.get().raw_response == {"errcode": 43004, "errmsg": "require subscribe hint: [xyz]"}
+    assert (busy.status, busy.last_error_code) == (DeliveryStatus.QUEUED, "-1")
+
+
+def test_an_expired_token_is_refreshed_once_and_the_send_retried_at_once(fake, accounts, patient):
+    send("wechat_oa_template", patient, key="a")
+    fake.expire_tokens()
+
+    delivery = send("wechat_oa_template", patient, key="b")
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(fake.calls("/cgi-bin/token")) == 2
+    assert len(fake.calls("/message/template/send")) == 3  # a, b refused with 40001, b again
+    assert delivery.attempts.count() == 1
+
+
+def test_two_workers_needing_a_token_at_once_fetch_it_once(fake, accounts, patient):
+    fake.script("/wechat/cgi-bin/token", [{}], latency_ms=300)  # a slow token endpoint widens the race
+    rows = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel="wechat_oa_template",
+                recipient=patient,
+                idempotency_key=f"r{i}",
+                content={"template_id": "t", "params": {"thing1": "x"}, "link": {}},
+                not_before=timezone.now() + timedelta(hours=1),  # not enqueued now: the threads send them
+            )
+            for i in range(4)
+        ]
+    )
+    Delivery.objects.update(not_before=timezone.now())
+    threads = [threading.Thread(target=_send_in_thread, args=(d.pk,)) for d in rows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(fake.calls("/cgi-bin/token")) == 1
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+
+
+def _send_in_thread(delivery_id):
+    from django.db import connection
+
+    try:
+        delivery_send(delivery_id=delivery_id)
+    finally:
+        connection.close()
+
+
+def test_subscribe_messages_spend_one_consent_each_and_skip_without(fake, accounts, patient):
+    SubscribeConsent.objects.create(recipient=patient, template_id="tmpl-call", remaining=1)
+
+    first = send("wechat_mini_subscribe", patient, key="a", template_id="tmpl-call")
+    second = send("wechat_mini_subscribe", patient, key="b", template_id="tmpl-call")
+
+    assert first.status == DeliveryStatus.SENT
+    (sent,) = fake.calls("/message/subscribe/send")
+    assert sent["body"] == {
+        "touser": "oMini-p42-openid-0001",
+        "template_id": "tmpl-call",
+        "data": {"thing1": {"value": "李明"}},
+        "miniprogram_state": "trial",
+        "lang": "zh_CN",
+        "page": "pages/im/index?inquiryId=9001",
+    }
+    assert (second.status, second.last_error_code) == (DeliveryStatus.SKIPPED, "no_consent")
+    assert SubscribeConsent.objects.get().remaining == 0
+
+
+def test_a_consent_is_given_back_when_the_send_did_not_happen(fake, accounts, patient):
+    SubscribeConsent.objects.create(recipient=patient, template_id="tmpl-call", remaining=1)
+    fake.script("/wechat/cgi-bin/message/subscribe/send", [{"status": 502, "json": {"error": "bad gateway"}}])
+
+    delivery = send("wechat_mini_subscribe", patient, template_id="tmpl-call")
+
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.QUEUED, "http_502")
+    assert SubscribeConsent.objects.get().remaining == 1
+
+
+def test_parameter_types_are_checked_before_sending():
+    assert checked_params({"thing1": "一" * 25}, truncate=True) == {"thing1": {"value": "一" * 19 + "…"}}
+    with pytest.raises(InvalidParam, match="thing1"):
+        checked_params({"thing1": "一" * 25}, truncate=False)
+    for key, value in [
+        ("character_string2", "x" * 33),
+        ("number3", "12a"),
+        ("phrase4", "待接诊中的问诊"),
+        ("amount5", "五十元"),
+    ]:
+        with pytest.raises(InvalidParam, match=key):
+            checked_params({key: value}, truncate=True)
+    assert checked_params({"amount1": "50.00元", "phrase2": "已接诊", "time3": "2026年11月25日 15:00"}, truncate=False)[
+        "phrase2"
+    ] == {"value": "已接诊"}
+
+
+def test_an_invalid_parameter_fails_naming_the_key_without_calling_wechat(fake, accounts, patient):
+    delivery = send("wechat_oa_template", patient, params={"character_string1": "x" * 40})
+
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.FAILED, "invalid_param")
+    assert "character_string1" in delivery.last_error_message
+    assert fake.calls("/message/template/send") == []
+
+
+def test_wecom_robot_posts_markdown_and_backs_off_when_rate_limited(fake, accounts):
+    ops = Recipient.objects.create(audience="operations", external_id="ops-duty")
+    fake.script("/wecom/cgi-bin/webhook/send", [{}, {"json": {"errcode": 45009, "errmsg": "api freq out of limit"}}])
+
+    first = send("wecom_robot", ops, key="a")
+    limited = send("wecom_robot", ops, key="b")
+
+    assert first.status == DeliveryStatus.SENT
+    sent = fake.calls("/webhook/send")[0]
+    assert sent["query"] == {"key": "k-ops"}
+    assert sent["body"] == {
+        "msgtype": "markdown",
+        "markdown": {
+            "content": "**医生已接诊**\n李明医生已接诊您的问诊。\n[查看详情](https://m.hospital.example/im?id=9001)"
+        },
+    }
+    assert (limited.status, limited.last_error_code, limited.last_error_message) == (
+        DeliveryStatus.QUEUED,
+        "45009",
+        "api freq out of limit",
+    )
+
+
+def test_an_unreachable_provider_is_a_transient_failure_in_its_own_words(settings, accounts, patient):
+    settings.FAKE_PROVIDERS_URL = "http://127.0.0.1:9"  # nothing listens there
+
+    delivery = send("wechat_oa_template", patient)
+
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.QUEUED, "connection_error")
+    assert "ConnectError" in delivery.last_error_message
