@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
@@ -45,8 +46,13 @@ urlpatterns = [
         name="docs",
     ),
     path("healthz", healthz, name="healthz"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     path("admin/", admin.site.urls),
 ]
+
+admin.site.site_header = _("notifycenter operations console")
+admin.site.site_title = _("notifycenter")
+admin.site.index_title = _("Scenarios, templates, channels and deliveries")
 
 handler404 = "notifycenter.errors.handler404"
 handler500 = "notifycenter.errors.handler500"

@@ -58,7 +58,7 @@ def test_admin_speaks_chinese_by_default(admin_client):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "站点管理" in page  # Django's own
+    assert "修改密码" in page  # Django's own ("Change password")
     for ours in ("场景与模板", "渠道与投递", "站内信", "渠道账号", "跳转页面"):
         assert ours in page  # ours, from locale/zh_Hans
 
@@ -86,3 +86,12 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape(backend, monkeypatch):
 
     assert response.status_code == 500
     assert response.json() == {"code": "server_error", "message": "Internal server error.", "fields": {}}
+
+
+def test_the_console_is_chinese_even_for_an_english_browser_until_english_is_chosen(admin_client):
+    page = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert "通知中心运营后台" in page and "场景与模板" in page
+
+    admin_client.post("/i18n/setlang/", {"language": "en", "next": "/admin/"})
+    page = admin_client.get("/admin/").content.decode()
+    assert "notifycenter operations console" in page and "Scenarios and templates" in page
