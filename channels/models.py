@@ -57,7 +57,9 @@ class Recipient(models.Model):
 class SubscribeConsent(models.Model):
     """Mini-program subscribe consents a recipient granted for one template; each send uses one."""
 
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="consents")
+    recipient = models.ForeignKey(
+        Recipient, verbose_name=_("recipient"), on_delete=models.CASCADE, related_name="consents"
+    )
     template_id = models.CharField(_("WeChat template id"), max_length=128)
     remaining = models.PositiveIntegerField(_("remaining"), default=0)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -181,7 +183,9 @@ class AttemptOutcome(models.TextChoices):
 class DeliveryAttempt(models.Model):
     """One try at sending, with the provider's raw answer and the time it took."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    delivery = models.ForeignKey(
+        Delivery, verbose_name=_("delivery"), on_delete=models.CASCADE, related_name="attempts"
+    )
     number = models.PositiveIntegerField(_("number"))
     started_at = models.DateTimeField(_("started at"))
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)

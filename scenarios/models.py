@@ -170,7 +170,9 @@ class Template(Timestamped):
 class ChannelBinding(models.Model):
     """A template bound to one channel, with that channel's own template id and parameters."""
 
-    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="bindings")
+    template = models.ForeignKey(
+        Template, verbose_name=_("template"), on_delete=models.CASCADE, related_name="bindings"
+    )
     channel = models.CharField(_("channel"), max_length=32, choices=Channel.choices)
     enabled = models.BooleanField(_("enabled"), default=True)
     account = models.ForeignKey(
@@ -209,7 +211,7 @@ class ChannelBinding(models.Model):
 class Rule(models.Model):
     """Who is told, with which template, under which condition and when, for one scenario."""
 
-    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="rules")
+    scenario = models.ForeignKey(Scenario, verbose_name=_("scenario"), on_delete=models.CASCADE, related_name="rules")
     code = models.SlugField(_("code"), max_length=64)
     audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
     template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="rules")
@@ -264,7 +266,7 @@ class Rule(models.Model):
 class Event(models.Model):
     """A business event as received, unique per client and idempotency key."""
 
-    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="events")
+    scenario = models.ForeignKey(Scenario, verbose_name=_("scenario"), on_delete=models.PROTECT, related_name="events")
     client = models.CharField(_("client"), max_length=64)
     idempotency_key = models.CharField(_("idempotency key"), max_length=128)
     request_hash = models.CharField(max_length=64)
@@ -299,7 +301,7 @@ class MessageStatus(models.TextChoices):
 class Message(models.Model):
     """One rule's message to one recipient, now or at its due time; its deliveries follow it."""
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="messages")
+    event = models.ForeignKey(Event, verbose_name=_("event"), on_delete=models.CASCADE, related_name="messages")
     rule = models.ForeignKey(
         Rule, verbose_name=_("rule"), null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
     )
@@ -413,7 +415,7 @@ class PlanStep(models.Model):
     """One step: once, `day_offset` days after the start at `time_of_day`; or, with an RRULE
     (RFC 5545, e.g. FREQ=WEEKLY;BYDAY=MO;COUNT=4), every occurrence from the start at that time."""
 
-    plan = models.ForeignKey(FollowUpPlan, on_delete=models.CASCADE, related_name="steps")
+    plan = models.ForeignKey(FollowUpPlan, verbose_name=_("plan"), on_delete=models.CASCADE, related_name="steps")
     order = models.PositiveIntegerField(_("order"), default=0)
     template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
     day_offset = models.PositiveIntegerField(_("day offset"), default=0)
