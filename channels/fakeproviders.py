@@ -1,7 +1,8 @@
 """A local server speaking the providers' HTTP APIs, for the sandbox and the tests.
 
 Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
-message/template/send) and the WeCom group robot (under /wecom: cgi-bin/webhook/send), with
+message/template/send) and WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group
+robot's webhook/send), with
 their documented request and response shapes; malformed requests are refused with the codes the
 real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
 the next requests to a path with given responses and latency), POST /_expire_tokens, POST /_reset.
@@ -70,6 +71,25 @@ def wechat(state: State, method: str, path: str, query: dict, body) -> tuple[int
 
 
 def wecom(state: State, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+    if path == "/cgi-bin/gettoken":
+        if not query.get("corpid"):
+            return 200, {"errcode": 40013, "errmsg": "invalid corpid"}
+        if not query.get("corpsecret"):
+            return 200, {"errcode": 40001, "errmsg": "invalid secret"}
+        token = secrets.token_urlsafe(24)
+        with state.lock:
+            state.tokens[token] = query["corpid"]
+        return 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+    if path == "/cgi-bin/message/send":
+        with state.lock:
+            known = query.get("access_token") in state.tokens
+        if not known:
+            return 200, {"errcode": 40014, "errmsg": "invalid access_token"}
+        if not isinstance(body, dict) or not body.get("agentid"):
+            return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
+        if not (body.get("touser") or body.get("toparty") or body.get("totag")):
+            return 200, {"errcode": 81013, "errmsg": "user & party & tag all invalid"}
+        return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": secrets.token_hex(8)}
     if path == "/cgi-bin/webhook/send":
         if not query.get("key"):
             return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}

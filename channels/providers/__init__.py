@@ -7,11 +7,17 @@ reason `channel_not_implemented`, visible in the admin.
 from .base import Backend, DeliveryResult
 from .inbox import InboxBackend
 from .wechat import MiniProgramSubscribeBackend, OfficialAccountTemplateBackend
-from .wecom import WeComRobotBackend
+from .wecom import WeComAppBackend, WeComRobotBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     backend.channel: backend
-    for backend in (InboxBackend, OfficialAccountTemplateBackend, MiniProgramSubscribeBackend, WeComRobotBackend)
+    for backend in (
+        InboxBackend,
+        OfficialAccountTemplateBackend,
+        MiniProgramSubscribeBackend,
+        WeComRobotBackend,
+        WeComAppBackend,
+    )
 }
 
 

@@ -12,9 +12,8 @@ from django.db import transaction
 from django.db.models import F
 
 from ..models import AttemptOutcome, ChannelAccount, Delivery, SubscribeConsent
-from ..tokens import TokenUnavailable, access_token, token_expired
 from .base import DeliveryResult
-from .http import HttpBackend, ProviderHttpError
+from .tokened import TokenBackend
 
 # errcode → outcome. The words are the provider's own (errmsg), kept on every attempt.
 TOKEN_CODES = {40001, 40014, 42001}  # "invalid credential", "invalid access_token", "access_token expired"
@@ -33,16 +32,6 @@ PERMANENT_CODES = {
     43101,  # "user refuse to accept the msg" (no subscription consent)
     47003,  # "argument invalid"
 }
-
-
-def outcome_for(errcode: int) -> str:
-    if errcode == 0:
-        return AttemptOutcome.SENT
-    if errcode in TOKEN_CODES:
-        return AttemptOutcome.TOKEN_EXPIRED
-    if errcode in TRANSIENT_CODES:
-        return AttemptOutcome.TRANSIENT
-    return AttemptOutcome.PERMANENT  # documented refusals and anything unknown: never retried blindly
 
 
 # Subscribe-message parameter types: key prefix → (max length, pattern or None, may be truncated).
@@ -91,10 +80,13 @@ def checked_params(params: dict, *, truncate: bool) -> dict:
     return out
 
 
-class WeChatBackend(HttpBackend):
+class WeChatBackend(TokenBackend):
     provider = "wechat"
     public_base_url = "https://api.weixin.qq.com"
     sandbox_prefix = "/wechat"
+    token_path = "/cgi-bin/token"  # noqa: S105 (a URL path, not a secret)
+    token_codes = frozenset(TOKEN_CODES)
+    transient_codes = frozenset(TRANSIENT_CODES)
     send_path = ""
 
     def body(self, delivery: Delivery, data: dict) -> dict:
@@ -111,54 +103,14 @@ class WeChatBackend(HttpBackend):
             )
         except InvalidParam as err:
             return DeliveryResult(AttemptOutcome.PERMANENT, "invalid_param", str(err), {"key": err.key})
-        return self.post_with_token(account, self.body(delivery, data))
+        return self.post_with_token(account, self.send_path, self.body(delivery, data))
 
-    def post_with_token(self, account: ChannelAccount, body: dict) -> DeliveryResult:
-        """Send; on an expired token, refresh once and send again at once."""
-        for attempt in (1, 2):
-            try:
-                token = access_token(account.pk, lambda: self.fetch_token(account))
-                answer = self.request(
-                    "POST", f"{self.base_url(account)}{self.send_path}", params={"access_token": token}, json=body
-                )
-            except ProviderHttpError as err:
-                return err.result
-            except TokenUnavailable as err:
-                return DeliveryResult(AttemptOutcome.TRANSIENT, "token_unavailable", str(err))
-            errcode = int(answer.get("errcode", 0))
-            outcome = outcome_for(errcode)
-            if outcome == AttemptOutcome.TOKEN_EXPIRED and attempt == 1:
-                token_expired(account.pk, token)
-                continue
-            return DeliveryResult(
-                outcome,
-                "" if errcode == 0 else str(errcode),
-                "" if errcode == 0 else answer.get("errmsg", ""),
-                answer,
-                str(answer.get("msgid", "")),
-            )
-        raise AssertionError("unreachable")
-
-    def fetch_token(self, account: ChannelAccount) -> tuple[str, int]:
-        answer = self.request(
-            "GET",
-            f"{self.base_url(account)}/cgi-bin/token",
-            params={
-                "grant_type": "client_credential",
-                "appid": account.app_id,
-                "secret": account.credentials.get("app_secret", ""),
-            },
-        )
-        if "access_token" not in answer:
-            raise ProviderHttpError(
-                DeliveryResult(
-                    outcome_for(int(answer.get("errcode", -1))),
-                    str(answer.get("errcode")),
-                    answer.get("errmsg", ""),
-                    answer,
-                )
-            )
-        return answer["access_token"], int(answer.get("expires_in", 7200))
+    def token_params(self, account: ChannelAccount) -> dict:
+        return {
+            "grant_type": "client_credential",
+            "appid": account.app_id,
+            "secret": account.credentials.get("app_secret", ""),
+        }
 
 
 class OfficialAccountTemplateBackend(WeChatBackend):

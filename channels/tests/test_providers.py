@@ -251,3 +251,32 @@ def test_an_unreachable_provider_is_a_transient_failure_in_its_own_words(setting
 
     assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.QUEUED, "connection_error")
     assert "ConnectError" in delivery.last_error_message
+
+
+def test_wecom_app_messages_go_to_the_staff_user_with_a_duplicate_check(fake, db):
+    ChannelAccount.objects.create(
+        name="wecom-app",
+        channel="wecom_app",
+        provider="wecom",
+        app_id="ww-corp",
+        is_default=True,
+        credentials={"corp_secret": "s-corp"},
+        options={"agentid": 1000002},
+    )
+    staff = Recipient.objects.create(audience="operations", external_id="ops-li", wecom_userid="LiSi")
+
+    delivery = send("wecom_app", staff)
+    fake.script("/wecom/cgi-bin/message/send", [{"json": {"errcode": 0, "errmsg": "ok", "invaliduser": "LiSi"}}])
+    unknown_user = send("wecom_app", staff, key="k2")
+
+    assert delivery.status == DeliveryStatus.SENT
+    (token,) = fake.calls("/cgi-bin/gettoken")
+    assert token["query"] == {"corpid": "ww-corp", "corpsecret": "s-corp"}
+    sent = fake.calls("/cgi-bin/message/send")[0]["body"]
+    assert (sent["touser"], sent["agentid"], sent["msgtype"], sent["enable_duplicate_check"]) == (
+        "LiSi",
+        1000002,
+        "markdown",
+        1,
+    )
+    assert (unknown_user.status, unknown_user.last_error_code) == (DeliveryStatus.FAILED, "invalid_user")
