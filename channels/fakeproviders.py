@@ -2,7 +2,7 @@
 
 Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
 message/template/send) and WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group
-robot's webhook/send), with
+robot's webhook/send) and JPush (under /jpush: v3/push/cid, v3/push), with
 their documented request and response shapes; malformed requests are refused with the codes the
 real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
 the next requests to a path with given responses and latency), POST /_expire_tokens, POST /_reset.
@@ -25,6 +25,7 @@ class State:
         self.calls: list[dict] = []
         self.scripts: dict[str, list[dict]] = {}
         self.tokens: dict[str, str] = {}  # token → appid
+        self.pushes: dict[str, str] = {}  # JPush cid → msg_id: a repeated cid is the same push
 
 
 def _wechat_data_errors(data) -> str | None:
@@ -36,7 +37,7 @@ def _wechat_data_errors(data) -> str | None:
     return None
 
 
-def wechat(state: State, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+def wechat(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
     if path == "/cgi-bin/token":
         if query.get("grant_type") != "client_credential" or not query.get("appid"):
             return 200, {"errcode": 40013, "errmsg": "invalid appid"}
@@ -70,7 +71,7 @@ def wechat(state: State, method: str, path: str, query: dict, body) -> tuple[int
     return 404, {"errcode": 404, "errmsg": "not found"}
 
 
-def wecom(state: State, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+def wecom(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
     if path == "/cgi-bin/gettoken":
         if not query.get("corpid"):
             return 200, {"errcode": 40013, "errmsg": "invalid corpid"}
@@ -104,7 +105,24 @@ def wecom(state: State, method: str, path: str, query: dict, body) -> tuple[int,
     return 404, {"errcode": 404, "errmsg": "not found"}
 
 
-PROVIDERS = {"/wechat": wechat, "/wecom": wecom}
+def jpush(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
+    if not (headers or {}).get("Authorization", "").startswith("Basic "):
+        return 401, {"error": {"code": 1004, "message": "Authen failed"}}
+    if path == "/v3/push/cid":
+        return 200, {
+            "cidlist": [f"{secrets.token_hex(12)}-{secrets.token_hex(4)}" for _ in range(int(query.get("count", 1)))]
+        }
+    if path == "/v3/push" and method == "POST":
+        ids = ((body or {}).get("audience") or {}).get("registration_id") if isinstance(body, dict) else None
+        if not ids or not isinstance(body.get("notification"), dict) or body.get("platform") is None:
+            return 400, {"error": {"code": 1003, "message": "Parameter value is invalid"}}
+        with state.lock:
+            seen = state.pushes.setdefault(body.get("cid") or secrets.token_hex(6), str(int(time.time() * 1000)))
+        return 200, {"sendno": "0", "msg_id": seen}
+    return 404, {"error": {"code": 404, "message": "not found"}}
+
+
+PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush}
 
 
 def make_handler(state: State):
@@ -143,7 +161,10 @@ def make_handler(state: State):
                     return self._answer(scripted.get("status", 200), scripted["json"])
             for prefix, provider in PROVIDERS.items():
                 if url.path.startswith(prefix + "/"):
-                    return self._answer(*provider(state, self.command, url.path[len(prefix) :], query, body))
+                    # Headers go as they came (case-insensitive, as HTTP header names are).
+                    return self._answer(
+                        *provider(state, self.command, url.path[len(prefix) :], query, body, self.headers)
+                    )
             return self._answer(404, {"errcode": 404, "errmsg": "not found"})
 
         def _control(self, path: str, body):

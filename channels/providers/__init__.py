@@ -6,6 +6,7 @@ reason `channel_not_implemented`, visible in the admin.
 
 from .base import Backend, DeliveryResult
 from .inbox import InboxBackend
+from .jpush import JPushBackend
 from .wechat import MiniProgramSubscribeBackend, OfficialAccountTemplateBackend
 from .wecom import WeComAppBackend, WeComRobotBackend
 
@@ -17,6 +18,7 @@ BACKENDS: dict[str, type[Backend]] = {
         MiniProgramSubscribeBackend,
         WeComRobotBackend,
         WeComAppBackend,
+        JPushBackend,
     )
 }
 

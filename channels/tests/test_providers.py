@@ -59,7 +59,12 @@ def patient(db):
     )
 
 
-LINK = {"route": "im", "mini_program": "/pages/im/index?inquiryId=9001", "h5": "https://m.hospital.example/im?id=9001"}
+LINK = {
+    "route": "im",
+    "mini_program": "/pages/im/index?inquiryId=9001",
+    "h5": "https://m.hospital.example/im?id=9001",
+    "app": "hospitaldoctor://im?inquiryId=9001",
+}
 
 
 def send(channel, recipient, key="k1", params=None, template_id="tmpl-1", options=None):
@@ -280,3 +285,60 @@ def test_wecom_app_messages_go_to_the_staff_user_with_a_duplicate_check(fake, db
         1,
     )
     assert (unknown_user.status, unknown_user.last_error_code) == (DeliveryStatus.FAILED, "invalid_user")
+
+
+def test_jpush_sends_the_deep_link_and_a_retry_reuses_its_cid(fake, db):
+    ChannelAccount.objects.create(
+        name="jpush",
+        channel="app_push",
+        provider="jpush",
+        app_id="app-key",
+        is_default=True,
+        credentials={"master_secret": "m-secret"},
+        options={"apns_production": True},
+    )
+    doctor = Recipient.objects.create(audience="doctor", external_id="d-17", push_registration_ids=["1a0018970aa"])
+    fake.script("/jpush/v3/push", [{"status": 502, "json": {}}])  # the first try meets a gateway error
+
+    delivery = send("app_push", doctor)
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.QUEUED, "http_502")
+    Delivery.objects.filter(pk=delivery.pk).update(not_before=delivery.created_at)
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+
+    assert delivery.status == DeliveryStatus.SENT
+    first, second = fake.calls("/v3/push")
+    assert first["body"]["cid"] == second["body"]["cid"]  # one cid: JPush pushes once
+    assert len(fake.calls("/v3/push/cid")) == 1
+    body = second["body"]
+    assert body["audience"] == {"registration_id": ["1a0018970aa"]}
+    assert body["notification"]["android"]["extras"] == {
+        "deep_link": "hospitaldoctor://im?inquiryId=9001",
+        "route": "im",
+    }
+    assert body["notification"]["ios"]["alert"] == {"title": "医生已接诊", "body": "李明医生已接诊您的问诊。"}
+    assert body["options"]["apns_production"] is True
+
+
+def test_jpush_refusals_carry_its_own_words(fake, db):
+    ChannelAccount.objects.create(
+        name="jpush",
+        channel="app_push",
+        provider="jpush",
+        app_id="app-key",
+        is_default=True,
+        credentials={"master_secret": "m-secret"},
+    )
+    doctor = Recipient.objects.create(audience="doctor", external_id="d-17", push_registration_ids=["gone"])
+    fake.script(
+        "/jpush/v3/push",
+        [{"status": 400, "json": {"error": {"code": 1011, "message": "cannot find user by this audience"}}}],
+    )
+
+    delivery = send("app_push", doctor)
+
+    assert (delivery.status, delivery.last_error_code, delivery.last_error_message) == (
+        DeliveryStatus.FAILED,
+        "1011",
+        "cannot find user by this audience",
+    )

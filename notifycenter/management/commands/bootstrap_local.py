@@ -36,6 +36,22 @@ SANDBOX_ACCOUNTS = [
         "options": {},
         "rate_limit_per_minute": 20,
     },
+    {
+        "name": "sandbox-wecom-app",
+        "channel": "wecom_app",
+        "provider": "wecom",
+        "app_id": "ww-sandbox-corp",
+        "secret": {"corp_secret": "sandbox-corp-secret"},
+        "options": {"agentid": 1000002},
+    },
+    {
+        "name": "sandbox-jpush",
+        "channel": "app_push",
+        "provider": "jpush",
+        "app_id": "sandbox-app-key",
+        "secret": {"master_secret": "sandbox-master-secret"},
+        "options": {"apns_production": False},
+    },
 ]
 
 
