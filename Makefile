@@ -21,7 +21,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 setup: $(VENV)/.installed
 	@$(PY) scripts/local_env.py
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py loaddata catalog -v0
+	@# The catalog goes into a new database only, so local edits in the admin survive a restart;
+	@# `manage.py loaddata catalog` refreshes it on purpose.
+	@test -f "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded" || \
+	  ($(PY) manage.py loaddata catalog -v0 && touch "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded")
 	@$(PY) manage.py bootstrap_local
 
 run: setup
