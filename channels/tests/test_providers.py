@@ -50,6 +50,19 @@ def accounts(db):
 
 
 @pytest.fixture
+def jpush(db):
+    return ChannelAccount.objects.create(
+        name="jpush",
+        channel="app_push",
+        provider="jpush",
+        app_id="app-key",
+        is_default=True,
+        credentials={"master_secret": "m-secret"},
+        options={"apns_production": True},
+    )
+
+
+@pytest.fixture
 def patient(db):
     return Recipient.objects.create(
         audience="patient",
@@ -287,16 +300,7 @@ def test_wecom_app_messages_go_to_the_staff_user_with_a_duplicate_check(fake, db
     assert (unknown_user.status, unknown_user.last_error_code) == (DeliveryStatus.FAILED, "invalid_user")
 
 
-def test_jpush_sends_the_deep_link_and_a_retry_reuses_its_cid(fake, db):
-    ChannelAccount.objects.create(
-        name="jpush",
-        channel="app_push",
-        provider="jpush",
-        app_id="app-key",
-        is_default=True,
-        credentials={"master_secret": "m-secret"},
-        options={"apns_production": True},
-    )
+def test_jpush_sends_the_deep_link_and_a_retry_reuses_its_cid(fake, jpush):
     doctor = Recipient.objects.create(audience="doctor", external_id="d-17", push_registration_ids=["1a0018970aa"])
     fake.script("/jpush/v3/push", [{"status": 502, "json": {}}])  # the first try meets a gateway error
 
@@ -320,15 +324,7 @@ def test_jpush_sends_the_deep_link_and_a_retry_reuses_its_cid(fake, db):
     assert body["options"]["apns_production"] is True
 
 
-def test_jpush_refusals_carry_its_own_words(fake, db):
-    ChannelAccount.objects.create(
-        name="jpush",
-        channel="app_push",
-        provider="jpush",
-        app_id="app-key",
-        is_default=True,
-        credentials={"master_secret": "m-secret"},
-    )
+def test_jpush_refusals_carry_its_own_words(fake, jpush):
     doctor = Recipient.objects.create(audience="doctor", external_id="d-17", push_registration_ids=["gone"])
     fake.script(
         "/jpush/v3/push",
