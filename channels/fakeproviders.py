@@ -2,13 +2,15 @@
 
 Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
 message/template/send) and WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group
-robot's webhook/send) and JPush (under /jpush: v3/push/cid, v3/push), with
+robot's webhook/send), JPush (under /jpush: v3/push/cid, v3/push) and Aliyun SMS (under /aliyun:
+SendSms, signature checked), with
 their documented request and response shapes; malformed requests are refused with the codes the
 real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
 the next requests to a path with given responses and latency), POST /_expire_tokens, POST /_reset.
 """
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -122,7 +124,40 @@ def jpush(state: State, method: str, path: str, query: dict, body, headers=None)
     return 404, {"error": {"code": 404, "message": "not found"}}
 
 
-PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush}
+# The fake Aliyun knows one key pair, the sandbox accounts' (throwaway values, not secrets).
+ALIYUN_KEYS = {"sandbox-access-key": "sandbox-access-secret"}
+
+
+def aliyun(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
+    from channels.providers.sms import aliyun_signature
+
+    request_id = secrets.token_hex(8).upper()
+    if query.get("Action") != "SendSms" or query.get("Version") != "2017-05-25":
+        return 404, {"Code": "InvalidAction.NotFound", "Message": "Specified api is not found", "RequestId": request_id}
+    secret = ALIYUN_KEYS.get(query.get("AccessKeyId", ""))
+    if secret is None:
+        return 404, {
+            "Code": "InvalidAccessKeyId.NotFound",
+            "Message": "Specified access key is not found.",
+            "RequestId": request_id,
+        }
+    signed = {k: v for k, v in query.items() if k != "Signature"}
+    if query.get("Signature") != aliyun_signature(signed, secret, method):
+        return 400, {
+            "Code": "SignatureDoesNotMatch",
+            "Message": "Specified signature is not matched with our calculation.",
+            "RequestId": request_id,
+        }
+    if not re.fullmatch(r"1\d{10}", query.get("PhoneNumbers", "")):
+        return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号", "RequestId": request_id}
+    if not query.get("SignName"):
+        return 200, {"Code": "isv.SMS_SIGNATURE_ILLEGAL", "Message": "该账号下找不到对应签名", "RequestId": request_id}
+    if not query.get("TemplateCode"):
+        return 200, {"Code": "isv.SMS_TEMPLATE_ILLEGAL", "Message": "该账号下找不到对应模板", "RequestId": request_id}
+    return 200, {"Code": "OK", "Message": "OK", "BizId": f"{secrets.randbelow(10**9)}^0", "RequestId": request_id}
+
+
+PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun}
 
 
 def make_handler(state: State):
@@ -160,7 +195,7 @@ def make_handler(state: State):
                 if "json" in scripted:
                     return self._answer(scripted.get("status", 200), scripted["json"])
             for prefix, provider in PROVIDERS.items():
-                if url.path.startswith(prefix + "/"):
+                if url.path == prefix or url.path.startswith(prefix + "/"):
                     # Headers go as they came (case-insensitive, as HTTP header names are).
                     return self._answer(
                         *provider(state, self.command, url.path[len(prefix) :], query, body, self.headers)

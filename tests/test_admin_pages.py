@@ -26,7 +26,10 @@ def test_every_changelist_and_change_page_renders(catalog, backend, admin_client
             assert admin_client.get(change).status_code == 200, change
 
 
-def test_skipped_deliveries_show_their_reason_and_phones_are_masked(catalog, backend, admin_client):
+def test_skipped_deliveries_show_their_reason_and_phones_are_masked(catalog, backend, admin_client, monkeypatch):
+    from channels import providers
+
+    monkeypatch.delitem(providers.BACKENDS, "sms")  # as for a channel whose backend is not written yet
     payload = paid_event(consultation_type="text")
     payload["recipients"]["doctor"] = [{"id": "d-17", "phone": "13812345678"}]
     backend.post("/api/v1/events", payload, format="json")

@@ -132,7 +132,14 @@ def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, 
         )
     people = {
         "patient": [{"id": "p-42", "wechat_oa_openid": "oOA-p42-0001", "wechat_mini_openid": "oMini-p42-0001"}],
-        "doctor": [{"id": "d-17", "wechat_mini_openid": "oMini-d17-0001", "push_registration_ids": ["1a0018970aa"]}],
+        "doctor": [
+            {
+                "id": "d-17",
+                "wechat_mini_openid": "oMini-d17-0001",
+                "push_registration_ids": ["1a0018970aa"],
+                "phone": "13812345678",
+            }
+        ],
         "pharmacist": [{"id": "ph-3", "push_registration_ids": ["1b0018970bb"]}],
     }
     backend.put("/api/v1/recipients/patient/p-42", {"wechat_mini_openid": "oMini-p42-0001"}, format="json")
@@ -161,8 +168,9 @@ def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, 
     assert by_channel["wechat_mini_subscribe"] == {("sent", "")}  # row 1, with the patient's consent
     assert SubscribeConsent.objects.get().remaining == 0
     assert by_channel["app_push"] == {("sent", "")}  # doctors' and the pharmacist's apps, through JPush
-    # SMS is not built yet: recorded as such (or no_address), never dropped.
-    assert by_channel["sms"] <= {("skipped", "no_address"), ("skipped", "channel_not_implemented")}
+    # Row 7's SMS to the doctor goes out through Aliyun; row 15's verification code waits for the
+    # one-time-code flow and is recorded as such, never sent with its placeholder.
+    assert by_channel["sms"] == {("sent", ""), ("skipped", "otp_not_implemented")}
     assert len(fake_providers.calls("/v3/push")) == Delivery.objects.filter(channel="app_push").count()
     assert len(fake_providers.calls("/message/template/send")) == 3  # rows 2, 4 and 11 bind the official account
     assert InboxMessage.objects.filter(audience="pharmacist", recipient_id="ph-3").exists()

@@ -7,6 +7,7 @@ reason `channel_not_implemented`, visible in the admin.
 from .base import Backend, DeliveryResult
 from .inbox import InboxBackend
 from .jpush import JPushBackend
+from .sms import SmsBackend
 from .wechat import MiniProgramSubscribeBackend, OfficialAccountTemplateBackend
 from .wecom import WeComAppBackend, WeComRobotBackend
 
@@ -19,6 +20,7 @@ BACKENDS: dict[str, type[Backend]] = {
         WeComRobotBackend,
         WeComAppBackend,
         JPushBackend,
+        SmsBackend,
     )
 }
 

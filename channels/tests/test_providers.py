@@ -338,3 +338,78 @@ def test_jpush_refusals_carry_its_own_words(fake, jpush):
         "1011",
         "cannot find user by this audience",
     )
+
+
+def test_the_aliyun_signature_matches_aliyuns_published_example():
+    from channels.providers.sms import aliyun_signature
+
+    # The worked example in Aliyun's RPC signature documentation (ECS DescribeRegions).
+    params = {
+        "AccessKeyId": "testid",
+        "Action": "DescribeRegions",
+        "Format": "XML",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+        "SignatureVersion": "1.0",
+        "Timestamp": "2016-02-23T12:46:24Z",
+        "Version": "2014-05-26",
+    }
+    assert aliyun_signature(params, "testsecret") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
+
+
+@pytest.fixture
+def aliyun(db):
+    return ChannelAccount.objects.create(
+        name="aliyun",
+        channel="sms",
+        provider="aliyun",
+        app_id="sandbox-access-key",
+        is_default=True,
+        credentials={"access_key_secret": "sandbox-access-secret"},
+        options={"sign_name": "互联网医院"},
+    )
+
+
+def test_aliyun_sms_is_signed_and_sent_with_its_template_parameters(fake, aliyun):
+    doctor = Recipient.objects.create(audience="doctor", external_id="d-17", phone="13812345678")
+
+    delivery = send("sms", doctor, template_id="SMS_123456", params={"name": "张三"})
+
+    assert delivery.status == DeliveryStatus.SENT, delivery.last_error_message
+    query = fake.calls("/aliyun/")[0]["query"]
+    assert (query["Action"], query["PhoneNumbers"], query["TemplateCode"], query["SignName"]) == (
+        "SendSms",
+        "13812345678",
+        "SMS_123456",
+        "互联网医院",
+    )
+    assert query["TemplateParam"] == '{"name": "张三"}'
+    assert delivery.provider_message_id.endswith("^0")
+
+
+def test_aliyun_refusals_and_flow_control(fake, aliyun):
+    person = Recipient.objects.create(audience="doctor", external_id="d-1", phone="12345")
+    illegal = send("sms", person, key="a")
+    assert (illegal.status, illegal.last_error_code, illegal.last_error_message) == (
+        DeliveryStatus.FAILED,
+        "isv.MOBILE_NUMBER_ILLEGAL",
+        "非法手机号",
+    )
+    person.phone = "13812345678"
+    person.save()
+    fake.script("/aliyun/", [{"json": {"Code": "isv.BUSINESS_LIMIT_CONTROL", "Message": "触发分钟级流控Permits:1"}}])
+    limited = send("sms", person, key="b")
+    assert (limited.status, limited.last_error_code) == (DeliveryStatus.QUEUED, "isv.BUSINESS_LIMIT_CONTROL")
+    aliyun.credentials = {"access_key_secret": "wrong"}
+    aliyun.save()
+    unsigned = send("sms", person, key="c")
+    assert (unsigned.status, unsigned.last_error_code) == (DeliveryStatus.FAILED, "SignatureDoesNotMatch")
+
+
+def test_a_verification_code_template_is_never_sent_with_its_placeholder(fake, aliyun):
+    doctor = Recipient.objects.create(audience="doctor", external_id="d-17", phone="13812345678")
+
+    delivery = send("sms", doctor, params={"code": "{code}", "amount": "300.00"})
+
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.SKIPPED, "otp_not_implemented")
+    assert fake.calls("/aliyun/") == []

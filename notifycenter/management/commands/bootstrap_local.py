@@ -52,6 +52,14 @@ SANDBOX_ACCOUNTS = [
         "secret": {"master_secret": "sandbox-master-secret"},
         "options": {"apns_production": False},
     },
+    {
+        "name": "sandbox-aliyun-sms",
+        "channel": "sms",
+        "provider": "aliyun",
+        "app_id": "sandbox-access-key",
+        "secret": {"access_key_secret": "sandbox-access-secret"},
+        "options": {"sign_name": "互联网医院"},
+    },
 ]
 
 
