@@ -155,6 +155,8 @@ class UpcomingReminderAdmin(admin.ModelAdmin):
 @admin.register(RecurringBroadcast)
 class RecurringBroadcastAdmin(SimpleHistoryAdmin):
     list_display = ["name", "scenario", "crontab", "enabled", "last_run"]
+    # periodic_task is nullable, so Django's automatic join would leave it to a query per row.
+    list_select_related = ["scenario", "crontab", "periodic_task"]
     list_filter = ["enabled", "scenario"]
     search_fields = ["name", "scenario__code"]
     autocomplete_fields = ["scenario"]

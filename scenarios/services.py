@@ -10,6 +10,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from channels.providers.sms import CODE_SLOT  # verification-code templates render this slot
 from channels.services import DeliveryRequest, deliveries_create
 
 from .catalog import bindings_for
@@ -17,9 +18,6 @@ from .models import ChannelBinding, Message, MessageStatus, Template
 from .rendering import RenderError, render_message
 
 logger = logging.getLogger(__name__)
-
-# Verification-code templates render this slot; channels puts the real code in at send time.
-CODE_SLOT = "{code}"
 
 
 def schema_errors(validator: Draft202012Validator | None, instance, *, prefix: str) -> dict[str, list[str]]:

@@ -44,3 +44,22 @@ def test_skipped_deliveries_show_their_reason_and_phones_are_masked(catalog, bac
     assert "13812345678" not in detail
     recipients = admin_client.get(reverse("admin:channels_recipient_changelist")).content.decode()
     assert "138****5678" in recipients and "13812345678" not in recipients
+
+
+def test_the_broadcast_list_does_not_query_once_per_row(catalog, admin_client, django_assert_max_num_queries):
+    from django_celery_beat.models import CrontabSchedule
+
+    from scenarios.broadcasts import broadcast_schedule_sync
+    from scenarios.models import RecurringBroadcast, Scenario
+
+    crontab = CrontabSchedule.objects.create(minute="0", hour="9", day_of_week="1", timezone="Asia/Shanghai")
+    scenario = Scenario.objects.get(code="point.changed")
+    for i in range(15):
+        broadcast = RecurringBroadcast.objects.create(
+            name=f"群发{i}", scenario=scenario, crontab=crontab, recipients={"doctor": ["d-1"]}
+        )
+        broadcast_schedule_sync(broadcast=broadcast)
+
+    # Fifteen rows: a query per row for each broadcast's periodic task would pass this bound.
+    with django_assert_max_num_queries(12):
+        assert admin_client.get(reverse("admin:scenarios_recurringbroadcast_changelist")).status_code == 200

@@ -32,5 +32,5 @@ class Backend:
         raise NotImplementedError
 
     def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
-        """One result per delivery, in order."""
-        return [self.send(d) for d in deliveries]
+        """Local backends only: one result per delivery, in order, inside the claiming transaction."""
+        raise NotImplementedError

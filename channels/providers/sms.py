@@ -17,6 +17,8 @@ from ..models import AttemptOutcome, Delivery
 from .base import DeliveryResult
 from .http import HttpBackend, ProviderHttpError
 
+# What a verification-code template renders where the code goes (scenarios fills it in);
+# the one-time-code flow puts the real code there at send time.
 CODE_SLOT = "{code}"
 ALIYUN_TRANSIENT = {
     "isv.BUSINESS_LIMIT_CONTROL",  # "触发分钟级流控Permits:1" and the like: wait and retry
