@@ -1,10 +1,10 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from .masking import mask_id, mask_phone, mask_secret
 from .models import ChannelAccount, Delivery, DeliveryAttempt, OtpCode, Recipient, SubscribeConsent
-from .services import masked_address
+from .services import account_check, deliveries_cancel_ids, deliveries_retry, masked_address
 
 
 class SubscribeConsentInline(admin.TabularInline):
@@ -65,10 +65,29 @@ class ChannelAccountForm(forms.ModelForm):
 @admin.register(ChannelAccount)
 class ChannelAccountAdmin(admin.ModelAdmin):
     form = ChannelAccountForm
-    list_display = ["name", "channel", "provider", "is_default", "enabled", "sandbox", "stored_credentials"]
-    list_filter = ["channel", "provider", "enabled", "sandbox"]
+    list_display = [
+        "name",
+        "channel",
+        "provider",
+        "is_default",
+        "enabled",
+        "sandbox",
+        "stored_credentials",
+        "check_ok",
+        "check_message",
+        "checked_at",
+    ]
+    list_filter = ["channel", "provider", "enabled", "sandbox", "check_ok"]
     search_fields = ["name", "app_id"]
-    readonly_fields = ["stored_credentials"]
+    readonly_fields = ["stored_credentials", "check_ok", "check_message", "checked_at"]
+    actions = ["test_connection"]
+
+    @admin.action(description=_("Test connection"), permissions=["change"])
+    def test_connection(self, request, queryset):
+        for account in queryset:
+            ok = account_check(account=account)
+            level = messages.SUCCESS if ok else messages.ERROR
+            self.message_user(request, f"{account.name}: {account.check_message}", level)
 
     @admin.display(description=_("stored credentials"))
     def stored_credentials(self, obj):
@@ -100,13 +119,30 @@ class DeliveryAdmin(admin.ModelAdmin):
         "not_before",
         "finished_at",
     ]
-    list_filter = ["status", "channel", "last_error_code", "created_at"]
+    list_filter = ["status", "channel", "template_code", "last_error_code", "created_at", "finished_at"]
     search_fields = ["template_code", "recipient__external_id", "=event_ref", "=message_ref", "idempotency_key"]
     list_select_related = ["recipient"]
     readonly_fields = [f.name for f in Delivery._meta.fields if f.name != "address"] + ["masked"]
     exclude = ["address"]
     inlines = [DeliveryAttemptInline]
     show_full_result_count = False
+    actions = ["retry_now", "cancel"]
+
+    @admin.action(description=_("Retry now"), permissions=["retry"])
+    def retry_now(self, request, queryset):
+        count = deliveries_retry(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, _("%(count)d deliveries sent again.") % {"count": count}, messages.SUCCESS)
+
+    @admin.action(description=_("Cancel"), permissions=["cancel"])
+    def cancel(self, request, queryset):
+        count = deliveries_cancel_ids(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, _("%(count)d deliveries cancelled.") % {"count": count}, messages.SUCCESS)
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("channels.retry_delivery")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("channels.cancel_delivery")
 
     @admin.display(description=_("address"))
     def masked(self, obj):
@@ -118,14 +154,20 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(OtpCode)
 class OtpCodeAdmin(admin.ModelAdmin):
-    list_display = ["purpose", "masked", "created_at", "expires_at", "failed_tries", "used_at"]
-    list_filter = ["purpose"]
-    exclude = ["code_hash", "phone"]
-    readonly_fields = ["purpose", "masked", "created_at", "expires_at", "failed_tries", "used_at"]
+    """Who asked for a code, when, and what became of it; never the code or its hashes."""
 
-    @admin.display(description=_("phone"))
-    def masked(self, obj):
-        return mask_phone(obj.phone)
+    list_display = ["purpose", "phone", "created_at", "expires_at", "failed_tries", "used_at", "handed_over"]
+    list_filter = ["purpose", "created_at"]
+    search_fields = ["=event_ref"]
+    fields = ["purpose", "phone", "event_ref", "created_at", "expires_at", "failed_tries", "used_at", "handed_over"]
+    readonly_fields = fields
+
+    @admin.display(description=_("handed to the provider"), boolean=True)
+    def handed_over(self, obj):
+        return not obj.sealed_code
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -1,6 +1,6 @@
 """The recipient directory, as the hospital backend keeps it current (Api-Key, scope recipients)."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from .masking import mask_id, mask_phone
 from .models import Audience, Recipient
+from .otp import otp_verify
 from .services import consents_grant, recipient_put
 
 
@@ -107,3 +108,22 @@ class SubscriptionsApi(APIView):
             audience=_audience(audience), external_id=external_id, template_ids=body.validated_data["template_ids"]
         )
         return Response(RecipientOutput(recipient).data)
+
+
+class OtpVerifyInput(serializers.Serializer):
+    phone = serializers.RegexField(r"^(\+86)?1[3-9]\d{9}$")
+    purpose = serializers.CharField(max_length=64)
+    code = serializers.RegexField(r"^\d{4,8}$")
+
+
+class OtpVerifyApi(APIView):
+    @extend_schema(
+        request=OtpVerifyInput,
+        responses={200: inline_serializer("OtpVerified", {"verified": serializers.BooleanField()})},
+        summary="Check a one-time SMS code: accepted once; 5 wrong tries lock it",
+    )
+    def post(self, request):
+        body = OtpVerifyInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        otp_verify(**body.validated_data)
+        return Response({"verified": True})

@@ -3,10 +3,12 @@
 Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
 message/template/send) and WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group
 robot's webhook/send), JPush (under /jpush: v3/push/cid, v3/push) and Aliyun SMS (under /aliyun:
-SendSms, signature checked), with
+SendSms, signature checked) and Tencent Cloud SMS (under /tencent: SendSms 2021-01-11, TC3
+signature checked), with
 their documented request and response shapes; malformed requests are refused with the codes the
 real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
-the next requests to a path with given responses and latency), POST /_expire_tokens, POST /_reset.
+the next requests to a path with given responses and latency), POST /_latency ({"ms": 20}: added to
+every answer), POST /_expire_tokens, POST /_reset.
 """
 
 import json
@@ -24,6 +26,7 @@ class State:
         self.reset()
 
     def reset(self):
+        self.latency_ms = 0  # added to every provider answer (POST /_latency, or --latency-ms)
         self.calls: list[dict] = []
         self.scripts: dict[str, list[dict]] = {}
         self.tokens: dict[str, str] = {}  # token → appid
@@ -131,8 +134,11 @@ ALIYUN_KEYS = {"sandbox-access-key": "sandbox-access-secret"}
 def aliyun(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
     from channels.providers.sms import aliyun_signature
 
+    if method == "POST" and isinstance(body, dict):
+        query = {**query, **body}  # RPC parameters may come as a form body
+
     request_id = secrets.token_hex(8).upper()
-    if query.get("Action") != "SendSms" or query.get("Version") != "2017-05-25":
+    if query.get("Action") not in ("SendSms", "QuerySmsSign") or query.get("Version") != "2017-05-25":
         return 404, {"Code": "InvalidAction.NotFound", "Message": "Specified api is not found", "RequestId": request_id}
     secret = ALIYUN_KEYS.get(query.get("AccessKeyId", ""))
     if secret is None:
@@ -148,6 +154,21 @@ def aliyun(state: State, method: str, path: str, query: dict, body, headers=None
             "Message": "Specified signature is not matched with our calculation.",
             "RequestId": request_id,
         }
+    if query["Action"] == "QuerySmsSign":
+        if not query.get("SignName"):
+            return 200, {
+                "Code": "isv.SMS_SIGNATURE_ILLEGAL",
+                "Message": "该账号下找不到对应签名",
+                "RequestId": request_id,
+            }
+        return 200, {
+            "Code": "OK",
+            "Message": "OK",
+            "SignName": query["SignName"],
+            "SignStatus": 1,  # 1: approved
+            "CreateDate": "2026-01-01 00:00:00",
+            "RequestId": request_id,
+        }
     if not re.fullmatch(r"1\d{10}", query.get("PhoneNumbers", "")):
         return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号", "RequestId": request_id}
     if not query.get("SignName"):
@@ -157,11 +178,108 @@ def aliyun(state: State, method: str, path: str, query: dict, body, headers=None
     return 200, {"Code": "OK", "Message": "OK", "BizId": f"{secrets.randbelow(10**9)}^0", "RequestId": request_id}
 
 
-PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun}
+# The fake Tencent Cloud knows one key pair too, the sandbox accounts'.
+TENCENT_KEYS = {"sandbox-secret-id": "sandbox-secret-key"}
+TC3_AUTH = re.compile(
+    r"TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>[\d-]+)/(?P<service>\w+)/tc3_request, "
+    r"SignedHeaders=(?P<signed>[\w;-]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+def tencent(
+    state: State, method: str, path: str, query: dict, body, headers=None, raw: bytes = b""
+) -> tuple[int, dict]:
+    from channels.providers.sms import tc3_signature
+
+    headers = headers or {}
+    request_id = secrets.token_hex(16)
+
+    def error(code: str, message: str) -> tuple[int, dict]:
+        return 200, {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
+
+    if method != "POST" or path not in ("", "/"):
+        return error("InvalidAction", "The requested API does not exist or is not supported by this method.")
+    action = headers.get("X-TC-Action")
+    if action not in ("SendSms", "SendStatusStatistics") or headers.get("X-TC-Version") != "2021-01-11":
+        return error(
+            "InvalidAction",
+            f"Action {headers.get('X-TC-Action')!r} of version {headers.get('X-TC-Version')!r} not found.",
+        )
+    auth = TC3_AUTH.match(headers.get("Authorization", ""))
+    if auth is None:
+        return error("AuthFailure.InvalidAuthorization", "Authorization header format error.")
+    secret = TENCENT_KEYS.get(auth["id"])
+    if secret is None:
+        return error(
+            "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
+        )
+    try:
+        timestamp = int(headers.get("X-TC-Timestamp", ""))
+    except ValueError:
+        return error("MissingParameter", "The request is missing a required parameter `X-TC-Timestamp`.")
+    if abs(time.time() - timestamp) > 300:
+        return error(
+            "AuthFailure.SignatureExpire",
+            "Signature expired. Timestamp and server time cannot differ by more than 5 minutes.",
+        )
+    signed = auth["signed"].split(";")
+    wanted = tc3_signature(
+        secret_key=secret,
+        method=method,
+        headers={name: headers.get(name, "") for name in signed},
+        signed_headers=signed,
+        payload=raw,
+        timestamp=timestamp,
+    )
+    if auth["signature"] != wanted:
+        return error(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature is correct.",
+        )
+    if not isinstance(body, dict):
+        return error("InvalidParameter", "Request body is not valid JSON.")
+    if action == "SendStatusStatistics":
+        if not body.get("SmsSdkAppId"):
+            return error("MissingParameter", "The request is missing a required parameter `SmsSdkAppId`.")
+        stats = {"FeeCount": 0, "RequestCount": 0, "RequestSuccessCount": 0}
+        return 200, {"Response": {"SendStatusStatistics": stats, "RequestId": request_id}}
+    for name in ("PhoneNumberSet", "SmsSdkAppId", "TemplateId"):
+        if not body.get(name):
+            return error("MissingParameter", f"The request is missing a required parameter `{name}`.")
+    params = body.get("TemplateParamSet") or []
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        return error(
+            "InvalidParameterValue.TemplateParameterFormatError", "Verification code template parameter format error."
+        )
+    if not body.get("SignName"):
+        return error("FailedOperation.MissingSignature", "No signature; domestic SMS needs one.")
+    statuses = []
+    for phone in body["PhoneNumberSet"]:
+        ok = isinstance(phone, str) and re.fullmatch(r"\+861[3-9]\d{9}", phone)
+        statuses.append(
+            {
+                "SerialNo": f"{secrets.randbelow(10**4)}:{secrets.token_hex(12)}" if ok else "",
+                "PhoneNumber": phone,
+                "Fee": 1 if ok else 0,
+                "SessionContext": body.get("SessionContext", ""),
+                "Code": "Ok" if ok else "InvalidParameterValue.IncorrectPhoneNumber",
+                "Message": "send success" if ok else "incorrect number format",
+                "IsoCode": "CN" if ok else "",
+            }
+        )
+    return 200, {"Response": {"SendStatusSet": statuses, "RequestId": request_id}}
+
+
+PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun, "/tencent": tencent}
 
 
 def make_handler(state: State):
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; every answer has a length
+        # Headers and body go in two writes: without TCP_NODELAY, Nagle and delayed ACKs add
+        # 40 ms to every kept-alive answer.
+        disable_nagle_algorithm = True
+
         def log_message(self, *args):  # quiet: /_calls is the record
             pass
 
@@ -178,10 +296,13 @@ def make_handler(state: State):
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode(errors="replace")
+            if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            else:
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode(errors="replace")
             if url.path.startswith("/_"):
                 return self._control(url.path, body)
             with state.lock:
@@ -190,15 +311,21 @@ def make_handler(state: State):
                 )
                 script = state.scripts.get(url.path)
                 scripted = script.pop(0) if script else None
+            if state.latency_ms and not scripted:
+                time.sleep(state.latency_ms / 1000)
             if scripted:
                 time.sleep(scripted.get("latency_ms", 0) / 1000)
                 if "json" in scripted:
                     return self._answer(scripted.get("status", 200), scripted["json"])
+            if url.path == "/" and self.headers.get("X-TC-Action"):
+                # Tencent Cloud's own SDK posts to the host's root, as to sms.tencentcloudapi.com.
+                return self._answer(*tencent(state, self.command, "/", query, body, self.headers, raw=raw))
             for prefix, provider in PROVIDERS.items():
                 if url.path == prefix or url.path.startswith(prefix + "/"):
                     # Headers go as they came (case-insensitive, as HTTP header names are).
+                    extra = {"raw": raw} if provider is tencent else {}
                     return self._answer(
-                        *provider(state, self.command, url.path[len(prefix) :], query, body, self.headers)
+                        *provider(state, self.command, url.path[len(prefix) :], query, body, self.headers, **extra)
                     )
             return self._answer(404, {"errcode": 404, "errmsg": "not found"})
 
@@ -215,6 +342,9 @@ def make_handler(state: State):
                         r.setdefault("latency_ms", body.get("latency_ms", 0))
                     state.scripts.setdefault(body["path"], []).extend(responses)
                     return self._answer(200, {"ok": True})
+                if path == "/_latency" and self.command == "POST":
+                    state.latency_ms = int(body.get("ms", 0))
+                    return self._answer(200, {"ok": True})
                 if path == "/_expire_tokens" and self.command == "POST":
                     state.tokens.clear()
                     return self._answer(200, {"ok": True})
@@ -228,9 +358,15 @@ def make_handler(state: State):
     return Handler
 
 
-def serve(host: str = "127.0.0.1", port: int = 8081) -> ThreadingHTTPServer:
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # a benchmark's burst of connections is not refused
+
+
+def serve(host: str = "127.0.0.1", port: int = 8081, latency_ms: int = 0) -> ThreadingHTTPServer:
     """A started server (in a daemon thread); `server.server_address` says where."""
-    server = ThreadingHTTPServer((host, port), make_handler(State()))
-    server.daemon_threads = True
+    state = State()
+    state.latency_ms = latency_ms
+    server = FakeServer((host, port), make_handler(state))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

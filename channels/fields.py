@@ -15,6 +15,15 @@ def _fernet() -> MultiFernet:
     return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
 
 
+def seal(text: str) -> str:
+    """A short secret (a one-time code) sealed with the same keys as the credentials."""
+    return _fernet().encrypt(text.encode()).decode()
+
+
+def unseal(token: str) -> str:
+    return _fernet().decrypt(token.encode()).decode()
+
+
 class EncryptedJSONField(models.TextField):
     """Stores a dict as a Fernet token; the first key encrypts, every key decrypts (rotation)."""
 

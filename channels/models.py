@@ -7,6 +7,7 @@ This app knows nothing of scenarios. A delivery is tagged with the event and mes
 from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .fields import EncryptedJSONField
@@ -104,6 +105,9 @@ class ChannelAccount(models.Model):
     credentials = EncryptedJSONField(_("credentials"), blank=True, default=dict)
     options = models.JSONField(_("options"), default=dict, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(_("rate limit per minute"), null=True, blank=True)
+    checked_at = models.DateTimeField(_("last connection test"), null=True, blank=True)
+    check_ok = models.BooleanField(_("connection works"), null=True, blank=True)
+    check_message = models.CharField(_("connection test result"), max_length=500, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -159,6 +163,7 @@ class Delivery(models.Model):
     class Meta:
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
+        permissions = [("retry_delivery", _("Can retry deliveries")), ("cancel_delivery", _("Can cancel deliveries"))]
         indexes = [
             # The beat tick's claim: queued rows whose time has come.
             models.Index(fields=["not_before"], condition=Q(status="queued"), name="delivery_due"),
@@ -205,20 +210,28 @@ class DeliveryAttempt(models.Model):
 
 
 class OtpCode(models.Model):
-    """A one-time SMS code: only its hash is kept, with a short life and a cap on wrong tries."""
+    """A one-time SMS code: only keyed hashes of the code and the phone are kept, with a short
+    life and a cap on wrong tries; a sealed copy of the code lives until the provider answers."""
 
-    phone = models.CharField(_("phone"), max_length=32)
-    purpose = models.CharField(_("purpose"), max_length=32)
-    code_hash = models.CharField(max_length=128)
+    phone = models.CharField(_("phone"), max_length=32, help_text=_("Masked."))
+    phone_hash = models.CharField(max_length=64, default="")
+    purpose = models.CharField(_("purpose"), max_length=64)
+    code_hash = models.CharField(max_length=64)
+    sealed_code = models.TextField(blank=True)
+    event_ref = models.BigIntegerField(_("event"), null=True, blank=True)
     expires_at = models.DateTimeField(_("expires at"))
     failed_tries = models.PositiveIntegerField(_("failed tries"), default=0)
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("SMS code")
         verbose_name_plural = _("SMS codes")
-        indexes = [models.Index(fields=["phone", "purpose", "-created_at"], name="otp_lookup")]
+        indexes = [
+            models.Index(fields=["phone_hash", "purpose", "-created_at"], name="otp_lookup"),
+            models.Index(fields=["phone_hash", "-created_at"], name="otp_limits"),
+            models.Index(fields=["event_ref"], name="otp_event"),
+        ]
 
     def __str__(self):
         return f"{self.purpose} #{self.pk}"

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -44,17 +44,24 @@ def deliveries_send(*, delivery_ids: list[int]) -> None:
     rows = Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "channel", "account__rate_limit_per_minute")
     found = {pk: (channel, limited) for pk, channel, limited in rows}
     local: dict[str, list[int]] = {}
+    remote: list[int] = []
     for pk in delivery_ids:
         if pk not in found:
             continue
         channel, rate_limited = found[pk]
         backend = backend_for(channel)
-        if backend is not None and backend.local and not rate_limited:
+        if rate_limited or backend is None:
+            delivery_send(delivery_id=pk)  # one at a time: each takes a token from the bucket
+        elif backend.local:
             local.setdefault(channel, []).append(pk)
         else:
-            delivery_send(delivery_id=pk)
+            remote.append(pk)
     for channel, ids in local.items():
         _send_locally(backend_for(channel), ids)
+    if len(remote) == 1:
+        delivery_send(delivery_id=remote[0])
+    elif remote:
+        _send_remote(remote)
 
 
 def delivery_send(*, delivery_id: int) -> Delivery | None:
@@ -93,6 +100,42 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
         delivery.save(update_fields=SETTLED_FIELDS)
     _log(delivery, result)
     return delivery
+
+
+def _send_remote(ids: list[int]) -> None:
+    """A chunk of provider sends: one transaction claims them all, the calls go out one after
+    another outside any transaction (the worker pool gives the concurrency), and one transaction
+    records every attempt and outcome. Three round trips to the database per chunk instead of
+    four per delivery."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("recipient", "account")
+            .filter(pk__in=ids, status=DeliveryStatus.QUEUED, not_before__lte=now)
+            .order_by("pk")
+        )
+        if not rows:
+            return
+        Delivery.objects.filter(pk__in=[d.pk for d in rows]).update(
+            status=DeliveryStatus.SENDING, attempt_count=F("attempt_count") + 1, updated_at=now
+        )
+    attempts = []
+    for delivery in rows:
+        delivery.attempt_count += 1
+        started_at = timezone.now()
+        t0 = time.monotonic()
+        result = _call(backend_for(delivery.channel), delivery)
+        duration_ms = int((time.monotonic() - t0) * 1000)
+        attempts.append((delivery, result, started_at, duration_ms))
+    settled_at = timezone.now()
+    with transaction.atomic():
+        DeliveryAttempt.objects.bulk_create(
+            [_settle(d, r, started_at=at, duration_ms=ms, now=settled_at) for d, r, at, ms in attempts]
+        )
+        _update_settled(rows)
+    for delivery, result, _, _ in attempts:
+        _log(delivery, result)
 
 
 def _send_locally(backend: Backend, ids: list[int]) -> None:
@@ -138,6 +181,25 @@ SETTLED_FIELDS = [
     "finished_at",
     "updated_at",
 ]
+
+
+def _update_settled(rows: list[Delivery]) -> None:
+    """Each row's own outcome in one statement. On PostgreSQL an UPDATE … FROM (VALUES …):
+    Django's bulk_update builds a CASE per field and row, which cost more CPU than the sends."""
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_update(rows, SETTLED_FIELDS)
+        return
+    table = Delivery._meta.db_table
+    times = {"not_before", "enqueued_at", "finished_at", "updated_at"}
+    assignments = ", ".join(f"{f} = v.{f}{'::timestamptz' if f in times else ''}" for f in SETTLED_FIELDS)
+    values = ", ".join(["(" + ", ".join(["%s"] * (len(SETTLED_FIELDS) + 1)) + ")"] * len(rows))
+    params = [value for d in rows for value in (d.pk, *(getattr(d, f) for f in SETTLED_FIELDS))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS d SET {assignments} "  # noqa: S608 (names are ours; values are parameters)
+            f"FROM (VALUES {values}) AS v(id, {', '.join(SETTLED_FIELDS)}) WHERE d.id = v.id",
+            params,
+        )
 
 
 def _call(backend: Backend, delivery: Delivery) -> DeliveryResult:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from .masking import mask_id, mask_phone
 from .models import (
+    AttemptOutcome,
     Channel,
     ChannelAccount,
     Delivery,
@@ -17,7 +18,7 @@ from .models import (
     Recipient,
     SubscribeConsent,
 )
-from .providers import BACKENDS
+from .providers import BACKENDS, backend_for
 
 logger = logging.getLogger(__name__)
 
@@ -222,3 +223,48 @@ def consents_grant(*, audience: str, external_id: str, template_ids: list[str]) 
             if not created:
                 SubscribeConsent.objects.filter(pk=consent.pk).update(remaining=F("remaining") + 1)
     return recipient
+
+
+def account_check(*, account: ChannelAccount) -> bool:
+    """The admin's "test connection": asks the provider through the account's backend (no
+    person is messaged, except a WeCom group robot's test line) and keeps the answer on the
+    account, in the provider's own words."""
+    backend = backend_for(account.channel)
+    if backend is None:
+        ok, text = False, "channel_not_implemented"
+    else:
+        result = backend.check(account)
+        ok = result.outcome == AttemptOutcome.SENT
+        text = result.message if ok else f"{result.code}: {result.message}"
+    ChannelAccount.objects.filter(pk=account.pk).update(
+        checked_at=timezone.now(), check_ok=ok, check_message=text[:500]
+    )
+    account.check_ok, account.check_message = ok, text[:500]
+    return ok
+
+
+RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED)
+
+
+def deliveries_retry(*, ids: list[int]) -> int:
+    """Operations' "retry now": failed, cancelled or waiting deliveries go out again at once (one
+    more attempt, whatever the count so far). Sent and skipped ones are left as they are."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=ids, status__in=RETRYABLE)
+            .values_list("pk", "channel")
+        )
+        Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
+            status=DeliveryStatus.QUEUED, not_before=now, enqueued_at=now, finished_at=None, updated_at=now
+        )
+        transaction.on_commit(lambda: enqueue(due))
+    return len(due)
+
+
+def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator") -> int:
+    """Operations' "cancel": deliveries not gone out yet never will."""
+    return Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=timezone.now(), updated_at=timezone.now()
+    )

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from .otp import otp_purge
 from .sending import deliveries_requeue_due, deliveries_send
 
 
@@ -14,3 +15,8 @@ def deliver_many(delivery_ids: list[int]) -> None:
 @shared_task(name="channels.tasks.requeue_due_deliveries", ignore_result=True)
 def requeue_due_deliveries() -> int:
     return deliveries_requeue_due()
+
+
+@shared_task(name="channels.tasks.purge_otp_codes", ignore_result=True)
+def purge_otp_codes() -> int:
+    return otp_purge()

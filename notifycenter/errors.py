@@ -51,7 +51,10 @@ def flatten(detail, prefix="") -> dict:
 
 def api_exception_handler(exc, context):
     if hasattr(exc, "error_code") and hasattr(exc, "http_status"):
-        return Response(error_body(exc.error_code, exc.message, exc.fields), status=exc.http_status)
+        response = Response(error_body(exc.error_code, exc.message, exc.fields), status=exc.http_status)
+        if getattr(exc, "retry_after", None):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

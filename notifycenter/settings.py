@@ -180,9 +180,20 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
     "materialize-plans": {"task": "scenarios.tasks.materialize_plans", "schedule": timedelta(minutes=10)},
     "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
+    "purge-otp-codes": {"task": "channels.tasks.purge_otp_codes", "schedule": timedelta(hours=6)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
     CELERY_BEAT_SCHEDULE = {}
+# One-time SMS codes: life, length, wrong tries before the code locks, and per-phone limits as
+# (window in seconds, most codes in it).
+OTP_TTL_SECONDS = env.int("OTP_TTL_SECONDS", default=300)
+OTP_LENGTH = env.int("OTP_LENGTH", default=6)
+OTP_MAX_TRIES = env.int("OTP_MAX_TRIES", default=5)
+OTP_LIMITS = [
+    (60, env.int("OTP_PER_MINUTE", default=1)),
+    (3600, env.int("OTP_PER_HOUR", default=5)),
+    (86400, env.int("OTP_PER_DAY", default=10)),
+]
 # Station inbox messages older than this are deleted by the hourly purge.
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
 
@@ -205,6 +216,14 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "kombu.connection": {"level": "ERROR"},
+        # httpx logs every request's full URL at INFO: WeChat's access_token and Aliyun's signed
+        # parameters ride in query strings. Provider results are kept on DeliveryAttempt instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# django-import-export: exporting needs the model's view permission, importing its change permission.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "change"

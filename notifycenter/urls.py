@@ -14,6 +14,7 @@ from .permissions import scope
 
 events = [IsAuthenticated, scope("events")]
 recipients = [IsAuthenticated, scope("recipients")]
+otp = [IsAuthenticated, scope("otp")]
 backend_only = {"authentication_classes": [ApiKeyAuthentication]}
 
 api_v1 = [
@@ -34,6 +35,8 @@ api_v1 = [
         channel_apis.SubscriptionsApi.as_view(permission_classes=recipients, **backend_only),
         name="recipient-subscriptions",
     ),
+    path("otp", scenario_apis.OtpRequestApi.as_view(permission_classes=otp, **backend_only), name="otp"),
+    path("otp/verify", channel_apis.OtpVerifyApi.as_view(permission_classes=otp, **backend_only), name="otp-verify"),
     path("inbox/", include("inbox.urls")),
 ]
 

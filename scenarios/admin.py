@@ -1,12 +1,25 @@
+import json
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
 from simple_history.admin import SimpleHistoryAdmin
 
+from channels.models import Channel, Delivery
 from channels.selectors import deliveries_for_messages
 
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
+from .coverage import CHANNELS, channel_volumes, coverage_matrix
 from .models import (
     ChannelBinding,
+    Domain,
     Event,
     FollowUpPlan,
     LinkTarget,
@@ -19,7 +32,22 @@ from .models import (
     Template,
     UpcomingReminder,
 )
+from .preview import TestSendRefused, sample_data_for, template_preview, template_test_send
+from .resources import (
+    ChannelBindingResource,
+    LinkTargetResource,
+    RuleResource,
+    ScenarioResource,
+    TemplateResource,
+)
+from .selectors import messages_timeline
 from .services import reminders_cancel
+
+
+def timeline_html(entries, **delivery_filter) -> str:
+    url = reverse("admin:channels_delivery_changelist")
+    query = "&".join(f"{k}={v}" for k, v in delivery_filter.items())
+    return render_to_string("admin/scenarios/timeline.html", {"entries": entries, "deliveries_url": f"{url}?{query}"})
 
 
 class RuleInline(admin.StackedInline):
@@ -29,25 +57,94 @@ class RuleInline(admin.StackedInline):
 
 
 @admin.register(Scenario)
-class ScenarioAdmin(SimpleHistoryAdmin):
+class ScenarioAdmin(ImportExportMixin, SimpleHistoryAdmin):
+    resource_classes = [ScenarioResource]
     list_display = ["code", "name", "domain", "enabled", "subject_type", "backend_call"]
     list_filter = ["domain", "enabled"]
     search_fields = ["code", "name", "rules__template__code"]
     inlines = [RuleInline]
 
+    def get_urls(self):
+        coverage = path("coverage/", self.admin_site.admin_view(self.coverage_view), name="scenarios_scenario_coverage")
+        return [coverage, *super().get_urls()]
+
+    def coverage_view(self, request):
+        """Scenarios × audiences × channels, each cell from the delivery records."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        domain = request.GET.get("domain", "")
+        volumes = channel_volumes()
+        busiest = max((v.total for v in volumes), default=0) or 1
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Coverage matrix"),
+            "rows": coverage_matrix(domain=domain),
+            "channels": [Channel(c).label for c in CHANNELS],
+            "domains": Domain.choices,
+            "domain": domain,
+            "volumes": [(v, round(v.total * 100 / busiest)) for v in volumes],
+        }
+        return TemplateResponse(request, "admin/scenarios/coverage.html", context)
+
+
+class TemplateForm(forms.ModelForm):
+    sample_data = forms.JSONField(
+        label=_("sample data"),
+        required=False,
+        help_text=_(
+            "The payload the preview and the checks render; it starts as the scenario's sample. "
+            "A template whose preview shows a problem cannot be saved."
+        ),
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+    )
+
+    class Meta:
+        model = Template
+        fields = ["code", "name", "audience", "category", "title", "body", "link", "is_verification_code"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["sample_data"] = sample_data_for(self.instance)
+
+
+class ChannelBindingFormSet(BaseInlineFormSet):
+    """Checks the template and its bindings together, as they would be saved: every bound
+    channel rendered from the sample data and put through that channel's checks."""
+
+    sample_data: dict = {}
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        bindings = [
+            form.instance
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.instance.enabled
+        ]
+        problems = template_preview(template=self.instance, bindings=bindings, data=self.sample_data).problems
+        if problems:
+            raise ValidationError([_("Not saved: %(problem)s") % {"problem": p} for p in problems])
+
 
 class ChannelBindingInline(admin.TabularInline):
     model = ChannelBinding
+    formset = ChannelBindingFormSet
     extra = 0
 
 
 @admin.register(Template)
-class TemplateAdmin(SimpleHistoryAdmin):
+class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
+    resource_classes = [TemplateResource]
+    form = TemplateForm
     list_display = ["code", "name", "audience", "category", "link", "channels"]
-    list_filter = ["audience", "category", "bindings__channel"]
+    list_filter = ["audience", "category", "bindings__channel", "is_verification_code"]
     search_fields = ["code", "name", "title", "body"]
     inlines = [ChannelBindingInline]
     list_select_related = ["link"]
+    readonly_fields = ["preview"]
 
     @admin.display(description=_("channels"))
     def channels(self, obj):
@@ -56,16 +153,105 @@ class TemplateAdmin(SimpleHistoryAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("bindings")
 
+    def get_formsets_with_inlines(self, request, obj=None):
+        for formset, inline in super().get_formsets_with_inlines(request, obj):
+            if isinstance(inline, ChannelBindingInline):
+                formset.sample_data = self._sample_data(request, obj)
+            yield formset, inline
+
+    def _sample_data(self, request, obj) -> dict:
+        if request.method == "POST":
+            raw = request.POST.get("sample_data", "").strip()
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError:
+                data = {}
+            return data if isinstance(data, dict) else {}
+        return sample_data_for(obj) if obj else {}
+
+    @admin.display(description=_("preview"))
+    def preview(self, obj):
+        if not obj.pk:
+            return "—"
+        bindings = list(obj.bindings.filter(enabled=True).select_related("account"))
+        result = template_preview(template=obj, bindings=bindings, data=sample_data_for(obj))
+        url = reverse("admin:scenarios_template_preview", args=[obj.pk])
+        return render_to_string("admin/scenarios/template/preview_panel.html", {"preview": result, "preview_url": url})
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:pk>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="scenarios_template_preview",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def preview_view(self, request, pk: int):
+        """Preview from an editable payload, and a test send to a chosen person."""
+        template = get_object_or_404(Template, pk=pk)
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
+        bindings = list(template.bindings.filter(enabled=True).select_related("account"))
+        raw = request.POST.get("sample_data") if request.method == "POST" else None
+        data, data_error = sample_data_for(template), ""
+        if raw is not None:
+            try:
+                data = json.loads(raw or "{}")
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+            except ValueError as err:
+                data_error = _("The sample data is not a JSON object: %(error)s") % {"error": err}
+        sent, send_error = [], ""
+        ids = [int(i) for i in request.GET.getlist("sent") if i.isdigit()]
+        if request.method == "POST" and "_test_send" in request.POST and not data_error:
+            if not self.has_change_permission(request, template):
+                raise PermissionDenied
+            try:
+                deliveries = template_test_send(
+                    template=template,
+                    data=data,
+                    external_id=request.POST.get("external_id", "").strip(),
+                    channels=request.POST.getlist("channels"),
+                )
+            except (TestSendRefused, KeyError) as err:
+                send_error = str(err)
+            else:
+                query = "&".join(f"sent={d.pk}" for d in deliveries)
+                return redirect(f"{request.path}?{query}")
+        if ids:
+            sent = list(Delivery.objects.filter(pk__in=ids).order_by("pk"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "title": _("Preview and test send: %(code)s") % {"code": template.code},
+            "preview": template_preview(template=template, bindings=bindings, data=data),
+            "sample_data": json.dumps(data, ensure_ascii=False, indent=2),
+            "data_error": data_error,
+            "bindings": bindings,
+            "chosen": request.POST.getlist("channels") or [b.channel for b in bindings],
+            "external_id": request.POST.get("external_id", ""),
+            "send_error": send_error,
+            "sent": sent,
+            "waiting": any(d.status in ("queued", "sending") for d in sent),
+            "can_send": self.has_change_permission(request, template),
+        }
+        return TemplateResponse(request, "admin/scenarios/template/preview.html", context)
+
 
 @admin.register(LinkTarget)
-class LinkTargetAdmin(SimpleHistoryAdmin):
+class LinkTargetAdmin(ImportExportMixin, SimpleHistoryAdmin):
+    resource_classes = [LinkTargetResource]
     list_display = ["code", "name", "route", "working", "mini_program_page", "h5_url", "app_url"]
     list_filter = ["working"]
     search_fields = ["code", "name", "route"]
 
 
 @admin.register(Rule)
-class RuleAdmin(SimpleHistoryAdmin):
+class RuleAdmin(ImportExportMixin, SimpleHistoryAdmin):
+    resource_classes = [RuleResource]
     list_display = ["__str__", "audience", "template", "enabled", "anchor_field", "offset_minutes"]
     list_filter = ["audience", "enabled", "scenario__domain"]
     search_fields = ["code", "scenario__code", "template__code"]
@@ -88,9 +274,14 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", "client", "received_at"]
     search_fields = ["=id", "idempotency_key", "subject_id", "scenario__code"]
-    readonly_fields = [f.name for f in Event._meta.fields]
+    readonly_fields = [f.name for f in Event._meta.fields] + ["timeline"]
     inlines = [MessageInline]
     show_full_result_count = False
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj):
+        messages = list(obj.messages.select_related("template", "recipient"))
+        return timeline_html(messages_timeline(messages=messages, event=obj), event_ref=obj.pk)
 
     def has_add_permission(self, request):
         return False
@@ -102,8 +293,12 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["status", "audience", "template__category", "due_at"]
     search_fields = ["=id", "template__code", "recipient__external_id", "subject_id"]
     list_select_related = ["template", "recipient"]
-    readonly_fields = [f.name for f in Message._meta.fields] + ["deliveries"]
+    readonly_fields = [f.name for f in Message._meta.fields] + ["deliveries", "timeline"]
     show_full_result_count = False
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj):
+        return timeline_html(messages_timeline(messages=[obj]), message_ref=obj.pk)
 
     @admin.display(description=_("deliveries"))
     def deliveries(self, obj):
@@ -200,3 +395,15 @@ class PlanEnrollmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(ChannelBinding)
+class ChannelBindingAdmin(ImportExportMixin, SimpleHistoryAdmin):
+    """Bindings are edited on their template's page; this list is for import, export and search."""
+
+    resource_classes = [ChannelBindingResource]
+    list_display = ["template", "channel", "enabled", "account", "external_template_id"]
+    list_filter = ["channel", "enabled", "template__audience"]
+    search_fields = ["template__code", "external_template_id"]
+    list_select_related = ["template", "account"]
+    autocomplete_fields = ["template"]

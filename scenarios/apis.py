@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .intake import event_accept
+from .otp import otp_request
 from .selectors import event_detail
 
 
@@ -148,3 +149,47 @@ class EventDetailApi(APIView):
         if detail is None:
             raise NotFound("No such event.")
         return Response(detail)
+
+
+PHONE = r"^(\+86)?1[3-9]\d{9}$"
+
+
+class OtpInput(serializers.Serializer):
+    phone = serializers.RegexField(PHONE, help_text="A mainland mobile number, optionally with +86.")
+    purpose = serializers.CharField(
+        max_length=64, help_text="The scenario that sends the code, e.g. point.withdrawal_requested."
+    )
+    data = serializers.DictField(required=False, default=dict, help_text="The scenario's data, less the code.")
+    subject_id = serializers.CharField(max_length=64, required=False, default="")
+
+
+class OtpOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    event_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    phone = serializers.CharField(help_text="Masked.")
+
+
+class OtpRequestApi(APIView):
+    @extend_schema(
+        request=OtpInput,
+        responses={201: OtpOutput},
+        examples=[
+            OpenApiExample(
+                "A doctor withdraws points",
+                value={
+                    "phone": "13800138000",
+                    "purpose": "point.withdrawal_requested",
+                    "data": {"withdrawal_id": "W20261125001", "amount": "300.00"},
+                    "subject_id": "W20261125001",
+                },
+                request_only=True,
+            )
+        ],
+        summary="Send a one-time SMS code (5-minute life; 1/min, 5/h, 10/day per phone)",
+    )
+    def post(self, request):
+        body = OtpInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        answer = otp_request(client=request.user.client, **body.validated_data)
+        return Response(OtpOutput(answer).data, status=status.HTTP_201_CREATED)

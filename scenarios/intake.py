@@ -25,6 +25,8 @@ from .rendering import RenderError, render_message
 from .services import condition_matches, deliver_messages, render_context, schema_errors
 
 ANSWER_LIST_LIMIT = 100
+# Set by the one-time-code flow on the events it makes; the API's serializers never pass it.
+OTP_FLAG = "_otp"
 
 
 @dataclass
@@ -212,6 +214,10 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
     planned: list[_Planned] = []
     skipped: list[dict] = []
     for rule in config.rules:
+        if rule.template.is_verification_code and not payload.get(OTP_FLAG):
+            # A code is made only by POST /api/v1/otp (scenarios/otp.py), never by a plain event.
+            skipped.append({"rule": rule.code, "reason": "needs_otp_endpoint"})
+            continue
         if not condition_matches(config.conditions[rule.pk], data):
             skipped.append({"rule": rule.code, "reason": "condition_not_met"})
             continue
@@ -241,6 +247,12 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
         planned.extend(_Planned(rule, entry, due_at, immediate, rendered, skip_reason) for entry in entries)
     if errors:
         raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
+    if config.rules and all(s["reason"] == "needs_otp_endpoint" for s in skipped) and len(skipped) == len(config.rules):
+        raise EventRejected(
+            "use_otp_endpoint",
+            f"{config.scenario.code} sends one-time codes: ask for one with POST /api/v1/otp.",
+            {"event": ["verification-code scenario"]},
+        )
     return planned, skipped
 
 

@@ -1,8 +1,12 @@
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from channels.selectors import deliveries_for_messages
 
-from .models import Event
+from .models import Event, Message, MessageStatus
 
 
 def event_detail(*, client: str, event_id: int) -> dict | None:
@@ -52,3 +56,53 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
 def _local(moment):
     """Times in answers are the hospital's local time, as in the intake answer (+08:00)."""
     return timezone.localtime(moment).isoformat() if moment else None
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    what: str
+    detail: str = ""
+    delivery_id: int | None = None
+    tone: str = ""  # "ok", "bad" or "" for the admin's colours
+
+
+def messages_timeline(*, messages: list[Message], event: Event | None = None) -> list[TimelineEntry]:
+    """What happened, in order: the event, each message planned and dispatched, each delivery
+    queued, every attempt with the provider's words, and how each delivery ended."""
+    entries = []
+    if event is not None:
+        entries.append(TimelineEntry(event.received_at, _("event received"), f"{event.scenario.code} #{event.pk}"))
+    by_pk = {m.pk: m for m in messages}
+    for m in messages:
+        who = f"{m.template.code} → {m.audience} {m.recipient.external_id}"
+        entries.append(TimelineEntry(m.created_at, _("message planned"), f"#{m.pk} {who}, due {_local(m.due_at)}"))
+        if m.dispatched_at:
+            entries.append(TimelineEntry(m.dispatched_at, _("message dispatched"), f"#{m.pk} {who}"))
+        if m.status in (MessageStatus.CANCELLED, MessageStatus.SKIPPED):
+            entries.append(TimelineEntry(m.due_at, m.get_status_display(), f"#{m.pk} {m.status_reason}", tone="bad"))
+    deliveries = list(deliveries_for_messages(message_refs=list(by_pk)).prefetch_related("attempts"))
+    for d in deliveries:
+        entries.append(TimelineEntry(d.created_at, _("delivery queued"), f"{d.channel} #{d.pk}", d.pk))
+        for a in d.attempts.all():
+            words = f"{a.error_code} {a.error_message}".strip()
+            entries.append(
+                TimelineEntry(
+                    a.started_at,
+                    _("attempt %(number)d: %(outcome)s") % {"number": a.number, "outcome": a.get_outcome_display()},
+                    f"{d.channel} #{d.pk} {a.duration_ms} ms {words}".strip(),
+                    d.pk,
+                    "ok" if a.outcome == "sent" else "bad",
+                )
+            )
+        if d.finished_at:
+            entries.append(
+                TimelineEntry(
+                    d.finished_at,
+                    d.get_status_display(),
+                    f"{d.channel} #{d.pk} {d.last_error_code}".strip(),
+                    d.pk,
+                    "ok" if d.status == "sent" else "bad",
+                )
+            )
+    return sorted(entries, key=lambda e: e.at)

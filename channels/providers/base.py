@@ -34,3 +34,13 @@ class Backend:
     def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
         """Local backends only: one result per delivery, in order, inside the claiming transaction."""
         raise NotImplementedError
+
+    def problems(self, content: dict) -> list[str]:
+        """What this channel's provider would refuse in this content, found before sending (the
+        admin's preview, and a template that shows any cannot be saved)."""
+        return []
+
+    def check(self, account) -> DeliveryResult:
+        """Ask the provider whether the account works, reaching no patient or doctor: SENT when
+        it does, otherwise the provider's own code and words."""
+        return DeliveryResult(AttemptOutcome.SKIPPED, "no_check", "This channel has no connection check.")

@@ -25,6 +25,13 @@ class InboxBackend(Backend):
     provider = "builtin"
     local = True
 
+    def problems(self, content: dict) -> list[str]:
+        title = content.get("title", "")
+        return [f"title is {len(title)} characters; the inbox keeps at most 200"] if len(title) > 200 else []
+
+    def check(self, account) -> DeliveryResult:
+        return DeliveryResult(AttemptOutcome.SENT, message="built in: nothing to connect to")
+
     def send(self, delivery: Delivery) -> DeliveryResult:
         if delivery.recipient is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_recipient", "The recipient was deleted.")

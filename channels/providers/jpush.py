@@ -64,6 +64,27 @@ class JPushBackend(HttpBackend):
         outcome = AttemptOutcome.TRANSIENT if code in TRANSIENT_CODES else AttemptOutcome.PERMANENT
         return DeliveryResult(outcome, str(code), error.get("message", ""), answer)
 
+    def problems(self, content: dict) -> list[str]:
+        # JPush: the whole notification within 4,000 bytes for iOS; the alert is most of it.
+        size = len((content.get("title", "") + content.get("body", "")).encode())
+        return [f"title and body are {size} bytes; a push carries at most 3,500"] if size > 3500 else []
+
+    def check(self, account) -> DeliveryResult:
+        """Asks for one push id (cid): authenticated, and it pushes nothing."""
+        secret = (account.credentials or {}).get("master_secret")
+        if not secret:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No JPush app key and master secret.")
+        try:
+            answer = self.request(
+                "GET", f"{self.base_url(account)}/v3/push/cid", params={"count": 1}, auth=(account.app_id, secret)
+            )
+        except ProviderHttpError as err:
+            return err.result
+        if answer.get("cidlist"):
+            return DeliveryResult(AttemptOutcome.SENT, message="app key and master secret accepted", raw=answer)
+        error = answer.get("error") or {}
+        return DeliveryResult(AttemptOutcome.PERMANENT, str(error.get("code", "")), error.get("message", ""), answer)
+
     def _new_cid(self, delivery: Delivery, auth) -> str:
         answer = self.request("GET", f"{self.base_url(delivery.account)}/v3/push/cid", params={"count": 1}, auth=auth)
         if not answer.get("cidlist"):

@@ -1,19 +1,24 @@
-"""SMS behind one channel; the account's provider says which service sends. Aliyun SendSms (RPC
-API 2017-05-25, HMAC-SHA1 signature) is built; Tencent Cloud SendSms is not yet.
+"""SMS behind one channel; the account's provider says which service sends: Aliyun SendSms (RPC
+API 2017-05-25, HMAC-SHA1 signature) or Tencent Cloud SendSms (API 2021-01-11, TC3-HMAC-SHA256).
 
-Verification codes go through the one-time-code flow (POST /api/v1/otp, not built yet): a
-template whose parameters still hold the code slot is refused here, never sent with a
-placeholder where a patient expects digits."""
+Verification codes come from the one-time-code flow (POST /api/v1/otp): the delivery's content
+holds only the code slot, and the code itself is put in at send time from its sealed copy on the
+OtpCode row, which is erased once the provider has answered for good. A code slot with no live
+code behind it is never sent as a placeholder."""
 
 import base64
 import hashlib
 import hmac
 import json
 import secrets
+import time
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
+
+from django.conf import settings
 
 from ..models import AttemptOutcome, Delivery
+from ..otp import otp_code_for_delivery, otp_code_spent
 from .base import DeliveryResult
 from .http import HttpBackend, ProviderHttpError
 
@@ -26,6 +31,14 @@ ALIYUN_TRANSIENT = {
     "isp.SYSTEM_ERROR",
     "isp.RAM_PERMISSION_DENY",  # transient on Aliyun's side per their FAQ; bounded by max attempts
 }
+
+# Tencent Cloud: codes that are worth waiting for (rate limits, their side's trouble); every other
+# code (FailedOperation.*, InvalidParameterValue.*, UnauthorizedOperation.*, AuthFailure.*) fails.
+TENCENT_TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError", "RequestLimitExceeded", "ResourceUnavailable.")
+# Aliyun refuses a template variable longer than 35 characters (Tencent's limits are not longer).
+SMS_PARAM_MAX = 35
+TENCENT_SERVICE = "sms"
+TENCENT_VERSION = "2021-01-11"
 
 
 def _percent(value: str) -> str:
@@ -41,54 +54,210 @@ def aliyun_signature(params: dict, secret: str, method: str = "GET") -> str:
     return base64.b64encode(digest).decode()
 
 
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tc3_signature(
+    *, secret_key: str, method: str, headers: dict, signed_headers: list[str], payload: bytes, timestamp: int
+) -> str:
+    """Tencent Cloud API 3.0's TC3-HMAC-SHA256 over a POST to "/" (checked against the official
+    SDK's signer in tests/test_sms.py). `headers` are keyed in lower case."""
+    canonical_headers = "".join(f"{name}:{headers[name].strip().lower()}\n" for name in signed_headers)
+    canonical_request = "\n".join([method, "/", "", canonical_headers, ";".join(signed_headers), _sha256_hex(payload)])
+    date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    scope = f"{date}/{TENCENT_SERVICE}/tc3_request"
+    to_sign = f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{_sha256_hex(canonical_request.encode())}"
+
+    def mac(key: bytes, msg: str) -> bytes:
+        return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+    key = mac(mac(mac(f"TC3{secret_key}".encode(), date), TENCENT_SERVICE), "tc3_request")
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def tencent_phone(address: str) -> str:
+    """Tencent wants E.164 (+8613800000000); a bare mainland number gets +86."""
+    return address if address.startswith("+") else f"+86{address}"
+
+
 class SmsBackend(HttpBackend):
     channel = "sms"
     provider = "aliyun"
-    public_base_url = "https://dysmsapi.aliyuncs.com"
-    sandbox_prefix = "/aliyun"
+    public_base_urls = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com"}
+
+    def base_url(self, account) -> str:
+        if account.sandbox:
+            return settings.FAKE_PROVIDERS_URL.rstrip("/") + f"/{account.provider}"
+        return (account.base_url or self.public_base_urls.get(account.provider, "")).rstrip("/")
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         account = delivery.account
         if account is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No SMS account is configured.")
-        params = delivery.content.get("params") or {}
+        send = {"aliyun": self.send_aliyun, "tencent": self.send_tencent}.get(account.provider)
+        if send is None:
+            return DeliveryResult(
+                AttemptOutcome.PERMANENT, "provider_not_supported", f"No SMS backend for {account.provider!r}."
+            )
+        params = dict(delivery.content.get("params") or {})
+        otp = None
         if any(CODE_SLOT in str(v) for v in params.values()):
-            return DeliveryResult(
-                AttemptOutcome.SKIPPED,
-                "otp_not_implemented",
-                "Verification codes are sent through the one-time-code flow, which is not built yet.",
-            )
-        if account.provider != "aliyun":
-            return DeliveryResult(
-                AttemptOutcome.SKIPPED, "provider_not_implemented", f"No SMS backend for {account.provider} yet."
-            )
-        return self.send_aliyun(delivery, params)
+            otp = otp_code_for_delivery(delivery)
+            if otp.failure:
+                return DeliveryResult(AttemptOutcome.PERMANENT, *otp.failure)
+            params = {k: str(v).replace(CODE_SLOT, otp.code) for k, v in params.items()}
+        result = send(delivery, params)
+        if otp is not None and result.outcome != AttemptOutcome.TRANSIENT:
+            otp_code_spent(otp.pk)  # answered for good: the sealed copy goes
+        return result
 
-    def send_aliyun(self, delivery: Delivery, params: dict) -> DeliveryResult:
-        account = delivery.account
+    def problems(self, content: dict) -> list[str]:
+        found = [] if content.get("template_id") else ["no SMS template code"]
+        for key, value in (content.get("params") or {}).items():
+            text = str(value)
+            if not text:
+                found.append(f"{key}: empty")
+            elif len(text) > SMS_PARAM_MAX and CODE_SLOT not in text:
+                found.append(f"{key}: longer than {SMS_PARAM_MAX} characters: {text!r}")
+        return found
+
+    def check(self, account) -> DeliveryResult:
+        """A signed read that touches no phone: Aliyun QuerySmsSign for the account's signature,
+        Tencent SendStatusStatistics for its SMS app."""
+        if account.provider == "aliyun":
+            sign_name = (account.options or {}).get("sign_name", "")
+            answer = self.aliyun_call(account, "QuerySmsSign", {"SignName": sign_name})
+            if isinstance(answer, DeliveryResult):
+                return answer
+            if answer.get("Code") != "OK":
+                return DeliveryResult(
+                    AttemptOutcome.PERMANENT, answer.get("Code", ""), answer.get("Message", ""), answer
+                )
+            return DeliveryResult(
+                AttemptOutcome.SENT, message=f"signature {sign_name}: status {answer.get('SignStatus')}", raw=answer
+            )
+        if account.provider == "tencent":
+            today = datetime.now(UTC).strftime("%Y%m%d")
+            answer = self.tencent_call(
+                account,
+                "SendStatusStatistics",
+                {
+                    "SmsSdkAppId": account.app_id,
+                    "BeginTime": f"{today}00",
+                    "EndTime": f"{today}23",
+                    "Limit": 0,
+                    "Offset": 0,
+                },
+            )
+            if isinstance(answer, DeliveryResult):
+                return answer
+            error = (answer.get("Response") or {}).get("Error")
+            if error:
+                return DeliveryResult(AttemptOutcome.PERMANENT, error.get("Code", ""), error.get("Message", ""), answer)
+            return DeliveryResult(AttemptOutcome.SENT, message=f"SMS app {account.app_id} answered", raw=answer)
+        return DeliveryResult(
+            AttemptOutcome.PERMANENT, "provider_not_supported", f"No SMS backend for {account.provider!r}."
+        )
+
+    def aliyun_call(self, account, action: str, params: dict) -> dict | DeliveryResult:
         query = {
             "AccessKeyId": account.app_id,
-            "Action": "SendSms",
+            "Action": action,
             "Format": "JSON",
-            "PhoneNumbers": delivery.address,
             "RegionId": (account.options or {}).get("region", "cn-hangzhou"),
-            "SignName": (account.options or {}).get("sign_name", ""),
             "SignatureMethod": "HMAC-SHA1",
             "SignatureNonce": secrets.token_hex(16),
             "SignatureVersion": "1.0",
-            "TemplateCode": delivery.content.get("template_id", ""),
-            "TemplateParam": json.dumps(params, ensure_ascii=False),
             "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Version": "2017-05-25",
-            "OutId": delivery.idempotency_key,
+            **params,
         }
-        query["Signature"] = aliyun_signature(query, (account.credentials or {}).get("access_key_secret", ""))
+        query["Signature"] = aliyun_signature(
+            query, (account.credentials or {}).get("access_key_secret", ""), method="POST"
+        )
         try:
-            answer = self.request("GET", f"{self.base_url(account)}/", params=query)
+            # POST, so that phone numbers and parameters (codes among them) stay out of URLs,
+            # which proxies and access logs keep.
+            return self.request("POST", f"{self.base_url(account)}/", data=query)
         except ProviderHttpError as err:
             return err.result
+
+    def send_aliyun(self, delivery: Delivery, params: dict) -> DeliveryResult:
+        account = delivery.account
+        answer = self.aliyun_call(
+            account,
+            "SendSms",
+            {
+                "PhoneNumbers": delivery.address,
+                "SignName": (account.options or {}).get("sign_name", ""),
+                "TemplateCode": delivery.content.get("template_id", ""),
+                "TemplateParam": json.dumps(params, ensure_ascii=False),
+                "OutId": delivery.idempotency_key,
+            },
+        )
+        if isinstance(answer, DeliveryResult):
+            return answer
         code = answer.get("Code", "")
         if code == "OK":
             return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=answer.get("BizId", ""))
         outcome = AttemptOutcome.TRANSIENT if code in ALIYUN_TRANSIENT else AttemptOutcome.PERMANENT
         return DeliveryResult(outcome, code, answer.get("Message", ""), answer)
+
+    def tencent_call(self, account, action: str, body: dict) -> dict | DeliveryResult:
+        credentials = account.credentials or {}
+        url = f"{self.base_url(account)}/"
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        timestamp = int(time.time())
+        headers = {"content-type": "application/json; charset=utf-8", "host": urlparse(url).netloc}
+        signature = tc3_signature(
+            secret_key=credentials.get("secret_key", ""),
+            method="POST",
+            headers=headers,
+            signed_headers=["content-type", "host"],
+            payload=payload,
+            timestamp=timestamp,
+        )
+        date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+        headers |= {
+            "Authorization": (
+                f"TC3-HMAC-SHA256 Credential={credentials.get('secret_id', '')}/{date}/{TENCENT_SERVICE}/tc3_request, "
+                f"SignedHeaders=content-type;host, Signature={signature}"
+            ),
+            "X-TC-Action": action,
+            "X-TC-Timestamp": str(timestamp),
+            "X-TC-Version": TENCENT_VERSION,
+            "X-TC-Region": (account.options or {}).get("region", "ap-guangzhou"),
+        }
+        try:
+            return self.request("POST", url, content=payload, headers=headers)
+        except ProviderHttpError as err:
+            return err.result
+
+    def send_tencent(self, delivery: Delivery, params: dict) -> DeliveryResult:
+        account = delivery.account
+        answer = self.tencent_call(
+            account,
+            "SendSms",
+            {
+                "PhoneNumberSet": [tencent_phone(delivery.address)],
+                "SmsSdkAppId": account.app_id,
+                "TemplateId": delivery.content.get("template_id", ""),
+                "SignName": (account.options or {}).get("sign_name", ""),
+                # Tencent's parameters are positional: the binding's params in the order written.
+                "TemplateParamSet": [str(v) for v in params.values()],
+                "SessionContext": delivery.idempotency_key,
+            },
+        )
+        if isinstance(answer, DeliveryResult):
+            return answer
+        response = answer.get("Response") or {}
+        error = response.get("Error")
+        if error is None:
+            statuses = response.get("SendStatusSet") or [{}]
+            error = statuses[0]
+            if error.get("Code") == "Ok":
+                return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=error.get("SerialNo", ""))
+        code = error.get("Code", "") or "bad_response"
+        outcome = AttemptOutcome.TRANSIENT if code.startswith(TENCENT_TRANSIENT_PREFIXES) else AttemptOutcome.PERMANENT
+        return DeliveryResult(outcome, code, error.get("Message", ""), answer)

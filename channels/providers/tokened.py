@@ -3,7 +3,7 @@ account and cached (channels/tokens.py), and on an expired token one refresh and
 second try. Subclasses give their token request and their table of codes."""
 
 from ..models import AttemptOutcome, ChannelAccount
-from ..tokens import TokenUnavailable, access_token, token_expired
+from ..tokens import TokenUnavailable, access_token, token_expired, token_store
 from .base import DeliveryResult
 from .http import HttpBackend, ProviderHttpError
 
@@ -50,6 +50,16 @@ class TokenBackend(HttpBackend):
                 str(answer.get("msgid", "")),
             )
         raise AssertionError("unreachable")
+
+    def check(self, account: ChannelAccount) -> DeliveryResult:
+        """A fresh token from the provider, which proves the app id and secret; it replaces the
+        cached one (WeChat retires the old token a few minutes after issuing a new one)."""
+        try:
+            token, expires_in = self.fetch_token(account)
+        except ProviderHttpError as err:
+            return err.result
+        token_store(account.pk, token, expires_in)
+        return DeliveryResult(AttemptOutcome.SENT, message=f"access token issued, valid for {expires_in} s")
 
     def fetch_token(self, account: ChannelAccount) -> tuple[str, int]:
         answer = self.request("GET", f"{self.base_url(account)}{self.token_path}", params=self.token_params(account))

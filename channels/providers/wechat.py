@@ -105,6 +105,16 @@ class WeChatBackend(TokenBackend):
             return DeliveryResult(AttemptOutcome.PERMANENT, "invalid_param", str(err), {"key": err.key})
         return self.post_with_token(account, self.send_path, self.body(delivery, data))
 
+    def problems(self, content: dict) -> list[str]:
+        found = [] if content.get("template_id") else ["no WeChat template id"]
+        try:
+            checked_params(content.get("params") or {}, truncate=bool((content.get("options") or {}).get("truncate")))
+        except InvalidParam as err:
+            found.append(str(err))
+        if not content.get("params"):
+            found.append("no template parameters")
+        return found
+
     def token_params(self, account: ChannelAccount) -> dict:
         return {
             "grant_type": "client_credential",

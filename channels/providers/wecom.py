@@ -30,9 +30,6 @@ class WeComRobotBackend(HttpBackend):
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         account = delivery.account
-        key = (account.credentials or {}).get("robot_key") if account else None
-        if not key:
-            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No WeCom robot key is configured.")
         content = delivery.content
         options = content.get("options") or {}
         if options.get("msgtype") == "text":
@@ -45,6 +42,20 @@ class WeComRobotBackend(HttpBackend):
             }
         else:
             body = {"msgtype": "markdown", "markdown": {"content": markdown(content)}}
+        return self.post_robot(account, body)
+
+    def problems(self, content: dict) -> list[str]:
+        size = len(markdown(content).encode())
+        return [f"markdown is {size} bytes; a robot takes at most 4096"] if size > 4096 else []
+
+    def check(self, account) -> DeliveryResult:
+        """A group robot has no read-only call: the check posts one short text to its group."""
+        return self.post_robot(account, {"msgtype": "text", "text": {"content": "【通知中心】连接测试，请忽略。"}})
+
+    def post_robot(self, account, body: dict) -> DeliveryResult:
+        key = (account.credentials or {}).get("robot_key") if account else None
+        if not key:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No WeCom robot key is configured.")
         try:
             answer = self.request(
                 "POST", f"{self.base_url(account)}/cgi-bin/webhook/send", params={"key": key}, json=body

@@ -376,7 +376,7 @@ def test_aliyun_sms_is_signed_and_sent_with_its_template_parameters(fake, aliyun
     delivery = send("sms", doctor, template_id="SMS_123456", params={"name": "张三"})
 
     assert delivery.status == DeliveryStatus.SENT, delivery.last_error_message
-    query = fake.calls("/aliyun/")[0]["query"]
+    query = fake.calls("/aliyun/")[0]["body"]
     assert (query["Action"], query["PhoneNumbers"], query["TemplateCode"], query["SignName"]) == (
         "SendSms",
         "13812345678",
@@ -406,10 +406,10 @@ def test_aliyun_refusals_and_flow_control(fake, aliyun):
     assert (unsigned.status, unsigned.last_error_code) == (DeliveryStatus.FAILED, "SignatureDoesNotMatch")
 
 
-def test_a_verification_code_template_is_never_sent_with_its_placeholder(fake, aliyun):
+def test_a_verification_code_slot_with_no_code_behind_it_is_never_sent(fake, aliyun):
     doctor = Recipient.objects.create(audience="doctor", external_id="d-17", phone="13812345678")
 
     delivery = send("sms", doctor, params={"code": "{code}", "amount": "300.00"})
 
-    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.SKIPPED, "otp_not_implemented")
+    assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.FAILED, "otp_missing")
     assert fake.calls("/aliyun/") == []

@@ -60,6 +60,15 @@ SANDBOX_ACCOUNTS = [
         "secret": {"access_key_secret": "sandbox-access-secret"},
         "options": {"sign_name": "互联网医院"},
     },
+    {
+        # Not the default: bind a template's SMS to it in the admin to send through Tencent Cloud.
+        "name": "sandbox-tencent-sms",
+        "channel": "sms",
+        "provider": "tencent",
+        "app_id": "1400000000",
+        "secret": {"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
+        "options": {"sign_name": "互联网医院", "region": "ap-guangzhou"},
+    },
 ]
 
 

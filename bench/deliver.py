@@ -1,0 +1,273 @@
+"""Delivery benchmark: queued deliveries to the fake providers over real HTTP, 20 ms per answer.
+
+    .venv/bin/python bench/deliver.py [--deliveries 6000] [--latency-ms 20] [--threads 48]
+
+Mixed channels (WeChat official-account template, WeCom app, JPush, Aliyun SMS, Tencent SMS),
+each provider answering after the injected latency. Every run in the table uses the same
+database, broker and fake provider server, started here:
+
+- prefork: Celery's default pool, one process per core; the peer.
+- threads: Celery's thread pool (I/O-bound sends overlap), one worker process.
+- httpx alone: the same number of HTTP calls to the same fake server from threads in this
+  process, with no database and no Celery: what the machine allows before our code runs.
+
+Measured: deliveries/s from the enqueue to the last delivery settled, worker CPU time per
+delivery (the worker process and its children, from /proc), and the whole machine's CPU time per
+delivery (PostgreSQL, Redis and the fake server included). Needs PostgreSQL and Redis
+(DATABASE_URL / REDIS_URL as `make test`); creates and drops its own database `<name>_deliver`.
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from ingest import db_url_for, reset_database, run, wait_http  # bench/ingest.py, beside this script
+from table import print_table
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+TICK = os.sysconf("SC_CLK_TCK")
+
+SEED = """
+import os, django
+django.setup()
+from datetime import timedelta
+from django.utils import timezone
+from channels.models import ChannelAccount, Recipient
+from channels.services import DeliveryRequest, deliveries_create
+
+url = os.environ["FAKE_PROVIDERS_URL"]
+accounts = {
+    "wechat_oa_template": ChannelAccount.objects.create(name="oa", channel="wechat_oa_template", provider="wechat",
+        app_id="wx-oa", credentials={"app_secret": "s"}, is_default=True),
+    "wecom_app": ChannelAccount.objects.create(name="wecom", channel="wecom_app", provider="wecom",
+        app_id="ww-corp", credentials={"corp_secret": "s"}, options={"agentid": 1000002}, is_default=True),
+    "app_push": ChannelAccount.objects.create(name="jpush", channel="app_push", provider="jpush",
+        app_id="k", credentials={"master_secret": "s"}, is_default=True),
+    "sms": ChannelAccount.objects.create(name="aliyun", channel="sms", provider="aliyun",
+        app_id="sandbox-access-key", credentials={"access_key_secret": "sandbox-access-secret"},
+        options={"sign_name": "互联网医院"}, is_default=True),
+    "sms_tencent": ChannelAccount.objects.create(name="tencent", channel="sms", provider="tencent",
+        app_id="1400000000", credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
+        options={"sign_name": "互联网医院"}),
+}
+people = [
+    Recipient.objects.create(audience="doctor", external_id=f"d-{i}", phone=f"138{i:08d}",
+        wechat_oa_openid=f"oa-{i}", wecom_userid=f"u{i}", push_registration_ids=[f"rid-{i}"])
+    for i in range(100)
+]
+later = timezone.now() + timedelta(days=1)
+content = {"title": "医生已接诊", "body": "李明医生已接诊您的问诊。", "template_id": "T1",
+           "params": {"thing1": "李明", "time2": "2026-11-25 15:00"}, "link": {}, "options": {}}
+channels = ["wechat_oa_template", "wecom_app", "app_push", "sms", "sms_tencent"]
+for run in range(int(os.environ["RUNS"])):
+    requests = []
+    for i in range(int(os.environ["DELIVERIES"])):
+        kind = channels[i % len(channels)]
+        requests.append(DeliveryRequest(channel=kind.removesuffix("_tencent"), recipient=people[i % 100],
+            idempotency_key=f"r{run}-{i}", content=content, account=accounts[kind], not_before=later))
+    deliveries_create(requests=requests)
+"""
+
+RELEASE = """
+import os, sys, django
+django.setup()
+from django.utils import timezone
+from channels.models import Delivery
+from channels.services import enqueue
+start, end = int(sys.argv[1]), int(sys.argv[2])
+rows = Delivery.objects.filter(idempotency_key__startswith=f"r{sys.argv[3]}-")
+ids = list(rows.values_list("pk", "channel"))
+rows.update(not_before=timezone.now(), enqueued_at=timezone.now())
+enqueue(ids)
+print(len(ids))
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its live children (prefork's pool processes)."""
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(fields) if i not in (3, 4))  # all but idle and iowait
+    return busy / TICK
+
+
+def settled(db: str, run_no: int) -> tuple[int, int, int]:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status IN ('failed','skipped')),"
+            " count(*) FROM channels_delivery WHERE idempotency_key LIKE %s",
+            (f"r{run_no}-%",),
+        ).fetchone()
+    return row
+
+
+def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int) -> tuple:
+    worker = subprocess.Popen(
+        [
+            str(Path(PY).parent / "celery"),
+            *("-A", "notifycenter", "worker", "-Q", "bench-deliver", *pool),
+            *("--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(6)  # Django and the pool up before the clock starts
+    cpu0, machine0 = cpu_seconds(worker.pid), machine_cpu_seconds()
+    t0 = time.monotonic()
+    run([PY, "-c", RELEASE, "0", "0", str(run_no)], env)
+    while True:
+        sent, failed, total = settled(db, run_no)
+        if sent + failed >= total or time.monotonic() - t0 > 600:
+            break
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    cpu, machine = cpu_seconds(worker.pid) - cpu0, machine_cpu_seconds() - machine0
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    print(f"{label}: {sent} sent, {failed} failed of {total} in {elapsed:.1f} s", flush=True)
+    return (
+        label,
+        f"{total:,}",
+        f"{sent:,}",
+        f"{elapsed:.1f}",
+        f"{total / elapsed:,.0f}",
+        f"{cpu / total * 1000:.2f}",
+        f"{machine / total * 1000:.2f}",
+    )
+
+
+def http_alone(fake_url: str, n: int, threads: int) -> tuple:
+    """The ceiling on this machine: the same number of POSTs to the same fake server from one
+    process with as many threads, through one httpx client, with no database and no Celery."""
+    import httpx
+
+    client = httpx.Client(limits=httpx.Limits(max_connections=threads))
+    body = {"msgtype": "text", "text": {"content": "医生已接诊"}}
+    per_thread = n // threads
+    errors = []
+
+    def one():
+        for _ in range(per_thread):
+            answer = client.post(f"{fake_url}/wecom/cgi-bin/webhook/send", params={"key": "k"}, json=body)
+            if answer.json().get("errcode") != 0:
+                errors.append(answer.text)
+
+    pool = [threading.Thread(target=one) for _ in range(threads)]
+    cpu0, machine0, t0 = time.process_time(), machine_cpu_seconds(), time.monotonic()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.monotonic() - t0
+    cpu, machine = time.process_time() - cpu0, machine_cpu_seconds() - machine0
+    total = per_thread * threads
+    return (
+        f"httpx alone ×{threads} threads (no DB, no Celery)",
+        f"{total:,}",
+        f"{total - len(errors):,}",
+        f"{elapsed:.1f}",
+        f"{total / elapsed:,.0f}",
+        f"{cpu / total * 1000:.2f}",
+        f"{machine / total * 1000:.2f}",
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deliveries", type=int, default=6000)
+    parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=48)
+    parser.add_argument("--fake-port", type=int, default=18081)
+    args = parser.parse_args()
+
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
+    db = db_url_for(base, urlparse_name(base) + "_deliver")
+    fake_url = f"http://127.0.0.1:{args.fake_port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CELERY_QUEUE": "bench-deliver",
+        "DJANGO_SECRET_KEY": "bench-only",
+        "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
+        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
+        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
+        "FAKE_PROVIDERS_URL": fake_url,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
+        "DELIVERIES": str(args.deliveries),
+        "RUNS": "2",
+    }
+    print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores, {args.latency_ms} ms per answer")
+    reset_database(db)
+    run([PY, "manage.py", "migrate", "-v0"], env)
+    subprocess.run(
+        [PY, "-c", "import redis,os;redis.Redis.from_url(os.environ['REDIS_URL']).flushdb()"], env=env, check=True
+    )
+    fake = subprocess.Popen(
+        [PY, "manage.py", "fakeproviders", "--port", str(args.fake_port), "--latency-ms", str(args.latency_ms)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"{fake_url}/_calls")
+        run([PY, "-c", SEED], env)
+        cores = str(os.cpu_count())
+        rows = [
+            measure(
+                f"prefork ×{cores} (Celery's default)", ["--pool", "prefork", "-c", cores], 0, db, env, args.deliveries
+            ),
+            measure(
+                f"threads ×{args.threads}", ["--pool", "threads", "-c", str(args.threads)], 1, db, env, args.deliveries
+            ),
+            http_alone(fake_url, args.deliveries, args.threads),
+        ]
+    finally:
+        fake.terminate()
+    print_table(
+        (
+            "worker pool",
+            "deliveries",
+            "sent",
+            "seconds",
+            "deliveries/s",
+            "worker CPU ms/delivery",
+            "machine CPU ms/delivery",
+        ),
+        rows,
+    )
+
+
+def urlparse_name(url: str) -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(url).path.lstrip("/") or "notifycenter"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The coverage matrix: every scenario's rules × channels, each cell live from the delivery
+records (the seed's progress sheet, kept by the system instead of by hand)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from channels.models import Channel, Delivery, DeliveryStatus
+
+from .models import ChannelBinding, Rule
+
+CHANNELS = [c for c, _ in Channel.choices]
+
+
+@dataclass
+class Cell:
+    state: str  # unbound | never_sent | working | failing
+    sent_24h: int = 0
+    failed_24h: int = 0
+    skipped_24h: int = 0
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass
+class Row:
+    rule: Rule
+    cells: list[Cell] = field(default_factory=list)
+
+
+@dataclass
+class ChannelVolume:
+    channel: str
+    sent: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.failed
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.sent / self.total if self.total else None
+
+
+def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Row]:
+    now = now or timezone.now()
+    since = now - timedelta(hours=24)
+    rules = list(
+        Rule.objects.filter(scenario__enabled=True, enabled=True)
+        .filter(**({"scenario__domain": domain} if domain else {}))
+        .select_related("scenario", "template")
+        .order_by("scenario__domain", "scenario__code", "audience", "id")
+    )
+    codes = {r.template.code for r in rules}
+    bound = set(
+        ChannelBinding.objects.filter(template__in=[r.template_id for r in rules], enabled=True).values_list(
+            "template_id", "channel"
+        )
+    )
+    deliveries = Delivery.objects.filter(template_code__in=codes)
+    recent = {
+        (d["template_code"], d["channel"]): d
+        for d in deliveries.filter(finished_at__gte=since)
+        .values("template_code", "channel")
+        .annotate(
+            sent=Count("id", filter=Q(status=DeliveryStatus.SENT)),
+            failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
+            skipped=Count("id", filter=Q(status=DeliveryStatus.SKIPPED)),
+        )
+    }
+    last = {}
+    for status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+        for d in deliveries.filter(status=status).values("template_code", "channel").annotate(at=Max("finished_at")):
+            last.setdefault((d["template_code"], d["channel"]), {})[status] = d["at"]
+
+    rows = []
+    for rule in rules:
+        row = Row(rule)
+        for channel in CHANNELS:
+            key = (rule.template.code, channel)
+            counts = recent.get(key, {})
+            seen = last.get(key, {})
+            cell = Cell(
+                state="unbound",
+                sent_24h=counts.get("sent", 0),
+                failed_24h=counts.get("failed", 0),
+                skipped_24h=counts.get("skipped", 0),
+                last_success=seen.get(DeliveryStatus.SENT),
+                last_failure=seen.get(DeliveryStatus.FAILED),
+            )
+            if (rule.template_id, channel) in bound:
+                if cell.last_failure and (cell.last_success is None or cell.last_failure > cell.last_success):
+                    cell.state = "failing"
+                    latest = (
+                        deliveries.filter(template_code=key[0], channel=channel, status=DeliveryStatus.FAILED)
+                        .order_by("-finished_at")
+                        .values("last_error_code", "last_error_message")
+                        .first()
+                    )
+                    cell.error_code = latest["last_error_code"]
+                    cell.error_message = latest["last_error_message"]
+                elif cell.last_success:
+                    cell.state = "working"
+                else:
+                    cell.state = "never_sent"
+            row.cells.append(cell)
+        rows.append(row)
+    return rows
+
+
+def channel_volumes(*, now: datetime | None = None) -> list[ChannelVolume]:
+    """Each channel's last 24 hours, whatever the template: volume and success rate."""
+    since = (now or timezone.now()) - timedelta(hours=24)
+    counts = {
+        d["channel"]: d
+        for d in Delivery.objects.filter(finished_at__gte=since)
+        .values("channel")
+        .annotate(
+            sent=Count("id", filter=Q(status=DeliveryStatus.SENT)),
+            failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
+        )
+    }
+    return [ChannelVolume(c, counts.get(c, {}).get("sent", 0), counts.get(c, {}).get("failed", 0)) for c in CHANNELS]

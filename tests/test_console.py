@@ -1,0 +1,373 @@
+"""The operations console (issue 7): template preview and checks, test send, coverage matrix,
+delivery timeline with retry and cancel, import and export, the permission groups, history."""
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+import tablib
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+from django.utils import timezone
+
+from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
+from scenarios.models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template
+from scenarios.resources import RESOURCES
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TEMPLATE = "pt_inquiry_0000002"  # row 2: inbox and an official-account template message
+
+
+def staff(username: str, group: str) -> User:
+    """A console user in one of the groups the migration makes (made again here: a transactional
+    test's flush empties the groups table)."""
+    from django.contrib.auth.models import Permission
+
+    from notifycenter.groups import groups_sync
+
+    groups_sync(Group, Permission)
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def editor_client(catalog, client):
+    client.force_login(staff("editor", "operations editor"))
+    return client
+
+
+@pytest.fixture
+def sandbox(fake_providers):
+    from django.core.management import call_command
+
+    call_command("bootstrap_local", stdout=__import__("io").StringIO())
+    return fake_providers
+
+
+def change_form_data(template: Template, **changes) -> dict:
+    """The template's change form as the browser would post it, with `changes` applied."""
+    data = {
+        "code": template.code,
+        "name": template.name,
+        "audience": template.audience,
+        "category": template.category,
+        "title": template.title,
+        "body": template.body,
+        "link": template.link_id or "",
+        "sample_data": json.dumps(changes.pop("sample_data", None) or {}),
+    }
+    if template.is_verification_code:
+        data["is_verification_code"] = "on"
+    bindings = list(template.bindings.order_by("pk"))
+    binding_changes = changes.pop("bindings", {})
+    data.update(
+        {
+            "bindings-TOTAL_FORMS": len(bindings),
+            "bindings-INITIAL_FORMS": len(bindings),
+            "bindings-MIN_NUM_FORMS": 0,
+            "bindings-MAX_NUM_FORMS": 1000,
+        }
+    )
+    for i, b in enumerate(bindings):
+        row = {
+            "id": b.pk,
+            "template": template.pk,
+            "channel": b.channel,
+            "enabled": "on" if b.enabled else "",
+            "account": b.account_id or "",
+            "external_template_id": b.external_template_id,
+            "params": json.dumps(b.params, ensure_ascii=False),
+            "options": json.dumps(b.options, ensure_ascii=False),
+            **binding_changes.get(b.channel, {}),
+        }
+        data.update({f"bindings-{i}-{k}": v for k, v in row.items() if v != ""})
+    data.update(changes)
+    return data
+
+
+def test_the_change_page_previews_every_bound_channel_from_the_sample(editor_client):
+    template = Template.objects.get(code=TEMPLATE)
+    page = editor_client.get(reverse("admin:scenarios_template_change", args=[template.pk])).content.decode()
+    assert "心内科李明医生已接诊您的问诊" in page  # rendered from inquiry.accepted's sample data
+    assert 'data-channel="wechat_oa_template"' in page and "sandbox-pt_inquiry_0000002" in page
+    assert "IQ202611250001" in page
+    assert "&quot;doctor_name&quot;: &quot;李明&quot;" in page  # the sample payload, editable
+
+
+def test_a_template_with_a_missing_variable_is_not_saved(editor_client):
+    template = Template.objects.get(code=TEMPLATE)
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    data = change_form_data(
+        template,
+        body="{{ doctor_nmae }}医生已接诊",
+        sample_data={"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
+    )
+    page = editor_client.post(url, data).content.decode()
+    assert "doctor_nmae" in page and "is undefined" in page
+    template.refresh_from_db()
+    assert "doctor_nmae" not in template.body
+
+
+def test_a_template_breaking_a_wechat_parameter_type_is_not_saved_and_the_page_says_why(editor_client):
+    template = Template.objects.get(code=TEMPLATE)
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    params = {"thing1": "{{ doctor_name }}", "thing2": "{{ department }}", "character_string3": "订单{{ order_no }}"}
+    data = change_form_data(
+        template,
+        sample_data={"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
+        bindings={"wechat_oa_template": {"params": json.dumps(params, ensure_ascii=False)}},
+    )
+    page = editor_client.post(url, data).content.decode()
+    assert "wechat_oa_template: character_string3: not a valid character_string" in page
+    assert ChannelBinding.objects.get(template=template, channel="wechat_oa_template").params["character_string3"] == (
+        "{{ order_no }}"
+    )
+
+
+def test_a_valid_edit_is_saved_with_its_history(editor_client):
+    template = Template.objects.get(code=TEMPLATE)
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    data = change_form_data(
+        template,
+        title="医生已接诊（新）",
+        sample_data={"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
+    )
+    response = editor_client.post(url, data)
+    assert response.status_code == 302, re.findall(r"errorlist[^>]*>(.*?)</ul>", response.content.decode(), re.S)
+    template.refresh_from_db()
+    assert template.title == "医生已接诊（新）"
+    data = change_form_data(
+        template,
+        body=template.body + "。",
+        sample_data={"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
+    )
+    assert editor_client.post(url, data).status_code == 302
+    latest = template.history.latest()
+    assert latest.history_user.username == "editor"
+    assert latest.diff_against(latest.prev_record).changed_fields == ["body"]
+    history = editor_client.get(reverse("admin:scenarios_template_history", args=[template.pk])).content.decode()
+    assert "editor" in history
+
+
+def test_the_preview_page_renders_edited_data_and_a_test_send_reports_each_delivery(editor_client, sandbox):
+    template = Template.objects.get(code=TEMPLATE)
+    Recipient.objects.create(audience="patient", external_id="p-test", wechat_oa_openid="oOA-test-0001")
+    url = reverse("admin:scenarios_template_preview", args=[template.pk])
+    sample = {"doctor_name": "王芳", "department": "儿科", "order_no": "IQ9", "inquiry_id": "9009"}
+
+    preview = editor_client.post(url, {"sample_data": json.dumps(sample), "_preview": "1"}).content.decode()
+    assert "儿科王芳医生已接诊您的问诊" in preview
+
+    sent = editor_client.post(
+        url,
+        {
+            "sample_data": json.dumps(sample),
+            "external_id": "p-test",
+            "channels": ["inbox", "wechat_oa_template"],
+            "_test_send": "1",
+        },
+        follow=True,
+    )
+    page = sent.content.decode()
+    deliveries = list(Delivery.objects.filter(template_code=TEMPLATE).order_by("channel"))
+    assert [(d.channel, d.status) for d in deliveries] == [("inbox", "sent"), ("wechat_oa_template", "sent")]
+    assert 'id="test-send-results"' in page and page.count('data-status="sent"') == 2
+    (call,) = sandbox.calls("/message/template/send")
+    assert call["body"]["touser"] == "oOA-test-0001" and call["body"]["data"]["thing1"] == {"value": "王芳"}
+
+
+def test_a_verification_code_template_is_never_test_sent_by_sms(editor_client, sandbox):
+    template = Template.objects.get(code="dc_point_0000002")
+    url = reverse("admin:scenarios_template_preview", args=[template.pk])
+    page = editor_client.post(
+        url, {"sample_data": "{}", "external_id": "d-1", "channels": ["sms"], "_test_send": "1"}
+    ).content.decode()
+    assert "POST /api/v1/otp" in page
+    assert not Delivery.objects.exists()
+
+
+def _delivery(template_code, channel, status, *, ago, code="", words=""):
+    finished = timezone.now() - ago
+    d = Delivery.objects.create(
+        channel=channel,
+        idempotency_key=f"{template_code}-{channel}-{status}-{ago.total_seconds()}",
+        status=status,
+        not_before=finished,
+        template_code=template_code,
+        last_error_code=code,
+        last_error_message=words,
+    )
+    Delivery.objects.filter(pk=d.pk).update(finished_at=finished)
+    return d
+
+
+def test_the_coverage_matrix_shows_each_cells_state(editor_client):
+    hour = timedelta(hours=1)
+    _delivery(TEMPLATE, "inbox", "sent", ago=2 * hour)
+    _delivery(TEMPLATE, "inbox", "sent", ago=30 * hour)  # outside the 24 hours
+    _delivery(TEMPLATE, "wechat_oa_template", "sent", ago=5 * hour)
+    _delivery(TEMPLATE, "wechat_oa_template", "failed", ago=hour, code="43004", words="require subscribe hint")
+
+    page = editor_client.get(reverse("admin:scenarios_scenario_coverage") + "?domain=inquiry").content.decode()
+    row = page.split(f'data-template="{TEMPLATE}"')[1].split("</tr>")[0]
+    states = [s.split('"')[0] for s in row.split('data-state="')[1:]]
+    # inbox, mini subscribe, OA template, WeCom robot, WeCom app, app push, SMS
+    assert states == ["working", "unbound", "failing", "unbound", "unbound", "unbound", "unbound"]
+    assert "1 in 24 h" in row and "43004" in row and "require subscribe hint" in row
+    never = page.split('data-template="dc_inquiry_0000006"')[1].split("</tr>")[0]
+    assert 'data-state="never_sent"' in never
+    assert "yy_order_0000001" not in page  # the domain filter: order scenarios are not shown
+    volumes = page.split('id="channel-volumes"')[1].split("</table>")[0]
+    assert "50%" in volumes  # the OA template channel: one sent, one failed in 24 hours
+
+
+def test_the_event_page_shows_the_timeline_and_deliveries_can_be_retried_and_cancelled(editor_client, backend):
+    from tests.factories import paid_event
+
+    payload = paid_event(consultation_type="text")
+    payload["recipients"]["doctor"] = [{"id": "d-17", "phone": "13812345678"}]
+    assert backend.post("/api/v1/events", payload, format="json").status_code == 202
+    event = Event.objects.get()
+    page = editor_client.get(reverse("admin:scenarios_event_change", args=[event.pk])).content.decode()
+    for step in ("event received", "message planned", "delivery queued"):
+        assert step in page or step.split()[0] in page
+    assert "inquiry.paid #" in page
+    message = Message.objects.filter(event=event).first()
+    assert editor_client.get(reverse("admin:scenarios_message_change", args=[message.pk])).status_code == 200
+
+    failed = Delivery.objects.filter(event_ref=event.pk, channel="sms").first()
+    Delivery.objects.filter(pk=failed.pk).update(status=DeliveryStatus.FAILED, last_error_code="isv.X")
+    changelist = reverse("admin:channels_delivery_changelist")
+    editor_client.post(changelist, {"action": "retry_now", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status in ("queued", "sending", "sent", "failed") and failed.attempt_count >= 1
+    later = Delivery.objects.create(
+        channel="inbox", idempotency_key="later", not_before=timezone.now() + timedelta(days=1), template_code="x"
+    )
+    editor_client.post(changelist, {"action": "cancel", "_selected_action": [later.pk]})
+    later.refresh_from_db()
+    assert (later.status, later.last_error_code) == ("cancelled", "cancelled_by_operator")
+
+
+def test_retry_and_cancel_need_their_permissions(catalog, client):
+    client.force_login(staff("viewer", "operations viewer"))
+    later = Delivery.objects.create(
+        channel="inbox", idempotency_key="later", not_before=timezone.now() + timedelta(days=1), template_code="x"
+    )
+    changelist = reverse("admin:channels_delivery_changelist")
+    page = client.get(changelist).content.decode()
+    assert 'value="cancel"' not in page and 'value="retry_now"' not in page
+    client.post(changelist, {"action": "cancel", "_selected_action": [later.pk]})
+    later.refresh_from_db()
+    assert later.status == "queued"
+
+
+def test_the_groups_hold_what_their_work_needs(catalog):
+    staff("someone", "operations viewer")
+
+    def perms(group):
+        return set(Group.objects.get(name=group).permissions.values_list("codename", flat=True))
+
+    editor, viewer, channel = perms("operations editor"), perms("operations viewer"), perms("channel admin")
+    assert {"change_template", "add_channelbinding", "change_scenario", "retry_delivery"} <= editor
+    assert not {"change_channelaccount", "view_channelaccount"} & editor  # credentials are not theirs
+    assert {"view_template", "view_delivery", "view_event"} <= viewer
+    assert not any(p.startswith(("add_", "change_", "delete_")) for p in viewer)
+    assert {"change_channelaccount", "add_channelaccount", "view_otpcode"} <= channel
+    assert "change_template" not in channel
+
+
+def test_a_viewer_reads_the_matrix_but_cannot_edit_or_import(catalog, client):
+    client.force_login(staff("viewer", "operations viewer"))
+    template = Template.objects.get(code=TEMPLATE)
+    assert client.get(reverse("admin:scenarios_scenario_coverage")).status_code == 200
+    assert client.get(reverse("admin:scenarios_template_change", args=[template.pk])).status_code == 200
+    assert client.post(reverse("admin:scenarios_template_change", args=[template.pk]), {}).status_code == 403
+    assert client.get(reverse("admin:scenarios_template_import")).status_code == 403
+    assert client.get(reverse("admin:scenarios_template_export")).status_code == 200
+    account = ChannelAccount.objects.create(name="oa", channel="wechat_oa_template", provider="wechat")
+    assert client.post(reverse("admin:channels_channelaccount_change", args=[account.pk]), {}).status_code == 403
+
+
+def export_all() -> dict[str, str]:
+    return {r.__name__: r().export().json for r in RESOURCES}
+
+
+def test_export_then_import_into_an_empty_system_is_lossless(catalog):
+    before = export_all()
+    assert len(json.loads(before["RuleResource"])) == Rule.objects.count() > 17
+    Rule.objects.all().delete()
+    ChannelBinding.objects.all().delete()
+    from scenarios.models import PlanStep, RecurringBroadcast
+
+    PlanStep.objects.all().delete()
+    RecurringBroadcast.objects.all().delete()
+    Template.objects.all().delete()
+    Scenario.objects.all().delete()
+    LinkTarget.objects.all().delete()
+
+    for resource in RESOURCES:
+        dataset = tablib.Dataset().load(before[resource.__name__], format="json")
+        dry = resource().import_data(dataset, dry_run=True)
+        assert not dry.has_errors() and not dry.has_validation_errors()
+        assert not LinkTarget.objects.exists() or resource is not RESOURCES[0]  # a dry run writes nothing
+        result = resource().import_data(dataset, dry_run=False)
+        assert not result.has_errors() and not result.has_validation_errors(), resource.__name__
+    assert export_all() == before
+
+    again = RESOURCES[2]().import_data(tablib.Dataset().load(before["TemplateResource"], format="json"))
+    assert again.totals["skip"] == Template.objects.count()  # unchanged rows are left alone
+
+
+def test_an_import_reports_bad_rows_and_changes_nothing(catalog):
+    dataset = tablib.Dataset().load(export_all()["RuleResource"], format="json")
+    rows = dataset.dict
+    rows[0]["template"] = "no_such_template"
+    rows[1]["condition"] = "{not json"
+    bad = tablib.Dataset()
+    bad.dict = rows
+    before = list(Rule.objects.values_list("scenario__code", "code", "template__code").order_by("pk"))
+    result = RESOURCES[4]().import_data(bad, dry_run=False, raise_errors=False)
+    assert result.has_validation_errors() or result.has_errors()
+    messages = json.dumps(
+        [str(e.error) for row in result.invalid_rows for e in [row]]
+        + [str(err.error) for _, errs in result.row_errors() for err in errs],
+        ensure_ascii=False,
+    )
+    assert "no_such_template" in messages or "Template matching query does not exist" in messages
+    assert list(Rule.objects.values_list("scenario__code", "code", "template__code").order_by("pk")) == before
+
+
+def test_the_admin_import_page_offers_a_dry_run_preview(editor_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    exported = RESOURCES[1]().export()
+    rows = exported.dict
+    rows[0]["name"] = "改过的名字"
+    changed = tablib.Dataset()
+    changed.dict = rows
+    upload = SimpleUploadedFile("scenarios.json", changed.json.encode(), content_type="application/json")
+    page = editor_client.post(
+        reverse("admin:scenarios_scenario_import"),
+        {"import_file": upload, "format": "2", "resource": "0"},
+    )
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert ("改过的名字" in text and 'name="process_import"' in text) or "confirm" in text.lower()
+    assert not Scenario.objects.filter(name="改过的名字").exists()  # nothing written before confirming
+
+
+def test_channel_accounts_admin_never_shows_a_secret(catalog, client):
+    client.force_login(staff("channels", "channel admin"))
+    account = ChannelAccount.objects.create(
+        name="oa",
+        channel="wechat_oa_template",
+        provider="wechat",
+        app_id="wx",
+        credentials={"app_secret": "s3cr3t-value-1234"},
+    )
+    page = client.get(reverse("admin:channels_channelaccount_change", args=[account.pk])).content.decode()
+    assert "s3cr3t-value" not in page and "****1234" in page
