@@ -63,6 +63,8 @@ class ScenarioAdmin(ImportExportMixin, SimpleHistoryAdmin):
     list_filter = ["domain", "enabled"]
     search_fields = ["code", "name", "rules__template__code"]
     inlines = [RuleInline]
+    # Adds "coverage matrix"; import-export wraps it with its own buttons.
+    change_list_template = "admin/scenarios/scenario/change_list.html"
 
     def get_urls(self):
         coverage = path("coverage/", self.admin_site.admin_view(self.coverage_view), name="scenarios_scenario_coverage")
@@ -139,6 +141,7 @@ class ChannelBindingInline(admin.TabularInline):
 class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
     resource_classes = [TemplateResource]
     form = TemplateForm
+    change_form_template = "admin/scenarios/template/change_form.html"  # adds "preview and test send"
     list_display = ["code", "name", "audience", "category", "link", "channels"]
     list_filter = ["audience", "category", "bindings__channel", "is_verification_code"]
     search_fields = ["code", "name", "title", "body"]

@@ -39,6 +39,10 @@ class ChannelVolume:
     failed: int
 
     @property
+    def label(self) -> str:
+        return Channel(self.channel).label
+
+    @property
     def total(self) -> int:
         return self.sent + self.failed
 
