@@ -56,6 +56,22 @@ if [ -z "${REDIS_URL:-}" ]; then
   fi
 fi
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright's own
+# browser download is not used. Fonts for the Chinese admin come with fonts-noto-cjk.
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Chromium is not installed: installing Debian's chromium and fonts-noto-cjk for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium fonts-noto-cjk >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q chromium fonts-noto-cjk >/dev/null; }
+  else
+    echo "The browser tests need Chromium: apt-get install chromium fonts-noto-cjk (as root), or set CHROMIUM." >&2
+    exit 2
+  fi
+fi
+export CHROMIUM
+
 echo "testing against ${DATABASE_URL%%\?*} and $REDIS_URL"
 # pytest's exit code 5 (no tests collected) fails here like any other failure.
 "$PY" -m pytest "$@"
