@@ -8,8 +8,9 @@ database, broker and fake provider server, started here:
 
 - prefork: Celery's default pool, one process per core; the peer.
 - threads: Celery's thread pool (I/O-bound sends overlap), one worker process.
-- httpx alone: the same number of HTTP calls to the same fake server from threads in this
-  process, with no database and no Celery: what the machine allows before our code runs.
+- HTTP alone: the same number of HTTP calls to the same fake server from threads in this
+  process (urllib3, as the workers), with no database and no Celery: what the machine allows
+  before our code runs.
 
 Measured: deliveries/s from the enqueue to the last delivery settled, worker CPU time per
 delivery (the worker process and its children, from /proc), and the whole machine's CPU time per
@@ -162,31 +163,39 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
 
 def http_alone(fake_url: str, n: int, threads: int) -> tuple:
     """The ceiling on this machine: the same number of POSTs to the same fake server from one
-    process with as many threads, through one httpx client, with no database and no Celery."""
-    import httpx
+    process with as many threads, through a pool like the workers' (urllib3, as
+    channels/providers/http.py), with no database and no Celery."""
+    import json
 
-    client = httpx.Client(limits=httpx.Limits(max_connections=threads))
-    body = {"msgtype": "text", "text": {"content": "医生已接诊"}}
+    import urllib3
+
+    pool = urllib3.PoolManager(maxsize=threads, retries=False)
+    body = json.dumps({"msgtype": "text", "text": {"content": "医生已接诊"}}, ensure_ascii=False).encode()
     per_thread = n // threads
     errors = []
 
     def one():
         for _ in range(per_thread):
-            answer = client.post(f"{fake_url}/wecom/cgi-bin/webhook/send", params={"key": "k"}, json=body)
-            if answer.json().get("errcode") != 0:
-                errors.append(answer.text)
+            answer = pool.request(
+                "POST",
+                f"{fake_url}/wecom/cgi-bin/webhook/send?key=k",
+                body=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            )
+            if json.loads(answer.data).get("errcode") != 0:
+                errors.append(answer.data)
 
-    pool = [threading.Thread(target=one) for _ in range(threads)]
+    pool_threads = [threading.Thread(target=one) for _ in range(threads)]
     cpu0, machine0, t0 = time.process_time(), machine_cpu_seconds(), time.monotonic()
-    for t in pool:
+    for t in pool_threads:
         t.start()
-    for t in pool:
+    for t in pool_threads:
         t.join()
     elapsed = time.monotonic() - t0
     cpu, machine = time.process_time() - cpu0, machine_cpu_seconds() - machine0
     total = per_thread * threads
     return (
-        f"httpx alone ×{threads} threads (no DB, no Celery)",
+        f"HTTP alone ×{threads} threads (no DB, no Celery)",
         f"{total:,}",
         f"{total - len(errors):,}",
         f"{elapsed:.1f}",

@@ -216,10 +216,11 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "kombu.connection": {"level": "ERROR"},
-        # httpx logs every request's full URL at INFO: WeChat's access_token and Aliyun's signed
+        # httpx (INFO) and urllib3 (DEBUG) log every request's full URL: WeChat's access_token and Aliyun's signed
         # parameters ride in query strings. Provider results are kept on DeliveryAttempt instead.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

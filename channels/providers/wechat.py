@@ -1,5 +1,5 @@
 """WeChat: mini-program subscribe messages (subscribeMessage.send) and official-account
-template messages (message/template/send), over plain httpx.
+template messages (message/template/send), over plain HTTP (channels/providers/http.py).
 
 wechatpy 1.8.18 (the last release, 2021) lacks `miniprogram_state` and `lang` on
 subscribeMessage.send and `client_msg_id` on template sends, and has no cross-process lock for

@@ -268,7 +268,7 @@ def test_an_unreachable_provider_is_a_transient_failure_in_its_own_words(setting
     delivery = send("wechat_oa_template", patient)
 
     assert (delivery.status, delivery.last_error_code) == (DeliveryStatus.QUEUED, "connection_error")
-    assert "ConnectError" in delivery.last_error_message
+    assert "Connection refused" in delivery.last_error_message
 
 
 def test_wecom_app_messages_go_to_the_staff_user_with_a_duplicate_check(fake, db):

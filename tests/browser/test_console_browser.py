@@ -2,8 +2,8 @@
 template, preview it, test-send it, and watch its coverage-matrix cell turn to working."""
 
 import pytest
-from playwright.sync_api import expect
 from django.contrib.auth.models import Group, Permission, User
+from playwright.sync_api import expect
 
 from channels.models import Delivery, Recipient
 from notifycenter.groups import groups_sync
@@ -16,12 +16,15 @@ TEMPLATE = "pt_inquiry_0000002"
 @pytest.fixture
 def editor(catalog):
     groups_sync(Group, Permission)
-    user = User.objects.create_user("yunying", password="correct horse battery", is_staff=True)
+    user = User.objects.create_user("yunying", password=PASSWORD, is_staff=True)
     user.groups.add(Group.objects.get(name="operations editor"))
     return user
 
 
-def log_in(page, username="yunying", password="correct horse battery"):
+PASSWORD = "correct horse battery"
+
+
+def log_in(page, username="yunying", password=PASSWORD):
     page.goto(f"{page.base}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
