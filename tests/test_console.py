@@ -216,7 +216,7 @@ def test_the_coverage_matrix_shows_each_cells_state(editor_client):
     states = [s.split('"')[0] for s in row.split('data-state="')[1:]]
     # inbox, mini subscribe, OA template, WeCom robot, WeCom app, app push, SMS
     assert states == ["working", "unbound", "failing", "unbound", "unbound", "unbound", "unbound"]
-    assert "1 in 24 h" in row and "43004" in row and "require subscribe hint" in row
+    assert "24 小时 1 条" in row and "43004" in row and "require subscribe hint" in row  # the console is in Chinese
     never = page.split('data-template="dc_inquiry_0000006"')[1].split("</tr>")[0]
     assert 'data-state="never_sent"' in never
     assert "yy_order_0000001" not in page  # the domain filter: order scenarios are not shown
