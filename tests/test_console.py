@@ -371,3 +371,18 @@ def test_channel_accounts_admin_never_shows_a_secret(catalog, client):
     )
     page = client.get(reverse("admin:channels_channelaccount_change", args=[account.pk])).content.decode()
     assert "s3cr3t-value" not in page and "****1234" in page
+
+
+def test_the_matrix_reads_a_fixed_number_of_queries_however_many_cells_fail(
+    editor_client, django_assert_max_num_queries
+):
+    hour = timedelta(hours=1)
+    for template in Template.objects.all():
+        for binding in template.bindings.all():
+            _delivery(template.code, binding.channel, "failed", ago=hour, code="E1", words=f"{template.code} down")
+    # Session, user, permissions, rules, bindings, three delivery aggregates, last errors, volumes:
+    # a query per failing cell (35 here) would break this bound.
+    with django_assert_max_num_queries(14):
+        page = editor_client.get(reverse("admin:scenarios_scenario_coverage")).content.decode()
+    assert page.count('data-state="failing"') >= 30
+    assert "pt_inquiry_0000002 down" in page
