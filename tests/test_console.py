@@ -386,3 +386,30 @@ def test_the_matrix_reads_a_fixed_number_of_queries_however_many_cells_fail(
         page = editor_client.get(reverse("admin:scenarios_scenario_coverage")).content.decode()
     assert page.count('data-state="failing"') >= 30
     assert "pt_inquiry_0000002 down" in page
+
+
+def test_a_new_template_is_checked_against_the_sample_data_typed_with_it(editor_client):
+    url = reverse("admin:scenarios_template_add")
+    assert editor_client.get(url).status_code == 200
+    data = {
+        "code": "pt_new_0000001",
+        "name": "新模板",
+        "audience": "patient",
+        "category": "system",
+        "title": "您好{{ name }}",
+        "body": "欢迎使用。",
+        "bindings-TOTAL_FORMS": 1,
+        "bindings-INITIAL_FORMS": 0,
+        "bindings-MIN_NUM_FORMS": 0,
+        "bindings-MAX_NUM_FORMS": 1000,
+        "bindings-0-channel": "inbox",
+        "bindings-0-enabled": "on",
+        "bindings-0-params": "{}",
+        "bindings-0-options": "{}",
+    }
+    refused = editor_client.post(url, {**data, "sample_data": "{}"}).content.decode()
+    assert "name" in refused and "is undefined" in refused
+    assert not Template.objects.filter(code="pt_new_0000001").exists()
+    created = editor_client.post(url, {**data, "sample_data": '{"name": "张三"}'})
+    assert created.status_code == 302
+    assert Template.objects.get(code="pt_new_0000001").bindings.get().channel == "inbox"
