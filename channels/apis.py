@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from .masking import mask_id, mask_phone
 from .models import Audience, Recipient
-from .otp import otp_verify
+from .otp import MAINLAND_MOBILE, otp_verify
 from .services import consents_grant, recipient_put
 
 
@@ -111,7 +111,7 @@ class SubscriptionsApi(APIView):
 
 
 class OtpVerifyInput(serializers.Serializer):
-    phone = serializers.RegexField(r"^(\+86)?1[3-9]\d{9}$")
+    phone = serializers.RegexField(MAINLAND_MOBILE)
     purpose = serializers.CharField(max_length=64)
     code = serializers.RegexField(r"^\d{4,8}$")
 

@@ -21,6 +21,14 @@ from .fields import seal, unseal
 from .masking import mask_phone
 from .models import Delivery, OtpCode
 
+# A mainland mobile number, with or without +86; codes are counted and checked per number, so
+# both spellings are one phone.
+MAINLAND_MOBILE = r"^(\+86)?1[3-9]\d{9}$"
+
+
+def normalize_phone(phone: str) -> str:
+    return phone.strip().removeprefix("+86")
+
 
 class OtpError(Exception):
     """A refused code request or check; answered as {"code", "message", "fields"}."""
@@ -84,6 +92,7 @@ def otp_issue(*, phone: str, purpose: str) -> OtpCode:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("otp_issue must run inside transaction.atomic()")
     now = timezone.now()
+    phone = normalize_phone(phone)
     phone_hash = phone_digest(phone)
     _lock_phone(phone_hash)
     _check_limits(phone_hash, now)
@@ -105,7 +114,7 @@ def otp_attach(otp: OtpCode, *, event_ref: int) -> None:
 
 def otp_verify(*, phone: str, purpose: str, code: str) -> OtpCode:
     """Accept the newest code for this phone and purpose once; 5 wrong tries lock it."""
-    phone_hash = phone_digest(phone)
+    phone_hash = phone_digest(normalize_phone(phone))
     now = timezone.now()
     with transaction.atomic():
         otp = (

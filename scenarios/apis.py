@@ -6,6 +6,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels.otp import MAINLAND_MOBILE
+
 from .intake import event_accept
 from .otp import otp_request
 from .selectors import event_detail
@@ -151,11 +153,8 @@ class EventDetailApi(APIView):
         return Response(detail)
 
 
-PHONE = r"^(\+86)?1[3-9]\d{9}$"
-
-
 class OtpInput(serializers.Serializer):
-    phone = serializers.RegexField(PHONE, help_text="A mainland mobile number, optionally with +86.")
+    phone = serializers.RegexField(MAINLAND_MOBILE, help_text="A mainland mobile number, optionally with +86.")
     purpose = serializers.CharField(
         max_length=64, help_text="The scenario that sends the code, e.g. point.withdrawal_requested."
     )

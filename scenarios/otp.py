@@ -8,7 +8,7 @@ import secrets
 from django.db import transaction
 
 from channels.models import Channel
-from channels.otp import OtpError, otp_attach, otp_issue, phone_digest
+from channels.otp import OtpError, normalize_phone, otp_attach, otp_issue, phone_digest
 
 from .catalog import scenario_config
 from .intake import OTP_FLAG, event_accept
@@ -32,6 +32,7 @@ def otp_request(*, client: str, phone: str, purpose: str, data: dict, subject_id
         )
     # The person is named by the phone, not by a directory entry: a code may go to a number that
     # is not (yet) the person's, and asking for one must not rewrite the directory.
+    phone = normalize_phone(phone)
     person = {"id": f"otp-{phone_digest(phone)[:16]}", "phone": phone}
     with transaction.atomic():
         otp = otp_issue(phone=phone, purpose=purpose)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from channels.checks import content_problems
 from channels.models import Channel, Delivery
+from channels.providers.sms import CODE_SLOT
 from channels.services import DeliveryRequest, deliveries_create, recipients_resolve
 
 from .models import ChannelBinding, Template
@@ -73,9 +74,9 @@ def template_preview(*, template: Template, bindings: list[ChannelBinding], data
         except RenderError as err:
             problems.append(f"{err.field}: {err.message}")
         if template.is_verification_code and binding.channel == Channel.SMS:
-            if not any("{code}" in str(v) for v in content["params"].values()):
+            if not any(CODE_SLOT in str(v) for v in content["params"].values()):
                 problems.append("a verification-code template must put {{ code }} in a parameter")
-            content["params"] = {k: str(v).replace("{code}", SAMPLE_CODE) for k, v in content["params"].items()}
+            content["params"] = {k: str(v).replace(CODE_SLOT, SAMPLE_CODE) for k, v in content["params"].items()}
         if not problems:
             problems = content_problems(channel=binding.channel, content=content)
         preview.channels.append(ChannelPreview(binding.channel, content, problems))

@@ -230,3 +230,11 @@ def test_old_codes_are_purged_after_thirty_days(db):
         )
     assert purge_otp_codes() == 2
     assert OtpCode.objects.count() == 2
+
+
+def test_a_phone_with_or_without_plus_86_is_one_phone(api, aliyun):
+    assert ask(api, phone="+86" + PHONE).status_code == 201
+    assert aliyun.calls("/aliyun/")[-1]["body"]["PhoneNumbers"] == PHONE
+    again = ask(api)  # the same phone, spelled without +86: the per-minute limit holds
+    assert (again.status_code, again.json()["code"]) == (429, "otp_rate_limited")
+    assert verify(api, code_received_by(aliyun)).json() == {"verified": True}
