@@ -1,17 +1,24 @@
 """A local server speaking the providers' HTTP APIs, for the sandbox and the tests.
 
-Served so far: WeChat (under /wechat: cgi-bin/token, message/subscribe/send,
-message/template/send) and WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group
-robot's webhook/send), JPush (under /jpush: v3/push/cid, v3/push) and Aliyun SMS (under /aliyun:
-SendSms, signature checked) and Tencent Cloud SMS (under /tencent: SendSms 2021-01-11, TC3
-signature checked), with
+Served: WeChat (under /wechat: cgi-bin/token, message/subscribe/send, message/template/send),
+WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group robot's webhook/send), JPush
+(under /jpush: v3/push/cid, v3/push), Aliyun SMS (under /aliyun: SendSms, QuerySmsSign,
+QuerySendDetails, signature checked) and Tencent Cloud SMS (under /tencent: SendSms,
+SendStatusStatistics, PullSmsSendStatusByPhoneNumber 2021-01-11, TC3 signature checked), with
 their documented request and response shapes; malformed requests are refused with the codes the
-real ones use. Control: GET /_calls (what was received), DELETE /_calls, POST /_script (answer
-the next requests to a path with given responses and latency), POST /_latency ({"ms": 20}: added to
-every answer), POST /_expire_tokens, POST /_reset.
+real ones use.
+
+Control: GET /_calls (what was received), DELETE /_calls, GET /_delivered (what reached a person,
+after each provider's own de-duplication), POST /_script (answer the next requests to a path with
+given responses and latency: with "json" that answer and nothing done; with "drop" the connection
+closed unanswered; otherwise acted on first and answered after the latency), POST /_latency
+({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
+answers after a client's timeout), POST /_expire_tokens, POST /_reset.
 """
 
+import hashlib
 import json
+import random
 import re
 import secrets
 import threading
@@ -27,10 +34,20 @@ class State:
 
     def reset(self):
         self.latency_ms = 0  # added to every provider answer (POST /_latency, or --latency-ms)
+        self.latency_max_ms = 0  # when above latency_ms: each answer takes a uniform draw between
+        self.late_share = 0.0  # this share of answers comes after late_ms instead (past a timeout)
+        self.late_ms = 0
         self.calls: list[dict] = []
         self.scripts: dict[str, list[dict]] = {}
         self.tokens: dict[str, str] = {}  # token → appid
         self.pushes: dict[str, str] = {}  # JPush cid → msg_id: a repeated cid is the same push
+        # SMS each provider accepted, for its query APIs (Aliyun QuerySendDetails, Tencent
+        # PullSmsSendStatusByPhoneNumber).
+        self.sms: list[dict] = []
+        # What reached a person: one entry per message a real provider would have shown, after its
+        # own de-duplication (GET /_delivered). Tests and bench/faults.py count duplicates here.
+        self.delivered: list[dict] = []
+        self.first_seen: dict[tuple[str, str], float] = {}
 
 
 def _wechat_data_errors(data) -> str | None:
@@ -138,7 +155,8 @@ def aliyun(state: State, method: str, path: str, query: dict, body, headers=None
         query = {**query, **body}  # RPC parameters may come as a form body
 
     request_id = secrets.token_hex(8).upper()
-    if query.get("Action") not in ("SendSms", "QuerySmsSign") or query.get("Version") != "2017-05-25":
+    actions = ("SendSms", "QuerySmsSign", "QuerySendDetails")
+    if query.get("Action") not in actions or query.get("Version") != "2017-05-25":
         return 404, {"Code": "InvalidAction.NotFound", "Message": "Specified api is not found", "RequestId": request_id}
     secret = ALIYUN_KEYS.get(query.get("AccessKeyId", ""))
     if secret is None:
@@ -169,13 +187,80 @@ def aliyun(state: State, method: str, path: str, query: dict, body, headers=None
             "CreateDate": "2026-01-01 00:00:00",
             "RequestId": request_id,
         }
+    if query["Action"] == "QuerySendDetails":
+        return 200, _aliyun_query(state, query, request_id)
     if not re.fullmatch(r"1\d{10}", query.get("PhoneNumbers", "")):
         return 200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号", "RequestId": request_id}
     if not query.get("SignName"):
         return 200, {"Code": "isv.SMS_SIGNATURE_ILLEGAL", "Message": "该账号下找不到对应签名", "RequestId": request_id}
     if not query.get("TemplateCode"):
         return 200, {"Code": "isv.SMS_TEMPLATE_ILLEGAL", "Message": "该账号下找不到对应模板", "RequestId": request_id}
-    return 200, {"Code": "OK", "Message": "OK", "BizId": f"{secrets.randbelow(10**9)}^0", "RequestId": request_id}
+    biz_id = f"{secrets.randbelow(10**9)}^0"
+    now = time.time()
+    with state.lock:
+        state.sms.append(
+            {
+                "provider": "aliyun",
+                "phone": query["PhoneNumbers"],
+                "out_id": query.get("OutId", ""),
+                "biz_id": biz_id,
+                "template": query["TemplateCode"],
+                "params": query.get("TemplateParam", ""),
+                "at": now,
+            }
+        )
+        state.delivered.append({"channel": "sms", "key": query.get("OutId", "") or biz_id, "at": now})
+    return 200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": request_id}
+
+
+def _china_day(at: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(at + 8 * 3600))
+
+
+def _aliyun_query(state: State, query: dict, request_id: str) -> dict:
+    """QuerySendDetails: PhoneNumber, SendDate (yyyyMMdd, China), PageSize 1-50, CurrentPage,
+    optional BizId; records with SendStatus (1 waiting for a receipt, 2 failed, 3 delivered) and
+    the OutId the sender gave."""
+    for name in ("PhoneNumber", "SendDate", "PageSize", "CurrentPage"):
+        if not query.get(name):
+            return {"Code": "isv.INVALID_PARAMETERS", "Message": f"参数异常: {name}", "RequestId": request_id}
+    try:
+        size, page = int(query["PageSize"]), int(query["CurrentPage"])
+    except ValueError:
+        return {"Code": "isv.INVALID_PARAMETERS", "Message": "参数异常", "RequestId": request_id}
+    if not 1 <= size <= 50 or page < 1:
+        return {"Code": "isv.INVALID_PARAMETERS", "Message": "PageSize 取值范围 1~50", "RequestId": request_id}
+    with state.lock:
+        records = [
+            r
+            for r in state.sms
+            if r["provider"] == "aliyun"
+            and r["phone"] == query["PhoneNumber"]
+            and _china_day(r["at"]) == query["SendDate"]
+            and (not query.get("BizId") or r["biz_id"] == query["BizId"])
+        ]
+    shown = records[(page - 1) * size : page * size]
+    return {
+        "Code": "OK",
+        "Message": "OK",
+        "RequestId": request_id,
+        "TotalCount": len(records),
+        "SmsSendDetailDTOs": {
+            "SmsSendDetailDTO": [
+                {
+                    "PhoneNum": r["phone"],
+                    "SendStatus": 3,
+                    "ErrCode": "DELIVERED",
+                    "TemplateCode": r["template"],
+                    "Content": r["params"],
+                    "SendDate": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"] + 8 * 3600)),
+                    "ReceiveDate": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"] + 8 * 3600 + 2)),
+                    "OutId": r["out_id"],
+                }
+                for r in shown
+            ]
+        },
+    }
 
 
 # The fake Tencent Cloud knows one key pair too, the sandbox accounts'.
@@ -200,7 +285,10 @@ def tencent(
     if method != "POST" or path not in ("", "/"):
         return error("InvalidAction", "The requested API does not exist or is not supported by this method.")
     action = headers.get("X-TC-Action")
-    if action not in ("SendSms", "SendStatusStatistics") or headers.get("X-TC-Version") != "2021-01-11":
+    if (
+        action not in ("SendSms", "SendStatusStatistics", "PullSmsSendStatusByPhoneNumber")
+        or headers.get("X-TC-Version") != "2021-01-11"
+    ):
         return error(
             "InvalidAction",
             f"Action {headers.get('X-TC-Action')!r} of version {headers.get('X-TC-Version')!r} not found.",
@@ -243,6 +331,8 @@ def tencent(
             return error("MissingParameter", "The request is missing a required parameter `SmsSdkAppId`.")
         stats = {"FeeCount": 0, "RequestCount": 0, "RequestSuccessCount": 0}
         return 200, {"Response": {"SendStatusStatistics": stats, "RequestId": request_id}}
+    if action == "PullSmsSendStatusByPhoneNumber":
+        return _tencent_pull(state, body, error, request_id)
     for name in ("PhoneNumberSet", "SmsSdkAppId", "TemplateId"):
         if not body.get(name):
             return error("MissingParameter", f"The request is missing a required parameter `{name}`.")
@@ -256,9 +346,23 @@ def tencent(
     statuses = []
     for phone in body["PhoneNumberSet"]:
         ok = isinstance(phone, str) and re.fullmatch(r"\+861[3-9]\d{9}", phone)
+        serial = f"{secrets.randbelow(10**4)}:{secrets.token_hex(12)}" if ok else ""
+        if ok:
+            now = time.time()
+            with state.lock:
+                state.sms.append(
+                    {
+                        "provider": "tencent",
+                        "phone": phone,
+                        "session_context": body.get("SessionContext", ""),
+                        "serial": serial,
+                        "at": now,
+                    }
+                )
+                state.delivered.append({"channel": "sms", "key": body.get("SessionContext", "") or serial, "at": now})
         statuses.append(
             {
-                "SerialNo": f"{secrets.randbelow(10**4)}:{secrets.token_hex(12)}" if ok else "",
+                "SerialNo": serial,
                 "PhoneNumber": phone,
                 "Fee": 1 if ok else 0,
                 "SessionContext": body.get("SessionContext", ""),
@@ -270,7 +374,92 @@ def tencent(
     return 200, {"Response": {"SendStatusSet": statuses, "RequestId": request_id}}
 
 
+def _tencent_pull(state: State, body: dict, error, request_id: str) -> tuple[int, dict]:
+    """PullSmsSendStatusByPhoneNumber: the status reports of one number between BeginTime and
+    EndTime (unix seconds), Offset and Limit (at most 100), each with the sender's SessionContext.
+    The fake reports every message it accepted as delivered, two seconds after it was sent."""
+    for name in ("BeginTime", "Offset", "Limit", "PhoneNumber", "SmsSdkAppId"):
+        if body.get(name) is None or body.get(name) == "":
+            return error("MissingParameter", f"The request is missing a required parameter `{name}`.")
+    if not isinstance(body["Limit"], int) or not 0 < body["Limit"] <= 100:
+        return error("InvalidParameterValue.InvalidLimit", "Limit must be 1 to 100.")
+    end = body.get("EndTime") or time.time()
+    with state.lock:
+        reports = [
+            r
+            for r in state.sms
+            if r["provider"] == "tencent" and r["phone"] == body["PhoneNumber"] and body["BeginTime"] <= r["at"] <= end
+        ]
+    shown = reports[body["Offset"] : body["Offset"] + body["Limit"]]
+    return 200, {
+        "Response": {
+            "PullSmsSendStatusSet": [
+                {
+                    "UserReceiveTime": int(r["at"]) + 2,
+                    "CountryCode": "86",
+                    "SubscriberNumber": r["phone"][3:],
+                    "PhoneNumber": r["phone"],
+                    "SerialNo": r["serial"],
+                    "ReportStatus": "SUCCESS",
+                    "Description": "DELIVRD",
+                    "SessionContext": r["session_context"],
+                }
+                for r in shown
+            ],
+            "RequestId": request_id,
+        }
+    }
+
+
 PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun, "/tencent": tencent}
+
+
+# How long each provider drops a repeat, as documented: WeChat's client_msg_id "10分钟有效"; a JPush
+# cid answers the first push's result; WeCom's duplicate check lasts duplicate_check_interval.
+WECHAT_CLIENT_MSG_ID_WINDOW = 600
+JPUSH_CID_WINDOW = 86400
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _ledger(state: State, path: str, query: dict, body, answer: dict) -> None:
+    """Record what reached a person for an accepted send (SMS record themselves), keyed so that a
+    repeat the real provider would drop is not counted twice."""
+    if not isinstance(body, dict) or (answer.get("errcode") or 0) != 0 or answer.get("error"):
+        return
+    now = time.time()
+    entry = None
+    if path == "/wechat/cgi-bin/message/template/send":
+        key = _digest(body.get("touser"), body.get("client_msg_id") or secrets.token_hex(8))
+        entry = ("wechat_oa_template", key, WECHAT_CLIENT_MSG_ID_WINDOW if body.get("client_msg_id") else 0)
+    elif path == "/wechat/cgi-bin/message/subscribe/send":
+        entry = ("wechat_mini_subscribe", _digest(body.get("touser"), body.get("template_id"), body.get("data")), 0)
+    elif path == "/jpush/v3/push":
+        entry = ("app_push", _digest(body.get("cid") or secrets.token_hex(8)), JPUSH_CID_WINDOW)
+    elif path == "/wecom/cgi-bin/message/send":
+        window = int(body.get("duplicate_check_interval", 1800)) if body.get("enable_duplicate_check") else 0
+        entry = ("wecom_app", _digest(body.get("touser"), body.get("markdown") or body.get("text")), window)
+    elif path == "/wecom/cgi-bin/webhook/send":
+        entry = ("wecom_robot", _digest(query.get("key"), body.get(body.get("msgtype", ""), {})), 0)
+    if entry is None:
+        return
+    channel, key, window = entry
+    with state.lock:
+        first = state.first_seen.get((channel, key))
+        if window and first is not None and now - first < window:
+            return  # the provider drops this repeat
+        state.first_seen[(channel, key)] = now
+        state.delivered.append({"channel": channel, "key": key, "at": now})
+
+
+def _draw_latency(state: State) -> float:
+    if state.late_share and random.random() < state.late_share:  # noqa: S311 (a simulation, not a secret)
+        return state.late_ms
+    if state.latency_max_ms > state.latency_ms:
+        return random.uniform(state.latency_ms, state.latency_max_ms)  # noqa: S311
+    return state.latency_ms
 
 
 def make_handler(state: State):
@@ -311,23 +500,33 @@ def make_handler(state: State):
                 )
                 script = state.scripts.get(url.path)
                 scripted = script.pop(0) if script else None
-            if state.latency_ms and not scripted:
-                time.sleep(state.latency_ms / 1000)
-            if scripted:
+            if scripted and scripted.get("drop"):
+                # The connection breaks before the request is acted on: no answer, no record.
+                self.close_connection = True
+                return None
+            if scripted and "json" in scripted:
                 time.sleep(scripted.get("latency_ms", 0) / 1000)
-                if "json" in scripted:
-                    return self._answer(scripted.get("status", 200), scripted["json"])
+                return self._answer(scripted.get("status", 200), scripted["json"])
+            # The provider acts on the request first and answers after its latency: an answer
+            # later than the client's timeout is a message sent all the same (the ambiguous case).
+            status, payload = self._provider_answer(url, query, body, raw)
+            if status == 200:
+                _ledger(state, url.path, query, body, payload)
+            delay = scripted.get("latency_ms", 0) if scripted else _draw_latency(state)
+            if delay:
+                time.sleep(delay / 1000)
+            return self._answer(status, payload)
+
+        def _provider_answer(self, url, query: dict, body, raw: bytes) -> tuple[int, dict]:
             if url.path == "/" and self.headers.get("X-TC-Action"):
                 # Tencent Cloud's own SDK posts to the host's root, as to sms.tencentcloudapi.com.
-                return self._answer(*tencent(state, self.command, "/", query, body, self.headers, raw=raw))
+                return tencent(state, self.command, "/", query, body, self.headers, raw=raw)
             for prefix, provider in PROVIDERS.items():
                 if url.path == prefix or url.path.startswith(prefix + "/"):
                     # Headers go as they came (case-insensitive, as HTTP header names are).
                     extra = {"raw": raw} if provider is tencent else {}
-                    return self._answer(
-                        *provider(state, self.command, url.path[len(prefix) :], query, body, self.headers, **extra)
-                    )
-            return self._answer(404, {"errcode": 404, "errmsg": "not found"})
+                    return provider(state, self.command, url.path[len(prefix) :], query, body, self.headers, **extra)
+            return 404, {"errcode": 404, "errmsg": "not found"}
 
         def _control(self, path: str, body):
             with state.lock:
@@ -344,7 +543,12 @@ def make_handler(state: State):
                     return self._answer(200, {"ok": True})
                 if path == "/_latency" and self.command == "POST":
                     state.latency_ms = int(body.get("ms", 0))
+                    state.latency_max_ms = int(body.get("max_ms", 0))
+                    state.late_share = float(body.get("late_share", 0))
+                    state.late_ms = int(body.get("late_ms", 0))
                     return self._answer(200, {"ok": True})
+                if path == "/_delivered" and self.command == "GET":
+                    return self._answer(200, state.delivered)
                 if path == "/_expire_tokens" and self.command == "POST":
                     state.tokens.clear()
                     return self._answer(200, {"ok": True})
@@ -368,5 +572,6 @@ def serve(host: str = "127.0.0.1", port: int = 8081, latency_ms: int = 0) -> Thr
     state = State()
     state.latency_ms = latency_ms
     server = FakeServer((host, port), make_handler(state))
+    server.state = state
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -131,6 +131,12 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
     SKIPPED = "skipped", _("Skipped")
     CANCELLED = "cancelled", _("Cancelled")
+    # The provider may or may not have taken it (a timeout, a worker killed mid-call): while
+    # finished_at is empty it waits for reconciliation (channels/reconcile.py); once finished it
+    # stays unknown for operations to look at and retry by hand.
+    UNKNOWN = "unknown", _("Outcome unknown")
+    # The provider said this repeats a message it already delivered (duplicate_of says which).
+    DEDUPLICATED = "deduplicated", _("Deduplicated by the provider")
 
 
 class Delivery(models.Model):
@@ -150,6 +156,13 @@ class Delivery(models.Model):
     not_before = models.DateTimeField(_("not before"))
     enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
     attempt_count = models.PositiveIntegerField(_("attempts"), default=0)
+    # A claim: the worker that holds the row ("sending", or an unknown one being reconciled) and
+    # until when. A lease that ran out belongs to a worker that died (channels/sending.py).
+    claim = models.CharField(_("claim"), max_length=32, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", verbose_name=_("duplicate of"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
     last_error_message = models.TextField(_("last error message"), blank=True)
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
@@ -167,8 +180,13 @@ class Delivery(models.Model):
         indexes = [
             # The beat tick's claim: queued rows whose time has come.
             models.Index(fields=["not_before"], condition=Q(status="queued"), name="delivery_due"),
-            # Stuck sends (worker killed mid-send).
-            models.Index(fields=["updated_at"], condition=Q(status="sending"), name="delivery_sending"),
+            # Claims whose lease ran out (worker killed mid-send), and unknown outcomes to reconcile.
+            models.Index(fields=["lease_until"], condition=Q(status="sending"), name="delivery_lease"),
+            models.Index(
+                fields=["not_before"],
+                condition=Q(status="unknown", finished_at__isnull=True),
+                name="delivery_reconcile",
+            ),
             # The coverage matrix and admin filters.
             models.Index(fields=["template_code", "channel", "status", "finished_at"], name="delivery_coverage"),
         ]
@@ -178,11 +196,21 @@ class Delivery(models.Model):
 
 
 class AttemptOutcome(models.TextChoices):
+    # Written before the request leaves, so a crash leaves a trace (channels/sending.py).
+    PENDING = "pending", _("Waiting for the provider")
     SENT = "sent", _("Sent")
     PERMANENT = "permanent", _("Permanent failure")
     TRANSIENT = "transient", _("Transient failure")
     TOKEN_EXPIRED = "token_expired", _("Token expired")
     SKIPPED = "skipped", _("Skipped")
+    # No answer (timeout, connection lost after the request left, worker killed): reconciled.
+    UNKNOWN = "unknown", _("Outcome unknown")
+    DEDUPLICATED = "deduplicated", _("Deduplicated by the provider")
+
+
+class AttemptKind(models.TextChoices):
+    SEND = "send", _("Send")
+    RECONCILE = "reconcile", _("Reconciliation")
 
 
 class DeliveryAttempt(models.Model):
@@ -192,18 +220,25 @@ class DeliveryAttempt(models.Model):
         Delivery, verbose_name=_("delivery"), on_delete=models.CASCADE, related_name="attempts"
     )
     number = models.PositiveIntegerField(_("number"))
+    kind = models.CharField(_("kind"), max_length=16, choices=AttemptKind.choices, default=AttemptKind.SEND)
+    # The idempotency key the provider was given (WeChat client_msg_id, JPush cid, Aliyun OutId,
+    # Tencent SessionContext), recorded before the request left.
+    provider_key = models.CharField(_("provider key"), max_length=128, blank=True)
     started_at = models.DateTimeField(_("started at"))
+    settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     outcome = models.CharField(_("outcome"), max_length=16, choices=AttemptOutcome.choices)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
     raw_response = models.JSONField(_("raw response"), null=True, blank=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
 
     class Meta:
         verbose_name = _("delivery attempt")
         verbose_name_plural = _("delivery attempts")
         ordering = ["delivery", "number"]
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+        indexes = [models.Index(fields=["delivery"], condition=Q(outcome="pending"), name="attempt_open")]
 
     def __str__(self):
         return f"#{self.number} {self.outcome}"

@@ -181,6 +181,19 @@ def otp_code_spent(pk: int) -> None:
     OtpCode.objects.filter(pk=pk).update(sealed_code="")
 
 
+CODE_SLOT = "{code}"
+
+
+def otp_release_for(delivery: Delivery) -> None:
+    """A code delivery reached a final state (sent, failed, skipped…): its sealed copy goes."""
+    if (
+        delivery.channel == "sms"
+        and delivery.event_ref
+        and any(CODE_SLOT in str(v) for v in (delivery.content.get("params") or {}).values())
+    ):
+        OtpCode.objects.filter(event_ref=delivery.event_ref).exclude(sealed_code="").update(sealed_code="")
+
+
 def otp_purge(*, older_than_days: int = 30) -> int:
     """Codes are evidence for a month (who asked, when, how many tries), then go."""
     deleted, _ = OtpCode.objects.filter(created_at__lt=timezone.now() - timedelta(days=older_than_days)).delete()

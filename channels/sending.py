@@ -1,26 +1,34 @@
-"""The delivery engine: send queued deliveries, keep every attempt, retry, settle.
+"""The delivery engine: claim, write the attempt, call, settle. Nothing lost, nothing sent twice.
 
-A provider backend is called outside any transaction (a slow provider must not hold row locks):
-claim the row (queued → sending), call, record the attempt and the outcome. A backend that only
-writes to our own database (`local = True`, the station inbox) runs inside the claiming
-transaction instead, many deliveries at once with bulk writes: a crash rolls everything back to
-queued, so nothing is half done.
+1. A claim (queued → sending) holds a lease: a `claim` token and `lease_until`, a little longer
+   than the provider calls of one send can take (PROVIDER_TIMEOUT). Chunks are claimed together;
+   each attempt opened in a chunk extends the lease of the members still waiting their turn.
+2. Before a request leaves, its attempt (outcome `pending`, with the provider's idempotency key)
+   is committed. After the answer, attempt and delivery settle in one transaction, only while the
+   claim is still ours.
+3. The outbox scan frees claims whose lease ran out (a dead worker): a delivery with no open
+   attempt is queued again; one with an open attempt, or whose call timed out, is `unknown` and is
+   reconciled per channel (channels/reconcile.py), never blindly resent.
+4. Local backends (the station inbox) run inside the claiming transaction, in bulk: a crash rolls
+   everything back to queued, so nothing is half done.
 """
 
 import logging
 import random
+import secrets
 import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from .models import AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
+from .models import AttemptKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
+from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
 from .ratelimit import take
-from .services import enqueue, masked_address
+from .services import enqueue, enqueue_reconcile, masked_address
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +37,20 @@ MAX_ATTEMPTS = {Channel.INBOX: 5, Channel.SMS: 4}
 DEFAULT_MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 600
-# A delivery left in "sending" this long belongs to a worker that died mid-send.
-STUCK_SENDING_AFTER = timedelta(minutes=5)
+FINAL = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.DEDUPLICATED,
+    DeliveryStatus.CANCELLED,
+)
+
+
+def lease() -> timedelta:
+    """How long a claim holds: a send is at most two provider calls (a token, then the send), plus
+    a margin for our own database writes."""
+    connect, read = settings.PROVIDER_TIMEOUT
+    return timedelta(seconds=2 * (connect + read) + 4)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -58,10 +78,10 @@ def deliveries_send(*, delivery_ids: list[int]) -> None:
             remote.append(pk)
     for channel, ids in local.items():
         _send_locally(backend_for(channel), ids)
-    if len(remote) == 1:
-        delivery_send(delivery_id=remote[0])
-    elif remote:
-        _send_remote(remote)
+    if remote:
+        claim, rows = _claim(remote)
+        for delivery in rows:
+            _send_claimed(delivery, claim)
 
 
 def delivery_send(*, delivery_id: int) -> Delivery | None:
@@ -85,29 +105,20 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
                 delivery.enqueued_at = None
                 delivery.save(update_fields=["not_before", "enqueued_at", "updated_at"])
                 return None
-        delivery.status = DeliveryStatus.SENDING
-        delivery.attempt_count += 1  # the row is locked: no one else can count
-        delivery.save(update_fields=["status", "attempt_count", "updated_at"])
-
-    started_at = timezone.now()
-    t0 = time.monotonic()
-    backend = backend_for(delivery.channel)
-    result = _call(backend, delivery) if backend is not None else _not_implemented(delivery.channel)
-    duration_ms = int((time.monotonic() - t0) * 1000)
-    with transaction.atomic():
-        attempt = _settle(delivery, result, started_at=started_at, duration_ms=duration_ms, now=timezone.now())
-        attempt.save()
-        delivery.save(update_fields=SETTLED_FIELDS)
-    _log(delivery, result)
+        claim = secrets.token_hex(8)
+        delivery.status, delivery.claim, delivery.lease_until = DeliveryStatus.SENDING, claim, now + lease()
+        delivery.save(update_fields=["status", "claim", "lease_until", "updated_at"])
+    if backend_for(delivery.channel) is None:
+        _settle_claimed(delivery, claim, None, _not_implemented(delivery.channel), now, 0)
+        return delivery
+    _send_claimed(delivery, claim)
     return delivery
 
 
-def _send_remote(ids: list[int]) -> None:
-    """A chunk of provider sends: one transaction claims them all, the calls go out one after
-    another outside any transaction (the worker pool gives the concurrency), and one transaction
-    records every attempt and outcome. Three round trips to the database per chunk instead of
-    four per delivery."""
+def _claim(ids: list[int]) -> tuple[str, list[Delivery]]:
+    """Claim the queued, due ones among these ids for this worker, under one lease."""
     now = timezone.now()
+    claim = secrets.token_hex(8)
     with transaction.atomic():
         rows = list(
             Delivery.objects.select_for_update(of=("self",), skip_locked=True)
@@ -115,27 +126,97 @@ def _send_remote(ids: list[int]) -> None:
             .filter(pk__in=ids, status=DeliveryStatus.QUEUED, not_before__lte=now)
             .order_by("pk")
         )
-        if not rows:
-            return
-        Delivery.objects.filter(pk__in=[d.pk for d in rows]).update(
-            status=DeliveryStatus.SENDING, attempt_count=F("attempt_count") + 1, updated_at=now
-        )
-    attempts = []
-    for delivery in rows:
-        delivery.attempt_count += 1
-        started_at = timezone.now()
-        t0 = time.monotonic()
-        result = _call(backend_for(delivery.channel), delivery)
-        duration_ms = int((time.monotonic() - t0) * 1000)
-        attempts.append((delivery, result, started_at, duration_ms))
-    settled_at = timezone.now()
+        if rows:
+            Delivery.objects.filter(pk__in=[d.pk for d in rows]).update(
+                status=DeliveryStatus.SENDING, claim=claim, lease_until=now + lease(), updated_at=now
+            )
+    for d in rows:
+        d.status, d.claim = DeliveryStatus.SENDING, claim
+    return claim, rows
+
+
+def _send_claimed(delivery: Delivery, claim: str) -> None:
+    backend = backend_for(delivery.channel)
+    started_at = timezone.now()
+    t0 = time.monotonic()
+    prepared = _call(backend.prepare, delivery)
+    attempt = None
+    if prepared is None:
+        attempt = _open_attempt(delivery, claim, backend.provider_key(delivery), started_at)
+        if attempt is None:
+            return  # the claim was lost (our lease ran out and the scan took the row back)
+        result = _call(backend.send, delivery)
+    else:
+        result = prepared
+    _settle_claimed(delivery, claim, attempt, result, started_at, int((time.monotonic() - t0) * 1000))
+
+
+def _open_attempt(delivery: Delivery, claim: str, provider_key: str, started_at: datetime) -> DeliveryAttempt | None:
+    """Commit the attempt before the request leaves; extend the lease of the chunk's members."""
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(
-            [_settle(d, r, started_at=at, duration_ms=ms, now=settled_at) for d, r, at, ms in attempts]
+        Delivery.objects.filter(claim=claim, status=DeliveryStatus.SENDING).update(lease_until=timezone.now() + lease())
+        owned = Delivery.objects.filter(pk=delivery.pk, claim=claim, status=DeliveryStatus.SENDING).update(
+            attempt_count=F("attempt_count") + 1
         )
-        _update_settled(rows)
-    for delivery, result, _, _ in attempts:
-        _log(delivery, result)
+        if not owned:
+            return None
+        delivery.attempt_count += 1
+        return DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=_next_number(delivery.pk),
+            kind=AttemptKind.SEND,
+            provider_key=provider_key,
+            started_at=started_at,
+            outcome=AttemptOutcome.PENDING,
+        )
+
+
+def _next_number(delivery_id: int) -> int:
+    return (DeliveryAttempt.objects.filter(delivery_id=delivery_id).aggregate(n=Max("number"))["n"] or 0) + 1
+
+
+def _settle_claimed(
+    delivery: Delivery, claim: str, attempt: DeliveryAttempt | None, result: DeliveryResult, started_at, duration_ms
+) -> None:
+    """Record the answer, if the row is still ours: claimed by us, or (our lease ran out while we
+    waited) turned unknown by the scan and not yet reconciled: then this answer is the truth."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = (
+            Delivery.objects.select_for_update()
+            .filter(pk=delivery.pk)
+            .values("claim", "status", "finished_at", "attempt_count")
+            .first()
+        )
+        ours = current is not None and (
+            current["claim"] == claim
+            or (current["status"] == DeliveryStatus.UNKNOWN and current["finished_at"] is None and not current["claim"])
+        )
+        if not ours:
+            logger.warning("delivery %s: an answer came after the row was taken back: %s", delivery.pk, result.code)
+            if attempt is not None:
+                DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+                    error_message=f"late answer, not applied: {result.outcome} {result.code} {result.message}"[:2000],
+                    raw_response=result.raw or None,
+                )
+            return
+        # A try that ended before its attempt was opened (prepare failed) still counts as one.
+        delivery.attempt_count = current["attempt_count"] + (1 if attempt is None else 0)
+        apply_result(delivery, result, now=now, started_at=started_at)
+        if attempt is None:
+            attempt = DeliveryAttempt(
+                delivery=delivery, number=_next_number(delivery.pk), kind=AttemptKind.SEND, started_at=started_at
+            )
+        attempt.outcome = result.outcome
+        attempt.error_code = result.code[:64]
+        attempt.error_message = result.message
+        attempt.raw_response = result.raw or None
+        attempt.provider_message_id = result.provider_message_id[:128]
+        attempt.duration_ms = duration_ms
+        attempt.settled_at = now
+        attempt.save()
+        delivery.save(update_fields=SETTLED_FIELDS)
+    _log(delivery, result)
 
 
 def _send_locally(backend: Backend, ids: list[int]) -> None:
@@ -161,18 +242,36 @@ def _send_locally(backend: Backend, ids: list[int]) -> None:
         groups: dict[tuple, list[int]] = {}
         for delivery, result in zip(rows, results, strict=True):
             delivery.attempt_count += 1
-            attempts.append(_settle(delivery, result, started_at=now, duration_ms=duration_ms, now=settled_at))
+            apply_result(delivery, result, now=settled_at, started_at=now)
+            attempts.append(
+                DeliveryAttempt(
+                    delivery=delivery,
+                    number=delivery.attempt_count,
+                    started_at=now,
+                    settled_at=settled_at,
+                    duration_ms=duration_ms,
+                    outcome=result.outcome,
+                    error_code=result.code,
+                    error_message=result.message,
+                    raw_response=result.raw or None,
+                    provider_message_id=result.provider_message_id,
+                )
+            )
             # Rows settled alike share one UPDATE (bulk_update's CASE per row was most of a fan-out).
-            groups.setdefault(tuple(getattr(delivery, f) for f in SETTLED_FIELDS), []).append(delivery.pk)
+            groups.setdefault(tuple(getattr(delivery, f) for f in LOCAL_FIELDS), []).append(delivery.pk)
         DeliveryAttempt.objects.bulk_create(attempts, batch_size=1000)
         for values, pks in groups.items():
             Delivery.objects.filter(pk__in=pks).update(
-                attempt_count=F("attempt_count") + 1, **dict(zip(SETTLED_FIELDS, values, strict=True))
+                attempt_count=F("attempt_count") + 1, **dict(zip(LOCAL_FIELDS, values, strict=True))
             )
 
 
 SETTLED_FIELDS = [
     "status",
+    "attempt_count",
+    "claim",
+    "lease_until",
+    "duplicate_of",
     "last_error_code",
     "last_error_message",
     "provider_message_id",
@@ -181,69 +280,58 @@ SETTLED_FIELDS = [
     "finished_at",
     "updated_at",
 ]
+LOCAL_FIELDS = [f for f in SETTLED_FIELDS if f not in ("attempt_count", "duplicate_of")]
 
 
-def _update_settled(rows: list[Delivery]) -> None:
-    """Each row's own outcome in one statement. On PostgreSQL an UPDATE … FROM (VALUES …):
-    Django's bulk_update builds a CASE per field and row, which cost more CPU than the sends."""
-    if connection.vendor != "postgresql":
-        Delivery.objects.bulk_update(rows, SETTLED_FIELDS)
-        return
-    table = Delivery._meta.db_table
-    times = {"not_before", "enqueued_at", "finished_at", "updated_at"}
-    assignments = ", ".join(f"{f} = v.{f}{'::timestamptz' if f in times else ''}" for f in SETTLED_FIELDS)
-    values = ", ".join(["(" + ", ".join(["%s"] * (len(SETTLED_FIELDS) + 1)) + ")"] * len(rows))
-    params = [value for d in rows for value in (d.pk, *(getattr(d, f) for f in SETTLED_FIELDS))]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS d SET {assignments} "  # noqa: S608 (names are ours; values are parameters)
-            f"FROM (VALUES {values}) AS v(id, {', '.join(SETTLED_FIELDS)}) WHERE d.id = v.id",
-            params,
+def apply_result(delivery: Delivery, result: DeliveryResult, *, now, started_at) -> None:
+    """A result's effect on the delivery (not saved): its status, error, next try, and the claim
+    given up. Shared by sends and by reconciliation."""
+    outcome = result.outcome
+    delivery.claim, delivery.lease_until = "", None
+    delivery.last_error_code = "" if outcome == AttemptOutcome.SENT else result.code[:64]
+    delivery.last_error_message = "" if outcome == AttemptOutcome.SENT else result.message
+    if outcome == AttemptOutcome.DEDUPLICATED and result.duplicate_key in ("", delivery.idempotency_key):
+        outcome = AttemptOutcome.SENT  # it repeats our own earlier attempt: that one went out
+    retryable = outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED)
+    if outcome == AttemptOutcome.SENT:
+        delivery.status = DeliveryStatus.SENT
+        delivery.provider_message_id = result.provider_message_id[:128] or delivery.provider_message_id
+    elif outcome == AttemptOutcome.DEDUPLICATED:
+        delivery.status = DeliveryStatus.DEDUPLICATED
+        delivery.duplicate_of = Delivery.objects.filter(idempotency_key=result.duplicate_key).first()
+    elif outcome == AttemptOutcome.SKIPPED:
+        delivery.status = DeliveryStatus.SKIPPED
+    elif outcome == AttemptOutcome.UNKNOWN:
+        # Not final: reconciliation looks at it once a request still in flight has surely landed.
+        delivery.status = DeliveryStatus.UNKNOWN
+        delivery.not_before = started_at + timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
+        delivery.enqueued_at = None
+    elif retryable and delivery.attempt_count < MAX_ATTEMPTS.get(delivery.channel, DEFAULT_MAX_ATTEMPTS):
+        delivery.status = DeliveryStatus.QUEUED
+        delivery.not_before = max(
+            result.retry_at or now, now + timedelta(seconds=backoff_seconds(delivery.attempt_count))
         )
+        delivery.enqueued_at = None
+    else:
+        delivery.status = DeliveryStatus.FAILED
+    final = delivery.status in FINAL
+    delivery.finished_at = now if final else None
+    delivery.updated_at = now
+    if final:
+        otp_release_for(delivery)  # a code's sealed copy lives no longer than its delivery
 
 
-def _call(backend: Backend, delivery: Delivery) -> DeliveryResult:
+def _call(fn, delivery: Delivery) -> DeliveryResult | None:
     try:
-        return backend.send(delivery)
+        return fn(delivery)
     except Exception as err:  # a bug of ours, not the provider's answer: keep it and retry
-        logger.exception("delivery %s: backend %s raised", delivery.pk, type(backend).__name__)
+        logger.exception("delivery %s: %s raised", delivery.pk, getattr(fn, "__qualname__", fn))
         return DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
 
 
 def _not_implemented(channel: str) -> DeliveryResult:
     return DeliveryResult(
         AttemptOutcome.SKIPPED, "channel_not_implemented", f"No provider backend for the channel {channel} yet."
-    )
-
-
-def _settle(delivery: Delivery, result: DeliveryResult, *, started_at, duration_ms: int, now) -> DeliveryAttempt:
-    """Apply a result to the delivery (not saved) and return its attempt (not saved)."""
-    sent = result.outcome == AttemptOutcome.SENT
-    delivery.last_error_code = "" if sent else result.code
-    delivery.last_error_message = "" if sent else result.message
-    retryable = result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED)
-    if sent:
-        delivery.status = DeliveryStatus.SENT
-        delivery.provider_message_id = result.provider_message_id
-    elif result.outcome == AttemptOutcome.SKIPPED:
-        delivery.status = DeliveryStatus.SKIPPED
-    elif retryable and delivery.attempt_count < MAX_ATTEMPTS.get(delivery.channel, DEFAULT_MAX_ATTEMPTS):
-        delivery.status = DeliveryStatus.QUEUED
-        delivery.not_before = now + timedelta(seconds=backoff_seconds(delivery.attempt_count))
-        delivery.enqueued_at = None
-    else:
-        delivery.status = DeliveryStatus.FAILED
-    delivery.finished_at = None if delivery.status == DeliveryStatus.QUEUED else now
-    delivery.updated_at = now
-    return DeliveryAttempt(
-        delivery=delivery,
-        number=delivery.attempt_count,
-        started_at=started_at,
-        duration_ms=duration_ms,
-        outcome=result.outcome,
-        error_code=result.code,
-        error_message=result.message,
-        raw_response=result.raw or None,
     )
 
 
@@ -259,15 +347,30 @@ def _log(delivery: Delivery, result: DeliveryResult) -> None:
 
 
 def deliveries_requeue_due(*, now: datetime | None = None, limit: int | None = None) -> int:
-    """Enqueue queued deliveries whose time has come and that no worker holds: retries that are
-    due, and those whose first enqueue was lost. Also frees sends stuck by a dead worker."""
+    """The outbox scan: free claims whose lease ran out (an open attempt makes the delivery
+    unknown; none, queued again), hand unknown outcomes to reconciliation, and enqueue queued
+    deliveries whose time has come and that no worker holds (retries, lost enqueues)."""
     now = now or timezone.now()
     limit = limit or settings.NOTIFYCENTER["SCAN_BATCH_SIZE"]
     lost_before = now - timedelta(seconds=settings.NOTIFYCENTER["REQUEUE_AFTER_SECONDS"])
     with transaction.atomic():
-        Delivery.objects.filter(status=DeliveryStatus.SENDING, updated_at__lt=now - STUCK_SENDING_AFTER).update(
-            status=DeliveryStatus.QUEUED, enqueued_at=None, updated_at=now
+        expired = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.SENDING, lease_until__lt=now)
+            .values_list("pk", flat=True)[:limit]
         )
+        if expired:
+            _free_expired(expired, now)
+        reconcile = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.UNKNOWN, finished_at__isnull=True, not_before__lte=now)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before))
+            .values_list("pk", flat=True)[:limit]
+        )
+        if reconcile:
+            Delivery.objects.filter(pk__in=reconcile).update(enqueued_at=now)
+            transaction.on_commit(lambda: enqueue_reconcile(reconcile))
         due = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(status=DeliveryStatus.QUEUED, not_before__lte=now)
@@ -279,3 +382,33 @@ def deliveries_requeue_due(*, now: datetime | None = None, limit: int | None = N
             Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(enqueued_at=now)
             transaction.on_commit(lambda: enqueue(due))
     return len(due)
+
+
+def _free_expired(ids: list[int], now) -> None:
+    in_flight = set(
+        DeliveryAttempt.objects.filter(delivery_id__in=ids, outcome=AttemptOutcome.PENDING).values_list(
+            "delivery_id", flat=True
+        )
+    )
+    if in_flight:
+        words = "The worker ended (or stalled) while waiting for the provider's answer; the outcome is unknown."
+        DeliveryAttempt.objects.filter(delivery_id__in=in_flight, outcome=AttemptOutcome.PENDING).update(
+            outcome=AttemptOutcome.UNKNOWN, error_code="worker_lost", error_message=words, settled_at=now
+        )
+        Delivery.objects.filter(pk__in=in_flight).update(
+            status=DeliveryStatus.UNKNOWN,
+            claim="",
+            lease_until=None,
+            enqueued_at=None,
+            not_before=now,  # the lease outlasted any request still in flight
+            last_error_code="worker_lost",
+            last_error_message=words,
+            updated_at=now,
+        )
+    idle = [pk for pk in ids if pk not in in_flight]
+    if idle:
+        # Claimed but never called: simply queued again, at once.
+        Delivery.objects.filter(pk__in=idle).update(
+            status=DeliveryStatus.QUEUED, claim="", lease_until=None, enqueued_at=None, not_before=now, updated_at=now
+        )
+    logger.warning("outbox scan: %d expired claims, %d with a call in flight", len(ids), len(in_flight))

@@ -138,6 +138,18 @@ def enqueue(deliveries: list[tuple[int, str]]) -> None:
                 logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
 
 
+def enqueue_reconcile(delivery_ids: list[int]) -> None:
+    """Hand unknown outcomes to the workers for reconciliation; the scan retries a lost enqueue."""
+    from .tasks import reconcile_many
+
+    for start in range(0, len(delivery_ids), DEFAULT_ENQUEUE_CHUNK):
+        chunk = delivery_ids[start : start + DEFAULT_ENQUEUE_CHUNK]
+        try:
+            reconcile_many.delay(chunk)
+        except Exception:
+            logger.exception("enqueue of reconciliations %s failed; the outbox scan will retry them", chunk)
+
+
 def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
     """Cancel the deliveries of these messages that have not gone out yet."""
     return Delivery.objects.filter(message_ref__in=message_refs, status=DeliveryStatus.QUEUED).update(
@@ -246,21 +258,28 @@ def account_check(*, account: ChannelAccount) -> bool:
     return ok
 
 
-RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED)
+RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED, DeliveryStatus.UNKNOWN)
 
 
 def deliveries_retry(*, ids: list[int]) -> int:
-    """Operations' "retry now": failed, cancelled or waiting deliveries go out again at once (one
-    more attempt, whatever the count so far). Sent and skipped ones are left as they are."""
+    """Operations' "retry now": failed, cancelled, unknown or waiting deliveries go out again at
+    once (one more attempt, whatever the count so far). Sent and skipped ones are left as they
+    are. An unknown one is a person's decision to risk a repeat; one being reconciled right now
+    (claimed) is left to finish."""
     now = timezone.now()
     with transaction.atomic():
         due = list(
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=ids, status__in=RETRYABLE)
+            .filter(pk__in=ids, status__in=RETRYABLE, claim="")
             .values_list("pk", "channel")
         )
         Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
-            status=DeliveryStatus.QUEUED, not_before=now, enqueued_at=now, finished_at=None, updated_at=now
+            status=DeliveryStatus.QUEUED,
+            not_before=now,
+            enqueued_at=now,
+            finished_at=None,
+            lease_until=None,
+            updated_at=now,
         )
         transaction.on_commit(lambda: enqueue(due))
     return len(due)

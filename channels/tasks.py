@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from .otp import otp_purge
+from .reconcile import deliveries_reconcile
 from .sending import deliveries_requeue_due, deliveries_send
 
 
@@ -10,6 +11,12 @@ from .sending import deliveries_requeue_due, deliveries_send
 def deliver_many(delivery_ids: list[int]) -> None:
     """A chunk of deliveries; a redelivered task skips those already settled."""
     deliveries_send(delivery_ids=delivery_ids)
+
+
+@shared_task(name="channels.tasks.reconcile_many", acks_late=True, reject_on_worker_lost=True)
+def reconcile_many(delivery_ids: list[int]) -> None:
+    """Unknown outcomes: ask, resend with the same key, or settle (channels/reconcile.py)."""
+    deliveries_reconcile(delivery_ids=delivery_ids)
 
 
 @shared_task(name="channels.tasks.requeue_due_deliveries", ignore_result=True)

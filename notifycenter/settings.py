@@ -144,6 +144,16 @@ INBOX_JWT = {
 # Channel credentials are encrypted at rest with these Fernet keys (first one encrypts).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
+# Provider calls: (connect, read) timeouts in seconds. A claim's lease is derived from them
+# (channels/sending.py); an answer later than the read timeout is an unknown outcome, reconciled.
+PROVIDER_TIMEOUT = (
+    env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0),
+    env.float("PROVIDER_READ_TIMEOUT", default=10.0),
+)
+# Unknown outcomes are looked at this long after the attempt started, so that a request still in
+# flight at the provider has landed before we ask (or resend).
+RECONCILE_AFTER_SECONDS = env.int("NOTIFYCENTER_RECONCILE_AFTER_SECONDS", default=30)
+
 # Base URLs of the providers; tests and the sandbox point them at `manage.py fakeproviders`.
 FAKE_PROVIDERS_URL = env.str("FAKE_PROVIDERS_URL", default="http://127.0.0.1:8081")
 

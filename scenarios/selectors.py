@@ -86,11 +86,16 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
         entries.append(TimelineEntry(d.created_at, _("delivery queued"), f"{d.channel} #{d.pk}", d.pk))
         for a in d.attempts.all():
             words = f"{a.error_code} {a.error_message}".strip()
+            if a.kind == "reconcile":
+                what = _("reconciliation: %(outcome)s") % {"outcome": a.get_outcome_display()}
+            else:
+                what = _("attempt %(number)d: %(outcome)s") % {"number": a.number, "outcome": a.get_outcome_display()}
+            key = f" key {a.provider_key}" if a.provider_key else ""
             entries.append(
                 TimelineEntry(
                     a.started_at,
-                    _("attempt %(number)d: %(outcome)s") % {"number": a.number, "outcome": a.get_outcome_display()},
-                    f"{d.channel} #{d.pk} {a.duration_ms} ms {words}".strip(),
+                    what,
+                    f"{d.channel} #{d.pk} {a.duration_ms} ms{key} {words}".strip(),
                     d.pk,
                     "ok" if a.outcome == "sent" else "bad",
                 )

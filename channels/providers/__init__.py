@@ -4,7 +4,7 @@ A channel with no backend yet is not silently dropped: its deliveries end as ski
 reason `channel_not_implemented`, visible in the admin.
 """
 
-from .base import Backend, DeliveryResult
+from .base import Backend, DeliveryResult, Reconcile
 from .inbox import InboxBackend
 from .jpush import JPushBackend
 from .sms import SmsBackend
@@ -30,4 +30,4 @@ def backend_for(channel: str) -> Backend | None:
     return cls() if cls else None
 
 
-__all__ = ["Backend", "DeliveryResult", "backend_for"]
+__all__ = ["Backend", "DeliveryResult", "Reconcile", "backend_for"]

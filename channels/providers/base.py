@@ -1,34 +1,67 @@
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from ..models import AttemptOutcome, Delivery
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """A provider's answer, normalized: the outcome plus the provider's own code and words."""
+    """A provider's answer, normalized: the outcome plus the provider's own code and words.
+
+    `retry_at` holds a transient failure until then (a daily quota: not before tomorrow);
+    `duplicate_key` names the idempotency key of the message a "duplicate" answer repeated."""
 
     outcome: str
     code: str = ""
     message: str = ""
     raw: dict = field(default_factory=dict)
     provider_message_id: str = ""
+    retry_at: datetime | None = None
+    duplicate_key: str = ""
 
     def __post_init__(self):
-        if self.outcome not in AttemptOutcome.values:
+        if self.outcome not in AttemptOutcome.values or self.outcome == AttemptOutcome.PENDING:
             raise ValueError(f"unknown outcome {self.outcome!r}")
+
+
+class Reconcile:
+    """How an unknown outcome is settled for a channel (docs/architecture.md has the table)."""
+
+    DEDUP = "dedup"  # resend with the same idempotency key while the provider's window is open
+    QUERY = "query"  # ask the provider; resend only when it has no record
+    NONE = "none"  # no way to know: settle as unknown (unless the binding says at least once)
 
 
 class Backend:
     """One provider's way of sending one channel. `send` never raises for a provider's refusal:
-    it returns the refusal as a result; it raises only for the project's own bugs."""
+    it returns the refusal as a result; it raises only for the project's own bugs.
+
+    The engine calls `prepare` (may talk to the provider, must send nothing to a person), then
+    records the attempt with `provider_key`, then calls `send`."""
 
     channel: str = ""
     provider: str = ""
     # True for backends that only write to our own database: the engine then calls send_many
     # inside the transaction that claims the deliveries (see channels/sending.py).
     local: bool = False
+    reconcile: str = Reconcile.NONE
+    # Reconcile.DEDUP: how long the provider drops a repeat of the same key.
+    dedup_window: timedelta = timedelta(0)
+
+    def prepare(self, delivery: Delivery) -> DeliveryResult | None:
+        """Anything needed before the attempt is recorded (a JPush cid); a result ends the try."""
+        return None
+
+    def provider_key(self, delivery: Delivery) -> str:
+        """The idempotency key this provider is given for the delivery, "" if it takes none."""
+        return ""
 
     def send(self, delivery: Delivery) -> DeliveryResult:
+        raise NotImplementedError
+
+    def query(self, delivery: Delivery) -> DeliveryResult | None:
+        """Reconcile.QUERY: what the provider knows of this delivery's message. SENT (or a final
+        failure) when it has a record, None when it has none; TRANSIENT when it could not say."""
         raise NotImplementedError
 
     def send_many(self, deliveries: list[Delivery]) -> list[DeliveryResult]:

@@ -17,7 +17,6 @@ from django.conf import settings
 from ..models import AttemptOutcome, ChannelAccount
 from .base import Backend, DeliveryResult
 
-TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
 _pool: urllib3.PoolManager | None = None
 
 
@@ -25,8 +24,14 @@ def http() -> urllib3.PoolManager:
     global _pool
     if _pool is None:
         # Kept-alive connections per provider host, as many as a threaded worker sends at once.
-        _pool = urllib3.PoolManager(num_pools=20, maxsize=64, block=False, retries=False, timeout=TIMEOUT)
+        _pool = urllib3.PoolManager(num_pools=20, maxsize=64, block=False, retries=False)
     return _pool
+
+
+def timeout() -> urllib3.Timeout:
+    """settings.PROVIDER_TIMEOUT: (connect, read) seconds. The engine's lease is derived from it."""
+    connect, read = settings.PROVIDER_TIMEOUT
+    return urllib3.Timeout(connect=connect, read=read)
 
 
 class ProviderHttpError(Exception):
@@ -59,8 +64,10 @@ class HttpBackend(Backend):
         auth: tuple[str, str] | None = None,
     ) -> dict:
         """One call: `params` in the query, a body as `json`, form `data` or raw `content`, HTTP
-        basic `auth`. Returns the JSON answer; raises ProviderHttpError with a transient result
-        for timeouts, connection errors, 5xx and answers that are not JSON."""
+        basic `auth`. Returns the JSON answer; raises ProviderHttpError with a result:
+        transient when the request surely did not reach the provider or the provider said it
+        failed (connection refused, connect timeout, 5xx, an answer that is not JSON), unknown
+        when it may have been acted on (read timeout, connection lost after the request left)."""
         if params:
             url = f"{url}?{urlencode(params)}"
         sent_headers = dict(headers or {})
@@ -74,14 +81,22 @@ class HttpBackend(Backend):
         if auth is not None:
             sent_headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         try:
-            response = http().request(method, url, body=body, headers=sent_headers)
+            response = http().request(method, url, body=body, headers=sent_headers, timeout=timeout())
         except urllib3.exceptions.NewConnectionError as err:  # a subclass of the timeout error, but refused
             raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))) from err
-        except urllib3.exceptions.TimeoutError as err:
-            raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, "timeout", repr(err))) from err
+        except urllib3.exceptions.ConnectTimeoutError as err:  # never connected: nothing left
+            raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, "connect_timeout", repr(err))) from err
+        except urllib3.exceptions.ReadTimeoutError as err:
+            # The request left; the provider may act on it after we stopped waiting.
+            raise ProviderHttpError(DeliveryResult(AttemptOutcome.UNKNOWN, "timeout", repr(err))) from err
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError) as err:
+            # The connection broke with the request sent or half sent: the outcome is unknown.
+            raise ProviderHttpError(DeliveryResult(AttemptOutcome.UNKNOWN, "connection_lost", repr(err))) from err
         except urllib3.exceptions.HTTPError as err:
             raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))) from err
         text = response.data.decode("utf-8", errors="replace")
+        if response.status == 504:  # a gateway gave up waiting: the provider may still act on it
+            raise ProviderHttpError(DeliveryResult(AttemptOutcome.UNKNOWN, "http_504", text[:500]))
         if response.status >= 500:
             raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, f"http_{response.status}", text[:500]))
         try:

@@ -2,8 +2,10 @@
 Android and iOS with the message's deep link in `extras`. A `cid` from JPush's cid API is kept on
 the delivery before the first try, so a retry carries the same cid and JPush never pushes twice."""
 
+from datetime import timedelta
+
 from ..models import AttemptOutcome, Delivery
-from .base import DeliveryResult
+from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError
 
 TRANSIENT_CODES = {
@@ -17,6 +19,25 @@ class JPushBackend(HttpBackend):
     provider = "jpush"
     public_base_url = "https://api.jpush.cn"
     sandbox_prefix = "/jpush"
+    # A push repeated with the same cid answers the first push's result and pushes nothing
+    # (JPush "cid: 用于防止 api 调用端重试造成服务端的重复推送"); we trust it for a day.
+    reconcile = Reconcile.DEDUP
+    dedup_window = timedelta(days=1)
+
+    def prepare(self, delivery: Delivery) -> DeliveryResult | None:
+        """The cid is fetched (and kept on the delivery) before the attempt is recorded with it."""
+        account = delivery.account
+        secret = (account.credentials or {}).get("master_secret") if account else None
+        if not secret or delivery.content.get("jpush_cid"):
+            return None
+        try:
+            self._new_cid(delivery, (account.app_id, secret))
+        except ProviderHttpError as err:
+            return err.result
+        return None
+
+    def provider_key(self, delivery: Delivery) -> str:
+        return delivery.content.get("jpush_cid", "")
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         account = delivery.account

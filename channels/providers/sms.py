@@ -12,19 +12,34 @@ import hmac
 import json
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlparse
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
-from ..models import AttemptOutcome, Delivery
-from ..otp import otp_code_for_delivery, otp_code_spent
-from .base import DeliveryResult
+from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
+from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
+from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError
 
-# What a verification-code template renders where the code goes (scenarios fills it in);
-# the one-time-code flow puts the real code there at send time.
-CODE_SLOT = "{code}"
+__all__ = ["CODE_SLOT", "SmsBackend"]  # CODE_SLOT: what a code template renders where the code goes
+# Both providers count their daily limits by the day in China.
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def next_china_day(now: datetime | None = None) -> datetime:
+    """Midnight after `now` in China: a daily quota is not retried before it."""
+    local = (now or datetime.now(UTC)).astimezone(CHINA)
+    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
+
+
+def aliyun_daily_limit(code: str, message: str) -> bool:
+    # isv.BUSINESS_LIMIT_CONTROL is one code for every flow control; the message names the level:
+    # "触发分钟级流控Permits:1", "触发小时级流控Permits:5", "触发天级流控Permits:10".
+    return code == "isv.BUSINESS_LIMIT_CONTROL" and "天级" in message
+
+
 ALIYUN_TRANSIENT = {
     "isv.BUSINESS_LIMIT_CONTROL",  # "触发分钟级流控Permits:1" and the like: wait and retry
     "Throttling.User",
@@ -84,6 +99,12 @@ def tencent_phone(address: str) -> str:
 class SmsBackend(HttpBackend):
     channel = "sms"
     provider = "aliyun"
+    # Neither provider drops a repeat; both can be asked what they sent to a number (query()).
+    reconcile = Reconcile.QUERY
+
+    def provider_key(self, delivery: Delivery) -> str:
+        return delivery.idempotency_key  # Aliyun OutId, Tencent SessionContext
+
     public_base_urls = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com"}
 
     def base_url(self, account) -> str:
@@ -108,9 +129,92 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(AttemptOutcome.PERMANENT, *otp.failure)
             params = {k: str(v).replace(CODE_SLOT, otp.code) for k, v in params.items()}
         result = send(delivery, params)
-        if otp is not None and result.outcome != AttemptOutcome.TRANSIENT:
+        if otp is not None and result.outcome not in (AttemptOutcome.TRANSIENT, AttemptOutcome.UNKNOWN):
             otp_code_spent(otp.pk)  # answered for good: the sealed copy goes
         return result
+
+    def query(self, delivery: Delivery) -> DeliveryResult | None:
+        """What the provider recorded for this delivery's key on the day of its first unknown
+        attempt: SENT, FAILED (its own words), None (no record), or TRANSIENT (could not ask)."""
+        account = delivery.account
+        since = (
+            DeliveryAttempt.objects.filter(delivery=delivery, kind=AttemptKind.SEND)
+            .exclude(outcome=AttemptOutcome.PENDING)
+            .order_by("started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        ) or delivery.created_at
+        if account is None:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No SMS account is configured.")
+        if account.provider == "aliyun":
+            return self.query_aliyun(delivery, since)
+        if account.provider == "tencent":
+            return self.query_tencent(delivery, since)
+        return DeliveryResult(AttemptOutcome.PERMANENT, "provider_not_supported", account.provider)
+
+    def query_aliyun(self, delivery: Delivery, since: datetime) -> DeliveryResult | None:
+        # QuerySendDetails: one number, one day (yyyyMMdd, the last 30 days), pages of at most 50;
+        # each record carries our OutId. SendStatus 1 waiting for a receipt, 2 failed, 3 delivered.
+        days = {since.astimezone(CHINA).strftime("%Y%m%d"), datetime.now(CHINA).strftime("%Y%m%d")}
+        for day in sorted(days):
+            page = 1
+            while True:
+                answer = self.aliyun_call(
+                    delivery.account,
+                    "QuerySendDetails",
+                    {"PhoneNumber": delivery.address, "SendDate": day, "PageSize": 50, "CurrentPage": page},
+                )
+                if isinstance(answer, DeliveryResult):
+                    return DeliveryResult(AttemptOutcome.TRANSIENT, answer.code, answer.message, answer.raw)
+                if answer.get("Code") != "OK":
+                    code, words = answer.get("Code", ""), answer.get("Message", "")
+                    return DeliveryResult(AttemptOutcome.TRANSIENT, code, words, answer)
+                records = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+                for record in records:
+                    if record.get("OutId") == delivery.idempotency_key:
+                        return _aliyun_record(record)
+                if page * 50 >= int(answer.get("TotalCount") or 0) or not records:
+                    break
+                page += 1
+        return None
+
+    def query_tencent(self, delivery: Delivery, since: datetime) -> DeliveryResult | None:
+        # PullSmsSendStatusByPhoneNumber pulls the status reports of one number since BeginTime
+        # (at most 100 a call), each with our SessionContext. A message that has no status report
+        # yet is not listed: RECONCILE_AFTER_SECONDS gives the report time to come first.
+        begin = int(since.timestamp()) - 60
+        offset = 0
+        while True:
+            answer = self.tencent_call(
+                delivery.account,
+                "PullSmsSendStatusByPhoneNumber",
+                {
+                    "BeginTime": begin,
+                    "EndTime": int(time.time()) + 60,
+                    "Offset": offset,
+                    "Limit": 100,
+                    "PhoneNumber": tencent_phone(delivery.address),
+                    "SmsSdkAppId": delivery.account.app_id,
+                },
+            )
+            if isinstance(answer, DeliveryResult):
+                return DeliveryResult(AttemptOutcome.TRANSIENT, answer.code, answer.message, answer.raw)
+            response = answer.get("Response") or {}
+            if response.get("Error"):
+                error = response["Error"]
+                return DeliveryResult(AttemptOutcome.TRANSIENT, error.get("Code", ""), error.get("Message", ""), answer)
+            reports = response.get("PullSmsSendStatusSet") or []
+            for report in reports:
+                if report.get("SessionContext") == delivery.idempotency_key:
+                    if report.get("ReportStatus") == "FAIL":
+                        return DeliveryResult(
+                            AttemptOutcome.PERMANENT, report.get("Description", "FAIL"), "status report: FAIL", report
+                        )
+                    serial = report.get("SerialNo", "")
+                    return DeliveryResult(AttemptOutcome.SENT, raw=report, provider_message_id=serial)
+            if len(reports) < 100:
+                return None
+            offset += 100
 
     def problems(self, content: dict) -> list[str]:
         found = [] if content.get("template_id") else ["no SMS template code"]
@@ -202,7 +306,8 @@ class SmsBackend(HttpBackend):
         if code == "OK":
             return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=answer.get("BizId", ""))
         outcome = AttemptOutcome.TRANSIENT if code in ALIYUN_TRANSIENT else AttemptOutcome.PERMANENT
-        return DeliveryResult(outcome, code, answer.get("Message", ""), answer)
+        retry_at = next_china_day() if aliyun_daily_limit(code, answer.get("Message", "")) else None
+        return DeliveryResult(outcome, code, answer.get("Message", ""), answer, retry_at=retry_at)
 
     def tencent_call(self, account, action: str, body: dict) -> dict | DeliveryResult:
         credentials = account.credentials or {}
@@ -260,4 +365,13 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=error.get("SerialNo", ""))
         code = error.get("Code", "") or "bad_response"
         outcome = AttemptOutcome.TRANSIENT if code.startswith(TENCENT_TRANSIENT_PREFIXES) else AttemptOutcome.PERMANENT
-        return DeliveryResult(outcome, code, error.get("Message", ""), answer)
+        # "LimitExceeded.PhoneNumberDailyLimit": the number's daily cap; tomorrow, not in minutes.
+        retry_at = next_china_day() if code == "LimitExceeded.PhoneNumberDailyLimit" else None
+        return DeliveryResult(outcome, code, error.get("Message", ""), answer, retry_at=retry_at)
+
+
+def _aliyun_record(record: dict) -> DeliveryResult:
+    if int(record.get("SendStatus") or 0) == 2:  # the carrier refused it: final, in its words
+        code = record.get("ErrCode", "") or "send_failed"
+        return DeliveryResult(AttemptOutcome.PERMANENT, code, "SendStatus 2", record)
+    return DeliveryResult(AttemptOutcome.SENT, raw=record, provider_message_id=record.get("BizId", "") or "")

@@ -2,6 +2,9 @@
 account and cached (channels/tokens.py), and on an expired token one refresh and an immediate
 second try. Subclasses give their token request and their table of codes."""
 
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from ..models import AttemptOutcome, ChannelAccount
 from ..tokens import TokenUnavailable, access_token, token_expired, token_store
 from .base import DeliveryResult
@@ -12,6 +15,8 @@ class TokenBackend(HttpBackend):
     token_path = ""
     token_codes: frozenset = frozenset()
     transient_codes: frozenset = frozenset({-1})
+    # Codes that mean "today's quota is spent": retried after midnight in China, not in minutes.
+    daily_quota_codes: frozenset = frozenset()
 
     def token_params(self, account: ChannelAccount) -> dict:
         raise NotImplementedError
@@ -48,6 +53,7 @@ class TokenBackend(HttpBackend):
                 "" if errcode == 0 else answer.get("errmsg", ""),
                 answer,
                 str(answer.get("msgid", "")),
+                retry_at=_next_china_day() if errcode in self.daily_quota_codes else None,
             )
         raise AssertionError("unreachable")
 
@@ -69,3 +75,8 @@ class TokenBackend(HttpBackend):
                 DeliveryResult(self.outcome_for(errcode), str(errcode), answer.get("errmsg", ""), answer)
             )
         return answer["access_token"], int(answer.get("expires_in", 7200))
+
+
+def _next_china_day() -> datetime:
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)

@@ -7,12 +7,13 @@ token refreshes; this module needs all three.
 """
 
 import re
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
 
 from ..models import AttemptOutcome, ChannelAccount, Delivery, SubscribeConsent
-from .base import DeliveryResult
+from .base import DeliveryResult, Reconcile
 from .tokened import TokenBackend
 
 # errcode → outcome. The words are the provider's own (errmsg), kept on every attempt.
@@ -87,6 +88,7 @@ class WeChatBackend(TokenBackend):
     token_path = "/cgi-bin/token"  # noqa: S105 (a URL path, not a secret)
     token_codes = frozenset(TOKEN_CODES)
     transient_codes = frozenset(TRANSIENT_CODES)
+    daily_quota_codes = frozenset({45009})  # "reach max api daily quota limit"
     send_path = ""
 
     def body(self, delivery: Delivery, data: dict) -> dict:
@@ -128,6 +130,13 @@ class OfficialAccountTemplateBackend(WeChatBackend):
 
     channel = "wechat_oa_template"
     send_path = "/cgi-bin/message/template/send"
+    # "client_msg_id: 防重入id。对于同一个openid + client_msg_id，只发送一条消息，10分钟有效，超过10分钟
+    # 不保证效果" (message/template/send): a resend with the same id inside 10 minutes is safe.
+    reconcile = Reconcile.DEDUP
+    dedup_window = timedelta(minutes=10)
+
+    def provider_key(self, delivery: Delivery) -> str:
+        return delivery.idempotency_key
 
     def body(self, delivery: Delivery, data: dict) -> dict:
         link = delivery.content.get("link") or {}
@@ -150,6 +159,9 @@ class MiniProgramSubscribeBackend(WeChatBackend):
 
     channel = "wechat_mini_subscribe"
     send_path = "/cgi-bin/message/subscribe/send"
+    # subscribeMessage.send takes no idempotency key and has no query: an unknown outcome stays
+    # unknown (channels/reconcile.py), unless the binding says at least once.
+    reconcile = Reconcile.NONE
 
     def body(self, delivery: Delivery, data: dict) -> dict:
         link = delivery.content.get("link") or {}

@@ -2,8 +2,10 @@
 a minute ("api freq out of limit" past it): its account's rate limit keeps deliveries waiting in
 the outbox, never dropped."""
 
+from datetime import timedelta
+
 from ..models import AttemptOutcome, Delivery
-from .base import DeliveryResult
+from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError
 from .tokened import TokenBackend
 
@@ -27,6 +29,7 @@ class WeComRobotBackend(HttpBackend):
     provider = "wecom"
     public_base_url = "https://qyapi.weixin.qq.com"
     sandbox_prefix = "/wecom"
+    reconcile = Reconcile.NONE  # a webhook post has no key and no query
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         account = delivery.account
@@ -80,6 +83,9 @@ class WeComAppBackend(TokenBackend):
     token_path = "/cgi-bin/gettoken"  # noqa: S105 (a URL path, not a secret)
     token_codes = frozenset({40014, 42001})  # "invalid access_token", "access_token expired"
     transient_codes = frozenset(TRANSIENT_CODES)
+    # The duplicate check (same user, same content, within duplicate_check_interval) is the key.
+    reconcile = Reconcile.DEDUP
+    dedup_window = timedelta(seconds=1800)
 
     def token_params(self, account) -> dict:
         return {"corpid": account.app_id, "corpsecret": (account.credentials or {}).get("corp_secret", "")}

@@ -107,16 +107,20 @@ def test_sending_twice_sends_once(push, doctor):
     assert len(backend.sent) == 1
 
 
-def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_stuck_sends(
+def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_expired_claims(
     push, doctor, django_capture_on_commit_callbacks
 ):
     push()
     lost, later, stuck = queued(doctor, "lost"), queued(doctor, "later"), queued(doctor, "stuck")
+    held = queued(doctor, "held")
     queued(doctor, "fresh")  # enqueued just now: a worker has it
     now = timezone.now()
     Delivery.objects.filter(pk=lost.pk).update(enqueued_at=now - timedelta(minutes=5))
     Delivery.objects.filter(pk=later.pk).update(not_before=now + timedelta(hours=1), enqueued_at=None)
-    Delivery.objects.filter(pk=stuck.pk).update(status="sending", updated_at=now - timedelta(minutes=10))
+    # Claimed by a worker that died before calling: its lease ran out a second ago.
+    Delivery.objects.filter(pk=stuck.pk).update(status="sending", claim="dead", lease_until=now - timedelta(seconds=1))
+    # Claimed by a live worker: its lease still runs.
+    Delivery.objects.filter(pk=held.pk).update(status="sending", claim="live", lease_until=now + timedelta(seconds=9))
 
     with django_capture_on_commit_callbacks() as callbacks:
         picked = deliveries_requeue_due(now=now)
@@ -126,6 +130,8 @@ def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_stuck_sends(
     refreshed = {d.idempotency_key: d for d in Delivery.objects.all()}
     assert refreshed["lost"].enqueued_at == now
     assert refreshed["stuck"].status == "queued" and refreshed["stuck"].enqueued_at == now
+    assert refreshed["stuck"].claim == "" and refreshed["stuck"].lease_until is None
+    assert refreshed["held"].status == "sending" and refreshed["held"].claim == "live"
     assert refreshed["fresh"].enqueued_at != now
     assert refreshed["later"].enqueued_at is None
 
