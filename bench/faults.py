@@ -219,8 +219,22 @@ def main():
     parser.add_argument("--robots", type=int, default=50, help="WeCom robots (20 messages a minute each), 4 each")
     parser.add_argument("--fake-port", type=int, default=18091)
     parser.add_argument("--wait-seconds", type=int, default=240, help="after the last fault, at most")
+    parser.add_argument("--no-peer", action="store_true", help="skip the run without faults")
     args = parser.parse_args()
+    peer = None if args.no_peer else trial(args, faults=False)
+    faulted = trial(args, faults=True)
+    print("\n## Runs")
+    rows = [r for r in (peer, faulted) if r is not None]
+    print_table(("run", "accepted", "all final after (s from first release)", "deliveries/s", "not final"), rows)
+    if peer is not None:
+        print(
+            f"\nthe faulted run took {float(faulted[2]) - float(peer[2]):.1f} s longer than the peer "
+            f"({args.db_cut_seconds} s of it with no database at all)"
+        )
 
+
+def trial(args, *, faults: bool) -> tuple:
+    """One run on a fresh database, fake server and workers; with faults, the kills and the cut."""
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
     db = db_url_for(base, (urlparse(base).path.lstrip("/") or "notifycenter") + "_faults")
     fake_url = f"http://127.0.0.1:{args.fake_port}"
@@ -253,9 +267,10 @@ def main():
         "PROVIDER_READ_TIMEOUT": "1.0",
         "NOTIFYCENTER_RECONCILE_AFTER_SECONDS": "5",
     }
+    label = "with faults" if faults else "peer: no faults"
     print(
-        f"database {db} (workers through a cuttable proxy on :{proxy.port}), redis {env['REDIS_URL']}, "
-        f"{os.cpu_count()} cores; logs in {log_dir}",
+        f"\n# {label}: database {db} (workers through a cuttable proxy on :{proxy.port}), "
+        f"redis {env['REDIS_URL']}, {os.cpu_count()} cores; logs in {log_dir}",
         flush=True,
     )
     fake = subprocess.Popen(
@@ -288,42 +303,56 @@ def main():
         time.sleep(8)  # workers up before the clock starts
         t0 = time.monotonic()
         waves = 5
-        faults = [(3 + 4 * k, "kill", f"w{k % 2 + 1}") for k in range(args.kills)]
-        cut_at = (faults[-1][0] if faults else 0) + 4
-        events = [(w * 2, "release", w) for w in range(waves)] + faults
-        events += [(cut_at, "cut", None), (cut_at + args.db_cut_seconds, "restore", None)]
+        events = [(w * 2, "release", w) for w in range(waves)]
+        if faults:
+            kills = [(3 + 4 * k, "kill", f"w{k % 2 + 1}") for k in range(args.kills)]
+            cut_at = (kills[-1][0] if kills else 0) + 4
+            events += [*kills, (cut_at, "cut", None), (cut_at + args.db_cut_seconds, "restore", None)]
         log = []
         for at, what, arg in sorted(events, key=lambda e: e[0]):
             time.sleep(max(0, at - (time.monotonic() - t0)))
+            now = time.monotonic() - t0
             if what == "release":
                 subprocess.Popen([PY, "-c", RELEASE, str(arg), str(waves)], cwd=ROOT, env=env)
             elif what == "kill":
                 os.killpg(workers[arg].pid, signal.SIGKILL)
                 workers[arg].wait()
-                log.append(f"{time.monotonic() - t0:5.1f} s: kill -9 of {arg}'s process group")
+                log.append(f"{now:5.1f} s: kill -9 of {arg}'s process group ({not_final(db)} deliveries not final)")
                 time.sleep(1)
                 workers[arg] = start_worker(worker_env, arg, log_dir)
             elif what == "cut":
                 proxy.cut()
-                log.append(f"{time.monotonic() - t0:5.1f} s: every database connection cut")
+                log.append(f"{now:5.1f} s: every database connection cut ({not_final(db)} deliveries not final)")
             elif what == "restore":
                 proxy.restore()
-                log.append(f"{time.monotonic() - t0:5.1f} s: database reachable again")
-        fault_end = time.monotonic()
-        recovered = None
-        while time.monotonic() - fault_end < args.wait_seconds:
+                log.append(f"{now:5.1f} s: database reachable again ({not_final(db)} deliveries not final)")
+        last_event = time.monotonic()
+        done = None
+        while time.monotonic() - last_event < args.wait_seconds:
             if not_final(db) == 0:
-                recovered = time.monotonic() - fault_end
+                done = time.monotonic()
                 break
             time.sleep(0.5)
         for line in log:
             print(line)
-        report(db, fake_url, args, recovered)
+        recovered = None if done is None else done - last_event
+        if faults:
+            report(db, fake_url, args, recovered)
+        total = None if done is None else done - t0
+        left = not_final(db)
     finally:
         for p in [*workers.values(), beat]:
             if p is not None and p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
         fake.terminate()
+        fake.wait()
+    return (
+        label,
+        f"{args.deliveries:,}",
+        "never" if total is None else f"{total:.1f}",
+        "" if total is None else f"{args.deliveries / total:,.0f}",
+        left,
+    )
 
 
 def report(db: str, fake_url: str, args, recovered: float | None) -> None:

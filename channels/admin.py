@@ -98,7 +98,19 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ["number", "started_at", "duration_ms", "outcome", "error_code", "error_message", "raw_response"]
+    fields = [
+        "number",
+        "kind",
+        "provider_key",
+        "started_at",
+        "settled_at",
+        "duration_ms",
+        "outcome",
+        "error_code",
+        "error_message",
+        "provider_message_id",
+        "raw_response",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

@@ -566,6 +566,13 @@ class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # a benchmark's burst of connections is not refused
 
+    def handle_error(self, request, client_address):
+        # A client that went away (a killed worker, a timeout) is part of the game, not an error.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 def serve(host: str = "127.0.0.1", port: int = 8081, latency_ms: int = 0) -> ThreadingHTTPServer:
     """A started server (in a daemon thread); `server.server_address` says where."""

@@ -20,8 +20,9 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db import connection, transaction
+from django.db.models import F, Max, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import AttemptKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
@@ -80,8 +81,9 @@ def deliveries_send(*, delivery_ids: list[int]) -> None:
         _send_locally(backend_for(channel), ids)
     if remote:
         claim, rows = _claim(remote)
+        chunk = tuple(d.pk for d in rows)
         for delivery in rows:
-            _send_claimed(delivery, claim)
+            _send_claimed(delivery, claim, chunk)
 
 
 def delivery_send(*, delivery_id: int) -> Delivery | None:
@@ -135,14 +137,14 @@ def _claim(ids: list[int]) -> tuple[str, list[Delivery]]:
     return claim, rows
 
 
-def _send_claimed(delivery: Delivery, claim: str) -> None:
+def _send_claimed(delivery: Delivery, claim: str, chunk: tuple[int, ...] = ()) -> None:
     backend = backend_for(delivery.channel)
     started_at = timezone.now()
     t0 = time.monotonic()
     prepared = _call(backend.prepare, delivery)
     attempt = None
     if prepared is None:
-        attempt = _open_attempt(delivery, claim, backend.provider_key(delivery), started_at)
+        attempt = _open_attempt(delivery, claim, backend.provider_key(delivery), started_at, chunk)
         if attempt is None:
             return  # the claim was lost (our lease ran out and the scan took the row back)
         result = _call(backend.send, delivery)
@@ -151,16 +153,25 @@ def _send_claimed(delivery: Delivery, claim: str) -> None:
     _settle_claimed(delivery, claim, attempt, result, started_at, int((time.monotonic() - t0) * 1000))
 
 
-def _open_attempt(delivery: Delivery, claim: str, provider_key: str, started_at: datetime) -> DeliveryAttempt | None:
-    """Commit the attempt before the request leaves; extend the lease of the chunk's members."""
+def _open_attempt(
+    delivery: Delivery, claim: str, provider_key: str, started_at: datetime, chunk: tuple[int, ...] = ()
+) -> DeliveryAttempt | None:
+    """Commit the attempt before the request leaves, if the claim is still ours; the same
+    statement extends the lease of the chunk's members still waiting their turn."""
+    ids = sorted({delivery.pk, *chunk})
+    marks = ", ".join(["%s"] * len(ids))
     with transaction.atomic():
-        Delivery.objects.filter(claim=claim, status=DeliveryStatus.SENDING).update(lease_until=timezone.now() + lease())
-        owned = Delivery.objects.filter(pk=delivery.pk, claim=claim, status=DeliveryStatus.SENDING).update(
-            attempt_count=F("attempt_count") + 1
-        )
-        if not owned:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Delivery._meta.db_table} SET lease_until = %s, "  # noqa: S608 (names are ours)
+                "attempt_count = attempt_count + (CASE WHEN id = %s THEN 1 ELSE 0 END) "
+                f"WHERE id IN ({marks}) AND claim = %s AND status = %s RETURNING id, attempt_count",
+                [timezone.now() + lease(), delivery.pk, *ids, claim, DeliveryStatus.SENDING],
+            )
+            counts = dict(cursor.fetchall())
+        if delivery.pk not in counts:
             return None
-        delivery.attempt_count += 1
+        delivery.attempt_count = counts[delivery.pk]
         return DeliveryAttempt.objects.create(
             delivery=delivery,
             number=_next_number(delivery.pk),
@@ -171,8 +182,18 @@ def _open_attempt(delivery: Delivery, claim: str, provider_key: str, started_at:
         )
 
 
-def _next_number(delivery_id: int) -> int:
-    return (DeliveryAttempt.objects.filter(delivery_id=delivery_id).aggregate(n=Max("number"))["n"] or 0) + 1
+def _next_number(delivery_id: int):
+    """The next attempt number, computed inside the INSERT (one round trip, not two)."""
+    return Coalesce(
+        Subquery(
+            DeliveryAttempt.objects.filter(delivery_id=delivery_id)
+            .order_by()
+            .values("delivery_id")
+            .annotate(top=Max("number"))
+            .values("top")
+        ),
+        0,
+    ) + Value(1)
 
 
 def _settle_claimed(
@@ -214,7 +235,10 @@ def _settle_claimed(
         attempt.provider_message_id = result.provider_message_id[:128]
         attempt.duration_ms = duration_ms
         attempt.settled_at = now
-        attempt.save()
+        if attempt.pk is None:
+            attempt.save()
+        else:  # its number was computed by the INSERT: leave it alone
+            attempt.save(update_fields=ATTEMPT_SETTLED_FIELDS)
         delivery.save(update_fields=SETTLED_FIELDS)
     _log(delivery, result)
 
@@ -279,6 +303,15 @@ SETTLED_FIELDS = [
     "enqueued_at",
     "finished_at",
     "updated_at",
+]
+ATTEMPT_SETTLED_FIELDS = [
+    "outcome",
+    "error_code",
+    "error_message",
+    "raw_response",
+    "provider_message_id",
+    "duration_ms",
+    "settled_at",
 ]
 LOCAL_FIELDS = [f for f in SETTLED_FIELDS if f not in ("attempt_count", "duplicate_of")]
 

@@ -1,19 +1,30 @@
 """Thin Celery tasks: each calls one service."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from .otp import otp_purge
 from .reconcile import deliveries_reconcile
 from .sending import deliveries_requeue_due, deliveries_send
 
+# The database away (a failover, a cut connection): the task comes back in seconds rather than
+# waiting for the outbox scan to notice its rows. What it had claimed is freed by the lease.
+DB_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 10,
+    "retry_jitter": True,
+    "max_retries": 30,
+}
 
-@shared_task(name="channels.tasks.deliver_many", acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(name="channels.tasks.deliver_many", acks_late=True, reject_on_worker_lost=True, **DB_RETRY)
 def deliver_many(delivery_ids: list[int]) -> None:
     """A chunk of deliveries; a redelivered task skips those already settled."""
     deliveries_send(delivery_ids=delivery_ids)
 
 
-@shared_task(name="channels.tasks.reconcile_many", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="channels.tasks.reconcile_many", acks_late=True, reject_on_worker_lost=True, **DB_RETRY)
 def reconcile_many(delivery_ids: list[int]) -> None:
     """Unknown outcomes: ask, resend with the same key, or settle (channels/reconcile.py)."""
     deliveries_reconcile(delivery_ids=delivery_ids)

@@ -200,9 +200,9 @@ def test_aliyun_sms_answered_after_the_timeout_is_settled_from_query_send_detail
     actions = [c["body"]["Action"] for c in fake_providers.calls("/aliyun/")]
     assert actions == ["SendSms", "QuerySendDetails"]  # asked, not resent
     assert len(delivered(fake_providers, "sms")) == 1
-    assert [(a.kind, a.outcome) for a in row.attempts.order_by("number")] == [
-        ("send", "unknown"),
-        ("reconcile", "sent"),
+    assert [(a.number, a.kind, a.outcome) for a in row.attempts.order_by("number")] == [
+        (1, "send", "unknown"),
+        (2, "reconcile", "sent"),
     ]
 
 
@@ -216,6 +216,11 @@ def test_aliyun_sms_with_no_record_is_resent_once_with_the_same_out_id(fake_prov
     delivery_send(delivery_id=row.pk)
 
     assert fresh(row).status == DeliveryStatus.SENT
+    assert [(a.number, a.kind, a.outcome) for a in fresh(row).attempts.order_by("number")] == [
+        (1, "send", "unknown"),
+        (2, "reconcile", "unknown"),  # "no record: sent again"
+        (3, "send", "sent"),
+    ]
     sends = [c["body"] for c in fake_providers.calls("/aliyun/") if c["body"]["Action"] == "SendSms"]
     assert [s["OutId"] for s in sends] == ["k1", "k1"]
     assert len(delivered(fake_providers, "sms")) == 1
