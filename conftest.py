@@ -66,6 +66,14 @@ class FakeProviders:
     def expire_tokens(self):
         httpx.post(f"{self.url}/_expire_tokens")
 
+    def advance(self, seconds):
+        """The fake's clock runs ahead (token lives, rate and de-duplication windows)."""
+        httpx.post(f"{self.url}/_advance", json={"seconds": seconds})
+
+    def delivered(self, channel=""):
+        """What reached a person on a channel: repeats the provider de-duplicated are not in it."""
+        return [d for d in httpx.get(f"{self.url}/_delivered").json() if d["channel"].startswith(channel)]
+
 
 @pytest.fixture
 def fake_providers(settings):

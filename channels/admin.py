@@ -3,7 +3,18 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from .masking import mask_id, mask_phone, mask_secret
-from .models import ChannelAccount, Delivery, DeliveryAttempt, OtpCode, Recipient, SubscribeConsent
+from .models import (
+    Channel,
+    ChannelAccount,
+    Delivery,
+    DeliveryAttempt,
+    OtpCode,
+    Recipient,
+    SubscribeConsent,
+    TokenRefresh,
+)
+from .providers.jpush import push_option_problems, push_options
+from .ratelimit import ROBOT_PER_MINUTE
 from .services import account_check, deliveries_cancel_ids, deliveries_retry, masked_address
 
 
@@ -55,6 +66,22 @@ class ChannelAccountForm(forms.ModelForm):
             "options",
             "rate_limit_per_minute",
         ]
+
+    def clean(self):
+        """What the provider would refuse in the account's settings, named by field."""
+        data = super().clean()
+        channel = data.get("channel")
+        if channel == Channel.APP_PUSH and isinstance(data.get("options"), dict):
+            found = push_option_problems(push_options(data["options"], {}))
+            if found:
+                self.add_error("options", "; ".join(found))
+        limit = data.get("rate_limit_per_minute")
+        if channel == Channel.WECOM_ROBOT and limit and limit > ROBOT_PER_MINUTE:
+            self.add_error(
+                "rate_limit_per_minute",
+                _("A WeCom group robot takes at most %(limit)d messages a minute.") % {"limit": ROBOT_PER_MINUTE},
+            )
+        return data
 
     def save(self, commit=True):
         if self.cleaned_data.get("new_credentials"):
@@ -182,4 +209,27 @@ class OtpCodeAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TokenRefresh)
+class TokenRefreshAdmin(admin.ModelAdmin):
+    """Every access-token request to WeChat and WeCom: which account, when, why and what the
+    provider answered. Written by the senders and the connection test only; purged after
+    TOKEN_REFRESH_RETENTION_DAYS. The token itself is never kept."""
+
+    list_display = ["at", "account", "reason", "ok", "expires_in", "error_code", "error_message"]
+    list_filter = ["reason", "ok", "account", "at"]
+    list_select_related = ["account"]
+    fields = list_display
+    readonly_fields = fields
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

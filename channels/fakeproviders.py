@@ -1,6 +1,7 @@
 """A local server speaking the providers' HTTP APIs, for the sandbox and the tests.
 
-Served: WeChat (under /wechat: cgi-bin/token, message/subscribe/send, message/template/send),
+Served: WeChat (under /wechat: cgi-bin/token, cgi-bin/stable_token, message/subscribe/send,
+message/template/send),
 WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group robot's webhook/send), JPush
 (under /jpush: v3/push/cid, v3/push), Aliyun SMS (under /aliyun: SendSms, QuerySmsSign,
 QuerySendDetails, signature checked) and Tencent Cloud SMS (under /tencent: SendSms,
@@ -10,10 +11,12 @@ real ones use.
 
 Control: GET /_calls (what was received), DELETE /_calls, GET /_delivered (what reached a person,
 after each provider's own de-duplication), POST /_script (answer the next requests to a path with
-given responses and latency: with "json" that answer and nothing done; with "drop" the connection
+given responses and latency: with "json" (or "text", an answer that is not JSON) that answer and
+nothing done; with "drop" the connection
 closed unanswered; otherwise acted on first and answered after the latency), POST /_latency
 ({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
-answers after a client's timeout), POST /_expire_tokens, POST /_reset.
+answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"seconds": 600}: the
+fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_reset.
 """
 
 import hashlib
@@ -40,7 +43,7 @@ class State:
         self.calls: list[dict] = []
         self.scripts: dict[str, list[dict]] = {}
         self.tokens: dict[str, str] = {}  # token → appid
-        self.pushes: dict[str, str] = {}  # JPush cid → msg_id: a repeated cid is the same push
+        self.pushes: dict[str, tuple[str, float]] = {}  # JPush cid → (msg_id, when): a repeat is the same push
         # SMS each provider accepted, for its query APIs (Aliyun QuerySendDetails, Tencent
         # PullSmsSendStatusByPhoneNumber).
         self.sms: list[dict] = []
@@ -48,6 +51,21 @@ class State:
         # own de-duplication (GET /_delivered). Tests and bench/faults.py count duplicates here.
         self.delivered: list[dict] = []
         self.first_seen: dict[tuple[str, str], float] = {}
+        self.offset = 0.0  # POST /_advance {"seconds": n}: the fake's clock runs ahead, for windows
+        self.token_expiry: dict[str, float] = {}  # token → when the provider stops taking it
+        self.plain_tokens: dict[str, str] = {}  # appid → newest /cgi-bin/token token
+        self.wecom_tokens: dict[tuple[str, str], str] = {}  # (corpid, corpsecret) → its current token
+        self.stable: dict[str, dict] = {}  # appid → {"token", "expires", "forced": [times], "calls": [times]}
+        self.robot_sent: dict[str, list[float]] = {}  # robot key → send times in the last minute
+        self.wecom_sent: dict[str, tuple[float, str]] = {}  # app message request JSON → (when, msgid)
+        self.oa_sent: dict[tuple[str, str], tuple[float, int]] = {}  # (openid, client_msg_id) → (when, msgid)
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def token_valid(self, token) -> bool:
+        """Caller holds the lock."""
+        return token in self.tokens and self.token_expiry.get(token, float("inf")) > self.now()
 
 
 def _wechat_data_errors(data) -> str | None:
@@ -67,13 +85,22 @@ def wechat(state: State, method: str, path: str, query: dict, body, headers=None
             return 200, {"errcode": 40125, "errmsg": "invalid appsecret"}
         token = secrets.token_urlsafe(24)
         with state.lock:
+            # getAccessToken: "重复获取将导致上次获取的 access_token 失效" (a new token retires the
+            # previous one), with "5 分钟内新老 access_token 都可用" for the hand-over.
+            previous = state.plain_tokens.get(query["appid"])
+            if previous and state.token_valid(previous):
+                state.token_expiry[previous] = min(state.token_expiry.get(previous, float("inf")), state.now() + 300)
+            state.plain_tokens[query["appid"]] = token
             state.tokens[token] = query["appid"]
+            state.token_expiry[token] = state.now() + 7200
         return 200, {"access_token": token, "expires_in": 7200}
+    if path == "/cgi-bin/stable_token":
+        return wechat_stable_token(state, method, body)
     if path in ("/cgi-bin/message/subscribe/send", "/cgi-bin/message/template/send"):
         if method != "POST":
             return 200, {"errcode": 43002, "errmsg": "require POST method"}
         with state.lock:
-            known = query.get("access_token") in state.tokens
+            known = state.token_valid(query.get("access_token"))
         if not known:
             return 200, {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
         if not isinstance(body, dict) or not body.get("touser"):
@@ -89,8 +116,73 @@ def wechat(state: State, method: str, path: str, query: dict, body, headers=None
             "formal",
         ):
             return 200, {"errcode": 47003, "errmsg": "argument invalid! miniprogram_state"}
-        return 200, {"errcode": 0, "errmsg": "ok", "msgid": int(time.time() * 1000)}
+        msgid = int(time.time() * 1000)
+        client_msg_id = body.get("client_msg_id") if path.endswith("template/send") else None
+        if client_msg_id:
+            # sendTemplateMessage: "防重入id。对于同一个openid + client_msg_id, 只发送一条消息, 10分钟有效,
+            # 超过10分钟不保证效果". The docs name no error code for a repeat (45065 "clientmsgid exist"
+            # belongs to the mass-send API): a repeat is answered like the send it repeats, ok with
+            # its msgid, and nothing more is sent.
+            with state.lock:
+                key = (body["touser"], str(client_msg_id))
+                seen = state.oa_sent.get(key)
+                if seen and state.now() - seen[0] < WECHAT_CLIENT_MSG_ID_WINDOW:
+                    return 200, {"errcode": 0, "errmsg": "ok", "msgid": seen[1]}
+                state.oa_sent[key] = (state.now(), msgid)
+        return 200, {"errcode": 0, "errmsg": "ok", "msgid": msgid}
     return 404, {"errcode": 404, "errmsg": "not found"}
+
+
+STABLE_EARLY_SECONDS = 300  # "普通模式下平台会提前 5 分钟更新 access_token"
+STABLE_FORCE_PER_DAY = 20  # "强制刷新模式每天限用 20 次且需间隔 30 秒"
+STABLE_FORCE_GAP_SECONDS = 30
+STABLE_PER_MINUTE = 10_000  # "该接口调用频率限制为 1 万次每分钟"
+
+
+def wechat_stable_token(state: State, method: str, body) -> tuple[int, dict]:
+    """getStableAccessToken (POST /cgi-bin/stable_token, a JSON body), as documented: the same
+    token while it is valid (a new one in its last 5 minutes, the old still taken until it ends);
+    force_refresh=true retires it at once, at most 20 times a day and not twice within 30 s ("否则
+    不会刷新": the current token comes back unchanged); isolated from /cgi-bin/token."""
+    if method != "POST":
+        return 200, {"errcode": 43002, "errmsg": "require POST method"}
+    if not isinstance(body, dict) or body.get("grant_type") != "client_credential":
+        return 200, {"errcode": 40002, "errmsg": "invalid grant_type"}
+    if not body.get("appid"):
+        return 200, {"errcode": 40013, "errmsg": "invalid appid"}
+    if not body.get("secret"):
+        return 200, {"errcode": 40125, "errmsg": "invalid appsecret"}
+    force = body.get("force_refresh", False)
+    if not isinstance(force, bool):
+        return 200, {"errcode": 47001, "errmsg": "data format error"}
+    with state.lock:
+        now = state.now()
+        entry = state.stable.setdefault(body["appid"], {"token": None, "expires": 0.0, "forced": [], "calls": []})
+        entry["calls"] = [t for t in entry["calls"] if now - t < 60] + [now]
+        if len(entry["calls"]) > STABLE_PER_MINUTE:
+            return 200, {"errcode": 45011, "errmsg": "api minute-quota reach limit"}
+        current = entry["token"] if entry["token"] and state.token_valid(entry["token"]) else None
+        renew = current is None or entry["expires"] - now <= STABLE_EARLY_SECONDS
+        if force:
+            entry["forced"] = [t for t in entry["forced"] if now - t < 86400]
+            if len(entry["forced"]) >= STABLE_FORCE_PER_DAY:
+                return 200, {"errcode": 45009, "errmsg": "reach max api daily quota limit"}
+            if not (entry["forced"] and now - entry["forced"][-1] < STABLE_FORCE_GAP_SECONDS):
+                entry["forced"].append(now)
+                if current:
+                    state.token_expiry[current] = now  # "会导致上次获取的 access_token 失效"
+                renew = True
+        if renew:
+            token = secrets.token_urlsafe(24)
+            state.tokens[token] = body["appid"]
+            state.token_expiry[token] = now + 7200
+            entry["token"], entry["expires"] = token, now + 7200
+        return 200, {"access_token": entry["token"], "expires_in": int(entry["expires"] - now)}
+
+
+WECOM_APP_MARKDOWN_BYTES = 2048
+WECOM_ROBOT_MARKDOWN_BYTES = 4096
+WECOM_ROBOT_PER_MINUTE = 20
 
 
 def wecom(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
@@ -99,20 +191,52 @@ def wecom(state: State, method: str, path: str, query: dict, body, headers=None)
             return 200, {"errcode": 40013, "errmsg": "invalid corpid"}
         if not query.get("corpsecret"):
             return 200, {"errcode": 40001, "errmsg": "invalid secret"}
-        token = secrets.token_urlsafe(24)
         with state.lock:
-            state.tokens[token] = query["corpid"]
-        return 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+            # WeCom gettoken: "有效期内重复获取返回相同结果，过期后获取会返回新的access_token".
+            key = (query["corpid"], query["corpsecret"])
+            token = state.wecom_tokens.get(key)
+            if not (token and state.token_valid(token)):
+                token = secrets.token_urlsafe(24)
+                state.tokens[token] = query["corpid"]
+                state.token_expiry[token] = state.now() + 7200
+                state.wecom_tokens[key] = token
+            expires_in = int(state.token_expiry[token] - state.now())
+        return 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
     if path == "/cgi-bin/message/send":
         with state.lock:
-            known = query.get("access_token") in state.tokens
+            known = state.token_valid(query.get("access_token"))
         if not known:
             return 200, {"errcode": 40014, "errmsg": "invalid access_token"}
         if not isinstance(body, dict) or not body.get("agentid"):
             return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
         if not (body.get("touser") or body.get("toparty") or body.get("totag")):
             return 200, {"errcode": 81013, "errmsg": "user & party & tag all invalid"}
-        return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": secrets.token_hex(8)}
+        if body.get("msgtype") == "markdown":
+            content = (body.get("markdown") or {}).get("content", "")
+            if not content:
+                return 200, {"errcode": 44004, "errmsg": "empty content"}
+            if len(content.encode()) > WECOM_APP_MARKDOWN_BYTES:  # "最长不超过2048个字节"
+                return 200, {
+                    "errcode": 40058,
+                    "errmsg": "markdown.content exceed max length 2048. invalid Request Parameter",
+                }
+        interval = body.get("duplicate_check_interval", 1800)
+        if not isinstance(interval, int) or not 0 < interval <= 4 * 3600:  # "默认1800s，最大不超过4小时"
+            return 200, {"errcode": 40058, "errmsg": "invalid duplicate_check_interval"}
+        msgid = secrets.token_hex(8)
+        with state.lock:
+            if body.get("enable_duplicate_check") == 1:
+                # "在一定时间间隔内，同样内容（请求json）的消息，不会重复收到". The docs give no error
+                # code for the repeat: WeCom answers it as an ordinary success (errcode 0, "ok"), so
+                # a sender cannot tell a swallowed message from a sent one (issue 11 saw 7 distinct
+                # deliveries recorded `sent`). Whether the msgid is the first one's is not
+                # documented; the fake gives the first one's.
+                key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+                seen = state.wecom_sent.get(key)
+                if seen and state.now() - seen[0] < interval:
+                    return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": seen[1]}
+                state.wecom_sent[key] = (state.now(), msgid)
+        return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msgid}
     if path == "/cgi-bin/webhook/send":
         if not query.get("key"):
             return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
@@ -121,10 +245,64 @@ def wecom(state: State, method: str, path: str, query: dict, body, headers=None)
         content = (body.get(body["msgtype"]) or {}).get("content", "")
         if body["msgtype"] in ("text", "markdown") and not content:
             return 200, {"errcode": 44004, "errmsg": "empty content"}
-        if len(content.encode()) > 4096:
-            return 200, {"errcode": 40058, "errmsg": "content exceed max length"}
+        # Group robot: text "最长不超过2048个字节", markdown "最长不超过4096个字节".
+        limit = WECOM_ROBOT_MARKDOWN_BYTES if body["msgtype"] == "markdown" else 2048
+        if len(content.encode()) > limit:
+            # As WeCom words it (seen in the wild): "markdown.content exceed max length 4096. …".
+            return 200, {
+                "errcode": 40058,
+                "errmsg": f"{body['msgtype']}.content exceed max length {limit}. invalid Request Parameter",
+            }
+        with state.lock:
+            # "每个机器人发送的消息不能超过20条/分钟": any 60 s holds at most 20 accepted messages.
+            now = state.now()
+            recent = [t for t in state.robot_sent.get(query["key"], []) if now - t < 60]
+            if len(recent) >= WECOM_ROBOT_PER_MINUTE:
+                state.robot_sent[query["key"]] = recent
+                return 200, {"errcode": 45009, "errmsg": "api freq out of limit"}
+            state.robot_sent[query["key"]] = [*recent, now]
         return 200, {"errcode": 0, "errmsg": "ok"}
     return 404, {"errcode": 404, "errmsg": "not found"}
+
+
+# JPush push API v3 (docs.jiguang.cn/jpush/server/push/rest_api_v3_push), options: "classification:
+# 0 代表运营消息，1 代表系统消息"; third_party_channel per vendor. The values the fake accepts are the
+# documented ones (Huawei/Honor importance, OPPO/vivo category, vivo classification).
+JPUSH_VENDOR_RULES = {
+    "xiaomi": {"channel_id": str},
+    "huawei": {"importance": ("LOW", "NORMAL", "HIGH"), "category": str},
+    "honor": {"importance": ("LOW", "NORMAL")},
+    "oppo": {"channel_id": str, "category": str, "notify_level": (1, 2, 16)},
+    "vivo": {"classification": (0, 1), "category": str},
+    "meizu": {},
+    "fcm": {},
+}
+
+
+def _jpush_options_error(options) -> str | None:
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        return "options"
+    if "classification" in options and options["classification"] not in (0, 1):
+        return "options.classification"
+    channels = options.get("third_party_channel")
+    if channels is None:
+        return None
+    if not isinstance(channels, dict):
+        return "options.third_party_channel"
+    for vendor, fields in channels.items():
+        rules = JPUSH_VENDOR_RULES.get(vendor)
+        if rules is None or not isinstance(fields, dict):
+            return f"options.third_party_channel.{vendor}"
+        for name, rule in rules.items():
+            if name not in fields:
+                continue
+            value = fields[name]
+            ok = isinstance(value, str) and value != "" if rule is str else value in rule
+            if not ok:
+                return f"options.third_party_channel.{vendor}.{name}"
+    return None
 
 
 def jpush(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
@@ -138,9 +316,20 @@ def jpush(state: State, method: str, path: str, query: dict, body, headers=None)
         ids = ((body or {}).get("audience") or {}).get("registration_id") if isinstance(body, dict) else None
         if not ids or not isinstance(body.get("notification"), dict) or body.get("platform") is None:
             return 400, {"error": {"code": 1003, "message": "Parameter value is invalid"}}
+        bad = _jpush_options_error(body.get("options"))
+        if bad:
+            return 400, {"error": {"code": 1003, "message": f"Parameter value is invalid: {bad}"}}
         with state.lock:
-            seen = state.pushes.setdefault(body.get("cid") or secrets.token_hex(6), str(int(time.time() * 1000)))
-        return 200, {"sendno": "0", "msg_id": seen}
+            # "cid: 用于防止 api 调用端重试造成服务端的重复推送而定义的一个推送参数。用户使用一个 cid 推送后，
+            # 再次使用相同的 cid 进行推送，则会直接返回第一次成功推送的结果，不会再次进行推送" (valid a day).
+            now = state.now()
+            cid = body.get("cid") or secrets.token_hex(6)
+            seen = state.pushes.get(cid)
+            if seen and now - seen[1] < JPUSH_CID_WINDOW:
+                return 200, {"sendno": "0", "msg_id": seen[0]}
+            msg_id = f"{int(time.time() * 1000)}{secrets.randbelow(1000):03d}"
+            state.pushes[cid] = (msg_id, now)
+        return 200, {"sendno": "0", "msg_id": msg_id}
     return 404, {"error": {"code": 404, "message": "not found"}}
 
 
@@ -429,7 +618,7 @@ def _ledger(state: State, path: str, query: dict, body, answer: dict) -> None:
     repeat the real provider would drop is not counted twice."""
     if not isinstance(body, dict) or (answer.get("errcode") or 0) != 0 or answer.get("error"):
         return
-    now = time.time()
+    now = state.now()  # the fake's clock (POST /_advance moves it), as the providers' windows use
     entry = None
     if path == "/wechat/cgi-bin/message/template/send":
         key = _digest(body.get("touser"), body.get("client_msg_id") or secrets.token_hex(8))
@@ -480,6 +669,14 @@ def make_handler(state: State):
             self.end_headers()
             self.wfile.write(raw)
 
+        def _answer_raw(self, status: int, text: str) -> None:
+            raw = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
         def _handle(self):
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -507,6 +704,9 @@ def make_handler(state: State):
             if scripted and "json" in scripted:
                 time.sleep(scripted.get("latency_ms", 0) / 1000)
                 return self._answer(scripted.get("status", 200), scripted["json"])
+            if scripted and "text" in scripted:  # an answer that is not JSON: a proxy's HTML error page, …
+                time.sleep(scripted.get("latency_ms", 0) / 1000)
+                return self._answer_raw(scripted.get("status", 200), scripted["text"])
             # The provider acts on the request first and answers after its latency: an answer
             # later than the client's timeout is a message sent all the same (the ambiguous case).
             status, payload = self._provider_answer(url, query, body, raw)
@@ -551,6 +751,10 @@ def make_handler(state: State):
                     return self._answer(200, state.delivered)
                 if path == "/_expire_tokens" and self.command == "POST":
                     state.tokens.clear()
+                    state.stable.clear()
+                    return self._answer(200, {"ok": True})
+                if path == "/_advance" and self.command == "POST":
+                    state.offset += float(body.get("seconds", 0))
                     return self._answer(200, {"ok": True})
                 if path == "/_reset" and self.command == "POST":
                     state.reset()

@@ -123,6 +123,13 @@ class ChannelAccount(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if self.channel == Channel.WECOM_ROBOT and not self.rate_limit_per_minute:
+            # A robot takes 20 messages a minute; an account with a limit is sent one delivery at
+            # a time through its sliding window (channels/ratelimit.py), never as a free chunk.
+            self.rate_limit_per_minute = 20
+        super().save(*args, **kwargs)
+
 
 class DeliveryStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
@@ -270,3 +277,34 @@ class OtpCode(models.Model):
 
     def __str__(self):
         return f"{self.purpose} #{self.pk}"
+
+
+class TokenRefreshReason(models.TextChoices):
+    FIRST_USE = "first_use", _("First use")
+    EXPIRED = "expired", _("Expired")
+    INVALID = "invalid", _("Provider said invalid")
+    CHECK = "check", _("Connection test")
+
+
+class TokenRefresh(models.Model):
+    """One access-token request to a provider (WeChat, WeCom): which account, when, why, and the
+    provider's answer. Kept TOKEN_REFRESH_RETENTION_DAYS days."""
+
+    account = models.ForeignKey(
+        ChannelAccount, verbose_name=_("account"), on_delete=models.CASCADE, related_name="token_refreshes"
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    reason = models.CharField(_("reason"), max_length=16, choices=TokenRefreshReason.choices)
+    ok = models.BooleanField(_("succeeded"))
+    expires_in = models.PositiveIntegerField(_("valid for (s)"), null=True, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.CharField(_("error message"), max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("token refresh")
+        verbose_name_plural = _("token refreshes")
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["account", "-at"], name="token_refresh_account")]
+
+    def __str__(self):
+        return f"{self.account_id} {self.reason} {self.at:%Y-%m-%d %H:%M:%S}"

@@ -110,7 +110,7 @@ def delivery_reconcile(*, delivery_id: int) -> str | None:
 
 def _decide(delivery: Delivery, now) -> tuple[str, DeliveryResult]:
     backend = backend_for(delivery.channel)
-    mode = backend.reconcile if backend is not None else Reconcile.NONE
+    mode = backend.reconcile_for(delivery) if backend is not None else Reconcile.NONE
     at_least_once = bool((delivery.content.get("options") or {}).get("at_least_once"))
     if mode == Reconcile.DEDUP:
         first = (

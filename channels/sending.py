@@ -28,7 +28,7 @@ from django.utils import timezone
 from .models import AttemptKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
-from .ratelimit import take
+from .ratelimit import take_for_account
 from .services import enqueue, enqueue_reconcile, masked_address
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
             return None
         account = delivery.account
         if account is not None and account.rate_limit_per_minute:
-            wait = take(f"account:{account.pk}", per_minute=account.rate_limit_per_minute)
+            wait = take_for_account(account)
             if wait > 0:
                 # Over the account's limit: back into the outbox until a token is free; never dropped.
                 delivery.not_before = now + timedelta(seconds=wait)

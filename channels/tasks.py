@@ -6,6 +6,7 @@ from django.db import InterfaceError, OperationalError
 from .otp import otp_purge
 from .reconcile import deliveries_reconcile
 from .sending import deliveries_requeue_due, deliveries_send
+from .tokens import token_refreshes_purge
 
 # The database away (a failover, a cut connection): the task comes back in seconds rather than
 # waiting for the outbox scan to notice its rows. What it had claimed is freed by the lease.
@@ -38,3 +39,8 @@ def requeue_due_deliveries() -> int:
 @shared_task(name="channels.tasks.purge_otp_codes", ignore_result=True)
 def purge_otp_codes() -> int:
     return otp_purge()
+
+
+@shared_task(name="channels.tasks.purge_token_refreshes", ignore_result=True)
+def purge_token_refreshes() -> int:
+    return token_refreshes_purge()

@@ -191,6 +191,7 @@ CELERY_BEAT_SCHEDULE = {
     "materialize-plans": {"task": "scenarios.tasks.materialize_plans", "schedule": timedelta(minutes=10)},
     "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
     "purge-otp-codes": {"task": "channels.tasks.purge_otp_codes", "schedule": timedelta(hours=6)},
+    "purge-token-refreshes": {"task": "channels.tasks.purge_token_refreshes", "schedule": timedelta(hours=24)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
     CELERY_BEAT_SCHEDULE = {}
@@ -206,6 +207,8 @@ OTP_LIMITS = [
 ]
 # Station inbox messages older than this are deleted by the hourly purge.
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
+# Access-token refresh records (admin: channel accounts' token refreshes) older than this are deleted daily.
+TOKEN_REFRESH_RETENTION_DAYS = env.int("TOKEN_REFRESH_RETENTION_DAYS", default=90)
 
 NOTIFYCENTER = {
     # Deliveries queued this long without a worker picking them up are enqueued again.

@@ -52,6 +52,11 @@ class Backend:
         """Anything needed before the attempt is recorded (a JPush cid); a result ends the try."""
         return None
 
+    def reconcile_for(self, delivery: Delivery) -> str:
+        """How this delivery's unknown outcome is settled; the channel's way unless the delivery
+        was sent without the provider's key (a WeCom app message without the duplicate check)."""
+        return self.reconcile
+
     def provider_key(self, delivery: Delivery) -> str:
         """The idempotency key this provider is given for the delivery, "" if it takes none."""
         return ""

@@ -64,10 +64,11 @@ class HttpBackend(Backend):
         auth: tuple[str, str] | None = None,
     ) -> dict:
         """One call: `params` in the query, a body as `json`, form `data` or raw `content`, HTTP
-        basic `auth`. Returns the JSON answer; raises ProviderHttpError with a result:
+        basic `auth`. Returns the JSON object answered; raises ProviderHttpError with a result:
         transient when the request surely did not reach the provider or the provider said it
-        failed (connection refused, connect timeout, 5xx, an answer that is not JSON), unknown
-        when it may have been acted on (read timeout, connection lost after the request left)."""
+        failed (connection refused, connect timeout, 5xx, an answer that is not a JSON object),
+        unknown when it may have been acted on (read timeout, connection lost after the request
+        left)."""
         if params:
             url = f"{url}?{urlencode(params)}"
         sent_headers = dict(headers or {})
@@ -100,6 +101,15 @@ class HttpBackend(Backend):
         if response.status >= 500:
             raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, f"http_{response.status}", text[:500]))
         try:
-            return jsonlib.loads(text)
+            answer = jsonlib.loads(text)
         except ValueError as err:
-            raise ProviderHttpError(DeliveryResult(AttemptOutcome.TRANSIENT, "bad_response", text[:500])) from err
+            raise ProviderHttpError(
+                DeliveryResult(AttemptOutcome.TRANSIENT, "bad_response", f"HTTP {response.status}: {text[:500]}")
+            ) from err
+        if not isinstance(answer, dict):
+            # Every provider here answers a JSON object; anything else (a list, a bare string) is
+            # a proxy's or a fault's, and must not reach code that reads fields.
+            raise ProviderHttpError(
+                DeliveryResult(AttemptOutcome.TRANSIENT, "bad_response", f"HTTP {response.status}: {text[:500]}")
+            )
+        return answer

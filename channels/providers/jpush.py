@@ -1,6 +1,12 @@
 """JPush v3 push to app registration ids (the doctor and pharmacist apps): a notification for
 Android and iOS with the message's deep link in `extras`. A `cid` from JPush's cid API is kept on
-the delivery before the first try, so a retry carries the same cid and JPush never pushes twice."""
+the delivery before the first try, so a retry carries the same cid and JPush never pushes twice.
+
+Vendor channels: the push says it is a service message (`options.classification` 1) and carries
+each vendor's fields for one (`options.third_party_channel`), from the account's options with the
+binding's options on top (a binding reaches the delivery as `content["options"]`). Without them
+Xiaomi, Huawei, OPPO and vivo treat a transactional push as marketing and cap it at a few a day.
+"""
 
 from datetime import timedelta
 
@@ -12,6 +18,61 @@ TRANSIENT_CODES = {
     1030,  # "internal service timeout"
     2002,  # "Request times of the app_key exceed the limit of current time window"
 }
+
+# JPush push API v3, options (docs.jiguang.cn/jpush/server/push/rest_api_v3_push):
+# classification "0 代表运营消息，1 代表系统消息" (JPush's vendor guide: "建议使用 API 下发时，设置
+# options.classification 为 1" for Xiaomi's private-message quota); third_party_channel, per vendor:
+# Xiaomi channel_id; Huawei importance (LOW/NORMAL/HIGH) and category; Honor importance
+# (LOW/NORMAL); OPPO channel_id, category and notify_level (1, 2, 16); vivo classification (0
+# operations, 1 system) and category. A string field must not be empty.
+SERVICE_CLASSIFICATION = 1
+VENDOR_FIELDS = {
+    "xiaomi": {"channel_id": str},
+    "huawei": {"importance": ("LOW", "NORMAL", "HIGH"), "category": str},
+    "honor": {"importance": ("LOW", "NORMAL")},
+    "oppo": {"channel_id": str, "category": str, "notify_level": (1, 2, 16)},
+    "vivo": {"classification": (0, 1), "category": str},
+}
+PUSH_OPTION_KEYS = ("classification", "third_party_channel")
+
+
+def push_options(account_options: dict, binding_options: dict) -> dict:
+    """classification and third_party_channel for one push: the account's, each vendor's fields
+    overridden one by one by the binding's; a service message (1) unless either says otherwise."""
+    account_options = account_options or {}
+    binding_options = binding_options or {}
+    classification = binding_options.get("classification", account_options.get("classification"))
+    vendors: dict = {}
+    for source in (account_options.get("third_party_channel"), binding_options.get("third_party_channel")):
+        for vendor, fields in (source or {}).items():
+            vendors[vendor] = {**vendors.get(vendor, {}), **(fields or {})}
+    options = {"classification": SERVICE_CLASSIFICATION if classification is None else classification}
+    if vendors:
+        options["third_party_channel"] = vendors
+    return options
+
+
+def push_option_problems(options: dict) -> list[str]:
+    """What JPush would refuse in these push options, named by field."""
+    found = []
+    if options.get("classification") not in (0, 1):
+        found.append(f"options.classification must be 0 or 1, not {options.get('classification')!r}")
+    vendors = options.get("third_party_channel") or {}
+    if not isinstance(vendors, dict):
+        return [*found, "options.third_party_channel must be an object of vendors"]
+    for vendor, fields in vendors.items():
+        rules = VENDOR_FIELDS.get(vendor)
+        if not isinstance(fields, dict):
+            found.append(f"options.third_party_channel.{vendor} must be an object")
+            continue
+        for name, value in fields.items():
+            rule = (rules or {}).get(name)
+            if rule is str and not (isinstance(value, str) and value):
+                found.append(f"options.third_party_channel.{vendor}.{name} must be a non-empty string")
+            elif isinstance(rule, tuple) and value not in rule:
+                allowed = ", ".join(map(str, rule))
+                found.append(f"options.third_party_channel.{vendor}.{name} must be one of {allowed}, not {value!r}")
+    return found
 
 
 class JPushBackend(HttpBackend):
@@ -73,6 +134,7 @@ class JPushBackend(HttpBackend):
                 "options": {
                     "apns_production": bool((account.options or {}).get("apns_production")),
                     "time_to_live": 86400,
+                    **push_options(account.options, content.get("options")),
                 },
             }
             answer = self.request("POST", f"{self.base_url(account)}/v3/push", json=body, auth=auth)
@@ -81,14 +143,18 @@ class JPushBackend(HttpBackend):
         error = answer.get("error")
         if not error:
             return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=str(answer.get("msg_id", "")))
-        code = int(error.get("code", 0))
+        code, message = _error(answer)
         outcome = AttemptOutcome.TRANSIENT if code in TRANSIENT_CODES else AttemptOutcome.PERMANENT
-        return DeliveryResult(outcome, str(code), error.get("message", ""), answer)
+        return DeliveryResult(outcome, str(code), message, answer)
 
     def problems(self, content: dict) -> list[str]:
         # JPush: the whole notification within 4,000 bytes for iOS; the alert is most of it.
         size = len((content.get("title", "") + content.get("body", "")).encode())
-        return [f"title and body are {size} bytes; a push carries at most 3,500"] if size > 3500 else []
+        found = [f"title and body are {size} bytes; a push carries at most 3,500"] if size > 3500 else []
+        binding = {k: v for k, v in (content.get("options") or {}).items() if k in PUSH_OPTION_KEYS}
+        if binding:
+            found += push_option_problems(push_options({}, binding))
+        return found
 
     def check(self, account) -> DeliveryResult:
         """Asks for one push id (cid): authenticated, and it pushes nothing."""
@@ -101,21 +167,45 @@ class JPushBackend(HttpBackend):
             )
         except ProviderHttpError as err:
             return err.result
-        if answer.get("cidlist"):
+        if _first_cid(answer):
             return DeliveryResult(AttemptOutcome.SENT, message="app key and master secret accepted", raw=answer)
-        error = answer.get("error") or {}
-        return DeliveryResult(AttemptOutcome.PERMANENT, str(error.get("code", "")), error.get("message", ""), answer)
+        code, message = _error(answer)
+        return DeliveryResult(AttemptOutcome.PERMANENT, str(code), message, answer)
 
     def _new_cid(self, delivery: Delivery, auth) -> str:
         answer = self.request("GET", f"{self.base_url(delivery.account)}/v3/push/cid", params={"count": 1}, auth=auth)
-        if not answer.get("cidlist"):
-            error = answer.get("error") or {}
+        cid = _first_cid(answer)
+        if not cid:
+            error = answer.get("error")
+            if isinstance(error, dict) and error.get("code") is not None:
+                # JPush's own refusal (1004 "Authen failed", …): its code and words.
+                code, message = _error(answer)
+                outcome = AttemptOutcome.TRANSIENT if code in TRANSIENT_CODES else AttemptOutcome.PERMANENT
+                raise ProviderHttpError(DeliveryResult(outcome, str(code), message, answer))
+            # Not an answer JPush documents (no cidlist, no error): a proxy or a fault on the way.
+            # Nothing was pushed, so a later try is safe.
             raise ProviderHttpError(
-                DeliveryResult(
-                    AttemptOutcome.PERMANENT, str(error.get("code", "no_cid")), error.get("message", ""), answer
-                )
+                DeliveryResult(AttemptOutcome.TRANSIENT, "bad_response", "no cidlist in the cid answer", answer)
             )
-        cid = answer["cidlist"][0]
         delivery.content = {**delivery.content, "jpush_cid": cid}
         Delivery.objects.filter(pk=delivery.pk).update(content=delivery.content)
         return cid
+
+
+def _first_cid(answer: dict) -> str:
+    cids = answer.get("cidlist")
+    if isinstance(cids, list) and cids and isinstance(cids[0], str) and cids[0]:
+        return cids[0]
+    return ""
+
+
+def _error(answer: dict) -> tuple[int | str, str]:
+    """JPush's error code and message; an error that is not the documented object is kept as text."""
+    error = answer.get("error")
+    if not isinstance(error, dict):
+        return "bad_response", str(error)[:500]
+    try:
+        code: int | str = int(error.get("code", 0))
+    except (TypeError, ValueError):
+        code = str(error.get("code"))[:64]
+    return code, str(error.get("message", ""))

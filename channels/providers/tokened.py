@@ -5,8 +5,8 @@ second try. Subclasses give their token request and their table of codes."""
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ..models import AttemptOutcome, ChannelAccount
-from ..tokens import TokenUnavailable, access_token, token_expired, token_store
+from ..models import AttemptOutcome, ChannelAccount, TokenRefreshReason
+from ..tokens import TokenUnavailable, access_token, refresh_recorded, token_expired, token_store
 from .base import DeliveryResult
 from .http import HttpBackend, ProviderHttpError
 
@@ -58,10 +58,12 @@ class TokenBackend(HttpBackend):
         raise AssertionError("unreachable")
 
     def check(self, account: ChannelAccount) -> DeliveryResult:
-        """A fresh token from the provider, which proves the app id and secret; it replaces the
-        cached one (WeChat retires the old token a few minutes after issuing a new one)."""
+        """A token from the provider, which proves the app id and secret, recorded as a refresh
+        for the connection test; it replaces the cached one."""
         try:
-            token, expires_in = self.fetch_token(account)
+            token, expires_in = refresh_recorded(
+                account.pk, lambda: self.fetch_token(account), reason=TokenRefreshReason.CHECK
+            )
         except ProviderHttpError as err:
             return err.result
         token_store(account.pk, token, expires_in)
@@ -69,6 +71,9 @@ class TokenBackend(HttpBackend):
 
     def fetch_token(self, account: ChannelAccount) -> tuple[str, int]:
         answer = self.request("GET", f"{self.base_url(account)}{self.token_path}", params=self.token_params(account))
+        return self.token_from(answer)
+
+    def token_from(self, answer: dict) -> tuple[str, int]:
         if not answer.get("access_token"):
             errcode = int(answer.get("errcode", -1))
             raise ProviderHttpError(

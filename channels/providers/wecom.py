@@ -1,10 +1,21 @@
 """WeCom (企业微信) group robot: a webhook per group, markdown or text. A robot takes 20 messages
-a minute ("api freq out of limit" past it): its account's rate limit keeps deliveries waiting in
-the outbox, never dropped."""
+a minute ("api freq out of limit" past it): its account's rate limit, a sliding window
+(channels/ratelimit.py), keeps deliveries waiting in the outbox, never dropped.
 
+Sizes, as WeCom documents them: a robot's markdown "最长不超过4096个字节", its text 2048; an app
+message's markdown "最长不超过2048个字节" (UTF-8 bytes, not characters). A template whose sample
+exceeds them cannot be saved (`problems`); real data that does is cut at send, on a character
+boundary and never inside a link, with an ellipsis.
+"""
+
+import hashlib
+import re
 from datetime import timedelta
 
-from ..models import AttemptOutcome, Delivery
+from django.conf import settings
+from django.core.cache import cache
+
+from ..models import AttemptOutcome, Channel, Delivery
 from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError
 from .tokened import TokenBackend
@@ -14,14 +25,60 @@ TRANSIENT_CODES = {
     45009,  # "api freq out of limit"
 }
 ROBOT_PER_MINUTE = 20
+ROBOT_MARKDOWN_BYTES = 4096
+ROBOT_TEXT_BYTES = 2048
+APP_MARKDOWN_BYTES = 2048
+ELLIPSIS = "…"
+# What must not be cut in two: a markdown link, a bare URL, a <font …> tag.
+_UNCUTTABLE = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)|https?://[^\s)\]]+|<font[^>]*>|</font>")
 
 
-def markdown(content: dict) -> str:
-    lines = [f"**{content.get('title', '')}**", content.get("body", "")]
+def cut_utf8(text: str, limit: int) -> str:
+    """`text` within `limit` UTF-8 bytes: whole characters only, never inside a link, a URL or a
+    tag (the cut moves before it), and an ellipsis where something was left out."""
+    if len(text.encode()) <= limit:
+        return text
+    budget = limit - len(ELLIPSIS.encode())
+    kept = text.encode()[: max(budget, 0)].decode("utf-8", errors="ignore")  # drops a split character
+    end = len(kept)
+    for match in _UNCUTTABLE.finditer(text):
+        if match.start() < end < match.end():
+            end = match.start()
+            break
+    return text[:end].rstrip() + ELLIPSIS
+
+
+def markdown(content: dict, limit: int | None = None) -> str:
+    """Title, body and the "details" link; within `limit` bytes, the body gives way first so
+    the title and the link arrive whole."""
+    head = f"**{content.get('title', '')}**"
+    body = content.get("body", "")
     url = (content.get("link") or {}).get("h5")
-    if url:
-        lines.append(f"[查看详情]({url})")
-    return "\n".join(lines)
+    tail = [f"[查看详情]({url})"] if url else []
+    text = "\n".join([head, body, *tail])
+    if limit is None or len(text.encode()) <= limit:
+        return text
+    room = limit - len("\n".join([head, "", *tail]).encode())
+    if room >= 16:
+        return "\n".join([head, cut_utf8(body, room), *tail])
+    return cut_utf8(text, limit)
+
+
+def duplicate_check_seconds() -> int:
+    """WeCom's duplicate check serves as retry protection only: it lasts as long as the engine
+    may send a delivery again (its transient retries, the sum of their backoff ceilings; and a
+    resend of an unknown outcome, which channels/reconcile.py makes RECONCILE_AFTER_SECONDS after
+    the attempt, past its lease, while the window has a minute left), so a retry is never shown
+    twice and a later message with the same words is not swallowed for half an hour (WeCom's
+    default, 1800 s; at most 4 hours). About 3 minutes with the default settings."""
+    from .. import sending  # the engine's retry schedule; sending imports this module
+
+    attempts = sending.MAX_ATTEMPTS.get(Channel.WECOM_APP, sending.DEFAULT_MAX_ATTEMPTS)
+    backoff = sum(
+        min(sending.BACKOFF_CAP_SECONDS, sending.BACKOFF_BASE_SECONDS * 2 ** (n - 1)) for n in range(1, attempts)
+    )
+    resend = settings.RECONCILE_AFTER_SECONDS + sending.lease().total_seconds() + 2 * 60
+    return int(min(max(backoff, resend, 60), 4 * 3600))
 
 
 class WeComRobotBackend(HttpBackend):
@@ -39,17 +96,21 @@ class WeComRobotBackend(HttpBackend):
             body = {
                 "msgtype": "text",
                 "text": {
-                    "content": f"{content.get('title', '')}\n{content.get('body', '')}",
+                    "content": cut_utf8(f"{content.get('title', '')}\n{content.get('body', '')}", ROBOT_TEXT_BYTES),
                     "mentioned_mobile_list": options.get("mentioned_mobile_list", []),
                 },
             }
         else:
-            body = {"msgtype": "markdown", "markdown": {"content": markdown(content)}}
+            body = {"msgtype": "markdown", "markdown": {"content": markdown(content, ROBOT_MARKDOWN_BYTES)}}
         return self.post_robot(account, body)
 
     def problems(self, content: dict) -> list[str]:
-        size = len(markdown(content).encode())
-        return [f"markdown is {size} bytes; a robot takes at most 4096"] if size > 4096 else []
+        if (content.get("options") or {}).get("msgtype") == "text":
+            size = len(f"{content.get('title', '')}\n{content.get('body', '')}".encode())
+            limit, kind = ROBOT_TEXT_BYTES, "text"
+        else:
+            size, limit, kind = len(markdown(content).encode()), ROBOT_MARKDOWN_BYTES, "markdown"
+        return [f"{kind} is {size} bytes; a robot takes at most {limit}"] if size > limit else []
 
     def check(self, account) -> DeliveryResult:
         """A group robot has no read-only call: the check posts one short text to its group."""
@@ -73,8 +134,8 @@ class WeComRobotBackend(HttpBackend):
 
 
 class WeComAppBackend(TokenBackend):
-    """An app message (message/send) to a staff member's WeCom user id, with WeCom's duplicate check
-    so that a retried delivery is not shown twice."""
+    """An app message (message/send) to a staff member's WeCom user id, with WeCom's duplicate
+    check as retry protection only (see `duplicate_check_seconds` and `duplicate_check`)."""
 
     channel = "wecom_app"
     provider = "wecom"
@@ -85,7 +146,17 @@ class WeComAppBackend(TokenBackend):
     transient_codes = frozenset(TRANSIENT_CODES)
     # The duplicate check (same user, same content, within duplicate_check_interval) is the key.
     reconcile = Reconcile.DEDUP
-    dedup_window = timedelta(seconds=1800)
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return timedelta(seconds=duplicate_check_seconds())
+
+    def reconcile_for(self, delivery: Delivery) -> str:
+        """A delivery sent without the duplicate check (another with the same words went first)
+        has no key to resend with: its unknown outcome stays unknown."""
+        if delivery.content.get("wecom_duplicate_check") == 0:
+            return Reconcile.NONE
+        return self.reconcile
 
     def token_params(self, account) -> dict:
         return {"corpid": account.app_id, "corpsecret": (account.credentials or {}).get("corp_secret", "")}
@@ -95,14 +166,17 @@ class WeComAppBackend(TokenBackend):
         agentid = (account.options or {}).get("agentid") if account else None
         if not agentid:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No WeCom app (agentid) is configured.")
+        text = markdown(delivery.content, APP_MARKDOWN_BYTES)
+        interval = self.duplicate_check(delivery, text)
         body = {
             "touser": delivery.address,
             "msgtype": "markdown",
             "agentid": int(agentid),
-            "markdown": {"content": markdown(delivery.content)},
-            "enable_duplicate_check": 1,
-            "duplicate_check_interval": 1800,
+            "markdown": {"content": text},
+            "enable_duplicate_check": 1 if interval else 0,
         }
+        if interval:
+            body["duplicate_check_interval"] = interval
         result = self.post_with_token(account, "/cgi-bin/message/send", body)
         if result.outcome == AttemptOutcome.SENT and delivery.address in (result.raw.get("invaliduser") or "").split(
             "|"
@@ -112,3 +186,32 @@ class WeComAppBackend(TokenBackend):
                 AttemptOutcome.PERMANENT, "invalid_user", f"invaliduser: {delivery.address}", result.raw
             )
         return result
+
+    def problems(self, content: dict) -> list[str]:
+        size = len(markdown(content).encode())
+        return (
+            [f"markdown is {size} bytes; a WeCom app message takes at most {APP_MARKDOWN_BYTES}"]
+            if (size > APP_MARKDOWN_BYTES)
+            else []
+        )
+
+    def duplicate_check(self, delivery: Delivery, text: str) -> int:
+        """The duplicate-check interval for this delivery, 0 for none.
+
+        WeCom swallows "同样内容（请求json）的消息" within the interval and answers the repeat as a
+        success (no error code is documented for it). So the first delivery of some words to a
+        person within the interval claims them (a key in the shared cache: one round trip, no
+        scan of the delivery table) and keeps the check for its retries; another delivery with
+        the same words in that time goes without the check, and keeps going without it on its
+        retries (kept on the delivery): two deliveries are two messages, never one swallowed and
+        recorded sent."""
+        if delivery.content.get("wecom_duplicate_check") == 0:
+            return 0
+        interval = duplicate_check_seconds()
+        digest = hashlib.sha256(f"{delivery.account_id}\n{delivery.address}\n{text}".encode()).hexdigest()
+        key = f"nc:wecom-dup:{digest}"
+        if cache.add(key, delivery.pk, timeout=interval) or cache.get(key) == delivery.pk:
+            return interval
+        delivery.content = {**delivery.content, "wecom_duplicate_check": 0}
+        Delivery.objects.filter(pk=delivery.pk).update(content=delivery.content)
+        return 0

@@ -27,7 +27,7 @@ def test_every_sandbox_account_passes_its_check_without_messaging_a_person(sandb
     paths = {c["path"] for c in sandbox_accounts.calls()}
     # Token fetches, a push id, signed reads for SMS, and one test line to the ops robot's group.
     assert paths == {
-        "/wechat/cgi-bin/token",
+        "/wechat/cgi-bin/stable_token",
         "/wecom/cgi-bin/gettoken",
         "/wecom/cgi-bin/webhook/send",
         "/jpush/v3/push/cid",

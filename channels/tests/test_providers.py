@@ -107,8 +107,13 @@ def test_official_account_template_sends_the_documented_request(fake, accounts, 
     delivery = send("wechat_oa_template", patient, params={"thing1": "李明", "character_string2": "IQ2026"})
 
     assert delivery.status == DeliveryStatus.SENT, delivery.last_error_message
-    (token,) = fake.calls("/cgi-bin/token")
-    assert token["query"] == {"grant_type": "client_credential", "appid": "wx-oa", "secret": "s-oa"}
+    (token,) = fake.calls("/cgi-bin/stable_token")
+    assert token["body"] == {
+        "grant_type": "client_credential",
+        "appid": "wx-oa",
+        "secret": "s-oa",
+        "force_refresh": False,
+    }
     (sent,) = fake.calls("/message/template/send")
     assert sent["body"] == {
         "touser": "oOA-p42-openid-0001",
@@ -145,13 +150,13 @@ def test_an_expired_token_is_refreshed_once_and_the_send_retried_at_once(fake, a
     delivery = send("wechat_oa_template", patient, key="b")
 
     assert delivery.status == DeliveryStatus.SENT
-    assert len(fake.calls("/cgi-bin/token")) == 2
+    assert len(fake.calls("/cgi-bin/stable_token")) == 2
     assert len(fake.calls("/message/template/send")) == 3  # a, b refused with 40001, b again
     assert delivery.attempts.count() == 1
 
 
 def test_two_workers_needing_a_token_at_once_fetch_it_once(fake, accounts, patient):
-    fake.script("/wechat/cgi-bin/token", [{}], latency_ms=300)  # a slow token endpoint widens the race
+    fake.script("/wechat/cgi-bin/stable_token", [{}], latency_ms=300)  # a slow token endpoint widens the race
     rows = deliveries_create(
         requests=[
             DeliveryRequest(
@@ -171,7 +176,7 @@ def test_two_workers_needing_a_token_at_once_fetch_it_once(fake, accounts, patie
     for t in threads:
         t.join()
 
-    assert len(fake.calls("/cgi-bin/token")) == 1
+    assert len(fake.calls("/cgi-bin/stable_token")) == 1
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
 
 
