@@ -590,3 +590,28 @@ def test_the_account_form_names_vendor_fields_jpush_refuses_and_a_robot_rate_ove
         }
     )
     assert good.is_valid(), good.errors
+
+
+def test_a_late_wecom_app_answer_is_resent_with_the_check_and_never_without_it(
+    fake_providers, wecom_app, staff, settings
+):
+    from channels.reconcile import delivery_reconcile
+
+    settings.PROVIDER_TIMEOUT = (1.0, 0.3)  # the fake answers after 0.9 s, acting on the request first
+    settings.RECONCILE_AFTER_SECONDS = 0
+    fake_providers.script("/wecom/cgi-bin/message/send", [{"latency_ms": 900}, {"latency_ms": 900}])
+    first, second = create("wecom_app", staff, key="first"), create("wecom_app", staff, key="second")
+
+    for row in (first, second):
+        delivery_send(delivery_id=row.pk)
+        assert Delivery.objects.get(pk=row.pk).status == DeliveryStatus.UNKNOWN
+        Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
+    decisions = [delivery_reconcile(delivery_id=row.pk) for row in (first, second)]
+    delivery_send(delivery_id=first.pk)
+
+    # The first went with the check: resent with the same request, and WeCom shows it once. The
+    # second (same words, so without the check) has no key to resend with: unknown, not resent.
+    assert decisions == ["resend_same_key", "no_way_to_ask"]
+    assert Delivery.objects.get(pk=first.pk).status == DeliveryStatus.SENT
+    assert [c["body"]["enable_duplicate_check"] for c in fake_providers.calls("/message/send")] == [1, 0, 1]
+    assert len(fake_providers.delivered("wecom_app")) == 2
