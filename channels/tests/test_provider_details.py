@@ -644,3 +644,14 @@ def test_a_bindings_vendor_fields_reach_the_push_of_an_event(catalog, backend, f
         "huawei": {"importance": "NORMAL", "category": "IM"},  # the binding's category over the account's
         "xiaomi": {"channel_id": "120001"},
     }
+
+
+def test_the_fake_stable_token_keeps_its_minute_quota(fake_providers, monkeypatch):
+    from channels import fakeproviders
+
+    monkeypatch.setattr(fakeproviders, "STABLE_PER_MINUTE", 3)  # "1万次每分钟", made small to reach
+    answers = [stable_token(fake_providers.url) for _ in range(4)]
+    fake_providers.advance(61)
+
+    assert [a.get("errcode", 0) for a in answers] == [0, 0, 0, 45011]
+    assert "access_token" in stable_token(fake_providers.url)
