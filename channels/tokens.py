@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from .models import TokenRefresh, TokenRefreshReason
@@ -92,9 +93,12 @@ def _reason(account_id: int) -> str:
     if cache.get(_invalid_key(account_id)):
         cache.delete(_invalid_key(account_id))
         return TokenRefreshReason.INVALID
-    if TokenRefresh.objects.filter(account_id=account_id, ok=True).exists():
+    try:
+        known = TokenRefresh.objects.filter(account_id=account_id, ok=True).exists()
+    except DatabaseError:  # the database is away: the send may still go; the reason is a guess
+        logger.warning("token refresh reason of account %s unknown: database unavailable", account_id)
         return TokenRefreshReason.EXPIRED
-    return TokenRefreshReason.FIRST_USE
+    return TokenRefreshReason.EXPIRED if known else TokenRefreshReason.FIRST_USE
 
 
 def refresh_recorded(account_id: int, fetch: Callable[[], tuple[str, int]], *, reason: str) -> tuple[str, int]:
@@ -118,14 +122,15 @@ def refresh_recorded(account_id: int, fetch: Callable[[], tuple[str, int]], *, r
 
 def _record(account_id: int, reason: str, *, ok: bool, **fields) -> None:
     try:
-        TokenRefresh.objects.create(
-            account_id=account_id,
-            reason=reason,
-            ok=ok,
-            expires_in=fields.get("expires_in"),
-            error_code=str(fields.get("error_code", ""))[:64],
-            error_message=str(fields.get("error_message", ""))[:500],
-        )
+        with transaction.atomic():  # a savepoint when called inside a transaction: a failure stays here
+            TokenRefresh.objects.create(
+                account_id=account_id,
+                reason=reason,
+                ok=ok,
+                expires_in=fields.get("expires_in"),
+                error_code=str(fields.get("error_code", ""))[:64],
+                error_message=str(fields.get("error_message", ""))[:500],
+            )
     except Exception:  # a record that cannot be written must not stop the send that needed the token
         logger.exception("token refresh of account %s not recorded", account_id)
 

@@ -655,3 +655,17 @@ def test_the_fake_stable_token_keeps_its_minute_quota(fake_providers, monkeypatc
 
     assert [a.get("errcode", 0) for a in answers] == [0, 0, 0, 45011]
     assert "access_token" in stable_token(fake_providers.url)
+
+
+def test_a_refresh_record_that_cannot_be_written_does_not_stop_the_send(fake_providers, oa, patient, monkeypatch):
+    from django.db import DatabaseError
+
+    class Away:
+        def filter(self, **kwargs):
+            raise DatabaseError("server closed the connection unexpectedly")
+
+        create = filter
+
+    monkeypatch.setattr(tokens.TokenRefresh, "objects", Away())
+
+    assert send("wechat_oa_template", patient).status == DeliveryStatus.SENT
