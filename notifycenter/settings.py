@@ -1,6 +1,7 @@
 """Settings, all from the environment (django-environ).
 
-Embedded default (no variable set): SQLite and kombu's filesystem transport under DATA_DIR.
+Embedded default (no variable set): SQLite and kombu's filesystem transport, every runtime file
+under DATA_DIR.
 Production: DATABASE_URL (PostgreSQL) and REDIS_URL (broker and cache). See README.md.
 """
 
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "import_export",
     "simple_history",
@@ -43,6 +45,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app server (uvicorn or gunicorn), in `make run` as in production.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "notifycenter.middleware.ChosenLanguageMiddleware",
     "notifycenter.middleware.ApiInEnglishMiddleware",
@@ -56,6 +60,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "notifycenter.urls"
 WSGI_APPLICATION = "notifycenter.wsgi.application"
+ASGI_APPLICATION = "notifycenter.asgi.application"
 
 TEMPLATES = [
     {
@@ -110,6 +115,11 @@ FIXTURE_DIRS = [BASE_DIR / "fixtures"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names, so browsers may cache admin CSS/JS for ever; `collectstatic` builds them.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -130,6 +140,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Notification center of an internet hospital: events in, deliveries out, station inbox.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar): a hospital
+    # intranet has no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # End-user tokens for the station inbox, issued by the hospital backend.
@@ -181,7 +196,12 @@ else:
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Exchange bindings (kombu's default is ./control, in whatever folder the worker started).
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
+        # kombu polls the folder once a second by default: a second of latency per hop. A listdir
+        # every 10 ms costs little and brings an event to the inbox in tens of milliseconds.
+        "polling_interval": env.float("NOTIFYCENTER_BROKER_POLL_SECONDS", default=0.01),
     }
 # Beat holds a fixed set of periodic tasks, never a row per reminder (DESIGN.md).
 # NOTIFYCENTER_BEAT_SCANS=0 leaves the scans out (bench/reminders.py's peer run).

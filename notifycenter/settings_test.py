@@ -14,6 +14,10 @@ os.environ.setdefault("NOTIFYCENTER_DATA_DIR", str(Path(tempfile.gettempdir()) /
 
 from .settings import *  # noqa: F403
 
+# Tests render admin pages without a `collectstatic` first: plain names, no manifest to look up.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_AUTOREFRESH = True  # static files found per request (no collectstatic before tests)
+WHITENOISE_USE_FINDERS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Unit tests run tasks in process; the end-to-end tests switch this off and use a real worker.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"

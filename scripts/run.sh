@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs web, worker (with embedded beat) together; Ctrl-C stops them all.
+# Runs web, worker (with embedded beat) and the fake providers together; Ctrl-C stops them all.
+# The web server is the production one (uvicorn; static files through whitenoise); every runtime
+# file (SQLite, queue folders, static files, beat schedule) is under $NOTIFYCENTER_DATA_DIR.
 set -uo pipefail
 PY=${PY:-.venv/bin/python}
 PORT=${PORT:-8000}
-CELERY="$(dirname "$PY")/celery"
+FAKE=${FAKE_PROVIDERS_PORT:-8081}
+BIN="$(dirname "$PY")"
+WEB_WORKERS=${WEB_WORKERS:-2}
 
 pids=()
 stop() {
@@ -15,28 +19,40 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-mkdir -p "$NOTIFYCENTER_DATA_DIR/queue/out" "$NOTIFYCENTER_DATA_DIR/queue/processed"
+mkdir -p "$NOTIFYCENTER_DATA_DIR/queue/out" "$NOTIFYCENTER_DATA_DIR/queue/processed" \
+  "$NOTIFYCENTER_DATA_DIR/queue/control"
+"$PY" manage.py collectstatic --noinput -v0
 
-"$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
+# Django under ASGI runs each sync view in one thread per process, so two processes serve two
+# requests at once on these 2 cores; the backlog (2048) holds the rest instead of resetting them.
+"$BIN/uvicorn" notifycenter.asgi:application --host 127.0.0.1 --port "$PORT" --workers "$WEB_WORKERS" \
+  --backlog 2048 --no-access-log --lifespan off &
 pids+=($!)
 # Sandbox channel accounts send here (FAKE_PROVIDERS_URL).
-"$PY" manage.py fakeproviders --port "${FAKE_PROVIDERS_PORT:-8081}" &
+"$PY" manage.py fakeproviders --port "$FAKE" &
 pids+=($!)
-# One worker with embedded beat (-B) on kombu's filesystem transport; beat's periodic tasks are
-# the reminder scan and the outbox scan (settings.CELERY_BEAT_SCHEDULE).
-"$CELERY" -A notifycenter worker -B --loglevel INFO --concurrency 2 \
+# One worker with embedded beat (-B) on kombu's filesystem transport (polled every 10 ms, see
+# settings.CELERY_BROKER_TRANSPORT_OPTIONS); beat's periodic tasks are the reminder scan and the
+# outbox scan (settings.CELERY_BEAT_SCHEDULE).
+"$BIN/celery" -A notifycenter worker -B --loglevel INFO --concurrency 2 \
   --schedule "$NOTIFYCENTER_DATA_DIR/celerybeat-schedule" &
 pids+=($!)
 
-sleep 3
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 cat <<MSG
 
 notifycenter is running (data in $NOTIFYCENTER_DATA_DIR):
-  admin       http://127.0.0.1:$PORT/admin/   login: $(cat "$NOTIFYCENTER_DATA_DIR/admin-login.txt" | tr ' ' '/')
+  console     http://127.0.0.1:$PORT/admin/   login: $(tr ' ' '/' < "$NOTIFYCENTER_DATA_DIR/admin-login.txt")
   API key     $(cat "$NOTIFYCENTER_DATA_DIR/dev-api-key")
-  API docs    http://127.0.0.1:$PORT/api/docs/
+  API docs    http://127.0.0.1:$PORT/api/docs/  (ReDoc: /api/redoc/)
   health      http://127.0.0.1:$PORT/healthz
-  sandbox     http://127.0.0.1:${FAKE_PROVIDERS_PORT:-8081}/_calls   (what the fake WeChat and WeCom received)
+  fake providers on http://127.0.0.1:$FAKE (the sandbox channel accounts send there):
+    /wechat   WeChat official-account template and mini-program subscribe messages
+    /wecom    WeCom app messages and group robot
+    /jpush    JPush app push
+    /aliyun   Aliyun SMS
+    /tencent  Tencent Cloud SMS
+    /_calls   everything they received
 Ctrl-C stops everything.
 
 MSG
