@@ -247,7 +247,17 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
 @admin.register(LinkTarget)
 class LinkTargetAdmin(ImportExportMixin, SimpleHistoryAdmin):
     resource_classes = [LinkTargetResource]
-    list_display = ["code", "name", "route", "working", "mini_program_page", "h5_url", "app_url"]
+    list_display = [
+        "code",
+        "name",
+        "route",
+        "working",
+        "mini_program_page",
+        "h5_url",
+        "patient_app_url",
+        "doctor_app_url",
+        "admin_url",
+    ]
     list_filter = ["working"]
     search_fields = ["code", "name", "route"]
 

@@ -56,7 +56,9 @@ class Domain(models.TextChoices):
 
 
 class LinkTarget(models.Model):
-    """A page a message opens, as a route with parameters and its form on each platform.
+    """A page a message opens, as a route with parameters and its form on each platform, per
+    audience: a patient's link opens the patient's mini program, H5 page or patient app; a doctor's
+    or pharmacist's opens the doctor app; operations staff's opens the back office.
 
     The URL fields are templates over the route parameters, e.g. `/pages/im/index?id={inquiry_id}`.
     """
@@ -67,9 +69,13 @@ class LinkTarget(models.Model):
     params = models.JSONField(
         _("parameters"), default=dict, blank=True, help_text=_("Route parameter → template over event data.")
     )
-    mini_program_page = models.CharField(_("mini-program page"), max_length=255, blank=True)
-    h5_url = models.CharField(_("H5 URL"), max_length=255, blank=True)
-    app_url = models.CharField(_("app deep link"), max_length=255, blank=True)
+    mini_program_page = models.CharField(_("patient mini-program page"), max_length=255, blank=True)
+    h5_url = models.CharField(_("patient H5 URL"), max_length=255, blank=True)
+    patient_app_url = models.CharField(_("patient app deep link"), max_length=255, blank=True)
+    doctor_app_url = models.CharField(
+        _("doctor app deep link"), max_length=255, blank=True, help_text=_("Doctors and pharmacists.")
+    )
+    admin_url = models.CharField(_("back-office URL"), max_length=255, blank=True, help_text=_("Operations staff."))
     working = models.BooleanField(
         _("verified working"), default=True, help_text=_("Untick while the target page is known not to open.")
     )
@@ -87,6 +93,14 @@ class LinkTarget(models.Model):
 
     def natural_key(self):
         return (self.code,)
+
+    def forms_for(self, audience: str) -> dict[str, str]:
+        """Platform → URL template for one audience: only that audience's own apps and pages."""
+        if audience == "patient":
+            return {"mini_program": self.mini_program_page, "h5": self.h5_url, "app": self.patient_app_url}
+        if audience in ("doctor", "pharmacist"):
+            return {"app": self.doctor_app_url}
+        return {"h5": self.admin_url}  # operations: the back office, a web page
 
 
 class Effect(models.TextChoices):

@@ -55,7 +55,7 @@ def template_preview(*, template: Template, bindings: list[ChannelBinding], data
         except RenderError as err:
             preview.errors[err.field] = err.message
     try:
-        preview.link = render_link(template.link, context)
+        preview.link = render_link(template.link, context, audience=template.audience)
     except RenderError as err:
         preview.errors[err.field] = err.message
     for binding in bindings:

@@ -52,17 +52,14 @@ def render_mapping(mapping: dict, context: dict, *, field: str) -> dict:
     return {key: render_text(str(value), context, field=f"{field}.{key}") for key, value in mapping.items()}
 
 
-def render_link(link_target, context: dict) -> dict:
-    """The page a message opens: the route with its parameters and its form on each platform."""
+def render_link(link_target, context: dict, *, audience: str) -> dict:
+    """The page a message opens: the route with its parameters and its form on each platform the
+    audience uses (a patient's link never opens the doctor app)."""
     if link_target is None:
         return {}
     params = render_mapping(link_target.params, context, field=f"link.{link_target.code}")
     forms = {}
-    for platform, pattern in (
-        ("mini_program", link_target.mini_program_page),
-        ("h5", link_target.h5_url),
-        ("app", link_target.app_url),
-    ):
+    for platform, pattern in link_target.forms_for(audience).items():
         if pattern:
             try:
                 forms[platform] = pattern.format_map(params)
@@ -77,7 +74,7 @@ def render_message(*, template, bindings, context: dict) -> dict:
         "title": render_text(template.title, context, field="title"),
         "body": render_text(template.body, context, field="body"),
         "category": template.category,
-        "link": render_link(template.link, context),
+        "link": render_link(template.link, context, audience=template.audience),
         "channels": {},
     }
     for binding in bindings:

@@ -117,6 +117,62 @@ def test_each_sample_payload_is_valid_and_every_template_renders_from_it(catalog
         assert "{{" not in rendered["body"]
 
 
+# What each audience's link may open: its own apps and pages, never another audience's.
+OWN_FORMS = {
+    "patient": {
+        "mini_program": "/pages/",
+        "h5": "https://m.hospital.example/",
+        "app": "hospitalpatient://",
+    },
+    "doctor": {"app": "hospitaldoctor://"},
+    "pharmacist": {"app": "hospitaldoctor://"},
+    "operations": {"h5": "https://admin.hospital.example/"},
+}
+
+
+def test_every_rule_s_link_opens_the_recipient_s_own_app_or_page(catalog):
+    """Walks every catalog rule and plan step: each rendered link has only the forms the
+    recipient's audience uses, each pointing at that audience's app or pages."""
+    from scenarios.models import PlanStep
+
+    templates = [r.template for r in Rule.objects.select_related("template__link", "scenario")]
+    templates += [s.template for s in PlanStep.objects.select_related("template__link")]
+    checked = 0
+    for template in templates:
+        if template.link is None:
+            continue
+        scenario = template.rules.select_related("scenario").first()
+        data = scenario.scenario.sample_data if scenario else {}
+        link = render_message(template=template, bindings=[], context=render_context(template, data))["link"]
+        forms = {k: v for k, v in link.items() if k in ("mini_program", "h5", "app")}
+        own = OWN_FORMS[template.audience]
+        assert forms, f"{template.code} ({template.audience}) opens nothing"
+        for platform, url in forms.items():
+            assert platform in own, f"{template.code} ({template.audience}) has a {platform} link: {url}"
+            assert url.startswith(own[platform]), f"{template.code} ({template.audience}) opens {url}"
+        checked += 1
+    assert checked >= 17
+
+
+def test_one_page_opens_each_audience_s_own_app(catalog):
+    """The consultation detail page is shared by patient and doctor templates; each opens its own app."""
+    patient = Template.objects.get(code="pt_inquiry_0000007")
+    doctor = Template.objects.get(code="dc_inquiry_0000005")
+    assert patient.link_id == doctor.link_id
+    from scenarios.rendering import render_link
+
+    def render(template):
+        return render_link(template.link, {"inquiry_id": "9001"}, audience=template.audience)
+
+    assert render(patient)["app"] == "hospitalpatient://inquiry/detail?inquiryId=9001"
+    assert render(doctor) == {
+        "target": "inquiry_detail",
+        "route": "inquiry_detail",
+        "params": {"inquiry_id": "9001"},
+        "app": "hospitaldoctor://inquiry/detail?inquiryId=9001",
+    }
+
+
 @pytest.mark.django_db(transaction=True)
 def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, fake_providers):
     from channels.models import SubscribeConsent
