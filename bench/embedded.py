@@ -66,15 +66,25 @@ class Stack:
         for args in (["migrate", "-v0"], ["loaddata", "catalog", "-v0"], ["bootstrap_local"]):
             subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True, capture_output=True)
         self.key = (self.data / "dev-api-key").read_text().strip()
+        for p in (port, fake_port):
+            try:
+                http.client.HTTPConnection("127.0.0.1", p, timeout=1).connect()
+            except OSError:
+                continue
+            raise SystemExit(f"port {p} is in use: stop what listens there first")
         env = {**os.environ, "PY": PY, "PORT": str(port), "FAKE_PROVIDERS_PORT": str(fake_port)}
         self.log = open(self.data / "run.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             ["scripts/run.sh"], cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True
         )
-        self._wait_until_up()
-        import django
+        try:
+            self._wait_until_up()
+            import django
 
-        django.setup()
+            django.setup()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_until_up(self):
         for _ in range(600):

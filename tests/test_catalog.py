@@ -192,7 +192,9 @@ def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, 
     }
     backend.put("/api/v1/recipients/patient/p-42", {"wechat_mini_openid": "oMini-p42-0001"}, format="json")
     backend.post(
-        "/api/v1/recipients/patient/p-42/subscriptions", {"template_ids": ["sandbox-pt_inquiry_0000004"]}, format="json"
+        "/api/v1/recipients/patient/p-42/subscriptions",
+        {"template_ids": ["sandbox-pt_inquiry_0000004", "sandbox-pt_questionnaire_0000001"]},
+        format="json",
     )
     for scenario in Scenario.objects.exclude(code="point.withdrawal_requested"):  # row 15: below
         response = backend.post(
@@ -226,12 +228,87 @@ def test_every_scenario_reaches_every_built_channel_over_http(catalog, backend, 
     assert by_channel["inbox"] == {("sent", "")}
     assert by_channel["wechat_oa_template"] == {("sent", "")}
     assert by_channel["wecom_robot"] == {("sent", "")}
-    assert by_channel["wechat_mini_subscribe"] == {("sent", "")}  # row 1, with the patient's consent
-    assert SubscribeConsent.objects.get().remaining == 0
+    assert by_channel["wechat_mini_subscribe"] == {("sent", "")}  # row 1 and the questionnaire, with consents
+    assert set(SubscribeConsent.objects.values_list("remaining", flat=True)) == {0}
     assert by_channel["app_push"] == {("sent", "")}  # doctors' and the pharmacist's apps, through JPush
     # Row 7's SMS to the doctor goes out through Aliyun, and so does row 15's code, asked for as
     # the backend does, through POST /api/v1/otp (a plain event for it is refused).
     assert by_channel["sms"] == {("sent", "")}
     assert len(fake_providers.calls("/v3/push")) == Delivery.objects.filter(channel="app_push").count()
-    assert len(fake_providers.calls("/message/template/send")) == 3  # rows 2, 4 and 11 bind the official account
+    # Rows 2, 4 and 11 bind the official account, and so do the questionnaire and membership
+    # (their timed reminders are not due yet).
+    assert len(fake_providers.calls("/message/template/send")) == 5
     assert InboxMessage.objects.filter(audience="pharmacist", recipient_id="ph-3").exists()
+
+
+def test_a_questionnaire_is_reminded_24_hours_later_unless_submitted(catalog, backend):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scenarios.models import Message
+
+    assigned = timezone.now().replace(microsecond=0)
+    data = dict(Scenario.objects.get(code="questionnaire.assigned").sample_data, assigned_at=assigned.isoformat())
+    answer = backend.post(
+        "/api/v1/events",
+        {"event": "questionnaire.assigned", "idempotency_key": "q1", "data": data, "recipients": {"patient": ["p-42"]}},
+        format="json",
+    )
+    assert answer.status_code == 202, answer.json()
+    reminder = Message.objects.get(template__code="pt_questionnaire_0000002")
+    assert (reminder.status, reminder.due_at) == ("scheduled", assigned + timedelta(hours=24))
+    now = set(Delivery.objects.values_list("template_code", "channel"))
+    assert now == {("pt_questionnaire_0000001", c) for c in ("inbox", "wechat_mini_subscribe", "wechat_oa_template")}
+
+    submitted = backend.post(
+        "/api/v1/events",
+        {
+            "event": "questionnaire.submitted",
+            "idempotency_key": "q1-done",
+            "data": {"questionnaire_id": data["questionnaire_id"]},
+        },
+        format="json",
+    )
+    assert submitted.status_code == 202, submitted.json()
+    reminder.refresh_from_db()
+    assert reminder.status == "cancelled"
+
+
+def test_membership_reminders_move_with_a_renewal(catalog, backend):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scenarios.models import Message
+
+    expires = (timezone.now() + timedelta(days=30)).replace(microsecond=0)
+    data = dict(Scenario.objects.get(code="membership.activated").sample_data, expires_at=expires.isoformat())
+    people = {"patient": [{"id": "p-42", "phone": "13812345678"}]}
+    assert (
+        backend.post(
+            "/api/v1/events",
+            {"event": "membership.activated", "idempotency_key": "m1", "data": data, "recipients": people},
+            format="json",
+        ).status_code
+        == 202
+    )
+    planned = dict(Message.objects.filter(status="scheduled").values_list("template__code", "due_at"))
+    assert planned == {"pt_membership_0000002": expires - timedelta(days=7), "pt_membership_0000003": expires}
+
+    renewed_until = expires + timedelta(days=365)
+    renewal = dict(data, expires_at=renewed_until.isoformat())
+    assert (
+        backend.post(
+            "/api/v1/events",
+            {"event": "membership.renewed", "idempotency_key": "m1-renew", "data": renewal, "recipients": people},
+            format="json",
+        ).status_code
+        == 202
+    )
+    planned = dict(Message.objects.filter(status="scheduled").values_list("template__code", "due_at"))
+    assert planned == {
+        "pt_membership_0000002": renewed_until - timedelta(days=7),
+        "pt_membership_0000003": renewed_until,
+    }
+    assert Message.objects.filter(status="cancelled").count() == 2
