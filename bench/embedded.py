@@ -314,6 +314,7 @@ def main():
         return child(args)
     results = {}
     for mode in ("embedded", "server"):
+        print(f"measuring {mode}…", file=sys.stderr)
         out = subprocess.run(
             [PY, __file__, "--mode", mode, "--port", str(args.port), "--fake-port", str(args.fake_port)],
             cwd=ROOT,
@@ -324,6 +325,7 @@ def main():
             print(out.stdout, out.stderr, file=sys.stderr)
             raise SystemExit(f"{mode} failed")
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[mode]), file=sys.stderr)
     e, s = results["embedded"], results["server"]
 
     def ratio(a, b):

@@ -16,6 +16,36 @@ from .models import (
 from .providers.jpush import push_option_problems, push_options
 from .ratelimit import ROBOT_PER_MINUTE
 from .services import account_check, deliveries_cancel_ids, deliveries_retry, masked_address
+from .wording import reason_label
+
+
+class HistoryRecordAdmin(admin.ModelAdmin):
+    """A record of what happened (events, messages, deliveries, attempts): read, never edited or
+    deleted in the console; its page is titled by what it is, not "change"."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def record_title(self, obj) -> str:
+        return f"{self.model._meta.verbose_name} #{obj.pk}"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra = {"title": self.record_title(obj), "subtitle": None} if obj is not None else {}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+
+class BlankWhenEmptyJSONField(forms.JSONField):
+    """An empty JSON field shows empty, not `null`."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
 
 
 class SubscribeConsentInline(admin.TabularInline):
@@ -46,7 +76,7 @@ class RecipientAdmin(admin.ModelAdmin):
 class ChannelAccountForm(forms.ModelForm):
     """Secrets are write-only: the page shows their last characters, and a blank field keeps them."""
 
-    new_credentials = forms.JSONField(
+    new_credentials = BlankWhenEmptyJSONField(
         label=_("new credentials"),
         required=False,
         help_text=_('JSON, e.g. {"app_secret": "…"}. Leave empty to keep the stored ones.'),
@@ -145,7 +175,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(HistoryRecordAdmin):
     list_display = [
         "id",
         "channel",
@@ -154,7 +184,8 @@ class DeliveryAdmin(admin.ModelAdmin):
         "masked",
         "status",
         "attempt_count",
-        "last_error_code",
+        "reason",
+        "is_test",
         "not_before",
         "finished_at",
     ]
@@ -187,8 +218,20 @@ class DeliveryAdmin(admin.ModelAdmin):
     def masked(self, obj):
         return masked_address(obj.channel, obj.address)
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description=_("reason"), ordering="last_error_code")
+    def reason(self, obj):
+        return reason_label(obj.last_error_code) or "—"
+
+    @admin.display(description=_("test send"), boolean=True)
+    def is_test(self, obj):
+        return obj.idempotency_key.startswith("test:")
+
+    def record_title(self, obj):
+        return _("Delivery #%(id)s: %(channel)s, %(status)s") % {
+            "id": obj.pk,
+            "channel": obj.get_channel_display(),
+            "status": obj.get_status_display(),
+        }
 
 
 @admin.register(OtpCode)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.utils.translation import gettext_lazy as _
 
 
@@ -8,3 +9,9 @@ class NotifyCenterConfig(AppConfig):
 
     def ready(self):
         from . import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+
+
+class OpsAdminConfig(AdminConfig):
+    """django.contrib.admin with our site (notifycenter/admin_site.py) as the default one."""
+
+    default_site = "notifycenter.admin_site.OpsAdminSite"

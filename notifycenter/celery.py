@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
 
+from . import broker  # noqa: F401  (registers the embedded broker, ncfs://)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
 
 app = Celery("notifycenter")

@@ -25,7 +25,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "notifycenter.apps.OpsAdminConfig",  # django.contrib.admin with the operations home page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -85,6 +85,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
+    }
+elif env.int("DATABASE_POOL_MAX_SIZE", default=0):
+    # The ASGI web server (uvicorn) runs each request's sync code in a thread of its own, so
+    # persistent connections pile up, one per thread (60 and more under load); a pool per process
+    # caps them. scripts/run.sh sets this for the web server only; workers keep theirs below.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE"),
+        "timeout": 10,
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
@@ -191,7 +201,8 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
     _queue_dir = DATA_DIR / "queue"
-    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+    # kombu's filesystem transport, writing each message whole (notifycenter/broker.py).
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="ncfs://")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
@@ -58,9 +57,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-admin.site.site_header = _("notifycenter operations console")
-admin.site.site_title = _("notifycenter")
-admin.site.index_title = _("Scenarios, templates, channels and deliveries")
 
 handler404 = "notifycenter.errors.handler404"
 handler500 = "notifycenter.errors.handler500"

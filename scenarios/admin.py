@@ -12,8 +12,10 @@ from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from simple_history.admin import SimpleHistoryAdmin
 
+from channels.admin import HistoryRecordAdmin
 from channels.models import Channel, Delivery
 from channels.selectors import deliveries_for_messages
+from channels.wording import reason_label
 
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
@@ -30,6 +32,7 @@ from .models import (
     Rule,
     Scenario,
     Template,
+    TestRecipient,
     UpcomingReminder,
 )
 from .preview import TestSendRefused, sample_data_for, template_preview, template_test_send
@@ -151,7 +154,7 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
 
     @admin.display(description=_("channels"))
     def channels(self, obj):
-        return ", ".join(b.channel for b in obj.bindings.all() if b.enabled)
+        return "、".join(b.get_channel_display() for b in obj.bindings.all() if b.enabled) or "—"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("bindings")
@@ -240,6 +243,7 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
             "sent": sent,
             "waiting": any(d.status in ("queued", "sending") for d in sent),
             "can_send": self.has_change_permission(request, template),
+            "test_people": TestRecipient.objects.filter(audience=template.audience).order_by("external_id"),
         }
         return TemplateResponse(request, "admin/scenarios/template/preview.html", context)
 
@@ -283,7 +287,7 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", "client", "received_at"]
     search_fields = ["=id", "idempotency_key", "subject_id", "scenario__code"]
@@ -296,12 +300,12 @@ class EventAdmin(admin.ModelAdmin):
         messages = list(obj.messages.select_related("template", "recipient"))
         return timeline_html(messages_timeline(messages=messages, event=obj), event_ref=obj.pk)
 
-    def has_add_permission(self, request):
-        return False
+    def record_title(self, obj):
+        return _("Event #%(id)s: %(scenario)s") % {"id": obj.pk, "scenario": obj.scenario}
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(HistoryRecordAdmin):
     list_display = ["id", "template", "audience", "recipient", "status", "due_at", "dispatched_at"]
     list_filter = ["status", "audience", "template__category", "due_at"]
     search_fields = ["=id", "template__code", "recipient__external_id", "subject_id"]
@@ -316,15 +320,21 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description=_("deliveries"))
     def deliveries(self, obj):
         return (
-            ", ".join(
-                f"{d.channel}: {d.get_status_display()}{f' ({d.last_error_code})' if d.last_error_code else ''}"
+            "；".join(
+                f"{d.get_channel_display()}：{d.get_status_display()}"
+                + (f"（{reason_label(d.last_error_code)}）" if d.last_error_code else "")
                 for d in deliveries_for_messages(message_refs=[obj.pk])
             )
             or "—"
         )
 
-    def has_add_permission(self, request):
-        return False
+    def record_title(self, obj):
+        return _("Message #%(id)s: %(template)s to %(audience)s %(recipient)s") % {
+            "id": obj.pk,
+            "template": obj.template.name,
+            "audience": obj.get_audience_display(),
+            "recipient": obj.recipient.external_id,
+        }
 
 
 @admin.register(UpcomingReminder)
@@ -420,3 +430,12 @@ class ChannelBindingAdmin(ImportExportMixin, SimpleHistoryAdmin):
     search_fields = ["template__code", "external_template_id"]
     list_select_related = ["template", "account"]
     autocomplete_fields = ["template"]
+
+
+@admin.register(TestRecipient)
+class TestRecipientAdmin(admin.ModelAdmin):
+    """The only people the console's test sends reach."""
+
+    list_display = ["audience", "external_id", "name", "notes"]
+    list_filter = ["audience"]
+    search_fields = ["external_id", "name"]

@@ -489,3 +489,21 @@ class PlanEnrollment(models.Model):
 
     def __str__(self):
         return f"{self.plan.code}:{self.enrollment_key}"
+
+
+class TestRecipient(models.Model):
+    """A person the console's test sends may go to (a colleague's test account): a test never
+    lands in a real patient's inbox. Their addresses are in the recipient directory as usual."""
+
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    external_id = models.CharField(_("external id"), max_length=64)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    notes = models.CharField(_("notes"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("test recipient")
+        verbose_name_plural = _("test recipients")
+        constraints = [models.UniqueConstraint(fields=["audience", "external_id"], name="test_recipient_unique")]
+
+    def __str__(self):
+        return f"{self.get_audience_display()} {self.external_id} {self.name}".strip()

@@ -4,16 +4,19 @@ it, and a test send of it to a chosen person: the operations console's preview a
 import secrets
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from channels.checks import content_problems
 from channels.models import Channel, Delivery
 from channels.providers.sms import CODE_SLOT
 from channels.services import DeliveryRequest, deliveries_create, recipients_resolve
 
-from .models import ChannelBinding, Template
+from .models import ChannelBinding, Template, TestRecipient
 from .rendering import RenderError, render_link, render_mapping, render_text
 from .services import render_context
 
 SAMPLE_CODE = "123456"  # what a verification-code template shows in a preview instead of a code
+TEST_MARK = "【测试】"  # before a test send's title, so whoever reads it knows
 
 
 @dataclass
@@ -88,18 +91,26 @@ class TestSendRefused(Exception):
 
 
 def template_test_send(*, template: Template, data: dict, external_id: str, channels: list[str]) -> list[Delivery]:
-    """Send the template, rendered from `data`, to one person over the chosen bound channels,
-    through the ordinary outbox. The deliveries carry the template's code, so they count in the
-    coverage matrix like any other."""
+    """Send the template, rendered from `data`, to one configured test recipient over the chosen
+    bound channels, through the ordinary outbox, its title marked 【测试】. The deliveries carry
+    the template's code, so they prove a binding in the coverage matrix; their idempotency key
+    starts with `test:`, which keeps them out of the day's volumes and rates."""
     bindings = [b for b in template.bindings.filter(enabled=True).select_related("account") if b.channel in channels]
     if not bindings:
-        raise TestSendRefused("Choose at least one enabled channel of this template.")
+        raise TestSendRefused(_("Choose at least one enabled channel of this template."))
     if template.is_verification_code and any(b.channel == Channel.SMS for b in bindings):
-        raise TestSendRefused("Verification codes go out only through POST /api/v1/otp, never as a test.")
+        raise TestSendRefused(_("Verification codes go out only through POST /api/v1/otp, never as a test."))
+    if not TestRecipient.objects.filter(audience=template.audience, external_id=external_id).exists():
+        raise TestSendRefused(
+            _("Test sends go only to test recipients (Scenarios → Test recipients); %(id)s is not one.")
+            % {"id": external_id}
+        )
     preview = template_preview(template=template, bindings=bindings, data=data)
     if preview.problems:
         raise TestSendRefused("; ".join(preview.problems))
     person = recipients_resolve(named={template.audience: [external_id]})[(template.audience, external_id)]
+    for item in preview.channels:
+        item.content["title"] = TEST_MARK + item.content["title"]
     run = secrets.token_hex(6)
     requests = [
         DeliveryRequest(

@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from channels.selectors import deliveries_for_messages
+from channels.wording import reason_label
 
 from .models import Event, Message, MessageStatus
 
@@ -65,39 +66,70 @@ class TimelineEntry:
     detail: str = ""
     delivery_id: int | None = None
     tone: str = ""  # "ok", "bad" or "" for the admin's colours
+    step: int = 0  # the entry's place in a message's life, for entries in the same second
+    ref: int = 0  # the message or delivery it is about
+
+
+# Where each kind of entry comes in the life of a message: the order within one second, where
+# clocks of web, worker and database could otherwise shuffle them.
+EVENT, PLANNED, DISPATCHED, QUEUED, ATTEMPT, SETTLED, ENDED = range(7)
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def messages_timeline(*, messages: list[Message], event: Event | None = None) -> list[TimelineEntry]:
     """What happened, in order: the event, each message planned and dispatched, each delivery
-    queued, every attempt with the provider's words, and how each delivery ended."""
+    queued, every attempt with the provider's words, and how each delivery ended. Entries are in
+    the console's language; codes stay beside their words."""
     entries = []
     if event is not None:
-        entries.append(TimelineEntry(event.received_at, _("event received"), f"{event.scenario.code} #{event.pk}"))
+        entries.append(
+            TimelineEntry(event.received_at, _("event received"), f"{event.scenario.code} #{event.pk}", step=EVENT)
+        )
     by_pk = {m.pk: m for m in messages}
     for m in messages:
-        who = f"{m.template.code} → {m.audience} {m.recipient.external_id}"
-        entries.append(TimelineEntry(m.created_at, _("message planned"), f"#{m.pk} {who}, due {_local(m.due_at)}"))
+        who = f"{m.template.code} → {m.get_audience_display()} {m.recipient.external_id}"
+        planned = _("#%(id)s %(who)s, due %(due)s") % {"id": m.pk, "who": who, "due": _when(m.due_at)}
+        entries.append(TimelineEntry(m.created_at, _("message planned"), planned, step=PLANNED, ref=m.pk))
         if m.dispatched_at:
-            entries.append(TimelineEntry(m.dispatched_at, _("message dispatched"), f"#{m.pk} {who}"))
+            entries.append(
+                TimelineEntry(m.dispatched_at, _("message dispatched"), f"#{m.pk} {who}", step=DISPATCHED, ref=m.pk)
+            )
         if m.status in (MessageStatus.CANCELLED, MessageStatus.SKIPPED):
-            entries.append(TimelineEntry(m.due_at, m.get_status_display(), f"#{m.pk} {m.status_reason}", tone="bad"))
+            entries.append(
+                TimelineEntry(
+                    m.due_at,
+                    m.get_status_display(),
+                    f"#{m.pk} {reason_label(m.status_reason)}",
+                    tone="bad",
+                    step=ENDED,
+                    ref=m.pk,
+                )
+            )
     deliveries = list(deliveries_for_messages(message_refs=list(by_pk)).prefetch_related("attempts"))
     for d in deliveries:
-        entries.append(TimelineEntry(d.created_at, _("delivery queued"), f"{d.channel} #{d.pk}", d.pk))
+        channel = d.get_channel_display()
+        entries.append(
+            TimelineEntry(d.created_at, _("delivery queued"), f"{channel} #{d.pk}", d.pk, step=QUEUED, ref=d.pk)
+        )
         for a in d.attempts.all():
-            words = f"{a.error_code} {a.error_message}".strip()
+            words = f"{reason_label(a.error_code)} {a.error_message}".strip()
             if a.kind == "reconcile":
                 what = _("reconciliation: %(outcome)s") % {"outcome": a.get_outcome_display()}
             else:
                 what = _("attempt %(number)d: %(outcome)s") % {"number": a.number, "outcome": a.get_outcome_display()}
-            key = f" key {a.provider_key}" if a.provider_key else ""
+            key = f" {_('provider key')} {a.provider_key}" if a.provider_key else ""
             entries.append(
                 TimelineEntry(
                     a.started_at,
                     what,
-                    f"{d.channel} #{d.pk} {a.duration_ms} ms{key} {words}".strip(),
+                    f"{channel} #{d.pk} {a.duration_ms} ms{key} {words}".strip(),
                     d.pk,
                     "ok" if a.outcome == "sent" else "bad",
+                    step=ATTEMPT,
+                    ref=d.pk,
                 )
             )
         if d.finished_at:
@@ -105,9 +137,12 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
                 TimelineEntry(
                     d.finished_at,
                     d.get_status_display(),
-                    f"{d.channel} #{d.pk} {d.last_error_code}".strip(),
+                    f"{channel} #{d.pk} {reason_label(d.last_error_code)}".strip(),
                     d.pk,
-                    "ok" if d.status == "sent" else "bad",
+                    "ok" if d.status in ("sent", "delivered", "read", "clicked", "deduplicated") else "bad",
+                    step=SETTLED,
+                    ref=d.pk,
                 )
             )
-    return sorted(entries, key=lambda e: e.at)
+    # By the second, then by the step in a message's life, then by id, then by the exact time.
+    return sorted(entries, key=lambda e: (e.at.replace(microsecond=0), e.step, e.ref, e.at))

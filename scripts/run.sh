@@ -25,7 +25,8 @@ mkdir -p "$NOTIFYCENTER_DATA_DIR/queue/out" "$NOTIFYCENTER_DATA_DIR/queue/proces
 
 # Django under ASGI runs each sync view in one thread per process, so two processes serve two
 # requests at once on these 2 cores; the backlog (2048) holds the rest instead of resetting them.
-"$BIN/uvicorn" notifycenter.asgi:application --host 127.0.0.1 --port "$PORT" --workers "$WEB_WORKERS" \
+# On PostgreSQL, a pool of at most 8 connections per web process (settings.py says why).
+DATABASE_POOL_MAX_SIZE=${DATABASE_POOL_MAX_SIZE:-8} "$BIN/uvicorn" notifycenter.asgi:application --host 127.0.0.1 --port "$PORT" --workers "$WEB_WORKERS" \
   --backlog 2048 --no-access-log --lifespan off &
 pids+=($!)
 # Sandbox channel accounts send here (FAKE_PROVIDERS_URL).

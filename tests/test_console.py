@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
-from scenarios.models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template
+from scenarios.models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template, TestRecipient
 from scenarios.resources import RESOURCES
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,6 +155,7 @@ def test_a_valid_edit_is_saved_with_its_history(editor_client):
 def test_the_preview_page_renders_edited_data_and_a_test_send_reports_each_delivery(editor_client, sandbox):
     template = Template.objects.get(code=TEMPLATE)
     Recipient.objects.create(audience="patient", external_id="p-test", wechat_oa_openid="oOA-test-0001")
+    TestRecipient.objects.create(audience="patient", external_id="p-test", name="测试患者")
     url = reverse("admin:scenarios_template_preview", args=[template.pk])
     sample = {"doctor_name": "王芳", "department": "儿科", "order_no": "IQ9", "inquiry_id": "9009"}
 
@@ -177,6 +178,23 @@ def test_the_preview_page_renders_edited_data_and_a_test_send_reports_each_deliv
     assert 'id="test-send-results"' in page and page.count('data-status="sent"') == 2
     (call,) = sandbox.calls("/message/template/send")
     assert call["body"]["touser"] == "oOA-test-0001" and call["body"]["data"]["thing1"] == {"value": "王芳"}
+    # Marked as a test: in the inbox the person reads, and in the delivery list.
+    from inbox.models import InboxMessage
+
+    assert InboxMessage.objects.get(recipient_id="p-test").title.startswith("【测试】")
+    deliveries_page = editor_client.get(reverse("admin:channels_delivery_changelist")).content.decode()
+    assert deliveries_page.count('<td class="field-is_test"><img src="/static/admin/img/icon-yes.svg"') == 2
+
+
+def test_a_test_send_reaches_only_a_test_recipient(editor_client, sandbox):
+    template = Template.objects.get(code=TEMPLATE)
+    Recipient.objects.create(audience="patient", external_id="p-42", wechat_oa_openid="oOA-p42-0001")
+    url = reverse("admin:scenarios_template_preview", args=[template.pk])
+    page = editor_client.post(
+        url, {"sample_data": "{}", "external_id": "p-42", "channels": ["inbox"], "_test_send": "1"}
+    ).content.decode()
+    assert "p-42 不是测试人员" in page
+    assert not Delivery.objects.exists()
 
 
 def test_a_verification_code_template_is_never_test_sent_by_sms(editor_client, sandbox):
@@ -218,10 +236,96 @@ def test_the_coverage_matrix_shows_each_cells_state(editor_client):
     assert states == ["working", "unbound", "failing", "unbound", "unbound", "unbound", "unbound"]
     assert "24 小时 1 条" in row and "43004" in row and "require subscribe hint" in row  # the console is in Chinese
     never = page.split('data-template="dc_inquiry_0000006"')[1].split("</tr>")[0]
-    assert 'data-state="never_sent"' in never
+    assert 'data-state="never_sent"' in never and "已绑定，未尝试" in never
     assert "yy_order_0000001" not in page  # the domain filter: order scenarios are not shown
     volumes = page.split('id="channel-volumes"')[1].split("</table>")[0]
     assert "50%" in volumes  # the OA template channel: one sent, one failed in 24 hours
+
+
+def test_a_cell_whose_every_try_was_skipped_is_neither_working_nor_never_tried(editor_client):
+    for i in range(3):
+        _delivery("dc_inquiry_0000006", "app_push", "skipped", ago=timedelta(minutes=i + 1), code="no_address")
+
+    page = editor_client.get(reverse("admin:scenarios_scenario_coverage") + "?domain=inquiry").content.decode()
+    row = page.split('data-template="dc_inquiry_0000006"')[1].split("</tr>")[0]
+    states = [s.split('"')[0] for s in row.split('data-state="')[1:]]
+    assert states[5] == "skipped_only" and states[0] == "never_sent"  # app push; inbox never tried
+    assert "全部 3 条跳过" in row and "无该渠道地址 (no_address)" in row
+    home = editor_client.get(reverse("admin:index")).content.decode()
+    attention = home.split('id="needs-attention"')[1].split("</section>")[0]
+    assert "患者预约电话、视频问诊" in attention and "无该渠道地址" in attention
+
+
+def test_the_home_page_shows_today_per_channel_stuck_deliveries_and_the_next_hour(editor_client, backend, admin_client):
+    from tests.factories import paid_event
+
+    _delivery(TEMPLATE, "inbox", "sent", ago=timedelta(minutes=1))
+    _delivery(TEMPLATE, "wechat_oa_template", "failed", ago=timedelta(minutes=1), code="43004")
+    test = _delivery(TEMPLATE, "wechat_oa_template", "sent", ago=timedelta(minutes=1))
+    Delivery.objects.filter(pk=test.pk).update(idempotency_key="test:pt:oa:1")  # a console test send
+    stuck = Delivery.objects.create(
+        channel="sms", idempotency_key="stuck", status="sending", not_before=timezone.now(), template_code="x"
+    )
+    Delivery.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(minutes=30))
+    soon = (timezone.localtime() + timedelta(minutes=35)).isoformat()
+    booked = paid_event(consultation_type="video")
+    booked.update(event="inquiry.appointment_booked", idempotency_key="booked-1")
+    booked["data"] = {k: booked["data"][k] for k in ("inquiry_id", "order_no", "consultation_type", "patient_name")}
+    booked["data"]["appointment_time"] = soon
+    assert backend.post("/api/v1/events", booked, format="json").status_code == 202
+
+    page = editor_client.get(reverse("admin:index")).content.decode()
+    today = page.split('id="channels-today"')[1].split("</section>")[0]
+    oa = today.split('data-channel="wechat_oa_template"')[1].split("</tr>")[0]
+    assert "微信服务号模板消息" in oa and "0%" in oa  # the test send is not counted
+    assert "100%" in today.split('data-channel="inbox"')[1].split("</tr>")[0]
+    assert f"#{stuck.pk}" in page.split('id="stuck-deliveries"')[1].split("</section>")[0]
+    reminders = page.split('id="reminders-next-hour"')[1].split("</section>")[0]
+    assert "预约问诊即将开始" in reminders or "dc_inquiry_0000004" in reminders or "d-17" in reminders
+    # The engineers' tables come last.
+    assert re.findall(r'class="app-(\w+) module', page) == ["scenarios", "channels", "django_celery_beat"]
+    everything = re.findall(r'class="app-(\w+) module', admin_client.get(reverse("admin:index")).content.decode())
+    assert everything == ["scenarios", "channels", "inbox", "notifycenter", "auth", "django_celery_beat"]
+
+
+def test_history_records_are_read_only_with_a_clear_title(editor_client, backend, admin_client):
+    from tests.factories import paid_event
+
+    assert backend.post("/api/v1/events", paid_event(), format="json").status_code == 202
+    event = Event.objects.get()
+    for c in (editor_client, admin_client):
+        page = c.get(reverse("admin:scenarios_event_change", args=[event.pk])).content.decode()
+        assert f"<h1>事件 #{event.pk}：" in page
+        assert 'name="_save"' not in page and "deletelink" not in page and "修改 事件" not in page
+        assert c.post(reverse("admin:scenarios_event_change", args=[event.pk]), {}).status_code == 403
+    delivery = Delivery.objects.first()
+    page = admin_client.get(reverse("admin:channels_delivery_change", args=[delivery.pk])).content.decode()
+    assert f"投递 #{delivery.pk}：" in page and 'name="_save"' not in page
+
+
+def test_the_timeline_is_in_order_and_in_chinese(editor_client, backend):
+    from tests.factories import paid_event
+
+    payload = paid_event(consultation_type="text")
+    assert backend.post("/api/v1/events", payload, format="json").status_code == 202
+    event = Event.objects.get()
+    page = editor_client.get(reverse("admin:scenarios_event_change", args=[event.pk])).content.decode()
+    timeline = page.split('class="nc-timeline"')[1].split("</table>")[0]
+    whats = re.findall(r"<td>([^<]+)</td>\s*<td>", timeline)
+    assert whats[0] == "收到事件"
+    assert whats.index("消息已计划") < whats.index("投递已排队")
+    for english in ("due ", "no_address)", "event received", "delivery queued", "patient"):
+        assert english not in timeline.replace("(no_address)", "")
+    assert "到期" in timeline
+
+
+def test_the_console_links_somewhere_useful_and_credentials_start_blank(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'href="/api/docs/"' in page
+    account = ChannelAccount.objects.create(name="a", channel="sms", provider="aliyun")
+    form = admin_client.get(reverse("admin:channels_channelaccount_change", args=[account.pk])).content.decode()
+    textarea = form.split('name="new_credentials"')[1].split("</textarea>")[0]
+    assert "null" not in textarea
 
 
 def test_the_event_page_shows_the_timeline_and_deliveries_can_be_retried_and_cancelled(editor_client, backend):
@@ -232,8 +336,8 @@ def test_the_event_page_shows_the_timeline_and_deliveries_can_be_retried_and_can
     assert backend.post("/api/v1/events", payload, format="json").status_code == 202
     event = Event.objects.get()
     page = editor_client.get(reverse("admin:scenarios_event_change", args=[event.pk])).content.decode()
-    for step in ("event received", "message planned", "delivery queued"):
-        assert step in page or step.split()[0] in page
+    for step in ("收到事件", "消息已计划", "投递已排队"):
+        assert step in page
     assert "inquiry.paid #" in page
     message = Message.objects.filter(event=event).first()
     assert editor_client.get(reverse("admin:scenarios_message_change", args=[message.pk])).status_code == 200
