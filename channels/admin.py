@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .masking import mask_id, mask_phone, mask_secret
@@ -39,6 +40,11 @@ class HistoryRecordAdmin(admin.ModelAdmin):
         obj = self.get_object(request, object_id)
         extra = {"title": self.record_title(obj), "subtitle": None} if obj is not None else {}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+
+def _short_time(moment) -> str:
+    """A list's times, short enough for one line: month-day and local time to the second."""
+    return timezone.localtime(moment).strftime("%m-%d %H:%M:%S") if moment else "—"
 
 
 class BlankWhenEmptyJSONField(forms.JSONField):
@@ -181,13 +187,12 @@ class DeliveryAdmin(HistoryRecordAdmin):
         "channel",
         "template_code",
         "recipient",
-        "masked",
         "status",
         "attempt_count",
         "reason",
         "is_test",
-        "not_before",
-        "finished_at",
+        "created",
+        "finished",
     ]
     list_filter = ["status", "channel", "template_code", "last_error_code", "created_at", "finished_at"]
     search_fields = ["template_code", "recipient__external_id", "=event_ref", "=message_ref", "idempotency_key"]
@@ -221,6 +226,14 @@ class DeliveryAdmin(HistoryRecordAdmin):
     @admin.display(description=_("reason"), ordering="last_error_code")
     def reason(self, obj):
         return reason_label(obj.last_error_code) or "—"
+
+    @admin.display(description=_("created at"), ordering="created_at")
+    def created(self, obj):
+        return _short_time(obj.created_at)
+
+    @admin.display(description=_("finished at"), ordering="finished_at")
+    def finished(self, obj):
+        return _short_time(obj.finished_at)
 
     @admin.display(description=_("test send"), boolean=True)
     def is_test(self, obj):

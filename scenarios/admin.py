@@ -291,7 +291,9 @@ class EventAdmin(HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", "client", "received_at"]
     search_fields = ["=id", "idempotency_key", "subject_id", "scenario__code"]
-    readonly_fields = [f.name for f in Event._meta.fields] + ["timeline"]
+    # request_hash is the replay check's own (no one reads it); the rest is the record as received.
+    readonly_fields = [f.name for f in Event._meta.fields if f.name != "request_hash"] + ["timeline"]
+    exclude = ["request_hash"]
     inlines = [MessageInline]
     show_full_result_count = False
 

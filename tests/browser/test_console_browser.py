@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from channels.models import Delivery, Recipient
 from notifycenter.groups import groups_sync
+from scenarios.models import TestRecipient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -40,6 +41,7 @@ def matrix_state(page, template: str, column: int) -> str:
 
 def test_an_editor_edits_previews_and_test_sends_a_template(page, shot, editor, sandbox):
     Recipient.objects.create(audience="patient", external_id="p-42", wechat_oa_openid="oOA-p42-0001")
+    TestRecipient.objects.create(audience="patient", external_id="p-42", name="测试患者")
     log_in(page)
     assert "通知中心" in page.title()  # the console speaks Chinese by default
 
