@@ -97,13 +97,13 @@ def worker(transactional_db, tmp_path):
 
 
 def _forget_broker_state(queue: str) -> None:
-    """kombu leaves its exchange bindings (`_kombu.binding.*`) and the queue in Redis; a test run
+    """kombu leaves its exchange bindings (`_kombu.binding*`) and the queue in Redis; a test run
     leaves nothing behind (issue 13)."""
     import redis
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("_kombu.binding.*"):
+    for key in client.scan_iter("_kombu.binding*"):
         client.delete(key)
     client.delete(queue)
 
