@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class ChannelsConfig(AppConfig):
-    # Not the PyPI package "Django Channels": never install that here (DESIGN.md).
+    # Not the PyPI package "Django Channels": never install that here (docs/architecture.md).
     name = "channels"
     label = "channels"
     verbose_name = _("Channels and deliveries")

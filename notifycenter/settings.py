@@ -214,7 +214,7 @@ else:
         # every 10 ms costs little and brings an event to the inbox in tens of milliseconds.
         "polling_interval": env.float("NOTIFYCENTER_BROKER_POLL_SECONDS", default=0.01),
     }
-# Beat holds a fixed set of periodic tasks, never a row per reminder (DESIGN.md).
+# Beat holds a fixed set of periodic tasks, never a row per reminder (docs/architecture.md, "Time").
 # NOTIFYCENTER_BEAT_SCANS=0 leaves the scans out (bench/reminders.py's peer run).
 CELERY_BEAT_SCHEDULE = {
     "fire-due-messages": {"task": "scenarios.tasks.fire_due_messages", "schedule": timedelta(seconds=1)},
