@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from channels.checks import content_problems
 from channels.models import Channel, Delivery
@@ -25,6 +26,13 @@ class ChannelPreview:
     content: dict
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        return Channel(self.channel).label
+
+
+PLATFORMS = {"mini_program": gettext_lazy("Mini program"), "h5": gettext_lazy("H5 page"), "app": gettext_lazy("App")}
+
 
 @dataclass
 class TemplatePreview:
@@ -35,10 +43,15 @@ class TemplatePreview:
     channels: list[ChannelPreview] = field(default_factory=list)
 
     @property
+    def link_forms(self) -> list[tuple[str, str]]:
+        """The link's form on each platform its reader uses, under the platform's name."""
+        return [(PLATFORMS[k], self.link[k]) for k in PLATFORMS if self.link.get(k)]
+
+    @property
     def problems(self) -> list[str]:
         """Everything that keeps the template from being saved, one line each."""
         return [f"{f}: {m}" for f, m in self.errors.items()] + [
-            f"{c.channel}: {p}" for c in self.channels for p in c.problems
+            f"{c.label}: {p}" for c in self.channels for p in c.problems
         ]
 
 

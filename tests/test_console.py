@@ -121,7 +121,7 @@ def test_a_template_breaking_a_wechat_parameter_type_is_not_saved_and_the_page_s
         bindings={"wechat_oa_template": {"params": json.dumps(params, ensure_ascii=False)}},
     )
     page = editor_client.post(url, data).content.decode()
-    assert "wechat_oa_template: character_string3: not a valid character_string" in page
+    assert "微信服务号模板消息: character_string3: not a valid character_string" in page
     assert ChannelBinding.objects.get(template=template, channel="wechat_oa_template").params["character_string3"] == (
         "{{ order_no }}"
     )
