@@ -101,6 +101,11 @@ def test_the_home_page_and_a_list_read_well(page, shot, ops, width):
     assert fits(page, "#result_list")
     assert tallest_header(page) < 45
 
+    page.goto(f"{page.base}/admin/scenarios/scenario/coverage/")
+    shot(page, f"coverage-{width}")
+    expect(page.locator("#coverage-matrix thead")).to_contain_text("微信小程序订阅消息")
+    assert fits(page, "#coverage-matrix")
+
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_an_event_reads_as_a_record_with_its_timeline(page, shot, ops, width):
