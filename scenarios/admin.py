@@ -340,7 +340,7 @@ class MessageAdmin(HistoryRecordAdmin):
 
 
 @admin.register(UpcomingReminder)
-class UpcomingReminderAdmin(admin.ModelAdmin):
+class UpcomingReminderAdmin(HistoryRecordAdmin):
     list_display = ["due_at", "template", "audience", "recipient", "subject_type", "subject_id", "scenario"]
     list_filter = ["event__scenario", "audience", "template", "due_at"]
     search_fields = ["subject_id", "recipient__external_id", "template__code", "=event__id"]
@@ -365,11 +365,8 @@ class UpcomingReminderAdmin(admin.ModelAdmin):
     def has_cancel_permission(self, request):
         return request.user.has_perm("scenarios.cancel_reminder")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def record_title(self, obj):
+        return _("Upcoming reminder #%(id)s: %(template)s") % {"id": obj.pk, "template": obj.template.name}
 
 
 @admin.register(RecurringBroadcast)
@@ -411,15 +408,12 @@ class FollowUpPlanAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(PlanEnrollment)
-class PlanEnrollmentAdmin(admin.ModelAdmin):
+class PlanEnrollmentAdmin(HistoryRecordAdmin):
     list_display = ["plan", "enrollment_key", "recipient", "start_date", "status", "materialized_until"]
     list_filter = ["plan", "status"]
     search_fields = ["enrollment_key", "recipient__external_id"]
     list_select_related = ["plan", "recipient"]
     readonly_fields = [f.name for f in PlanEnrollment._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
 
 @admin.register(ChannelBinding)
