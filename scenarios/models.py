@@ -495,6 +495,8 @@ class TestRecipient(models.Model):
     """A person the console's test sends may go to (a colleague's test account): a test never
     lands in a real patient's inbox. Their addresses are in the recipient directory as usual."""
 
+    __test__ = False  # a model, not a pytest test class
+
     audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
     external_id = models.CharField(_("external id"), max_length=64)
     name = models.CharField(_("name"), max_length=100, blank=True)

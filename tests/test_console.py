@@ -377,6 +377,7 @@ def test_the_groups_hold_what_their_work_needs(catalog):
 
     editor, viewer, channel = perms("operations editor"), perms("operations viewer"), perms("channel admin")
     assert {"change_template", "add_channelbinding", "change_scenario", "retry_delivery"} <= editor
+    assert {"add_testrecipient", "change_testrecipient"} <= editor  # who may be sent a test
     assert not {"change_channelaccount", "view_channelaccount"} & editor  # credentials are not theirs
     assert {"view_template", "view_delivery", "view_event"} <= viewer
     assert not any(p.startswith(("add_", "change_", "delete_")) for p in viewer)
