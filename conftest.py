@@ -41,6 +41,19 @@ def clean_redis(settings):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_broker_leftovers():
+    """The real workers some tests start leave kombu's exchange bindings (`_kombu.binding*`) in
+    the test Redis database; a test run leaves nothing behind (issue 13, scripts/check_clean.sh)."""
+    yield
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("_kombu.binding*"):
+        client.delete(key)
+
+
 @pytest.fixture(autouse=True)
 def fresh_catalog_cache():
     """Each test's database has its own catalog rows; forget what an earlier test loaded."""

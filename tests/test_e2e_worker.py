@@ -93,19 +93,6 @@ def worker(transactional_db, tmp_path):
         celery_app.conf.task_always_eager, celery_app.conf.task_default_queue = previous
         # The worker's connections are gone; drop any the flush would wait on.
         connection.close()
-        _forget_broker_state(queue)
-
-
-def _forget_broker_state(queue: str) -> None:
-    """kombu leaves its exchange bindings (`_kombu.binding*`) and the queue in Redis; a test run
-    leaves nothing behind (issue 13)."""
-    import redis
-    from django.conf import settings
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("_kombu.binding*"):
-        client.delete(key)
-    client.delete(queue)
 
 
 def test_paid_event_reaches_the_patients_inbox_through_a_real_worker(catalog, backend, patient_app, worker):
