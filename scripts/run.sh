@@ -20,7 +20,10 @@ stop() {
 trap stop INT TERM EXIT
 
 mkdir -p "$NOTIFYCENTER_DATA_DIR/queue/out" "$NOTIFYCENTER_DATA_DIR/queue/processed" \
-  "$NOTIFYCENTER_DATA_DIR/queue/control"
+  "$NOTIFYCENTER_DATA_DIR/queue/control" "$NOTIFYCENTER_DATA_DIR/tmp"
+# kombu's filesystem transport moves each message it takes into the temporary folder before
+# reading it: that folder too stays in the data folder.
+export TMPDIR="$NOTIFYCENTER_DATA_DIR/tmp"
 "$PY" manage.py collectstatic --noinput -v0
 
 # Django under ASGI runs each sync view in one thread per process, so two processes serve two
