@@ -17,12 +17,18 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .answers import PLATFORMS, message_answer
 from .models import Category, InboxMessage
-from .selectors import inbox_message_get, inbox_message_list, inbox_unread_counts
-from .services import inbox_message_delete, inbox_message_mark_read, inbox_messages_mark_read
+from .selectors import inbox_counts, inbox_message_get, inbox_message_list
+from .services import (
+    inbox_action_press,
+    inbox_message_delete,
+    inbox_message_mark_read,
+    inbox_messages_mark,
+    inbox_messages_mark_read,
+)
 
 AUDIENCES = ("patient", "doctor", "pharmacist", "operations")
-PLATFORMS = ("mini_program", "h5", "app")
 PLATFORM_HEADER = "X-Client-Platform"
 
 MESSAGE_EXAMPLE = {
@@ -37,10 +43,32 @@ MESSAGE_EXAMPLE = {
         "platform": "mini_program",
         "url": "/pages/inquiry/detail?inquiryId=9001",
     },
+    "actions": [
+        {
+            "key": "view",
+            "label": "查看问诊",
+            "style": "primary",
+            "link": {
+                "target": "inquiry_detail",
+                "route": "inquiry_detail",
+                "params": {"inquiry_id": "9001"},
+                "platform": "mini_program",
+                "url": "/pages/inquiry/detail?inquiryId=9001",
+            },
+        }
+    ],
     "template_code": "pt_inquiry_0000001",
     "created_at": "2026-11-25T10:02:35+08:00",
+    "seen_at": None,
     "read_at": None,
+    "archived_at": None,
     "unread": True,
+    "unseen": True,
+}
+COUNTS_EXAMPLE = {
+    "total": 3,
+    "by_category": {"consultation": 2, "prescription": 1, "order": 0, "points": 0, "system": 0},
+    "unseen": 1,
 }
 
 PLATFORM_PARAMETER = OpenApiParameter(
@@ -95,29 +123,42 @@ class InboxApi(APIView):
         return value or None
 
 
+class ActionOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    style = serializers.ChoiceField(choices=["primary", "default", "danger"])
+    link = serializers.DictField()
+
+
 class MessageOutput(serializers.ModelSerializer):
-    unread = serializers.SerializerMethodField()
-    link = serializers.SerializerMethodField()
+    """Declares the answer's shape for the schema; the values come from answers.message_answer,
+    the one place that also builds the live `message.created` event."""
+
+    unread = serializers.BooleanField()
+    unseen = serializers.BooleanField()
+    link = serializers.DictField()
+    actions = ActionOutput(many=True)
 
     class Meta:
         model = InboxMessage
-        fields = ["id", "category", "title", "body", "link", "template_code", "created_at", "read_at", "unread"]
+        fields = [
+            "id",
+            "category",
+            "title",
+            "body",
+            "link",
+            "actions",
+            "template_code",
+            "created_at",
+            "seen_at",
+            "read_at",
+            "archived_at",
+            "unread",
+            "unseen",
+        ]
 
-    def get_unread(self, obj) -> bool:
-        return obj.read_at is None
-
-    def get_link(self, obj) -> dict:
-        link = obj.link or {}
-        platform = self.context.get("platform")
-        if not link or platform is None:
-            return link
-        return {
-            "target": link.get("target"),
-            "route": link.get("route"),
-            "params": link.get("params", {}),
-            "platform": platform,
-            "url": link.get(platform),
-        }
+    def to_representation(self, instance):
+        return message_answer(instance, self.context.get("platform"))
 
 
 def _encode_cursor(message_id: int) -> str:
@@ -135,6 +176,10 @@ class MessageListApi(InboxApi):
     class FilterInput(serializers.Serializer):
         category = serializers.ChoiceField(choices=Category.choices, required=False)
         unread = serializers.BooleanField(required=False, allow_null=True, default=None)
+        seen = serializers.BooleanField(required=False, allow_null=True, default=None)
+        archived = serializers.BooleanField(
+            required=False, default=False, help_text="true: the archived messages only (default: not archived)"
+        )
         cursor = serializers.CharField(required=False)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
@@ -156,7 +201,12 @@ class MessageListApi(InboxApi):
         limit = params["limit"]
         rows = list(
             inbox_message_list(
-                **self.owner(), category=params.get("category"), unread=params.get("unread"), before_id=before_id
+                **self.owner(),
+                category=params.get("category"),
+                unread=params.get("unread"),
+                seen=params.get("seen"),
+                archived=params["archived"],
+                before_id=before_id,
             )[: limit + 1]
         )
         next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
@@ -166,25 +216,17 @@ class MessageListApi(InboxApi):
 
 class UnreadCountApi(InboxApi):
     class CountOutput(serializers.Serializer):
-        total = serializers.IntegerField()
+        total = serializers.IntegerField(help_text="unread, not archived")
         by_category = serializers.DictField(child=serializers.IntegerField())
+        unseen = serializers.IntegerField(help_text="never shown in a list, not archived")
 
     @extend_schema(
         responses={200: CountOutput, 304: None},
-        examples=[
-            OpenApiExample(
-                "Three unread",
-                value={
-                    "total": 3,
-                    "by_category": {"consultation": 2, "prescription": 1, "order": 0, "points": 0, "system": 0},
-                },
-            )
-        ],
-        summary="Unread count, in total and per category; 304 to a matching If-None-Match",
+        examples=[OpenApiExample("Three unread", value=COUNTS_EXAMPLE)],
+        summary="Unread (total and per category) and unseen counts; 304 to a matching If-None-Match",
     )
     def get(self, request, **kwargs):
-        counts = inbox_unread_counts(**self.owner())
-        body = {"total": sum(counts.values()), "by_category": counts}
+        body = inbox_counts(**self.owner())
         etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16] + '"'
         if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
             response = Response(status=status.HTTP_304_NOT_MODIFIED)
@@ -201,7 +243,16 @@ class MessageReadApi(InboxApi):
         parameters=[PLATFORM_PARAMETER],
         responses=MessageOutput,
         examples=[
-            OpenApiExample("Read", value={**MESSAGE_EXAMPLE, "read_at": "2026-11-25T10:05:00+08:00", "unread": False})
+            OpenApiExample(
+                "Read",
+                value={
+                    **MESSAGE_EXAMPLE,
+                    "seen_at": "2026-11-25T10:05:00+08:00",
+                    "read_at": "2026-11-25T10:05:00+08:00",
+                    "unread": False,
+                    "unseen": False,
+                },
+            )
         ],
         summary="Mark one message read",
     )
@@ -232,3 +283,46 @@ class MessageDeleteApi(InboxApi):
     def delete(self, request, message_id: int, **kwargs):
         inbox_message_delete(message=self.get_own(message_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BulkMarkApi(InboxApi):
+    class BulkInput(serializers.Serializer):
+        action = serializers.ChoiceField(choices=["seen", "read", "archive"])
+        ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, min_length=1, max_length=500
+        )
+        category = serializers.ChoiceField(choices=Category.choices, required=False)
+
+    @extend_schema(
+        request=BulkInput,
+        responses=inline_serializer("BulkMarkOutput", {"marked": serializers.IntegerField()}),
+        examples=[
+            OpenApiExample("The list was shown", value={"action": "seen", "ids": [41, 42, 43]}, request_only=True),
+            OpenApiExample("Archive a category", value={"action": "archive", "category": "order"}, request_only=True),
+        ],
+        summary="Mark messages seen, read or archived: by ids, by category, or all",
+    )
+    def post(self, request, **kwargs):
+        body = self.BulkInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        params = body.validated_data
+        marked = inbox_messages_mark(
+            **self.owner(), action=params["action"], ids=params.get("ids"), category=params.get("category")
+        )
+        return Response({"marked": marked})
+
+
+class ActionPressApi(InboxApi):
+    @extend_schema(
+        request=None,
+        parameters=[PLATFORM_PARAMETER],
+        responses=MessageOutput,
+        summary="Report that a button of a message was pressed (recorded; the message is marked read)",
+    )
+    def post(self, request, message_id: int, key: str, **kwargs):
+        message = self.get_own(message_id)
+        if key not in {action.get("key") for action in message.actions or ()}:
+            raise NotFound("The message has no such button.")
+        inbox_action_press(message=message, key=key, platform=self.platform() or "")
+        message.refresh_from_db()
+        return Response(MessageOutput(message, context={"platform": self.platform()}).data)

@@ -1,6 +1,14 @@
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 
-from .models import Category, InboxMessage
+from .changes import CATEGORIES, COUNTER_TABLE, UNREAD_COLUMNS, counts_answer
+from .models import InboxEvent, InboxMessage
+
+_COUNTS_SQL = (
+    f"SELECT {', '.join(UNREAD_COLUMNS)}, unseen FROM {COUNTER_TABLE} "  # noqa: S608 (names are ours)
+    "WHERE audience = %s AND recipient_id = %s"
+)
+_ZERO = (0,) * (len(UNREAD_COLUMNS) + 1)
 
 
 def inbox_message_list(
@@ -9,35 +17,70 @@ def inbox_message_list(
     recipient_id: str,
     category: str | None = None,
     unread: bool | None = None,
+    seen: bool | None = None,
+    archived: bool | None = False,
     before_id: int | None = None,
 ) -> QuerySet[InboxMessage]:
-    """A person's visible messages, newest first; `before_id` is the keyset cursor (no OFFSET)."""
+    """A person's visible messages, newest first; `before_id` is the keyset cursor (no OFFSET).
+    Archived messages are left out unless asked for (`archived=True` lists only them, `None`
+    lists both)."""
     qs = InboxMessage.objects.filter(audience=audience, recipient_id=recipient_id, deleted_at__isnull=True)
     if category:
         qs = qs.filter(category=category)
-    if unread is True:
-        qs = qs.filter(read_at__isnull=True)
-    elif unread is False:
-        qs = qs.filter(read_at__isnull=False)
+    if unread is not None:
+        qs = qs.filter(read_at__isnull=unread)
+    if seen is not None:
+        qs = qs.filter(seen_at__isnull=not seen)
+    if archived is not None:
+        qs = qs.filter(archived_at__isnull=not archived)
     if before_id is not None:
         qs = qs.filter(id__lt=before_id)
     return qs.order_by("-id")
 
 
+def inbox_counts(*, audience: str, recipient_id: str) -> dict:
+    """Unread (total and per category) and unseen, from the person's counter: one row read by
+    its unique index, whatever the person holds. Archived and deleted messages are not counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_SQL, [audience, recipient_id])
+        row = cursor.fetchone()
+    return counts_answer(row or _ZERO)
+
+
 def inbox_unread_counts(*, audience: str, recipient_id: str) -> dict[str, int]:
     """Unread visible messages per category (every category present, zero or not)."""
+    return inbox_counts(audience=audience, recipient_id=recipient_id)["by_category"]
+
+
+def inbox_counts_truth(*, audience: str, recipient_id: str) -> dict:
+    """The counts recomputed from the messages themselves (what the counter must equal)."""
     rows = (
         InboxMessage.objects.filter(
-            audience=audience, recipient_id=recipient_id, deleted_at__isnull=True, read_at__isnull=True
+            audience=audience, recipient_id=recipient_id, deleted_at__isnull=True, archived_at__isnull=True
         )
         .values("category")
-        .annotate(n=Count("*"))
+        .annotate(
+            unread=Count("id", filter=Q(read_at__isnull=True)), unseen=Count("id", filter=Q(seen_at__isnull=True))
+        )
         .order_by()
     )
-    counts = dict.fromkeys(Category.values, 0)
+    unread = dict.fromkeys(CATEGORIES, 0)
+    unseen = 0
     for row in rows:
-        counts[row["category"]] = row["n"]
-    return counts
+        unread[row["category"]] = row["unread"]
+        unseen += row["unseen"]
+    return counts_answer([*(unread[c] for c in CATEGORIES), unseen])
+
+
+def inbox_owners(*, audience: str | None = None) -> QuerySet:
+    """Everyone who holds messages or a counter, as (audience, recipient_id) pairs (for a recount)."""
+    messages = InboxMessage.objects.values_list("audience", "recipient_id")
+    from .models import InboxCounter
+
+    counters = InboxCounter.objects.values_list("audience", "recipient_id")
+    if audience:
+        messages, counters = messages.filter(audience=audience), counters.filter(audience=audience)
+    return messages.union(counters)
 
 
 def inbox_message_get(*, audience: str, recipient_id: str, message_id: int) -> InboxMessage | None:
@@ -45,3 +88,49 @@ def inbox_message_get(*, audience: str, recipient_id: str, message_id: int) -> I
     return InboxMessage.objects.filter(
         pk=message_id, audience=audience, recipient_id=recipient_id, deleted_at__isnull=True
     ).first()
+
+
+def inbox_live_state(*, audience: str, recipient_id: str) -> tuple[int, dict]:
+    """The person's last event number and counts, as a live connection starts from them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(UNREAD_COLUMNS)}, unseen, seq FROM {COUNTER_TABLE} "  # noqa: S608 (names are ours; values are parameters)
+            "WHERE audience = %s AND recipient_id = %s",
+            [audience, recipient_id],
+        )
+        row = cursor.fetchone() or (*_ZERO, 0)
+    return row[-1], counts_answer(row[:-1])
+
+
+def inbox_events_after(*, audience: str, recipient_id: str, seq: int, limit: int) -> list[InboxEvent]:
+    """A person's events numbered after `seq`, oldest first, at most `limit`."""
+    return list(
+        InboxEvent.objects.filter(audience=audience, recipient_id=recipient_id, seq__gt=seq).order_by("seq")[:limit]
+    )
+
+
+def inbox_events_oldest_seq(*, audience: str, recipient_id: str) -> int | None:
+    """The first event number still kept for a person (older ones were purged)."""
+    return (
+        InboxEvent.objects.filter(audience=audience, recipient_id=recipient_id)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def inbox_event_heads_since(*, after_id: int, limit: int = 20000) -> list[tuple[int, str, str]]:
+    """(id, audience, recipient_id) of everyone's events after a table id (the live poll)."""
+    return list(
+        InboxEvent.objects.filter(pk__gt=after_id).order_by("pk").values_list("pk", "audience", "recipient_id")[:limit]
+    )
+
+
+def inbox_events_by_ids(*, ids: list[int]) -> list[InboxEvent]:
+    """Events by table id, in id order."""
+    return list(InboxEvent.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def inbox_events_last_id() -> int:
+    """The highest event table id (where a web process's poll starts)."""
+    return InboxEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0

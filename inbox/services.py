@@ -1,9 +1,32 @@
+"""Writes to the station inbox. Each one keeps the person's counter and live events in its own
+transaction (see changes.py): the counter row is locked first, then the messages change."""
+
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import InboxMessage
+from .answers import message_answer
+from .changes import PersonChange, changes_commit, counter_lock, deltas_by_person
+from .models import InboxActionPress, InboxCounter, InboxEvent, InboxMessage
+
+# A bulk change lists the ids it touched in its live event up to this many; past it the event
+# says which category (or all) up to which id, and the app reloads its list.
+EVENT_IDS_MAX = 200
+
+MARKS = {
+    # action: (event kind, the rows it applies to, what it sets)
+    "seen": ("message.seen", Q(seen_at__isnull=True), lambda now: {"seen_at": now}),
+    "read": (
+        "message.read",
+        Q(read_at__isnull=True),
+        lambda now: {"read_at": now, "seen_at": Coalesce("seen_at", now)},
+    ),
+    "archive": ("message.archived", Q(archived_at__isnull=True), lambda now: {"archived_at": now}),
+    "delete": ("message.deleted", Q(), lambda now: {"deleted_at": now}),
+}
 
 
 def inbox_message_put(
@@ -16,75 +39,226 @@ def inbox_message_put(
     link: dict,
     source_key: str,
     template_code: str = "",
+    actions: list | None = None,
 ) -> tuple[InboxMessage, bool]:
-    """Put one message into a person's inbox; the same source_key twice yields the first row."""
-    try:
-        # Insert first: a repeat is the rare case, so it pays the extra read, not every message.
-        with transaction.atomic():
-            message = InboxMessage.objects.create(
-                audience=audience,
-                recipient_id=recipient_id,
-                title=title,
-                body=body,
-                category=category,
-                link=link,
-                source_key=source_key,
-                template_code=template_code,
-            )
-        return message, True
-    except IntegrityError:
-        return InboxMessage.objects.get(source_key=source_key), False
-
-
-def inbox_message_mark_read(*, message: InboxMessage) -> InboxMessage:
-    """Mark one message read; reading it again keeps the first read time."""
-    if message.read_at is None:
-        message.read_at = timezone.now()
-        InboxMessage.objects.filter(pk=message.pk, read_at__isnull=True).update(read_at=message.read_at)
-    return message
+    """Put one message into a person's inbox; the same source_key twice yields the first row.
+    A new message counts as unread and unseen and is pushed live as `message.created`."""
+    with transaction.atomic():
+        counter_lock(audience=audience, recipient_id=recipient_id)
+        try:
+            # Insert first: a repeat is the rare case, so it pays the extra read, not every message.
+            with transaction.atomic():
+                message = InboxMessage.objects.create(
+                    audience=audience,
+                    recipient_id=recipient_id,
+                    title=title,
+                    body=body,
+                    category=category,
+                    link=link,
+                    actions=actions or [],
+                    source_key=source_key,
+                    template_code=template_code,
+                )
+        except IntegrityError:
+            return InboxMessage.objects.get(source_key=source_key), False
+        change = PersonChange(unseen=1, events=[("message.created", {"message": message_answer(message)})])
+        change.unread[category] = 1
+        changes_commit({(audience, recipient_id): change})
+    return message, True
 
 
 def inbox_messages_put_many(rows: list[dict]) -> dict[str, int]:
     """Put many messages at once (fan-out); rows already there by source_key are left as they
-    are. Returns each source_key's message id."""
-    InboxMessage.objects.bulk_create([InboxMessage(**row) for row in rows], ignore_conflicts=True, batch_size=1000)
-    keys = [row["source_key"] for row in rows]
+    are. Returns each source_key's message id. Counters and live events for the new rows are
+    written in the same transaction, one statement per slice of people."""
+    if not rows:
+        return {}
     ids = {}
-    for start in range(0, len(keys), 1000):
+    # No savepoint: inside the engine's claiming transaction it would cost two statements a
+    # chunk, and nothing here is retried on its own.
+    with transaction.atomic(savepoint=False):
+        created = []
+        for start in range(0, len(rows), 500):
+            created.extend(_insert_new(rows[start : start + 500]))
+        changes = {}
+        for message in created:
+            change = changes.setdefault((message.audience, message.recipient_id), PersonChange())
+            change.unread[message.category] += 1
+            change.unseen += 1
+            change.events.append(("message.created", {"message": message_answer(message)}))
+        changes_commit(changes)
+        ids.update((m.source_key, m.pk) for m in created)
+    missing = [row["source_key"] for row in rows if row["source_key"] not in ids]
+    for start in range(0, len(missing), 1000):
         ids.update(
-            InboxMessage.objects.filter(source_key__in=keys[start : start + 1000]).values_list("source_key", "id")
+            InboxMessage.objects.filter(source_key__in=missing[start : start + 1000]).values_list("source_key", "id")
         )
     return ids
 
 
+INSERT_FIELDS = ("audience", "recipient_id", "title", "body", "category", "link", "actions", "source_key")
+INSERT_FIELDS += ("template_code", "created_at")
+
+
+def _insert_new(rows: list[dict]) -> list[InboxMessage]:
+    """INSERT … ON CONFLICT (source_key) DO NOTHING RETURNING: the rows that were new, with ids."""
+    now = timezone.now()
+    fields = [InboxMessage._meta.get_field(name) for name in INSERT_FIELDS]
+    messages, params = [], []
+    for row in rows:
+        message = InboxMessage(**{"actions": [], **row, "created_at": now})
+        messages.append(message)
+        params.extend(f.get_db_prep_save(getattr(message, f.attname), connection) for f in fields)
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {InboxMessage._meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608 (names are ours; values are parameters)
+            f"VALUES {', '.join([placeholder] * len(rows))} ON CONFLICT (source_key) DO NOTHING "
+            "RETURNING id, source_key",
+            params,
+        )
+        new_ids = dict((key, pk) for pk, key in cursor.fetchall())
+    created = []
+    for message in messages:
+        if message.source_key in new_ids:
+            message.pk = new_ids.pop(message.source_key)  # pop: a key twice in one call is one row
+            created.append(message)
+    return created
+
+
+def inbox_messages_mark(
+    *,
+    audience: str,
+    recipient_id: str,
+    action: str,
+    ids: list[int] | None = None,
+    category: str | None = None,
+) -> int:
+    """Mark a person's visible messages seen, read (which is also seen), archived or deleted:
+    the ones named by `ids`, or a category's, or all. Returns how many changed; each change
+    moves the counts in the same transaction and is pushed live as one event."""
+    kind, pending, sets = MARKS[action]
+    with transaction.atomic():
+        counter_lock(audience=audience, recipient_id=recipient_id)
+        qs = InboxMessage.objects.filter(pending, audience=audience, recipient_id=recipient_id, deleted_at__isnull=True)
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        if category:
+            qs = qs.filter(category=category)
+        # The counter lock keeps every other writer of this person's messages out until commit,
+        # so the rows read here are the rows the update changes.
+        rows = list(qs.values_list("id", "category", "seen_at", "read_at", "archived_at"))
+        if not rows:
+            return 0
+        qs.update(**sets(timezone.now()))
+        change = PersonChange()
+        for _pk, row_category, seen_at, read_at, archived_at in rows:
+            if archived_at is not None:
+                continue  # archived messages are already out of the counts
+            if action in ("read", "archive", "delete") and read_at is None:
+                change.unread[row_category] -= 1
+            if seen_at is None:
+                change.unseen -= 1
+        touched = sorted(pk for pk, *_ in rows)
+        if len(touched) <= EVENT_IDS_MAX:
+            data = {"ids": touched}
+        else:
+            data = {"ids": None, "category": category, "up_to_id": touched[-1]}
+        change.events.append((kind, data))
+        changes_commit({(audience, recipient_id): change})
+    return len(rows)
+
+
+def inbox_message_mark_read(*, message: InboxMessage) -> InboxMessage:
+    """Mark one message read; reading it again keeps the first read time."""
+    inbox_messages_mark(audience=message.audience, recipient_id=message.recipient_id, action="read", ids=[message.pk])
+    message.refresh_from_db()
+    return message
+
+
 def inbox_messages_mark_read(*, audience: str, recipient_id: str, category: str | None = None) -> int:
     """Mark all of a person's unread messages read (or one category's); returns how many."""
-    qs = InboxMessage.objects.filter(
-        audience=audience, recipient_id=recipient_id, read_at__isnull=True, deleted_at__isnull=True
-    )
-    if category:
-        qs = qs.filter(category=category)
-    return qs.update(read_at=timezone.now())
+    return inbox_messages_mark(audience=audience, recipient_id=recipient_id, action="read", category=category)
 
 
 def inbox_message_delete(*, message: InboxMessage) -> None:
     """Hide a message from its owner's lists and counts. The row stays until retention purges it,
     so a retried delivery (same source_key) cannot bring it back."""
-    InboxMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    inbox_messages_mark(audience=message.audience, recipient_id=message.recipient_id, action="delete", ids=[message.pk])
+
+
+def inbox_action_press(*, message: InboxMessage, key: str, platform: str = "") -> InboxActionPress:
+    """Record that the owner pressed one of the message's buttons; pressing opens the message,
+    so it is marked read as well. The caller checks that the key is one of the message's."""
+    with transaction.atomic():
+        press = InboxActionPress.objects.create(message=message, key=key, platform=platform or "")
+        inbox_messages_mark(
+            audience=message.audience, recipient_id=message.recipient_id, action="read", ids=[message.pk]
+        )
+    return press
 
 
 def inbox_messages_purge(*, older_than_days: int, batch_size: int = 2000, max_batches: int | None = None) -> int:
-    """Delete messages older than the retention, a small batch per statement so that no
-    transaction holds many row locks or runs long; returns how many were deleted."""
+    """Delete messages older than the retention, a small batch per transaction so that none
+    holds many row locks or runs long; the counts of the people concerned move in the same
+    transaction. Returns how many were deleted."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        ids = list(
-            InboxMessage.objects.filter(created_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch_size]
-        )
-        if not ids:
-            break
-        deleted += InboxMessage.objects.filter(pk__in=ids).delete()[0]
+        with transaction.atomic():
+            batch = list(
+                InboxMessage.objects.filter(created_at__lt=cutoff)
+                .order_by("id")
+                .values_list("id", "audience", "recipient_id")[:batch_size]
+            )
+            if not batch:
+                break
+            # Counter rows first (in a fixed order), as every other writer takes them.
+            for owner in sorted({(a, r) for _, a, r in batch}):
+                counter_lock(audience=owner[0], recipient_id=owner[1])
+            doomed = InboxMessage.objects.filter(pk__in=[pk for pk, *_ in batch])
+            counted = doomed.filter(deleted_at__isnull=True, archived_at__isnull=True).values_list(
+                "audience", "recipient_id", "category", _is(Q(read_at__isnull=True)), _is(Q(seen_at__isnull=True))
+            )
+            changes = deltas_by_person(list(counted), sign=-1)
+            deleted += doomed.delete()[1].get(InboxMessage._meta.label, 0)
+            changes_commit(changes)
         batches += 1
     return deleted
+
+
+def _is(condition: Q) -> ExpressionWrapper:
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
+def inbox_events_purge(*, older_than_hours: int, batch_size: int = 5000) -> int:
+    """Delete live events older than the replay window; returns how many were deleted. A client
+    asking to resume from before the window is told to reload (`resync`)."""
+    cutoff = timezone.now() - timedelta(hours=older_than_hours)
+    deleted = 0
+    while True:
+        ids = list(
+            InboxEvent.objects.filter(created_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        deleted += InboxEvent.objects.filter(pk__in=ids).delete()[0]
+
+
+def inbox_counter_recount(*, audience: str, recipient_id: str) -> bool:
+    """Recompute one person's counter from their messages; returns whether it was wrong. A
+    wrong counter is corrected and the new counts are pushed live (`counts.changed`)."""
+    from .selectors import inbox_counts_truth
+
+    with transaction.atomic():
+        counter_lock(audience=audience, recipient_id=recipient_id)
+        counter = InboxCounter.objects.get(audience=audience, recipient_id=recipient_id)
+        truth = inbox_counts_truth(audience=audience, recipient_id=recipient_id)
+        change = PersonChange(unseen=truth["unseen"] - counter.unseen)
+        for category, n in truth["by_category"].items():
+            change.unread[category] = n - getattr(counter, f"unread_{category}")
+        if not change.counts_changed:
+            return False
+        changes_commit({(audience, recipient_id): change})
+    return True

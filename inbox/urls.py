@@ -10,6 +10,8 @@ ENDPOINTS = [
     ("read-all", apis.ReadAllApi, "inbox-read-all"),
     ("messages/<int:message_id>", apis.MessageDeleteApi, "inbox-message"),
     ("messages/<int:message_id>/read", apis.MessageReadApi, "inbox-message-read"),
+    ("messages/<int:message_id>/actions/<slug:key>", apis.ActionPressApi, "inbox-message-action"),
+    ("mark", apis.BulkMarkApi, "inbox-mark"),
 ]
 
 

@@ -80,29 +80,36 @@ class InboxTokenAuthentication(authentication.BaseAuthentication):
         if not header.startswith(self.keyword + " "):
             return None
         token = header[len(self.keyword) + 1 :].strip()
-        conf = settings.INBOX_JWT
-        key = conf["PUBLIC_KEY"] if conf["ALGORITHM"].startswith(("RS", "ES")) else conf["SECRET"]
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[conf["ALGORITHM"]],
-                audience=conf["AUDIENCE"],
-                leeway=conf["LEEWAY_SECONDS"],
-                options={"require": ["sub", "exp", "aud", "role"]},
-            )
-        except jwt.ExpiredSignatureError as err:
-            raise AuthError("token_expired", "The token has expired.", self.keyword) from err
-        except jwt.InvalidAudienceError as err:
-            raise AuthError("token_wrong_audience", "The token is not meant for this service.", self.keyword) from err
-        except jwt.PyJWTError as err:
-            raise AuthError("token_invalid", f"The token is invalid: {err}.", self.keyword) from err
-        if claims["role"] not in INBOX_ROLES:
-            raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.", self.keyword)
-        return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims
+        user, claims = inbox_token_read(token)
+        return user, claims
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+def inbox_token_read(token: str) -> tuple[InboxUser, dict]:
+    """The person an inbox JWT names, and its claims; AuthError (with a stable code) otherwise.
+    The REST views and the live connections (notifycenter.asgi) authenticate through this."""
+    conf = settings.INBOX_JWT
+    key = conf["PUBLIC_KEY"] if conf["ALGORITHM"].startswith(("RS", "ES")) else conf["SECRET"]
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[conf["ALGORITHM"]],
+            audience=conf["AUDIENCE"],
+            leeway=conf["LEEWAY_SECONDS"],
+            options={"require": ["sub", "exp", "aud", "role"]},
+        )
+    except jwt.ExpiredSignatureError as err:
+        raise AuthError("token_expired", "The token has expired.", "Bearer") from err
+    except jwt.InvalidAudienceError as err:
+        raise AuthError("token_wrong_audience", "The token is not meant for this service.", "Bearer") from err
+    except jwt.PyJWTError as err:
+        raise AuthError("token_invalid", f"The token is invalid: {err}.", "Bearer") from err
+    if claims["role"] not in INBOX_ROLES:
+        raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.", "Bearer")
+    return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims
 
 
 def issue_inbox_token(*, role: str, external_id: str, lifetime: timedelta = timedelta(hours=12)) -> str:

@@ -7,6 +7,7 @@ Production: DATABASE_URL (PostgreSQL) and REDIS_URL (broker and cache). See READ
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import environ
 from django.utils.translation import gettext_lazy as _
@@ -221,6 +222,7 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
     "materialize-plans": {"task": "scenarios.tasks.materialize_plans", "schedule": timedelta(minutes=10)},
     "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
+    "purge-old-inbox-events": {"task": "inbox.tasks.purge_old_events", "schedule": timedelta(hours=1)},
     "purge-otp-codes": {"task": "channels.tasks.purge_otp_codes", "schedule": timedelta(hours=6)},
     "purge-token-refreshes": {"task": "channels.tasks.purge_token_refreshes", "schedule": timedelta(hours=24)},
 }
@@ -240,6 +242,26 @@ OTP_LIMITS = [
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
 # Access-token refresh records (admin: channel accounts' token refreshes) older than this are deleted daily.
 TOKEN_REFRESH_RETENTION_DAYS = env.int("TOKEN_REFRESH_RETENTION_DAYS", default=90)
+# Live inbox (inbox/live.py, served by notifycenter.asgi). Events are kept this long for clients
+# resuming with a last event id; older ones are told to reload (`resync`).
+INBOX_LIVE_EVENT_RETENTION_HOURS = env.int("INBOX_LIVE_EVENT_RETENTION_HOURS", default=72)
+INBOX_LIVE = {
+    "HEARTBEAT_SECONDS": env.float("INBOX_LIVE_HEARTBEAT_SECONDS", default=25),
+    # A WebSocket client that sends nothing (not even {"type": "ping"}) for this long is closed.
+    "IDLE_SECONDS": env.float("INBOX_LIVE_IDLE_SECONDS", default=300),
+    "AUTH_SECONDS": env.float("INBOX_LIVE_AUTH_SECONDS", default=10),
+    "MAX_CONNECTIONS_PER_PERSON": env.int("INBOX_LIVE_MAX_CONNECTIONS_PER_PERSON", default=5),
+    # Each process re-reads this window of the event table every POLL_SECONDS, catching events
+    # whose Redis publish was lost; without Redis (the embedded default) the poll is the path.
+    "POLL_SECONDS": env.float("INBOX_LIVE_POLL_SECONDS", default=2),
+    "POLL_SECONDS_WITHOUT_REDIS": env.float("INBOX_LIVE_POLL_SECONDS_WITHOUT_REDIS", default=0.3),
+    "POLL_WINDOW_SECONDS": env.float("INBOX_LIVE_POLL_WINDOW_SECONDS", default=10),
+}
+# Redis pub/sub channels are shared by every database of a Redis server: the database number
+# in the prefix keeps deployments (and test runs) that share one server apart.
+INBOX_LIVE_CHANNEL_PREFIX = env.str(
+    "INBOX_LIVE_CHANNEL_PREFIX", default=f"nc:{urlparse(REDIS_URL).path.strip('/') or '0'}:live:"
+)
 
 NOTIFYCENTER = {
     # Deliveries queued this long without a worker picking them up are enqueued again.

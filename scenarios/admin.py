@@ -106,7 +106,7 @@ class TemplateForm(forms.ModelForm):
 
     class Meta:
         model = Template
-        fields = ["code", "name", "audience", "category", "title", "body", "link", "is_verification_code"]
+        fields = ["code", "name", "audience", "category", "title", "body", "link", "buttons", "is_verification_code"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,12 +1,14 @@
 """What, to whom, when: scenarios and their rules, templates and their channel bindings, link
 targets, and the events and messages that flow through them."""
 
+import re
 from datetime import time
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -165,6 +167,15 @@ class Template(Timestamped):
     is_verification_code = models.BooleanField(
         _("verification code"), default=False, help_text=_("Carries a one-time code; never kept in clear.")
     )
+    buttons = models.JSONField(
+        _("buttons"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'Up to two inbox buttons: [{"key": "accept", "label": "立即接诊", "link": "<link target code>", '
+            '"style": "primary|default|danger"}].'
+        ),
+    )
 
     objects = NaturalKeyManager()
     history = HistoricalRecords()
@@ -179,6 +190,42 @@ class Template(Timestamped):
 
     def natural_key(self):
         return (self.code,)
+
+    def clean(self):
+        super().clean()
+        problems = button_problems(self.buttons)
+        if problems:
+            raise ValidationError({"buttons": problems})
+
+
+BUTTON_STYLES = ("primary", "default", "danger")
+
+
+def button_problems(buttons) -> list[str]:
+    """What is wrong with a template's buttons (empty when nothing): at most two, each with a
+    unique key, a label, a known style and an existing link target."""
+    if not isinstance(buttons, list):
+        return [gettext("Buttons must be a list.")]
+    if len(buttons) > 2:
+        return [gettext("At most two buttons.")]
+    problems, keys = [], set()
+    for n, button in enumerate(buttons, 1):
+        if not isinstance(button, dict):
+            problems.append(gettext("Button %(n)s must be an object.") % {"n": n})
+            continue
+        key = button.get("key")
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", key) or key in keys:
+            problems.append(gettext("Button %(n)s needs a unique key of lowercase letters, digits, - or _.") % {"n": n})
+        keys.add(key)
+        if not isinstance(button.get("label"), str) or not 0 < len(button["label"]) <= 20:
+            problems.append(gettext("Button %(n)s needs a label of 1 to 20 characters.") % {"n": n})
+        if button.get("style", "default") not in BUTTON_STYLES:
+            problems.append(gettext("Button %(n)s: style is one of primary, default, danger.") % {"n": n})
+        if not LinkTarget.objects.filter(code=button.get("link")).exists():
+            problems.append(
+                gettext("Button %(n)s: no link target with code %(code)s.") % {"n": n, "code": button.get("link")}
+            )
+    return problems
 
 
 class ChannelBinding(models.Model):

@@ -68,13 +68,36 @@ def render_link(link_target, context: dict, *, audience: str) -> dict:
     return {"target": link_target.code, "route": link_target.route, "params": params, **forms}
 
 
+def render_buttons(template, context: dict) -> list[dict]:
+    """The template's inbox buttons, each with its link rendered like the message's own."""
+    if not template.buttons:
+        return []
+    # The link targets are read once per template object; the catalog keeps templates per process.
+    targets = template.__dict__.get("_button_targets")
+    if targets is None:
+        from .models import LinkTarget
+
+        codes = [button.get("link") for button in template.buttons]
+        targets = template.__dict__["_button_targets"] = LinkTarget.objects.in_bulk(codes, field_name="code")
+    return [
+        {
+            "key": button["key"],
+            "label": button["label"],
+            "style": button.get("style", "default"),
+            "link": render_link(targets.get(button.get("link")), context, audience=template.audience),
+        }
+        for button in template.buttons
+    ]
+
+
 def render_message(*, template, bindings, context: dict) -> dict:
-    """Everything a message says: title, body, link, and each bound channel's parameters."""
+    """Everything a message says: title, body, link, buttons, and each bound channel's parameters."""
     rendered = {
         "title": render_text(template.title, context, field="title"),
         "body": render_text(template.body, context, field="body"),
         "category": template.category,
         "link": render_link(template.link, context, audience=template.audience),
+        "actions": render_buttons(template, context),
         "channels": {},
     }
     for binding in bindings:

@@ -62,6 +62,7 @@ def deliver_messages(messages: list[Message], *, bindings: dict[int, tuple[Chann
                 "body": message.rendered["body"],
                 "category": message.rendered["category"],
                 "link": message.rendered["link"],
+                "actions": message.rendered.get("actions", []),
                 **message.rendered["channels"].get(binding.channel, {}),
             }
             requests.append(

@@ -13,6 +13,7 @@ def _row(delivery: Delivery) -> dict:
         "body": content.get("body", ""),
         "category": content.get("category", "system"),
         "link": content.get("link") or {},
+        "actions": content.get("actions") or [],
         "source_key": delivery.idempotency_key,
         "template_code": delivery.template_code,
     }
