@@ -144,6 +144,25 @@ class DeliveryStatus(models.TextChoices):
     UNKNOWN = "unknown", _("Outcome unknown")
     # The provider said this repeats a message it already delivered (duplicate_of says which).
     DEDUPLICATED = "deduplicated", _("Deduplicated by the provider")
+    # After sent: what the provider or the person reported (channels/timeline.py). These never
+    # move backwards: a late receipt is kept on the timeline, the status stays the furthest.
+    DELIVERED = "delivered", _("Delivered")
+    UNDELIVERED = "undelivered", _("Not delivered")
+    READ = "read", _("Read")
+    CLICKED = "clicked", _("Clicked")
+
+
+# The provider took it, whatever it reported after: what "sent" counts mean.
+AFTER_SENT = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.UNDELIVERED,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.READ,
+    DeliveryStatus.CLICKED,
+)
+# It reached the person (read or clicked imply delivered).
+REACHED = (DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.CLICKED)
+OPENED = (DeliveryStatus.READ, DeliveryStatus.CLICKED)
 
 
 class Delivery(models.Model):
@@ -308,3 +327,86 @@ class TokenRefresh(models.Model):
 
     def __str__(self):
         return f"{self.account_id} {self.reason} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ChangeSource(models.TextChoices):
+    CREATE = "create", _("Created")
+    SEND = "send", _("Send")
+    RECONCILE = "reconcile", _("Reconciliation")
+    SCAN = "scan", _("Outbox scan")
+    OPERATOR = "operator", _("Operator")
+    CANCEL = "cancel", _("Cancelled by a later event")
+    RECEIPT = "receipt", _("Provider receipt")
+    INBOX = "inbox", _("Inbox read")
+    CLICK = "click", _("Link followed")
+
+
+class DeliveryStatusChange(models.Model):
+    """One change of a delivery's status, written in the transaction that made it: the delivery's
+    timeline, and the outbox the status webhooks are driven from (`published_at` empty: not yet
+    handed to notifycenter/webhooks.py)."""
+
+    delivery = models.ForeignKey(
+        Delivery, verbose_name=_("delivery"), on_delete=models.CASCADE, related_name="status_changes"
+    )
+    status = models.CharField(_("status"), max_length=16, choices=DeliveryStatus.choices)
+    at = models.DateTimeField(_("at"))
+    source = models.CharField(_("source"), max_length=16, choices=ChangeSource.choices)
+    # Whether the delivery's status moved (a late `delivered` after `clicked` is kept, not applied).
+    applied = models.BooleanField(_("applied"), default=True)
+    code = models.CharField(_("code"), max_length=64, blank=True)
+    detail = models.CharField(_("detail"), max_length=500, blank=True)
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("status change")
+        verbose_name_plural = _("status changes")
+        ordering = ["delivery", "id"]
+        indexes = [
+            models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="status_change_unpublished"),
+            models.Index(fields=["status", "at"], name="status_change_funnel"),
+        ]
+
+    def __str__(self):
+        return f"{self.status} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ReceiptOutcome(models.TextChoices):
+    APPLIED = "applied", _("Applied")
+    DUPLICATE = "duplicate", _("Duplicate")
+    LATE = "late", _("Kept, status already further")
+    EARLY = "early", _("Waiting for the send to settle")
+    UNMATCHED = "unmatched", _("Names no delivery")
+    REFUSED = "refused", _("Refused (forged or replayed)")
+
+
+class ProviderReceipt(models.Model):
+    """What a provider reported about a message (pushed to a callback or pulled), kept whether or
+    not it names a delivery of ours; refused calls too, with the reason."""
+
+    provider = models.CharField(_("provider"), max_length=16, choices=Provider.choices)
+    account = models.ForeignKey(
+        ChannelAccount, verbose_name=_("account"), null=True, blank=True, on_delete=models.SET_NULL
+    )
+    delivery = models.ForeignKey(
+        Delivery, verbose_name=_("delivery"), null=True, blank=True, on_delete=models.SET_NULL, related_name="receipts"
+    )
+    # What the provider named the message by: its id (BizId, SerialNo, MsgID, msg_id) and our key
+    # (OutId, SessionContext).
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    our_key = models.CharField(_("our key"), max_length=128, blank=True)
+    status = models.CharField(_("reported status"), max_length=16, blank=True)
+    code = models.CharField(_("provider code"), max_length=64, blank=True)
+    text = models.CharField(_("provider words"), max_length=500, blank=True)
+    reported_at = models.DateTimeField(_("reported at"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=ReceiptOutcome.choices)
+    raw = models.JSONField(_("raw"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provider receipt")
+        verbose_name_plural = _("provider receipts")
+        indexes = [models.Index(fields=["received_at"], condition=Q(outcome="early"), name="receipt_early")]
+
+    def __str__(self):
+        return f"{self.provider} {self.provider_message_id or self.our_key} {self.status}"

@@ -24,10 +24,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus
+from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .providers import DeliveryResult, Reconcile, backend_for
 from .sending import _next_number, apply_result, backoff_seconds, lease
 from .services import enqueue
+from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,10 @@ def delivery_reconcile(*, delivery_id: int) -> str | None:
             delivery.last_error_code, delivery.last_error_message = decision, result.message
             fields += ["finished_at", "last_error_code", "last_error_message"]
         delivery.save(update_fields=fields)
+        if "status" in fields or "finished_at" in fields:
+            status_changes_record(
+                changes=[(delivery.pk, delivery.status)], at=now, source=ChangeSource.RECONCILE, code=decision
+            )
     logger.info("delivery %s %s: reconciled, %s", delivery.pk, delivery.channel, decision)
     return decision
 

@@ -25,11 +25,12 @@ from django.db.models import F, Max, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import AttemptKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus
+from .models import AttemptKind, AttemptOutcome, Channel, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
 from .ratelimit import take_for_account
 from .services import enqueue, enqueue_reconcile, masked_address
+from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ def _settle_claimed(
         else:  # its number was computed by the INSERT: leave it alone
             attempt.save(update_fields=ATTEMPT_SETTLED_FIELDS)
         delivery.save(update_fields=SETTLED_FIELDS)
+        status_changes_record(changes=[(delivery.pk, delivery.status)], at=now, source=ChangeSource.SEND, code=result.code)
     _log(delivery, result)
 
 
@@ -284,6 +286,7 @@ def _send_locally(backend: Backend, ids: list[int]) -> None:
             # Rows settled alike share one UPDATE (bulk_update's CASE per row was most of a fan-out).
             groups.setdefault(tuple(getattr(delivery, f) for f in LOCAL_FIELDS), []).append(delivery.pk)
         DeliveryAttempt.objects.bulk_create(attempts, batch_size=1000)
+        status_changes_record(changes=[(d.pk, d.status) for d in rows], at=settled_at, source=ChangeSource.SEND)
         for values, pks in groups.items():
             Delivery.objects.filter(pk__in=pks).update(
                 attempt_count=F("attempt_count") + 1, **dict(zip(LOCAL_FIELDS, values, strict=True))
@@ -439,6 +442,12 @@ def _free_expired(ids: list[int], now) -> None:
             updated_at=now,
         )
     idle = [pk for pk in ids if pk not in in_flight]
+    status_changes_record(
+        changes=[(pk, DeliveryStatus.UNKNOWN if pk in in_flight else DeliveryStatus.QUEUED) for pk in ids],
+        at=now,
+        source=ChangeSource.SCAN,
+        code="worker_lost",
+    )
     if idle:
         # Claimed but never called: simply queued again, at once.
         Delivery.objects.filter(pk__in=idle).update(

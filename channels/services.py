@@ -11,6 +11,7 @@ from django.utils import timezone
 from .masking import mask_id, mask_phone
 from .models import (
     AttemptOutcome,
+    ChangeSource,
     Channel,
     ChannelAccount,
     Delivery,
@@ -19,6 +20,7 @@ from .models import (
     SubscribeConsent,
 )
 from .providers import BACKENDS, backend_for
+from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
             row.enqueued_at = now
         rows.append(row)
     created = Delivery.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    status_changes_record(changes=[(d.pk, d.status) for d in created], at=now, source=ChangeSource.CREATE)
     due = [(d.pk, d.channel) for d in created if d.enqueued_at is not None]
     if due:
         transaction.on_commit(lambda: enqueue(due))
@@ -152,9 +155,20 @@ def enqueue_reconcile(delivery_ids: list[int]) -> None:
 
 def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
     """Cancel the deliveries of these messages that have not gone out yet."""
-    return Delivery.objects.filter(message_ref__in=message_refs, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=timezone.now()
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update()
+            .filter(message_ref__in=message_refs, status=DeliveryStatus.QUEUED)
+            .values_list("pk", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now
+        )
+        status_changes_record(
+            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.CANCEL, code=reason
+        )
+    return len(ids)
 
 
 RECIPIENT_FIELDS = (
@@ -281,12 +295,24 @@ def deliveries_retry(*, ids: list[int]) -> int:
             lease_until=None,
             updated_at=now,
         )
+        status_changes_record(
+            changes=[(pk, DeliveryStatus.QUEUED) for pk, _ in due], at=now, source=ChangeSource.OPERATOR, code="retry"
+        )
         transaction.on_commit(lambda: enqueue(due))
     return len(due)
 
 
 def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator") -> int:
     """Operations' "cancel": deliveries not gone out yet never will."""
-    return Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=timezone.now(), updated_at=timezone.now()
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update().filter(pk__in=ids, status=DeliveryStatus.QUEUED).values_list("pk", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
+        )
+        status_changes_record(
+            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.OPERATOR, code=reason
+        )
+    return len(ids)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from channels.models import Channel, Delivery, DeliveryStatus
+from channels.models import AFTER_SENT, OPENED, REACHED, Channel, Delivery, DeliveryStatus
 from channels.wording import reason_label
 
 from .models import ChannelBinding, Rule
@@ -24,6 +24,9 @@ class Cell:
     sent_24h: int = 0
     failed_24h: int = 0
     skipped_24h: int = 0
+    # Of the sent: reported delivered (or read/clicked), and read or clicked.
+    delivered_24h: int = 0
+    read_24h: int = 0
     last_success: datetime | None = None
     last_failure: datetime | None = None
     error_code: str = ""
@@ -47,6 +50,8 @@ class ChannelVolume:
     channel: str
     sent: int
     failed: int
+    delivered: int = 0
+    read: int = 0
 
     @property
     def label(self) -> str:
@@ -82,14 +87,16 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
         for d in deliveries.filter(finished_at__gte=since)
         .values("template_code", "channel")
         .annotate(
-            sent=Count("id", filter=Q(status=DeliveryStatus.SENT)),
+            sent=Count("id", filter=Q(status__in=AFTER_SENT)),
+            delivered=Count("id", filter=Q(status__in=REACHED)),
+            opened=Count("id", filter=Q(status__in=OPENED)),
             failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
             skipped=Count("id", filter=Q(status=DeliveryStatus.SKIPPED)),
         )
     }
     last = {}
-    for status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
-        for d in deliveries.filter(status=status).values("template_code", "channel").annotate(at=Max("finished_at")):
+    for status, among in ((DeliveryStatus.SENT, AFTER_SENT), (DeliveryStatus.FAILED, [DeliveryStatus.FAILED])):
+        for d in deliveries.filter(status__in=among).values("template_code", "channel").annotate(at=Max("finished_at")):
             last.setdefault((d["template_code"], d["channel"]), {})[status] = d["at"]
 
     skips: dict[tuple[str, str], dict] = {}
@@ -116,6 +123,8 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
                 sent_24h=counts.get("sent", 0),
                 failed_24h=counts.get("failed", 0),
                 skipped_24h=counts.get("skipped", 0),
+                delivered_24h=counts.get("delivered", 0),
+                read_24h=counts.get("opened", 0),
                 last_success=seen.get(DeliveryStatus.SENT),
                 last_failure=seen.get(DeliveryStatus.FAILED),
             )
@@ -161,8 +170,19 @@ def channel_volumes(*, now: datetime | None = None) -> list[ChannelVolume]:
         .exclude(TEST_SENDS)
         .values("channel")
         .annotate(
-            sent=Count("id", filter=Q(status=DeliveryStatus.SENT)),
+            sent=Count("id", filter=Q(status__in=AFTER_SENT)),
+            delivered=Count("id", filter=Q(status__in=REACHED)),
+            opened=Count("id", filter=Q(status__in=OPENED)),
             failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
         )
     }
-    return [ChannelVolume(c, counts.get(c, {}).get("sent", 0), counts.get(c, {}).get("failed", 0)) for c in CHANNELS]
+    return [
+        ChannelVolume(
+            c,
+            counts.get(c, {}).get("sent", 0),
+            counts.get(c, {}).get("failed", 0),
+            counts.get(c, {}).get("delivered", 0),
+            counts.get(c, {}).get("opened", 0),
+        )
+        for c in CHANNELS
+    ]
