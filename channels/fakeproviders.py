@@ -13,7 +13,9 @@ Control: GET /_calls (what was received), DELETE /_calls, GET /_delivered (what 
 after each provider's own de-duplication), POST /_script (answer the next requests to a path with
 given responses and latency: with "json" (or "text", an answer that is not JSON) that answer and
 nothing done; with "drop" the connection
-closed unanswered; otherwise acted on first and answered after the latency), POST /_latency
+closed unanswered; otherwise acted on first and answered after the latency), POST /_receipts
+(push the status reports of the SMS accepted so far to the center's callback URLs, batched, some
+duplicated, some for unknown ids: push_receipts), POST /_latency
 ({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
 answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"seconds": 600}: the
 fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_reset.
@@ -600,6 +602,108 @@ def _tencent_pull(state: State, body: dict, error, request_id: str) -> tuple[int
     }
 
 
+def _china_clock(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at + 8 * 3600))
+
+
+def aliyun_reports(records: list[dict]) -> list[dict]:
+    """Aliyun's SmsReport push for these accepted SMS: a JSON array, one report per message."""
+    return [
+        {
+            "phone_number": r["phone"],
+            "send_time": _china_clock(r["at"]),
+            "report_time": _china_clock(r["at"] + 2),
+            "success": not r.get("fail"),
+            "err_code": "DELIVERED" if not r.get("fail") else "MK:0001",
+            "err_msg": "用户接收成功" if not r.get("fail") else "空号",
+            "sms_size": "1",
+            "biz_id": r["biz_id"],
+            "out_id": r["out_id"],
+        }
+        for r in records
+    ]
+
+
+def tencent_reports(records: list[dict]) -> list[dict]:
+    """Tencent Cloud SMS's status callback for these accepted SMS: a JSON array."""
+    return [
+        {
+            "user_receive_time": _china_clock(r["at"] + 2),
+            "nationcode": "86",
+            "mobile": r["phone"][3:],
+            "report_status": "FAIL" if r.get("fail") else "SUCCESS",
+            "errmsg": "MK:0001" if r.get("fail") else "DELIVRD",
+            "description": "空号" if r.get("fail") else "用户短信送达成功",
+            "sid": r["serial"],
+            "ext": r["session_context"],
+        }
+        for r in records
+    ]
+
+
+def wechat_template_event(*, msg_id: str, openid: str, status: str = "success", at: float | None = None) -> str:
+    """The official account's TEMPLATESENDJOBFINISH push, as XML (plain mode)."""
+    return (
+        "<xml><ToUserName><![CDATA[gh_hospital]]></ToUserName>"
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{int(at or time.time())}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>"
+        f"<MsgID>{msg_id}</MsgID><Status><![CDATA[{status}]]></Status></xml>"
+    )
+
+
+def wechat_signed_query(token: str, *, timestamp: int | None = None, nonce: str | None = None) -> dict:
+    """The query WeChat adds to a push to the server URL: timestamp, nonce and their signature."""
+    timestamp = str(timestamp or int(time.time()))
+    nonce = nonce or str(secrets.randbelow(10**9))
+    digest = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324 (WeChat's)
+    return {"signature": digest, "timestamp": timestamp, "nonce": nonce}
+
+
+def push_receipts(state: State, targets: dict) -> dict:
+    """Push the status reports of every SMS accepted and not yet reported to the callback URLs in
+    `targets` ({"aliyun": url, "tencent": url}), as each provider does: batched (at most
+    `batch` a post), some duplicated (`duplicate_share`), some for ids no one sent (`unknown`), a
+    share reported as not delivered (`fail_share`). Returns what was posted and the answers."""
+    import urllib.request
+
+    batch = int(targets.get("batch", 100))
+    with state.lock:
+        pending = [r for r in state.sms if not r.get("reported")]
+        for r in pending:
+            r["reported"] = True
+    for r in pending:
+        r["fail"] = random.random() < float(targets.get("fail_share", 0))  # noqa: S311 (a simulation)
+    posted = {"reports": 0, "answers": []}
+    for provider, build in (("aliyun", aliyun_reports), ("tencent", tencent_reports)):
+        url = targets.get(provider)
+        if not url:
+            continue
+        records = [r for r in pending if r["provider"] == provider]
+        dupes = [r for r in records if random.random() < float(targets.get("duplicate_share", 0))]  # noqa: S311
+        fakes = [
+            {
+                "provider": provider,
+                "phone": "+8613900000000",
+                "biz_id": f"{secrets.randbelow(10**9)}^0",
+                "out_id": f"nobody-{secrets.token_hex(4)}",
+                "serial": f"0:{secrets.token_hex(12)}",
+                "session_context": f"nobody-{secrets.token_hex(4)}",
+                "at": time.time(),
+            }
+            for _ in range(int(targets.get("unknown", 0)))
+        ]
+        reports = build(records + dupes + fakes)
+        for start in range(0, len(reports), batch):
+            chunk = reports[start : start + batch]
+            request = urllib.request.Request(  # noqa: S310 (a URL the test gave)
+                url, data=json.dumps(chunk, ensure_ascii=False).encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (a URL the test gave)
+                posted["answers"].append([answer.status, json.loads(answer.read() or b"null")])
+            posted["reports"] += len(chunk)
+    return posted
+
+
 PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun, "/tencent": tencent}
 
 
@@ -689,6 +793,8 @@ def make_handler(state: State):
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode(errors="replace")
+            if url.path == "/_receipts" and self.command == "POST":
+                return self._answer(200, push_receipts(state, body or {}))
             if url.path.startswith("/_"):
                 return self._control(url.path, body)
             with state.lock:

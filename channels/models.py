@@ -376,6 +376,7 @@ class ReceiptOutcome(models.TextChoices):
     DUPLICATE = "duplicate", _("Duplicate")
     LATE = "late", _("Kept, status already further")
     EARLY = "early", _("Waiting for the send to settle")
+    IGNORED = "ignored", _("Kept, the delivery never went out")
     UNMATCHED = "unmatched", _("Names no delivery")
     REFUSED = "refused", _("Refused (forged or replayed)")
 

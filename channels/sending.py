@@ -25,7 +25,7 @@ from django.db.models import F, Max, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import AttemptKind, AttemptOutcome, Channel, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
+from .models import AttemptKind, AttemptOutcome, ChangeSource, Channel, Delivery, DeliveryAttempt, DeliveryStatus
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
 from .ratelimit import take_for_account
@@ -241,7 +241,9 @@ def _settle_claimed(
         else:  # its number was computed by the INSERT: leave it alone
             attempt.save(update_fields=ATTEMPT_SETTLED_FIELDS)
         delivery.save(update_fields=SETTLED_FIELDS)
-        status_changes_record(changes=[(delivery.pk, delivery.status)], at=now, source=ChangeSource.SEND, code=result.code)
+        status_changes_record(
+            changes=[(delivery.pk, delivery.status)], at=now, source=ChangeSource.SEND, code=result.code
+        )
     _log(delivery, result)
 
 

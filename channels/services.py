@@ -307,7 +307,9 @@ def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operato
     now = timezone.now()
     with transaction.atomic():
         ids = list(
-            Delivery.objects.select_for_update().filter(pk__in=ids, status=DeliveryStatus.QUEUED).values_list("pk", flat=True)
+            Delivery.objects.select_for_update()
+            .filter(pk__in=ids, status=DeliveryStatus.QUEUED)
+            .values_list("pk", flat=True)
         )
         Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now

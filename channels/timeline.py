@@ -78,9 +78,14 @@ def delivery_progress(
         if delivery.status == DeliveryStatus.UNKNOWN:
             # The provider reporting on it is proof it took it: settle as sent, reconciliation ends.
             status_changes_record(
-                changes=[(delivery_id, DeliveryStatus.SENT)], at=now, source=source, detail="a receipt proves it was sent"
+                changes=[(delivery_id, DeliveryStatus.SENT)],
+                at=now,
+                source=source,
+                detail="a receipt proves it was sent",
             )
-            fields.update(status=DeliveryStatus.SENT, finished_at=delivery.finished_at or now, claim="", lease_until=None)
+            fields.update(
+                status=DeliveryStatus.SENT, finished_at=delivery.finished_at or now, claim="", lease_until=None
+            )
             fields.update(last_error_code="", last_error_message="")
             delivery.status = DeliveryStatus.SENT
         current = PROGRESS.get(delivery.status)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import IsAuthenticated
 
 from channels import apis as channel_apis
+from channels.receipts.views import callback
 from scenarios import apis as scenario_apis
 
 from .auth import ApiKeyAuthentication
@@ -37,6 +38,8 @@ api_v1 = [
     path("otp", scenario_apis.OtpRequestApi.as_view(permission_classes=otp, **backend_only), name="otp"),
     path("otp/verify", channel_apis.OtpVerifyApi.as_view(permission_classes=otp, **backend_only), name="otp-verify"),
     path("inbox/", include("inbox.urls")),
+    # Provider receipts in: each authenticated as its provider documents (channels/receipts/).
+    path("callbacks/<str:provider>/<int:account_id>", callback, name="callback"),
 ]
 
 urlpatterns = [
