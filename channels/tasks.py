@@ -44,3 +44,19 @@ def purge_otp_codes() -> int:
 @shared_task(name="channels.tasks.purge_token_refreshes", ignore_result=True)
 def purge_token_refreshes() -> int:
     return token_refreshes_purge()
+
+
+@shared_task(name="channels.tasks.retry_early_receipts", ignore_result=True)
+def retry_early_receipts() -> int:
+    """Receipts that came before their delivery's send settled."""
+    from .receipts import receipts_retry_early
+
+    return receipts_retry_early()
+
+
+@shared_task(name="channels.tasks.mark_inbox_reads", ignore_result=True)
+def mark_inbox_reads() -> int:
+    """Inbox reads since the last scan become `read` on their deliveries (channels/reads.py)."""
+    from .reads import deliveries_mark_read
+
+    return deliveries_mark_read()

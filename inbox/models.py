@@ -46,6 +46,8 @@ class InboxMessage(models.Model):
                 name="inbox_owner_list",
                 condition=Q(deleted_at__isnull=True),
             ),
+            # Reads since a time: channels/reads.py marks the deliveries behind them read.
+            models.Index(fields=["read_at"], name="inbox_read_at", condition=Q(read_at__isnull=False)),
             # A person's unread messages (read-all, the unread filter, a recount).
             models.Index(
                 fields=["audience", "recipient_id", "category"],

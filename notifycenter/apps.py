@@ -8,7 +8,13 @@ class NotifyCenterConfig(AppConfig):
     verbose_name = _("API access")
 
     def ready(self):
+        from channels.timeline import status_changes_committed
+
         from . import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from .webhooks import kick
+
+        # Status changes committed below: publish them as webhooks soon (the beat scan is the net).
+        status_changes_committed.connect(lambda **kw: kick(), weak=False, dispatch_uid="webhooks-kick")
 
 
 class OpsAdminConfig(AdminConfig):

@@ -2,9 +2,12 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-SCOPES = ("events", "recipients", "otp", "inbox-read")
+from channels.fields import EncryptedJSONField
+
+SCOPES = ("events", "recipients", "otp", "inbox-read", "webhooks")
 
 
 class ApiKey(models.Model):
@@ -44,3 +47,76 @@ class ApiKey(models.Model):
         raw = f"nc_{prefix}_{secrets.token_urlsafe(32)}"
         key = cls.objects.create(client=client, name=name, prefix=prefix, hashed_key=cls.hash(raw), scopes=scopes)
         return key, raw
+
+
+WEBHOOK_EVENTS = (
+    "delivery.sent",
+    "delivery.delivered",
+    "delivery.undelivered",
+    "delivery.failed",
+    "delivery.read",
+    "delivery.clicked",
+    "message.settled",
+)
+
+
+class WebhookEndpoint(models.Model):
+    """Where a client's backend wants to be told of status changes (notifycenter/webhooks.py)."""
+
+    client = models.CharField(_("client"), max_length=64, db_index=True)
+    url = models.URLField(_("URL"), max_length=500)
+    # {"secret": ...}: kept encrypted, needed in the clear to sign each POST.
+    signing = EncryptedJSONField(_("signing secret"), default=dict, blank=True)
+    events = models.JSONField(_("events"), default=list)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+
+    def __str__(self):
+        return f"{self.client} → {self.url}"
+
+    @property
+    def secret(self) -> str:
+        return (self.signing or {}).get("secret", "")
+
+
+class WebhookStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Given up")
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the outbox row, its tries and the endpoint's answers."""
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, verbose_name=_("endpoint"), on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.CharField(_("event id"), max_length=64)
+    event = models.CharField(_("event"), max_length=32)
+    # What the order is kept for: "d:<delivery id>" or "m:<message id>"; one at a time per subject.
+    subject = models.CharField(_("subject"), max_length=32)
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(_("status"), max_length=16, choices=WebhookStatus.choices, default=WebhookStatus.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_try_at = models.DateTimeField(_("next try at"))
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    answers = models.JSONField(_("answers"), default=list, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        permissions = [("replay_webhookdelivery", _("Can replay webhook deliveries"))]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event_id"], name="webhook_once_per_endpoint")]
+        indexes = [
+            models.Index(fields=["next_try_at"], condition=Q(status="pending"), name="webhook_due"),
+            models.Index(fields=["endpoint", "subject", "id"], condition=Q(status="pending"), name="webhook_order"),
+        ]
+
+    def __str__(self):
+        return f"{self.event} {self.event_id}"

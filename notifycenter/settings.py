@@ -225,6 +225,9 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-inbox-events": {"task": "inbox.tasks.purge_old_events", "schedule": timedelta(hours=1)},
     "purge-otp-codes": {"task": "channels.tasks.purge_otp_codes", "schedule": timedelta(hours=6)},
     "purge-token-refreshes": {"task": "channels.tasks.purge_token_refreshes", "schedule": timedelta(hours=24)},
+    "publish-webhooks": {"task": "notifycenter.tasks.publish_webhooks", "schedule": timedelta(seconds=2)},
+    "retry-early-receipts": {"task": "channels.tasks.retry_early_receipts", "schedule": timedelta(seconds=30)},
+    "mark-inbox-reads": {"task": "channels.tasks.mark_inbox_reads", "schedule": timedelta(seconds=5)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
     CELERY_BEAT_SCHEDULE = {}

@@ -7,6 +7,7 @@ from channels import apis as channel_apis
 from channels.receipts.views import callback
 from scenarios import apis as scenario_apis
 
+from .apis import WebhookDetailApi, WebhookListApi
 from .auth import ApiKeyAuthentication
 from .batch import EventBatchApi
 from .health import healthz
@@ -15,6 +16,7 @@ from .permissions import scope
 events = [IsAuthenticated, scope("events")]
 recipients = [IsAuthenticated, scope("recipients")]
 otp = [IsAuthenticated, scope("otp")]
+webhooks = [IsAuthenticated, scope("webhooks")]
 backend_only = {"authentication_classes": [ApiKeyAuthentication]}
 
 api_v1 = [
@@ -38,6 +40,12 @@ api_v1 = [
     path("otp", scenario_apis.OtpRequestApi.as_view(permission_classes=otp, **backend_only), name="otp"),
     path("otp/verify", channel_apis.OtpVerifyApi.as_view(permission_classes=otp, **backend_only), name="otp-verify"),
     path("inbox/", include("inbox.urls")),
+    path("webhooks", WebhookListApi.as_view(permission_classes=webhooks, **backend_only), name="webhooks"),
+    path(
+        "webhooks/<int:webhook_id>",
+        WebhookDetailApi.as_view(permission_classes=webhooks, **backend_only),
+        name="webhook",
+    ),
     # Provider receipts in: each authenticated as its provider documents (channels/receipts/).
     path("callbacks/<str:provider>/<int:account_id>", callback, name="callback"),
 ]

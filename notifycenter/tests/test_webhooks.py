@@ -1,0 +1,171 @@
+"""Status webhooks out, against a real HTTP receiver that is down for a while and then up."""
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange
+from channels.reads import deliveries_mark_read
+from notifycenter.models import WebhookDelivery, WebhookEndpoint, WebhookStatus
+from notifycenter.webhooks import webhook_replay, webhooks_publish, webhooks_send_due
+from tests.clients import backend_client
+from tests.factories import paid_event
+
+SECRET = "whsec-0123456789abcdef"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def verify(secret: str, headers, body: bytes) -> bool:
+    """The receiver's check, as README documents it."""
+    timestamp = headers["Notifycenter-Timestamp"]
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers["Notifycenter-Signature"], f"v1={expected}")
+
+
+class Receiver:
+    """A hospital backend's endpoint: answers 503 while down; records what it took."""
+
+    def __init__(self):
+        self.down = False
+        self.taken: list[dict] = []
+        self.refused = 0
+        self.forged = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.down:
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                if not verify(SECRET, self.headers, body):
+                    receiver.forged += 1
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                event = json.loads(body)
+                assert event["id"] == self.headers["Notifycenter-Id"]
+                receiver.taken.append(event)
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def drain(rounds=50):
+    for _ in range(rounds):
+        webhooks_publish()
+        webhooks_send_due()
+        if not WebhookDelivery.objects.filter(status=WebhookStatus.PENDING).exists():
+            return
+
+
+def test_webhooks_api_validates_and_scopes(catalog):
+    his = backend_client(scopes=("events", "webhooks"))
+    bad = his.post(
+        "/api/v1/webhooks", {"url": "ftp://x", "secret": "short", "events": ["delivery.eaten"]}, format="json"
+    )
+    assert bad.status_code == 400 and set(bad.json()["fields"]) == {"url", "secret", "events.0"}
+    made = his.post(
+        "/api/v1/webhooks",
+        {"url": "https://his.example/hooks", "secret": SECRET, "events": ["delivery.read"]},
+        format="json",
+    )
+    assert made.status_code == 201 and "secret" not in made.json()
+    assert [w["id"] for w in his.get("/api/v1/webhooks").json()] == [made.json()["id"]]
+    other = backend_client(client="lab", scopes=("webhooks",))
+    assert other.get("/api/v1/webhooks").json() == []
+    assert other.delete(f"/api/v1/webhooks/{made.json()['id']}").status_code == 404
+    assert backend_client().get("/api/v1/webhooks").status_code == 403
+    assert his.delete(f"/api/v1/webhooks/{made.json()['id']}").status_code == 204
+    assert his.get("/api/v1/webhooks").json() == []
+
+
+def test_receiver_down_then_up_gets_every_status_once_in_order(settings, catalog, receiver, patient_app):
+    settings.WEBHOOK_RETRY_SECONDS = [0] * 30  # retry at once: the test plays the hours
+    his = backend_client(scopes=("events", "webhooks"))
+    events = ["delivery.sent", "delivery.read", "delivery.failed", "message.settled"]
+    assert (
+        his.post(
+            "/api/v1/webhooks", {"url": receiver.url, "secret": SECRET, "events": events}, format="json"
+        ).status_code
+        == 201
+    )
+
+    receiver.down = True
+    for _ in range(3):
+        assert his.post("/api/v1/events", paid_event(), format="json").status_code == 202
+    inbox = list(Delivery.objects.filter(channel="inbox"))
+    assert inbox and {d.status for d in inbox} == {DeliveryStatus.SENT}
+    for message in patient_app.get("/api/v1/inbox/messages").json()["results"]:
+        assert patient_app.post(f"/api/v1/inbox/messages/{message['id']}/read").status_code in (200, 204)
+    assert deliveries_mark_read() == 3
+    for _ in range(5):  # the receiver is down through several rounds of tries
+        webhooks_publish()
+        webhooks_send_due()
+    assert receiver.refused > 0 and receiver.taken == []
+    assert WebhookDelivery.objects.filter(status=WebhookStatus.PENDING, attempts__gt=1).exists()
+
+    receiver.down = False
+    drain()
+    assert receiver.forged == 0
+    ids = [e["id"] for e in receiver.taken]
+    assert len(ids) == len(set(ids)) == WebhookDelivery.objects.count()
+    assert not WebhookDelivery.objects.exclude(status=WebhookStatus.DELIVERED).exists()
+    per_delivery: dict[int, list[str]] = {}
+    for e in receiver.taken:
+        if e["type"].startswith("delivery."):
+            per_delivery.setdefault(e["data"]["delivery_id"], []).append(e["type"])
+    patient_inbox = [d.pk for d in inbox if d.address.startswith("patient:")]
+    assert {k: v for k, v in per_delivery.items() if k in patient_inbox} == {
+        pk: ["delivery.sent", "delivery.read"] for pk in patient_inbox
+    }
+    # Each delivery's changes came in the order they happened (ids of the change rows rise).
+    for pk, _ in per_delivery.items():
+        mine = [int(e["id"][4:]) for e in receiver.taken if e["data"].get("delivery_id") == pk]
+        assert mine == sorted(mine)
+    assert sum(e["type"] == "message.settled" for e in receiver.taken) >= 1
+    changes = DeliveryStatusChange.objects.filter(status__in=["sent", "read", "failed"]).count()
+    assert sum(e["type"].startswith("delivery.") for e in receiver.taken) == changes
+
+
+def test_a_worker_that_dies_mid_post_loses_nothing_and_replay_resends(settings, catalog, receiver):
+    settings.WEBHOOK_RETRY_SECONDS = [0] * 30
+    his = backend_client(scopes=("events", "webhooks"))
+    his.post("/api/v1/webhooks", {"url": receiver.url, "secret": SECRET, "events": ["delivery.sent"]}, format="json")
+    his.post("/api/v1/events", paid_event(), format="json")
+    # A publish that dies before its commit leaves the changes unpublished.
+    DeliveryStatusChange.objects.update(published_at=None)
+    WebhookDelivery.objects.all().delete()
+    receiver.taken.clear()
+    webhooks_publish()
+    # A sender that claimed rows and died: the lease runs out and another takes them.
+    from django.utils import timezone
+
+    WebhookDelivery.objects.update(lease_until=timezone.now() - timezone.timedelta(seconds=1))
+    drain()
+    assert len(receiver.taken) == WebhookDelivery.objects.count() > 0
+    row = WebhookDelivery.objects.first()
+    assert webhook_replay(ids=[row.pk]) == 1
+    drain()
+    assert [e["id"] for e in receiver.taken].count(row.event_id) == 2  # a replay is the same id again
+    assert len(WebhookDelivery.objects.get(pk=row.pk).answers) == 2
+    assert WebhookEndpoint.objects.count() == 1

@@ -1,0 +1,269 @@
+"""Status webhooks out: the hospital's backend is told of each delivery's changes, signed, once
+per event id, in order per delivery, retried for more than a day, never in the way of sending.
+
+1. Publish: the status-change rows channels writes with each change (channels/timeline.py) are the
+   outbox. `webhooks_publish` takes the unpublished ones (SKIP LOCKED), writes one WebhookDelivery
+   per subscribed endpoint of the event's client, and marks them published, in one transaction: a
+   process that dies before the commit leaves them unpublished for the next run.
+2. Send: `webhooks_send_due` claims due rows under a short lease, at most one per (endpoint,
+   subject) and only the earliest pending one, so a delivery's events arrive in order even after
+   the receiver was down; it POSTs outside any transaction and settles the row after. A dead
+   worker's lease runs out and the row is tried again: at least once, de-duplicated by the id.
+3. A failure waits RETRY_SECONDS[attempt] (10 s up to 12 h, 28 h in all) and then gives up; the
+   admin shows every answer and replays a row by hand.
+4. Both run from the beat every 2 s, and are kicked right after a commit that wrote changes
+   (debounced through Redis), so an event usually leaves within a second.
+
+Signature: `Notifycenter-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, with
+`Notifycenter-Timestamp` (unix seconds) and `Notifycenter-Id` (the event id) beside it.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import timedelta
+
+import urllib3
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange
+from scenarios.models import Event
+
+from .models import WebhookDelivery, WebhookEndpoint, WebhookStatus
+
+logger = logging.getLogger(__name__)
+
+EVENT_FOR_STATUS = {
+    DeliveryStatus.SENT: "delivery.sent",
+    DeliveryStatus.DELIVERED: "delivery.delivered",
+    DeliveryStatus.UNDELIVERED: "delivery.undelivered",
+    DeliveryStatus.FAILED: "delivery.failed",
+    DeliveryStatus.READ: "delivery.read",
+    DeliveryStatus.CLICKED: "delivery.clicked",
+}
+# Seconds to wait after the n-th failure: 10 s, 30 s, 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h,
+# 8 h, 12 h: 27.9 hours from the first try to the last.
+RETRY_SECONDS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200)
+LEASE = timedelta(seconds=30)
+TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
+KEPT_ANSWERS = 20
+_http = urllib3.PoolManager(num_pools=50, maxsize=4, retries=False)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature a receiver recomputes: HMAC-SHA256 over "<timestamp>.<body>", hex."""
+    return hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def kick() -> None:
+    """After a commit that wrote status changes: publish and send soon, at most once a second."""
+    from .tasks import publish_webhooks
+
+    try:
+        if cache.add("nc:webhooks-kick", 1, timeout=1):
+            publish_webhooks.delay()
+    except Exception:  # the broker or Redis down: the beat scan publishes them
+        logger.exception("webhook kick failed; the beat scan will publish")
+
+
+def webhooks_publish(*, limit: int = 2000, now=None) -> int:
+    """Turn unpublished status changes into webhook deliveries for the subscribed endpoints."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        changes = list(
+            DeliveryStatusChange.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True)
+            .order_by("id")
+            .values("id", "delivery_id", "status", "at", "code", "detail")[:limit]
+        )
+        if not changes:
+            return 0
+        DeliveryStatusChange.objects.filter(pk__in=[c["id"] for c in changes]).update(published_at=now)
+        endpoints = list(WebhookEndpoint.objects.filter(is_active=True))
+        if not endpoints:
+            return 0
+        rows = _rows_for(changes, endpoints, now)
+        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        if rows:
+            transaction.on_commit(_send_soon)
+    return len(rows)
+
+
+def _rows_for(changes: list[dict], endpoints: list[WebhookEndpoint], now) -> list[WebhookDelivery]:
+    deliveries = {
+        d["pk"]: d
+        for d in Delivery.objects.filter(pk__in={c["delivery_id"] for c in changes}).values(
+            "pk", "channel", "event_ref", "message_ref", "template_code", "idempotency_key", "status", "finished_at"
+        )
+    }
+    clients = dict(
+        Event.objects.filter(pk__in={d["event_ref"] for d in deliveries.values() if d["event_ref"]}).values_list(
+            "pk", "client"
+        )
+    )
+    by_client: dict[str, list[WebhookEndpoint]] = {}
+    for endpoint in endpoints:
+        by_client.setdefault(endpoint.client, []).append(endpoint)
+    rows = []
+    settled = _settled_messages({d["message_ref"] for d in deliveries.values() if d["message_ref"]})
+    for change in changes:
+        d = deliveries.get(change["delivery_id"])
+        if d is None:
+            continue
+        targets = by_client.get(clients.get(d["event_ref"], ""), [])
+        payloads = []
+        name = EVENT_FOR_STATUS.get(change["status"])
+        if name:
+            payloads.append((name, f"evt_{change['id']}", f"d:{d['pk']}", _delivery_payload(name, change, d)))
+        if d["message_ref"] in settled and d["finished_at"] is not None:
+            payloads.append(
+                (
+                    "message.settled",
+                    f"msg_{d['message_ref']}_settled",
+                    f"m:{d['message_ref']}",
+                    {
+                        "id": f"msg_{d['message_ref']}_settled",
+                        "type": "message.settled",
+                        "created_at": now.isoformat(),
+                        "data": {"message_id": d["message_ref"], "event_id": d["event_ref"]},
+                    },
+                )
+            )
+        for endpoint in targets:
+            for name, event_id, subject, payload in payloads:
+                if name in endpoint.events:
+                    rows.append(
+                        WebhookDelivery(
+                            endpoint=endpoint,
+                            event_id=event_id,
+                            event=name,
+                            subject=subject,
+                            payload=payload,
+                            next_try_at=now,
+                        )
+                    )
+    return rows
+
+
+def _settled_messages(message_refs: set[int]) -> set[int]:
+    """Messages none of whose deliveries is still under way."""
+    if not message_refs:
+        return set()
+    busy = set(
+        Delivery.objects.filter(message_ref__in=message_refs, finished_at__isnull=True).values_list(
+            "message_ref", flat=True
+        )
+    )
+    return message_refs - busy
+
+
+def _delivery_payload(name: str, change: dict, d: dict) -> dict:
+    return {
+        "id": f"evt_{change['id']}",
+        "type": name,
+        "created_at": change["at"].isoformat(),
+        "data": {
+            "delivery_id": d["pk"],
+            "event_id": d["event_ref"],
+            "message_id": d["message_ref"],
+            "channel": d["channel"],
+            "template_code": d["template_code"],
+            "status": change["status"],
+            "code": change["code"],
+            "detail": change["detail"],
+        },
+    }
+
+
+def _send_soon() -> None:
+    from .tasks import send_webhooks
+
+    try:
+        send_webhooks.delay()
+    except Exception:
+        logger.exception("webhook send enqueue failed; the beat scan will send")
+
+
+def webhooks_send_due(*, limit: int = 200, now=None) -> int:
+    """POST the due webhook deliveries, each subject's earliest pending one only; returns how many
+    the endpoints took."""
+    now = now or timezone.now()
+    earlier = WebhookDelivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
+        subject=OuterRef("subject"),
+        status=WebhookStatus.PENDING,
+        pk__lt=OuterRef("pk"),
+    )
+    with transaction.atomic():
+        rows = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=WebhookStatus.PENDING, next_try_at__lte=now)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .exclude(Exists(earlier))
+            .select_related("endpoint")
+            .order_by("id")[:limit]
+        )
+        WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(lease_until=now + LEASE)
+    return sum(_post(row) for row in rows)
+
+
+def _post(row: WebhookDelivery) -> bool:
+    body = json.dumps(row.payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "notifycenter-webhooks/1",
+        "Notifycenter-Id": row.event_id,
+        "Notifycenter-Timestamp": str(timestamp),
+        "Notifycenter-Signature": f"v1={sign(row.endpoint.secret, timestamp, body)}",
+    }
+    t0 = time.monotonic()
+    try:
+        answer = _http.request("POST", row.endpoint.url, body=body, headers=headers, timeout=TIMEOUT)
+        status, text = answer.status, answer.data[:500].decode(errors="replace")
+    except urllib3.exceptions.HTTPError as err:
+        status, text = 0, repr(err)[:500]
+    ok = 200 <= status < 300
+    now = timezone.now()
+    answers = [
+        *row.answers,
+        {"at": now.isoformat(), "status": status, "body": text, "ms": int((time.monotonic() - t0) * 1000)},
+    ]
+    attempts = row.attempts + 1
+    fields = {"attempts": attempts, "lease_until": None, "answers": answers[-KEPT_ANSWERS:]}
+    if ok:
+        fields.update(status=WebhookStatus.DELIVERED, delivered_at=now)
+    elif attempts > len(_retry_table()):
+        fields.update(status=WebhookStatus.FAILED)
+    else:
+        fields.update(next_try_at=now + timedelta(seconds=retry_seconds(attempts)))
+    WebhookDelivery.objects.filter(pk=row.pk).update(**fields)
+    return ok
+
+
+def _retry_table() -> tuple:
+    return tuple(getattr(settings, "WEBHOOK_RETRY_SECONDS", None) or RETRY_SECONDS)
+
+
+def retry_seconds(attempts: int) -> float:
+    table = _retry_table()
+    return table[min(attempts, len(table)) - 1]
+
+
+def webhook_replay(*, ids: list[int]) -> int:
+    """The admin's replay: these go out again at once, whatever happened before."""
+    now = timezone.now()
+    return WebhookDelivery.objects.filter(pk__in=ids).update(
+        status=WebhookStatus.PENDING, next_try_at=now, lease_until=None, delivered_at=None
+    )
+
+
+def webhook_endpoint_create(*, client: str, url: str, secret: str, events: list[str]) -> WebhookEndpoint:
+    """Register an endpoint for a client's backend."""
+    return WebhookEndpoint.objects.create(client=client, url=url, signing={"secret": secret}, events=events)
