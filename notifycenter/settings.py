@@ -182,6 +182,9 @@ RECONCILE_AFTER_SECONDS = env.int("NOTIFYCENTER_RECONCILE_AFTER_SECONDS", defaul
 
 # Base URLs of the providers; tests and the sandbox point them at `manage.py fakeproviders`.
 FAKE_PROVIDERS_URL = env.str("FAKE_PROVIDERS_URL", default="http://127.0.0.1:8081")
+# The center's public address: when set, message links go through /r/<token> and clicks are
+# counted (channels/clicks.py).
+CLICK_BASE_URL = env.str("CLICK_BASE_URL", default="")
 
 # Celery: Redis in production and tests, kombu's filesystem transport for the embedded default.
 CELERY_TIMEZONE = TIME_ZONE

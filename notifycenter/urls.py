@@ -12,6 +12,7 @@ from .auth import ApiKeyAuthentication
 from .batch import EventBatchApi
 from .health import healthz
 from .permissions import scope
+from .redirects import follow
 
 events = [IsAuthenticated, scope("events")]
 recipients = [IsAuthenticated, scope("recipients")]
@@ -64,6 +65,7 @@ urlpatterns = [
         name="redoc",
     ),
     path("healthz", healthz, name="healthz"),
+    path("r/<str:token>", follow, name="click"),  # a tracked link (channels/clicks.py)
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     path("admin/", admin.site.urls),
 ]

@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import F
 
+from ..clicks import tracked_url
 from ..models import AttemptOutcome, ChannelAccount, Delivery, SubscribeConsent
 from .base import DeliveryResult, Reconcile
 from .tokened import TokenBackend
@@ -162,7 +163,7 @@ class OfficialAccountTemplateBackend(WeChatBackend):
         if mini_appid and link.get("mini_program"):
             body["miniprogram"] = {"appid": mini_appid, "pagepath": link["mini_program"].lstrip("/")}
         elif link.get("h5"):
-            body["url"] = link["h5"]
+            body["url"] = tracked_url(delivery, "h5", link["h5"])  # through /r/ when tracking is on
         return body
 
 
