@@ -664,15 +664,32 @@ def push_receipts(state: State, targets: dict) -> dict:
     `targets` ({"aliyun": url, "tencent": url}), as each provider does: batched (at most
     `batch` a post), some duplicated (`duplicate_share`), some for ids no one sent (`unknown`), a
     share reported as not delivered (`fail_share`). Returns what was posted and the answers."""
-    import urllib.request
-
     batch = int(targets.get("batch", 100))
+    late_share = float(targets.get("late_share", 0))
+    now = time.time()
     with state.lock:
-        pending = [r for r in state.sms if not r.get("reported")]
+        # Some reports come late: held back for a later push, up to ten seconds.
+        pending = [
+            r
+            for r in state.sms
+            if not r.get("reported") and (now - r["at"] > 10 or random.random() >= late_share)  # noqa: S311
+        ]
         for r in pending:
             r["reported"] = True
     for r in pending:
         r["fail"] = random.random() < float(targets.get("fail_share", 0))  # noqa: S311 (a simulation)
+    try:
+        return _post_reports(pending, targets, batch)
+    except OSError:
+        with state.lock:  # the center did not take them: pushed again next time
+            for r in pending:
+                r["reported"] = False
+        raise
+
+
+def _post_reports(pending: list[dict], targets: dict, batch: int) -> dict:
+    import urllib.request
+
     posted = {"reports": 0, "answers": []}
     for provider, build in (("aliyun", aliyun_reports), ("tencent", tencent_reports)):
         url = targets.get(provider)

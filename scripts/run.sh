@@ -33,7 +33,8 @@ DATABASE_POOL_MAX_SIZE=${DATABASE_POOL_MAX_SIZE:-8} "$BIN/uvicorn" notifycenter.
   --backlog 2048 --no-access-log --lifespan off &
 pids+=($!)
 # Sandbox channel accounts send here (FAKE_PROVIDERS_URL).
-"$PY" manage.py fakeproviders --port "$FAKE" &
+# It pushes SMS status reports and WeChat events back to the center's callbacks, as the providers do.
+"$PY" manage.py fakeproviders --port "$FAKE" --receipts-to "http://127.0.0.1:$PORT" &
 pids+=($!)
 # One worker with embedded beat (-B) on kombu's filesystem transport (polled every 10 ms, see
 # settings.CELERY_BROKER_TRANSPORT_OPTIONS); beat's periodic tasks are the reminder scan and the

@@ -1,8 +1,10 @@
+import random
 import time
 
 from django.core.management.base import BaseCommand
 
-from channels.fakeproviders import serve
+from channels.fakeproviders import push_receipts, serve
+from channels.models import ChannelAccount
 
 
 class Command(BaseCommand):
@@ -15,14 +17,40 @@ class Command(BaseCommand):
         parser.add_argument("--latency-max-ms", type=int, default=0, help="A uniform draw up to this, if higher.")
         parser.add_argument("--late-share", type=float, default=0.0, help="This share of answers comes --late-ms late.")
         parser.add_argument("--late-ms", type=int, default=0)
+        parser.add_argument(
+            "--receipts-to",
+            default="",
+            help="The center's address (http://127.0.0.1:8000): push SMS status reports to its callbacks every 2 s.",
+        )
 
-    def handle(self, *args, host, port, latency_ms, latency_max_ms, late_share, late_ms, **options):
+    def handle(self, *args, host, port, latency_ms, latency_max_ms, late_share, late_ms, receipts_to, **options):
         server = serve(host, port, latency_ms)
         state = server.state
         state.latency_max_ms, state.late_share, state.late_ms = latency_max_ms, late_share, late_ms
         self.stdout.write(f"fake providers on http://{host}:{server.server_address[1]} (GET /_calls shows what came)")
         try:
             while True:
-                time.sleep(3600)
+                if receipts_to:
+                    self.push(state, receipts_to)
+                time.sleep(2 if receipts_to else 3600)
         except KeyboardInterrupt:
             server.shutdown()
+
+    def push(self, state, center: str) -> None:
+        """As the providers do: batched, a few duplicated, a few late, now and then an unknown id."""
+        targets = {
+            "duplicate_share": 0.05,
+            "late_share": 0.2,
+            "fail_share": 0.03,
+            "unknown": int(random.random() < 0.1),  # noqa: S311 (a simulation)
+        }
+        for account in ChannelAccount.objects.filter(channel="sms", sandbox=True, enabled=True):
+            token = (account.credentials or {}).get("callback_token")
+            if token and account.provider in ("aliyun", "tencent"):
+                targets.setdefault(
+                    account.provider, f"{center}/api/v1/callbacks/{account.provider}/{account.pk}?token={token}"
+                )
+        try:
+            push_receipts(state, targets)
+        except OSError as err:  # the center not up yet: the reports wait for the next push
+            self.stderr.write(f"receipts push failed: {err}")

@@ -16,7 +16,7 @@ SANDBOX_ACCOUNTS = [
         "channel": "wechat_oa_template",
         "provider": "wechat",
         "app_id": "wx-sandbox-oa",
-        "secret": {"app_secret": "sandbox-oa-secret"},
+        "secret": {"app_secret": "sandbox-oa-secret", "token": "sandbox-wechat-token"},
         "options": {},
     },
     {
@@ -24,7 +24,7 @@ SANDBOX_ACCOUNTS = [
         "channel": "wechat_mini_subscribe",
         "provider": "wechat",
         "app_id": "wx-sandbox-mini",
-        "secret": {"app_secret": "sandbox-mini-secret"},
+        "secret": {"app_secret": "sandbox-mini-secret", "token": "sandbox-wechat-token"},
         "options": {"miniprogram_state": "developer"},
     },
     {
@@ -57,7 +57,7 @@ SANDBOX_ACCOUNTS = [
         "channel": "sms",
         "provider": "aliyun",
         "app_id": "sandbox-access-key",
-        "secret": {"access_key_secret": "sandbox-access-secret"},
+        "secret": {"access_key_secret": "sandbox-access-secret", "callback_token": "sandbox-callback-token"},
         "options": {"sign_name": "互联网医院"},
     },
     {
@@ -66,7 +66,11 @@ SANDBOX_ACCOUNTS = [
         "channel": "sms",
         "provider": "tencent",
         "app_id": "1400000000",
-        "secret": {"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
+        "secret": {
+            "secret_id": "sandbox-secret-id",
+            "secret_key": "sandbox-secret-key",
+            "callback_token": "sandbox-callback-token",
+        },
         "options": {"sign_name": "互联网医院", "region": "ap-guangzhou"},
     },
 ]
