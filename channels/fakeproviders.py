@@ -721,6 +721,27 @@ def _post_reports(pending: list[dict], targets: dict, batch: int) -> dict:
     return posted
 
 
+def jpush_received(state: State, query: dict) -> tuple[int, object]:
+    """JPush's report API, GET /v3/received/detail?msg_ids=: per push, how many phones got it. The
+    fake says every push it accepted reached one Android phone; an unknown msg_id, nothing."""
+    ids = [i for i in (query.get("msg_ids") or "").split(",") if i]
+    if not ids or len(ids) > 100:
+        return 400, {"error": {"code": 3002, "message": "msg_ids 参数错误: 1 到 100 个"}}
+    with state.lock:
+        known = set(state.pushes.values())
+    return 200, [
+        {
+            "msg_id": i,
+            "jpush_received": None,
+            "android_received": 1 if i in known else None,
+            "ios_apns_sent": None,
+            "ios_apns_received": None,
+            "ios_msg_received": None,
+        }
+        for i in ids
+    ]
+
+
 PROVIDERS = {"/wechat": wechat, "/wecom": wecom, "/jpush": jpush, "/aliyun": aliyun, "/tencent": tencent}
 
 
@@ -844,6 +865,8 @@ def make_handler(state: State):
             if url.path == "/" and self.headers.get("X-TC-Action"):
                 # Tencent Cloud's own SDK posts to the host's root, as to sms.tencentcloudapi.com.
                 return tencent(state, self.command, "/", query, body, self.headers, raw=raw)
+            if url.path == "/jpush/v3/received/detail":  # JPush's report host, report.jpush.cn
+                return jpush_received(state, query)
             for prefix, provider in PROVIDERS.items():
                 if url.path == prefix or url.path.startswith(prefix + "/"):
                     # Headers go as they came (case-insensitive, as HTTP header names are).

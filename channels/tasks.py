@@ -60,3 +60,11 @@ def mark_inbox_reads() -> int:
     from .reads import deliveries_mark_read
 
     return deliveries_mark_read()
+
+
+@shared_task(name="channels.tasks.pull_receipts", ignore_result=True)
+def pull_receipts() -> dict:
+    """JPush arrival reports, and SMS reports for accounts that pull (channels/receipts/pull.py)."""
+    from .receipts.pull import receipts_pull_all
+
+    return receipts_pull_all()

@@ -230,6 +230,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-token-refreshes": {"task": "channels.tasks.purge_token_refreshes", "schedule": timedelta(hours=24)},
     "publish-webhooks": {"task": "notifycenter.tasks.publish_webhooks", "schedule": timedelta(seconds=2)},
     "retry-early-receipts": {"task": "channels.tasks.retry_early_receipts", "schedule": timedelta(seconds=30)},
+    "pull-receipts": {"task": "channels.tasks.pull_receipts", "schedule": timedelta(seconds=60)},
     "mark-inbox-reads": {"task": "channels.tasks.mark_inbox_reads", "schedule": timedelta(seconds=5)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):

@@ -289,3 +289,38 @@ def test_the_fake_server_pushes_sms_receipts_over_http(live_server, fake, person
     assert {d.status for d in Delivery.objects.filter(pk__in=[d.pk for d in deliveries])} == {"delivered"}
     assert ProviderReceipt.objects.filter(outcome=ReceiptOutcome.DUPLICATE).count() == 5
     assert ProviderReceipt.objects.filter(outcome=ReceiptOutcome.UNMATCHED).count() == 3
+
+
+def test_receipts_pulled_per_account_sms_and_jpush(fake, person):
+    from channels.receipts.pull import receipts_pull_all
+
+    aliyun = sms_account("aliyun")
+    aliyun.options = {**aliyun.options, "pull_receipts": True}
+    aliyun.save()
+    d = sent("sms", person, "key-pull", fake)
+    jp = ChannelAccount.objects.create(
+        name="jpush",
+        channel="app_push",
+        provider="jpush",
+        is_default=True,
+        app_id="sandbox-app-key",
+        credentials={"master_secret": "sandbox-master-secret"},
+    )
+    Recipient.objects.filter(pk=person.pk).update(push_registration_ids=["1a0018970aa"])
+    person.refresh_from_db()
+    push = sent("app_push", person, "key-push", fake)
+    assert push.account == jp and push.provider_message_id
+    # A push the fake never saw: JPush reports nothing for it, it stays sent.
+    (other,) = deliveries_create(
+        requests=[DeliveryRequest(channel="app_push", recipient=person, idempotency_key="k-x", content={})]
+    )
+    Delivery.objects.filter(pk=other.pk).update(
+        status=DeliveryStatus.SENT, provider_message_id="424242", finished_at=timezone.now()
+    )
+
+    counts = receipts_pull_all()
+    assert counts == {ReceiptOutcome.APPLIED: 2}
+    assert Delivery.objects.get(pk=d.pk).status == DeliveryStatus.DELIVERED
+    assert Delivery.objects.get(pk=push.pk).status == DeliveryStatus.DELIVERED
+    assert Delivery.objects.get(pk=other.pk).status == DeliveryStatus.SENT
+    assert receipts_pull_all() == {}  # nothing left waiting
