@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .admin_timeline import DeliveryStatusChangeInline
 from .masking import mask_id, mask_phone, mask_secret
 from .models import (
     Channel,
@@ -199,7 +200,7 @@ class DeliveryAdmin(HistoryRecordAdmin):
     list_select_related = ["recipient"]
     readonly_fields = [f.name for f in Delivery._meta.fields if f.name != "address"] + ["masked"]
     exclude = ["address"]
-    inlines = [DeliveryAttemptInline]
+    inlines = [DeliveryAttemptInline, DeliveryStatusChangeInline]
     show_full_result_count = False
     actions = ["retry_now", "cancel"]
 

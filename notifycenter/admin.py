@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from .models import ApiKey
+from .models import WEBHOOK_EVENTS, ApiKey, WebhookDelivery, WebhookEndpoint
+from .webhooks import send_soon, webhook_replay
 
 
 @admin.register(ApiKey)
@@ -21,3 +23,71 @@ class ApiKeyAdmin(admin.ModelAdmin):
         queryset.update(is_active=False)
 
     actions = ["revoke"]
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """The secret is typed in, kept encrypted and never shown again; empty keeps the current one."""
+
+    secret = forms.CharField(
+        label=_("signing secret"), required=False, min_length=16, widget=forms.PasswordInput(render_value=False)
+    )
+    events = forms.MultipleChoiceField(
+        label=_("events"), choices=[(e, e) for e in WEBHOOK_EVENTS], widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["client", "url", "events", "is_active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.secret and not cleaned.get("secret"):
+            self.add_error("secret", _("A new endpoint needs a signing secret."))
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("secret"):
+            self.instance.signing = {"secret": self.cleaned_data["secret"]}
+        return super().save(commit)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["client", "url", "events", "is_active", "created_at"]
+    list_filter = ["is_active", "client"]
+    search_fields = ["client", "url"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Each event sent to each endpoint, with every answer; a failed one can be replayed."""
+
+    list_display = ["created_at", "event", "event_id", "endpoint", "status", "attempts", "last_answer", "next_try_at"]
+    list_filter = ["status", "event", "endpoint", "created_at"]
+    search_fields = ["=event_id", "subject"]
+    list_select_related = ["endpoint"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    actions = ["replay"]
+
+    @admin.display(description=_("last answer"))
+    def last_answer(self, obj):
+        if not obj.answers:
+            return "—"
+        last = obj.answers[-1]
+        return f"{last.get('status') or _('no answer')} {last.get('body', '')[:60]}"
+
+    @admin.action(description=_("Replay the selected webhook deliveries"), permissions=["replay"])
+    def replay(self, request, queryset):
+        count = webhook_replay(ids=list(queryset.values_list("pk", flat=True)))
+        send_soon()
+        self.message_user(request, _("%(count)d webhook deliveries will be sent again.") % {"count": count})
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("notifycenter.replay_webhookdelivery")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -91,7 +91,7 @@ def webhooks_publish(*, limit: int = 2000, now=None) -> int:
         rows = _rows_for(changes, endpoints, now)
         WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
         if rows:
-            transaction.on_commit(_send_soon)
+            transaction.on_commit(send_soon)
     return len(rows)
 
 
@@ -181,7 +181,7 @@ def _delivery_payload(name: str, change: dict, d: dict) -> dict:
     }
 
 
-def _send_soon() -> None:
+def send_soon() -> None:
     from .tasks import send_webhooks
 
     try:

@@ -17,6 +17,7 @@ from channels.models import Channel, Delivery
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
 
+from .admin_funnel import FunnelMixin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
 from .models import (
@@ -60,7 +61,7 @@ class RuleInline(admin.StackedInline):
 
 
 @admin.register(Scenario)
-class ScenarioAdmin(ImportExportMixin, SimpleHistoryAdmin):
+class ScenarioAdmin(FunnelMixin, ImportExportMixin, SimpleHistoryAdmin):
     resource_classes = [ScenarioResource]
     list_display = ["code", "name", "domain", "enabled", "subject_type", "backend_call"]
     list_filter = ["domain", "enabled"]
