@@ -18,7 +18,7 @@ from django.utils import timezone
 from inbox.models import InboxMessage
 
 from .models import ChangeSource, Channel, Delivery, DeliveryStatus
-from .timeline import delivery_progress
+from .timeline import Report, deliveries_progress
 
 WATERMARK_KEY = "nc:inbox-read-watermark"
 LOOK_BACK = timedelta(days=1)
@@ -44,11 +44,9 @@ def deliveries_mark_read(*, limit: int = 2000, now: datetime | None = None) -> i
         channel=Channel.INBOX,
         status__in=(DeliveryStatus.SENT, DeliveryStatus.DELIVERED),
     ).values_list("pk", "idempotency_key")
-    moved = 0
-    for pk, key in deliveries:
-        moved += (
-            delivery_progress(delivery_id=pk, status=DeliveryStatus.READ, at=read_at[key], source=ChangeSource.INBOX)
-            == "applied"
-        )
+    outcomes = deliveries_progress(
+        reports=[Report(pk, DeliveryStatus.READ, read_at[key], ChangeSource.INBOX) for pk, key in deliveries]
+    )
+    moved = outcomes.count("applied")
     cache.set(WATERMARK_KEY, reads[-1][1].isoformat(), timeout=None)
     return moved

@@ -14,9 +14,12 @@
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -53,67 +56,109 @@ def status_changes_record(
         transaction.on_commit(_announce)
 
 
+@dataclass(frozen=True)
+class Report:
+    """Something reported after `sent` about one delivery: by a provider, the inbox, a click."""
+
+    delivery_id: int
+    status: str
+    at: datetime | None
+    source: str
+    code: str = ""
+    detail: str = ""
+
+
 def delivery_progress(
     *, delivery_id: int, status: str, at: datetime | None, source: str, code: str = "", detail: str = ""
 ) -> str:
-    """Apply a report after `sent` (delivered, undelivered, read, clicked) to one delivery.
+    """Apply one report after `sent` (delivered, undelivered, read, clicked) to one delivery.
     Returns applied, duplicate, late (kept, the status is already further), early (still queued
     or sending: try again later) or gone (no such delivery, or one that never went out)."""
+    (outcome,) = deliveries_progress(reports=[Report(delivery_id, status, at, source, code, detail)])
+    return outcome
+
+
+def deliveries_progress(*, reports: list[Report]) -> list[str]:
+    """The same for many reports in one transaction (a provider's batch): the deliveries locked
+    in id order, their timelines read once, the rows written in bulk. Outcomes in report order."""
     now = timezone.now()
-    at = at or now
     with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update()
-            .filter(pk=delivery_id)
-            .only("status", "finished_at", "claim", "provider_message_id")
-            .first()
-        )
-        if delivery is None:
-            return "gone"
-        if delivery.status in WAITING:
-            return "early"
-        if DeliveryStatusChange.objects.filter(delivery_id=delivery_id, status=status).exists():
-            return "duplicate"
-        fields = {}
-        if delivery.status == DeliveryStatus.UNKNOWN:
-            # The provider reporting on it is proof it took it: settle as sent, reconciliation ends.
-            status_changes_record(
-                changes=[(delivery_id, DeliveryStatus.SENT)],
-                at=now,
-                source=source,
-                detail="a receipt proves it was sent",
+        ids = sorted({r.delivery_id for r in reports})
+        state = {
+            pk: status
+            for pk, status in Delivery.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", "status")
+        }
+        seen = set(
+            DeliveryStatusChange.objects.filter(delivery_id__in=ids, status__in=list(PROGRESS)).values_list(
+                "delivery_id", "status"
             )
-            fields.update(
-                status=DeliveryStatus.SENT, finished_at=delivery.finished_at or now, claim="", lease_until=None
-            )
-            fields.update(last_error_code="", last_error_message="")
-            delivery.status = DeliveryStatus.SENT
-        current = PROGRESS.get(delivery.status)
-        if current is None:
-            return "gone"  # failed, skipped, cancelled, deduplicated: it never reached anyone from us
-        forward = PROGRESS[status] > current
-        DeliveryStatusChange.objects.create(
-            delivery_id=delivery_id,
-            status=status,
-            at=at,
-            source=source,
-            applied=forward,
-            code=code[:64],
-            detail=detail[:500],
-            # A late report is kept on the timeline but not announced as a change.
-            published_at=None if forward else now,
         )
-        if forward:
-            fields.update(status=status)
-        if fields:
-            Delivery.objects.filter(pk=delivery_id).update(updated_at=now, **fields)
-        transaction.on_commit(_announce)
-    return "applied" if forward else "late"
+        rows: list[DeliveryStatusChange] = []
+        settled: set[int] = set()  # unknown outcomes a report proves were sent
+        outcomes = []
+        for r in reports:
+            current = state.get(r.delivery_id)
+            if current is None:
+                outcomes.append("gone")
+                continue
+            if current in WAITING:
+                outcomes.append("early")
+                continue
+            if (r.delivery_id, r.status) in seen:
+                outcomes.append("duplicate")
+                continue
+            if current == DeliveryStatus.UNKNOWN:
+                rows.append(
+                    _row(r.delivery_id, DeliveryStatus.SENT, now, r.source, detail="a receipt proves it was sent")
+                )
+                settled.add(r.delivery_id)
+                current = state[r.delivery_id] = DeliveryStatus.SENT
+            if current not in PROGRESS:
+                outcomes.append("gone")  # failed, skipped, cancelled, deduplicated: it never went out
+                continue
+            forward = PROGRESS[r.status] > PROGRESS[current]
+            # A late report is kept on the timeline with its own time, but not announced.
+            rows.append(_row(r.delivery_id, r.status, r.at or now, r.source, r.code, r.detail, forward, now))
+            seen.add((r.delivery_id, r.status))
+            if forward:
+                state[r.delivery_id] = r.status
+            outcomes.append("applied" if forward else "late")
+        DeliveryStatusChange.objects.bulk_create(rows, batch_size=2000)
+        moved: dict[str, list[int]] = {}
+        for r, outcome in zip(reports, outcomes, strict=True):
+            if outcome == "applied" or r.delivery_id in settled:
+                moved.setdefault(state[r.delivery_id], []).append(r.delivery_id)
+        for status, pks in moved.items():
+            Delivery.objects.filter(pk__in=[pk for pk in pks if pk not in settled]).update(
+                status=status, updated_at=now
+            )
+            from_unknown = [pk for pk in pks if pk in settled]
+            if from_unknown:
+                Delivery.objects.filter(pk__in=from_unknown).update(
+                    status=status,
+                    finished_at=Coalesce("finished_at", Value(now)),
+                    claim="",
+                    lease_until=None,
+                    last_error_code="",
+                    last_error_message="",
+                    updated_at=now,
+                )
+        if rows:
+            transaction.on_commit(_announce)
+    return outcomes
 
 
-def deliveries_progress_many(*, delivery_ids: list[int], status: str, at: datetime, source: str) -> int:
-    """The same, for many deliveries reported alike (inbox reads); returns how many moved."""
-    moved = 0
-    for pk in delivery_ids:
-        moved += delivery_progress(delivery_id=pk, status=status, at=at, source=source) == "applied"
-    return moved
+def _row(delivery_id, status, at, source, code="", detail="", applied=True, published_at=None) -> DeliveryStatusChange:
+    return DeliveryStatusChange(
+        delivery_id=delivery_id,
+        status=status,
+        at=at,
+        source=source,
+        applied=applied,
+        code=code[:64],
+        detail=detail[:500],
+        published_at=None if applied else published_at,
+    )

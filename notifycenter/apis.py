@@ -18,12 +18,14 @@ class WebhookInput(serializers.Serializer):
     )
 
 
-class WebhookOutput(serializers.ModelSerializer):
+class WebhookOutput(serializers.Serializer):
     """The secret is never shown again."""
 
-    class Meta:
-        model = WebhookEndpoint
-        fields = ["id", "url", "events", "is_active", "created_at"]
+    id = serializers.IntegerField(read_only=True)
+    url = serializers.URLField(read_only=True)
+    events = serializers.ListField(child=serializers.CharField(), read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
 
 class WebhookListApi(APIView):

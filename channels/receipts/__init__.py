@@ -10,11 +10,11 @@ through channels/timeline.py.
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import ChangeSource, ChannelAccount, Delivery, ProviderReceipt, ReceiptOutcome
-from ..timeline import delivery_progress
+from ..timeline import Report, deliveries_progress
 
 # How old a pushed report may be before it counts as a replay (providers push within minutes and
 # retry for hours, not days).
@@ -51,28 +51,42 @@ PROGRESS_OUTCOME = {
 }
 
 
-def _match(provider_message_id: str, our_key: str, channels: tuple[str, ...]) -> int | None:
-    """Our key (SMS OutId / SessionContext is the delivery's idempotency key) first, then the
-    provider's message id among the channels this provider serves."""
-    if not provider_message_id and not our_key:
-        return None
-    match = Q(idempotency_key=our_key) if our_key else Q(pk__in=[])
-    if provider_message_id:
-        match |= Q(provider_message_id=provider_message_id, channel__in=channels)
-    return Delivery.objects.filter(match).order_by("-pk").values_list("pk", flat=True).first()
+def _match(receipts: list[Receipt], channels: tuple[str, ...]) -> list[int | None]:
+    """Each receipt's delivery: by our key (SMS OutId / SessionContext is the delivery's
+    idempotency key) first, then by the provider's message id among this provider's channels."""
+    keys = {r.our_key for r in receipts if r.our_key}
+    ids = {r.provider_message_id for r in receipts if r.provider_message_id}
+    by_key = (
+        dict(Delivery.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "pk")) if keys else {}
+    )
+    by_id: dict[str, int] = {}
+    if ids:
+        for pk, message_id in (
+            Delivery.objects.filter(provider_message_id__in=ids, channel__in=channels)
+            .order_by("pk")
+            .values_list("pk", "provider_message_id")
+        ):
+            by_id[message_id] = pk  # the newest wins, should a provider reuse an id
+    return [by_key.get(r.our_key) or by_id.get(r.provider_message_id) for r in receipts]
+
+
+def _progress(receipts: list[Receipt], delivery_ids: list[int | None]) -> list[str]:
+    """Matched receipts move their deliveries (one transaction); unmatched ones are kept as such."""
+    matched = [(r, pk) for r, pk in zip(receipts, delivery_ids, strict=True) if pk is not None]
+    outcomes = iter(
+        deliveries_progress(
+            reports=[Report(pk, r.status, r.reported_at, ChangeSource.RECEIPT, r.code, r.text) for r, pk in matched]
+        )
+        if matched
+        else []
+    )
+    return [ReceiptOutcome.UNMATCHED if pk is None else PROGRESS_OUTCOME[next(outcomes)] for pk in delivery_ids]
 
 
 def receipt_apply(*, receipt: ProviderReceipt) -> str:
-    """Apply one stored receipt to its delivery (again, for one that came early)."""
-    progress = delivery_progress(
-        delivery_id=receipt.delivery_id,
-        status=receipt.status,
-        at=receipt.reported_at,
-        source=ChangeSource.RECEIPT,
-        code=receipt.code,
-        detail=receipt.text,
-    )
-    receipt.outcome = PROGRESS_OUTCOME[progress]
+    """Apply one stored receipt to its delivery again (one that came early)."""
+    r = Receipt(receipt.status, code=receipt.code, text=receipt.text, reported_at=receipt.reported_at)
+    (receipt.outcome,) = _progress([r], [receipt.delivery_id])
     ProviderReceipt.objects.filter(pk=receipt.pk).update(outcome=receipt.outcome)
     return receipt.outcome
 
@@ -80,26 +94,34 @@ def receipt_apply(*, receipt: ProviderReceipt) -> str:
 def receipts_apply(
     *, provider: str, account: ChannelAccount | None, receipts: list[Receipt], channels: tuple[str, ...]
 ) -> dict[str, int]:
-    """Keep every receipt and move its delivery forward; returns how many ended each way."""
-    counts: dict[str, int] = {}
+    """Keep every receipt and move its delivery forward, a provider's batch in one transaction;
+    returns how many ended each way."""
     now = timezone.now()
-    for r in receipts:
-        delivery_id = _match(r.provider_message_id, r.our_key, channels)
-        stored = ProviderReceipt.objects.create(
-            provider=provider,
-            account=account,
-            delivery_id=delivery_id,
-            provider_message_id=r.provider_message_id[:128],
-            our_key=r.our_key[:128],
-            status=r.status,
-            code=r.code[:64],
-            text=r.text[:500],
-            reported_at=r.reported_at,
-            received_at=now,
-            outcome=ReceiptOutcome.UNMATCHED,
-            raw=r.raw,
+    with transaction.atomic():
+        delivery_ids = _match(receipts, channels)
+        outcomes = _progress(receipts, delivery_ids)
+        ProviderReceipt.objects.bulk_create(
+            [
+                ProviderReceipt(
+                    provider=provider,
+                    account=account,
+                    delivery_id=pk,
+                    provider_message_id=r.provider_message_id[:128],
+                    our_key=r.our_key[:128],
+                    status=r.status,
+                    code=r.code[:64],
+                    text=r.text[:500],
+                    reported_at=r.reported_at,
+                    received_at=now,
+                    outcome=outcome,
+                    raw=r.raw,
+                )
+                for r, pk, outcome in zip(receipts, delivery_ids, outcomes, strict=True)
+            ],
+            batch_size=1000,
         )
-        outcome = ReceiptOutcome.UNMATCHED if delivery_id is None else receipt_apply(receipt=stored)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
