@@ -15,7 +15,8 @@ given responses and latency: with "json" (or "text", an answer that is not JSON)
 nothing done; with "drop" the connection
 closed unanswered; otherwise acted on first and answered after the latency), POST /_receipts
 (push the status reports of the SMS accepted so far to the center's callback URLs, batched, some
-duplicated, some for unknown ids: push_receipts), POST /_latency
+duplicated, some for unknown ids, and WeChat's signed events for the template and subscribe
+messages accepted: push_receipts), POST /_latency
 ({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
 answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"seconds": 600}: the
 fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_reset.
@@ -61,6 +62,8 @@ class State:
         self.robot_sent: dict[str, list[float]] = {}  # robot key → send times in the last minute
         self.wecom_sent: dict[str, tuple[float, str]] = {}  # app message request JSON → (when, msgid)
         self.oa_sent: dict[tuple[str, str], tuple[float, int]] = {}  # (openid, client_msg_id) → (when, msgid)
+        # WeChat template and subscribe messages accepted, for their event pushes (push_receipts).
+        self.wechat_sent: list[dict] = []
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -659,6 +662,61 @@ def wechat_signed_query(token: str, *, timestamp: int | None = None, nonce: str 
     return {"signature": digest, "timestamp": timestamp, "nonce": nonce}
 
 
+def _note_wechat_sent(state: State, path: str, body, answer: dict) -> None:
+    """Keep accepted template and subscribe messages: WeChat pushes an event for each later."""
+    kind = {
+        "/wechat/cgi-bin/message/template/send": "template",
+        "/wechat/cgi-bin/message/subscribe/send": "subscribe",
+    }.get(path)
+    if kind and isinstance(body, dict) and (answer.get("errcode") or 0) == 0 and answer.get("msgid"):
+        with state.lock:
+            state.wechat_sent.append(
+                {"kind": kind, "msgid": str(answer["msgid"]), "openid": body.get("touser", ""), "at": time.time()}
+            )
+
+
+def wechat_subscribe_event(*, msg_id: str, openid: str, template_id: str = "", error_code: int = 0) -> str:
+    """The mini program's subscribe_msg_sent_event push, as XML (plain mode)."""
+    return (
+        "<xml><ToUserName><![CDATA[gh_mini]]></ToUserName>"
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe_msg_sent_event]]></Event>"
+        f"<SubscribeMsgSentEvent><List><TemplateId><![CDATA[{template_id}]]></TemplateId><MsgID>{msg_id}</MsgID>"
+        f"<ErrorCode>{error_code}</ErrorCode><ErrorStatus><![CDATA[{'success' if not error_code else 'fail'}]]>"
+        "</ErrorStatus></List></SubscribeMsgSentEvent></xml>"
+    )
+
+
+def push_wechat_events(state: State, targets: dict) -> int:
+    """WeChat's event pushes for the messages accepted so far, one signed POST each, to
+    targets["wechat_template"] / ["wechat_subscribe"] = {"url": server URL, "token": token}."""
+    import urllib.request
+
+    with state.lock:
+        pending = [m for m in state.wechat_sent if not m.get("pushed") and targets.get(f"wechat_{m['kind']}")]
+        for m in pending:
+            m["pushed"] = True
+    for m in pending:
+        target = targets[f"wechat_{m['kind']}"]
+        if m["kind"] == "template":
+            xml = wechat_template_event(msg_id=m["msgid"], openid=m["openid"])
+        else:
+            xml = wechat_subscribe_event(msg_id=m["msgid"], openid=m["openid"])
+        query = "&".join(f"{k}={v}" for k, v in wechat_signed_query(target["token"]).items())
+        sep = "&" if "?" in target["url"] else "?"
+        request = urllib.request.Request(  # noqa: S310 (a URL the caller gave)
+            f"{target['url']}{sep}{query}", data=xml.encode(), headers={"Content-Type": "text/xml"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+                pass
+        except OSError:
+            with state.lock:  # not taken: pushed again next time
+                m["pushed"] = False
+            raise
+    return len(pending)
+
+
 def push_receipts(state: State, targets: dict) -> dict:
     """Push the status reports of every SMS accepted and not yet reported to the callback URLs in
     `targets` ({"aliyun": url, "tencent": url}), as each provider does: batched (at most
@@ -679,7 +737,9 @@ def push_receipts(state: State, targets: dict) -> dict:
     for r in pending:
         r["fail"] = random.random() < float(targets.get("fail_share", 0))  # noqa: S311 (a simulation)
     try:
-        return _post_reports(pending, targets, batch)
+        posted = _post_reports(pending, targets, batch)
+        posted["wechat_events"] = push_wechat_events(state, targets)
+        return posted
     except OSError:
         with state.lock:  # the center did not take them: pushed again next time
             for r in pending:
@@ -856,6 +916,7 @@ def make_handler(state: State):
             status, payload = self._provider_answer(url, query, body, raw)
             if status == 200:
                 _ledger(state, url.path, query, body, payload)
+                _note_wechat_sent(state, url.path, body, payload)
             delay = scripted.get("latency_ms", 0) if scripted else _draw_latency(state)
             if delay:
                 time.sleep(delay / 1000)

@@ -31,6 +31,7 @@ class WebhookEndpointForm(forms.ModelForm):
     secret = forms.CharField(
         label=_("signing secret"), required=False, min_length=16, widget=forms.PasswordInput(render_value=False)
     )
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
     events = forms.MultipleChoiceField(
         label=_("events"), choices=[(e, e) for e in WEBHOOK_EVENTS], widget=forms.CheckboxSelectMultiple
     )

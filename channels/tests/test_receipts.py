@@ -324,3 +324,52 @@ def test_receipts_pulled_per_account_sms_and_jpush(fake, person):
     assert Delivery.objects.get(pk=push.pk).status == DeliveryStatus.DELIVERED
     assert Delivery.objects.get(pk=other.pk).status == DeliveryStatus.SENT
     assert receipts_pull_all() == {}  # nothing left waiting
+
+
+def test_wechat_duplicate_and_out_of_order_events(client, oa, person):
+    d = oa_delivery(person)
+    xml = wechat_template_event(msg_id="200163836", openid="o")
+    assert wechat_post(client, oa, xml).status_code == 200
+    assert wechat_post(client, oa, xml).status_code == 200  # WeChat's retry: a fresh signature, the same event
+    assert ProviderReceipt.objects.filter(delivery=d, outcome=ReceiptOutcome.DUPLICATE).count() == 1
+    assert delivery_progress(delivery_id=d.pk, status="read", at=None, source=ChangeSource.CLICK) == "applied"
+    late = wechat_template_event(msg_id="200163836", openid="o", status="failed: system failed")
+    assert wechat_post(client, oa, late).status_code == 200
+    d.refresh_from_db()
+    assert d.status == DeliveryStatus.READ
+    assert ProviderReceipt.objects.filter(delivery=d, outcome=ReceiptOutcome.LATE).count() == 1
+
+
+def test_the_fake_server_pushes_wechat_template_events_signed(live_server, fake, person):
+    import httpx
+
+    account = ChannelAccount.objects.create(
+        name="oa",
+        channel="wechat_oa_template",
+        provider="wechat",
+        is_default=True,
+        app_id="wx-sandbox-oa",
+        credentials={"app_secret": "sandbox-oa-secret", "token": "wechat-server-token"},
+    )
+    (row,) = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel="wechat_oa_template",
+                recipient=person,
+                idempotency_key="oa-live",
+                not_before=timezone.now() + timedelta(hours=1),
+                content={"title": "t", "body": "b", "template_id": "tmpl-1", "params": {"thing1": "李明"}},
+            )
+        ]
+    )
+    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
+    delivery_send(delivery_id=row.pk)
+    row.refresh_from_db()
+    assert row.status == DeliveryStatus.SENT and row.provider_message_id, row.last_error_message
+    target = {"url": f"{live_server.url}/api/v1/callbacks/wechat/{account.pk}", "token": "wechat-server-token"}
+    answer = httpx.post(
+        f"http://127.0.0.1:{fake.server_address[1]}/_receipts", json={"wechat_template": target}, timeout=30
+    ).json()
+    assert answer["wechat_events"] == 1
+    row.refresh_from_db()
+    assert row.status == DeliveryStatus.DELIVERED

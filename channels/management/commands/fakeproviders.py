@@ -44,6 +44,11 @@ class Command(BaseCommand):
             "fail_share": 0.03,
             "unknown": int(random.random() < 0.1),  # noqa: S311 (a simulation)
         }
+        for account in ChannelAccount.objects.filter(sandbox=True, enabled=True, provider="wechat"):
+            token = (account.credentials or {}).get("token")
+            kind = "wechat_template" if account.channel == "wechat_oa_template" else "wechat_subscribe"
+            if token:
+                targets.setdefault(kind, {"url": f"{center}/api/v1/callbacks/wechat/{account.pk}", "token": token})
         for account in ChannelAccount.objects.filter(channel="sms", sandbox=True, enabled=True):
             token = (account.credentials or {}).get("callback_token")
             if token and account.provider in ("aliyun", "tencent"):
