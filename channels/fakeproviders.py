@@ -788,7 +788,7 @@ def jpush_received(state: State, query: dict) -> tuple[int, object]:
     if not ids or len(ids) > 100:
         return 400, {"error": {"code": 3002, "message": "msg_ids 参数错误: 1 到 100 个"}}
     with state.lock:
-        known = set(state.pushes.values())
+        known = {msg_id for msg_id, _ in state.pushes.values()}
     return 200, [
         {
             "msg_id": i,

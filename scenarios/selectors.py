@@ -4,6 +4,7 @@ from datetime import datetime
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from channels.models import AFTER_SENT, DeliveryStatus
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
 
@@ -108,7 +109,7 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
                     ref=m.pk,
                 )
             )
-    deliveries = list(deliveries_for_messages(message_refs=list(by_pk)).prefetch_related("attempts"))
+    deliveries = list(deliveries_for_messages(message_refs=list(by_pk)).prefetch_related("attempts", "status_changes"))
     for d in deliveries:
         channel = d.get_channel_display()
         entries.append(
@@ -144,5 +145,20 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
                     ref=d.pk,
                 )
             )
+        for change in d.status_changes.all():
+            if change.status in AFTER_SENT and change.status != DeliveryStatus.SENT:
+                # What the provider or the person reported later; a late report is listed, unapplied.
+                late = "" if change.applied else " (" + _("late, not applied") + ")"
+                entries.append(
+                    TimelineEntry(
+                        change.at,
+                        change.get_status_display(),
+                        f"{channel} #{d.pk} {change.get_source_display()} {change.code}{late}".strip(),
+                        d.pk,
+                        "bad" if change.status == DeliveryStatus.UNDELIVERED else "ok",
+                        step=SETTLED,
+                        ref=d.pk,
+                    )
+                )
     # By the second, then by the step in a message's life, then by id, then by the exact time.
     return sorted(entries, key=lambda e: (e.at.replace(microsecond=0), e.step, e.ref, e.at))

@@ -57,5 +57,6 @@ def test_one_event_to_thousands_writes_in_bulk(broadcast, backend):
     assert InboxMessage.objects.get(recipient_id="m-1234").body == "会员续费限时8折，欢迎续费。"
     # Intake and the 15 inbox tasks (200 rows each) that ran on commit, all together: a few
     # statements per 2,000 rows and per task (each task writes its messages, the people's
-    # counters and their live events: one statement each), not one per person.
-    assert len(queries) < 170, len(queries)
+    # counters and their live events: one statement each; and with each bulk write of deliveries,
+    # its status-change rows, channels/timeline.py), not one per person.
+    assert len(queries) < 190, len(queries)

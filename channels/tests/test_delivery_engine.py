@@ -126,7 +126,9 @@ def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_expired_claims(
         picked = deliveries_requeue_due(now=now)
 
     assert picked == 2
-    assert len(callbacks) == 1
+    # One enqueue for the two, and the announcement of the status changes (channels/timeline.py).
+    assert len(callbacks) == 2
+    assert Delivery.objects.get(idempotency_key="stuck").status_changes.last().code == "worker_lost"
     refreshed = {d.idempotency_key: d for d in Delivery.objects.all()}
     assert refreshed["lost"].enqueued_at == now
     assert refreshed["stuck"].status == "queued" and refreshed["stuck"].enqueued_at == now

@@ -71,6 +71,9 @@ def test_end_state_pages(catalog, backend, admin_client):
     row.refresh_from_db()
     assert row.status == WebhookStatus.PENDING and row.attempts == 1  # tried again at once; nothing listens
 
+    event_page = admin_client.get(reverse("admin:scenarios_event_change", args=[inbox.event_ref])).content.decode()
+    assert "站内信已读" in event_page  # the read, on the event's timeline
+
     scenario = Scenario.objects.get(code="inquiry.paid")
     page = admin_client.get(reverse("admin:scenarios_scenario_change", args=[scenario.pk])).content.decode()
     assert "漏斗" in page and "最近 7 天" in page
