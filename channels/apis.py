@@ -2,7 +2,7 @@
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -66,6 +66,15 @@ def _audience(value: str) -> str:
     return value
 
 
+EXTERNAL_ID_MAX = Recipient._meta.get_field("external_id").max_length
+
+
+def _external_id(value: str) -> str:
+    if not value or len(value) > EXTERNAL_ID_MAX or "\x00" in value:
+        raise ValidationError({"external_id": [f"An external id has 1 to {EXTERNAL_ID_MAX} characters, no NUL."]})
+    return value
+
+
 class RecipientPutApi(APIView):
     @extend_schema(
         request=RecipientInput,
@@ -82,7 +91,9 @@ class RecipientPutApi(APIView):
     def put(self, request, audience: str, external_id: str):
         body = RecipientInput(data=request.data)
         body.is_valid(raise_exception=True)
-        recipient, created = recipient_put(audience=_audience(audience), external_id=external_id, **body.validated_data)
+        recipient, created = recipient_put(
+            audience=_audience(audience), external_id=_external_id(external_id), **body.validated_data
+        )
         return Response(RecipientOutput(recipient).data, status=status.HTTP_201_CREATED if created else 200)
 
 
@@ -105,14 +116,16 @@ class SubscriptionsApi(APIView):
         body = self.SubscriptionsInput(data=request.data)
         body.is_valid(raise_exception=True)
         recipient = consents_grant(
-            audience=_audience(audience), external_id=external_id, template_ids=body.validated_data["template_ids"]
+            audience=_audience(audience),
+            external_id=_external_id(external_id),
+            template_ids=body.validated_data["template_ids"],
         )
         return Response(RecipientOutput(recipient).data)
 
 
 class OtpVerifyInput(serializers.Serializer):
     phone = serializers.RegexField(MAINLAND_MOBILE)
-    purpose = serializers.CharField(max_length=64)
+    purpose = serializers.CharField(max_length=64, min_length=1)
     code = serializers.RegexField(r"^\d{4,8}$")
 
 

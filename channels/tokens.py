@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from .metrics import TOKEN_REFRESHES
 from .models import TokenRefresh, TokenRefreshReason
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def refresh_recorded(account_id: int, fetch: Callable[[], tuple[str, int]], *, r
 
 
 def _record(account_id: int, reason: str, *, ok: bool, **fields) -> None:
+    TOKEN_REFRESHES.labels(str(account_id), reason, "ok" if ok else "failed").inc()
     try:
         with transaction.atomic():  # a savepoint when called inside a transaction: a failure stays here
             TokenRefresh.objects.create(

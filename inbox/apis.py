@@ -95,6 +95,8 @@ class IsInboxReader(permissions.BasePermission):
 
     def has_permission(self, request, view):
         if "audience" in view.kwargs:
+            # The same answer as every other scope check (notifycenter.permissions.scope).
+            self.message, self.code = "The API key lacks the scope 'inbox-read'.", "missing_scope"
             return "inbox-read" in getattr(request.user, "scopes", ())
         return getattr(request.user, "inbox_owner", None) is not None
 

@@ -5,6 +5,7 @@ The views below this layer never import these classes; they read the principal's
 """
 
 import hmac
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,6 +17,9 @@ from rest_framework import authentication, exceptions
 from .models import ApiKey
 
 INBOX_ROLES = ("patient", "doctor", "pharmacist")
+SUB_MAX_LENGTH = 64  # the directory's external id
+
+logger = logging.getLogger(__name__)
 
 
 class AuthError(exceptions.AuthenticationFailed):
@@ -106,7 +110,14 @@ def inbox_token_read(token: str) -> tuple[InboxUser, dict]:
     except jwt.InvalidAudienceError as err:
         raise AuthError("token_wrong_audience", "The token is not meant for this service.", "Bearer") from err
     except jwt.PyJWTError as err:
-        raise AuthError("token_invalid", f"The token is invalid: {err}.", "Bearer") from err
+        # The library's words stay in the log: they describe its internals, not the client's fix.
+        logger.info("inbox token refused: %s", err)
+        raise AuthError("token_invalid", "The token is invalid.", "Bearer") from err
+    sub = claims["sub"]
+    if not isinstance(sub, str | int) or isinstance(sub, bool) or not (0 < len(str(sub)) <= SUB_MAX_LENGTH):
+        raise AuthError("token_invalid", f"The token's sub must be 1 to {SUB_MAX_LENGTH} characters.", "Bearer")
+    if "\x00" in str(sub):
+        raise AuthError("token_invalid", "The token's sub must not hold NUL characters.", "Bearer")
     if claims["role"] not in INBOX_ROLES:
         raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.", "Bearer")
     return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims

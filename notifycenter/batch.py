@@ -9,8 +9,10 @@ from rest_framework.views import APIView
 from scenarios.apis import EXAMPLE, EventInput
 from scenarios.errors import EventRejected
 from scenarios.intake import events_accept
+from scenarios.limits import RECIPIENTS_PER_BATCH
 
 from .errors import error_body, flatten
+from .parsers import BatchJSONParser
 
 BATCH_LIMIT = 500
 
@@ -22,6 +24,9 @@ class BatchItemOutput(serializers.Serializer):
 
 
 class EventBatchApi(APIView):
+    # Values are checked item by item (EventInput), so a bad item fails alone.
+    parser_classes = [BatchJSONParser]
+
     @extend_schema(
         request=EventInput(many=True),
         responses=inline_serializer("BatchOutput", {"results": BatchItemOutput(many=True)}),
@@ -36,7 +41,21 @@ class EventBatchApi(APIView):
                 f"The body must be a list of 1 to {BATCH_LIMIT} events.",
                 {"non_field_errors": [f"expected a list of 1 to {BATCH_LIMIT} events"]},
             )
+        named = sum(_recipient_count(item) for item in items)
+        if named > RECIPIENTS_PER_BATCH:
+            raise EventRejected(
+                "invalid_batch",
+                f"At most {RECIPIENTS_PER_BATCH} recipients in one batch ({named} given); send fewer events at once.",
+                {"non_field_errors": [f"at most {RECIPIENTS_PER_BATCH} recipients per batch"]},
+            )
         return Response({"results": accept_all(request.user.client, items)})
+
+
+def _recipient_count(item) -> int:
+    recipients = item.get("recipients") if isinstance(item, dict) else None
+    if not isinstance(recipients, dict):
+        return 0
+    return sum(len(entries) for entries in recipients.values() if isinstance(entries, list))
 
 
 def accept_all(client: str, items: list) -> list[dict]:

@@ -6,9 +6,13 @@ and `http_status`; they cannot import this module (layers point down), so it rea
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -27,6 +31,33 @@ _DRF_CODES = {
     exceptions.Throttled: "rate_limited",
     exceptions.ValidationError: "invalid",
 }
+
+
+# A dependency away (PostgreSQL, or Redis where nothing could do without it) is a 503 the client
+# retries, with the error shape and Retry-After, never a 500 that reads like a bug.
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = {
+    OperationalError: ("database_unavailable", "The database is unavailable; retry shortly."),
+    InterfaceError: ("database_unavailable", "The database is unavailable; retry shortly."),
+    RedisConnectionError: ("dependency_unavailable", "A dependency is unavailable; retry shortly."),
+    RedisTimeoutError: ("dependency_unavailable", "A dependency is unavailable; retry shortly."),
+    BrokerError: ("dependency_unavailable", "A dependency is unavailable; retry shortly."),
+}
+
+
+def unavailable(exc) -> tuple[str, str] | None:
+    """(code, message) when `exc` says a dependency is down, else None."""
+    for cls, answer in UNAVAILABLE.items():
+        if isinstance(exc, cls):
+            return answer
+    return None
+
+
+def unavailable_response(code: str, message: str, response_class=JsonResponse):
+    logger.warning("answered 503 %s", code)
+    response = response_class(error_body(code, message), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -55,6 +86,11 @@ def api_exception_handler(exc, context):
         if getattr(exc, "retry_after", None):
             response["Retry-After"] = str(exc.retry_after)
         return response
+    down = unavailable(exc)
+    if down is not None:
+        return unavailable_response(*down, response_class=Response)
+    if isinstance(exc, RequestDataTooBig):  # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE), same limit
+        return Response(error_body("payload_too_large", "The body is larger than the limit."), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

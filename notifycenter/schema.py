@@ -27,3 +27,58 @@ class InboxTokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "Issued by the hospital backend: claims sub, role (patient|doctor|pharmacist), aud, exp.",
         }
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error: a stable `code` clients branch on, an English message, and the offending fields "
+    "by path (`data.department`, `recipients.patient.0.phone`).",
+    "properties": {
+        "code": {"type": "string", "example": "invalid_data"},
+        "message": {"type": "string"},
+        "fields": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    },
+    "required": ["code", "message", "fields"],
+}
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
+ERRORS = {
+    "400": "Bad input: `invalid` (with field paths: NUL bytes, lone surrogates, numbers out of range, nesting past "
+    "16 levels, lengths past their limits), `malformed_json`, and the endpoint's own codes.",
+    "401": "`not_authenticated`, `invalid_api_key`, `token_expired`, `token_invalid`, `token_wrong_audience`.",
+    "403": "`missing_scope` (the key lacks the endpoint's scope), `permission_denied`.",
+    "404": "`not_found`.",
+    "409": "`idempotency_conflict` (the key was used with another body), `scenario_disabled`.",
+    "413": "`payload_too_large`: the body is over API_MAX_BODY_BYTES (2 MiB by default).",
+    "429": "`rate_limited` (the key's requests per minute), `otp_rate_limited`; with Retry-After.",
+    "503": "`database_unavailable` or `dependency_unavailable`: retry after Retry-After seconds.",
+}
+
+
+def error_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation documents the error answers it can
+    give, in the one error shape; 429 and 503 carry Retry-After."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes = ["401", "403", "429", "503"]
+            if "requestBody" in operation or operation.get("parameters"):
+                codes.append("400")
+            if "requestBody" in operation:
+                codes.append("413")
+            if "{" in path:
+                codes.append("404")
+            if path.startswith("/api/v1/events") and method == "post":
+                codes.append("409")
+            if path.startswith("/api/v1/inbox") and method != "get":
+                codes.append("404")
+            for code in sorted(set(codes)):
+                if code in operation["responses"]:
+                    continue
+                answer = {"description": ERRORS[code], "content": ref}
+                if code in ("429", "503"):
+                    answer["headers"] = RETRY_AFTER
+                operation["responses"][code] = answer
+    return result

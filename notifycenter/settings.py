@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "import_export",
     "simple_history",
+    "axes",
     "notifycenter.apps.NotifyCenterConfig",
     "scenarios",
     "channels",
@@ -48,6 +49,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app server (uvicorn or gunicorn), in `make run` as in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "notifycenter.middleware.DependencyDownMiddleware",
+    "notifycenter.metrics.EventsCountMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "notifycenter.middleware.ChosenLanguageMiddleware",
     "notifycenter.middleware.ApiInEnglishMiddleware",
@@ -57,7 +60,36 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it answers a locked-out admin login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin logins: after AXES_FAILURE_LIMIT failed tries for one user name from one address, that
+# pair is locked out for AXES_COOLOFF_MINUTES (django-axes, counted in the database).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"  # in the console's language (axes has no Chinese)
+AXES_ENABLE_ADMIN = False  # lockouts are lifted with `manage.py axes_reset_username` (docs/runbook.md)
+# Behind a proxy (nginx), the client address is the last hop it appends to X-Forwarded-For.
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env.bool("DJANGO_BEHIND_PROXY", default=False) else ["REMOTE_ADDR"]
+)
+
+# HTTPS in production, all from the environment (README: Running in production). Behind a
+# proxy that terminates TLS, DJANGO_BEHIND_PROXY=1 trusts its X-Forwarded-Proto.
+if env.bool("DJANGO_BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+# The health pages answer the load balancer over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 ROOT_URLCONF = "notifycenter.urls"
 WSGI_APPLICATION = "notifycenter.wsgi.application"
@@ -90,7 +122,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif env.int("DATABASE_POOL_MAX_SIZE", default=0):
     # The ASGI web server (uvicorn) runs each request's sync code in a thread of its own, so
     # persistent connections pile up, one per thread (60 and more under load); a pool per process
-    # caps them. scripts/run.sh sets this for the web server only; workers keep theirs below.
+    # caps them. scripts/run.sh sets this for the web server only; workers keep theirs below unless
+    # it is set for them too (deploy/notifycenter-worker@.service: a hard cap, docs/runbook.md).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -105,7 +138,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Fail-soft: with Redis away a read is a miss and a write is dropped (notifycenter/cache.py);
+    # short socket timeouts so an unreachable Redis costs a request milliseconds, not seconds.
+    CACHES = {
+        "default": {
+            "BACKEND": "notifycenter.cache.FailSoftRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -139,7 +180,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["notifycenter.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "notifycenter.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["notifycenter.throttling.ApiKeyRateThrottle"],
@@ -148,7 +189,15 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "notifycenter API",
-    "DESCRIPTION": "Notification center of an internet hospital: events in, deliveries out, station inbox.",
+    "DESCRIPTION": (
+        "Notification center of an internet hospital: events in, deliveries out, station inbox.\n\n"
+        "Limits: a body of at most 2 MiB (API_MAX_BODY_BYTES; over it 413 `payload_too_large`); at most 1,000 "
+        "recipients per event (larger audiences: a broadcast) and 5,000 per batch; 500 events per batch; "
+        "external ids of 1 to 64 characters; an event's `data` at most 32 KiB as JSON, nested at most 16 levels; "
+        "rendered fields at most 200 characters (title), 4,000 (body) and 1,000 (each channel parameter); "
+        "date-times within years 2 to 9998, anchor times at most 10 years ahead. Strings may not hold NUL "
+        "bytes or lone surrogates. Errors: one shape, `Error`."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar): a hospital
@@ -156,6 +205,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "notifycenter.schema.error_responses",
+    ],
 }
 
 # End-user tokens for the station inbox, issued by the hospital backend.
@@ -200,9 +253,20 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker keeps trying its broker for as long as it is away (the default gives up after 100
+# tries and exits); supervision (deploy/*.service, Restart=always) is the second net.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Publishing from the web while the broker is away: one quick try, not three with waits, since the
+# outbox scan sends what was not enqueued (channels.services.enqueue logs and moves on).
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 if REDIS_URL:
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # One connection try per publish, one second at most: with Redis away an event's request
+    # would otherwise wait the retries out (2 s each, measured by bench/outages.py); what is not
+    # enqueued waits in the outbox for the scan. A worker's own reconnects are not affected
+    # (CELERY_BROKER_CONNECTION_MAX_RETRIES below).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "max_retries": 0, "socket_connect_timeout": 1}
 else:
     _queue_dir = DATA_DIR / "queue"
     # kombu's filesystem transport, writing each message whole (notifycenter/broker.py).
@@ -232,6 +296,7 @@ CELERY_BEAT_SCHEDULE = {
     "retry-early-receipts": {"task": "channels.tasks.retry_early_receipts", "schedule": timedelta(seconds=30)},
     "pull-receipts": {"task": "channels.tasks.pull_receipts", "schedule": timedelta(seconds=60)},
     "mark-inbox-reads": {"task": "channels.tasks.mark_inbox_reads", "schedule": timedelta(seconds=5)},
+    "purge-old-events": {"task": "scenarios.tasks.purge_old_events", "schedule": timedelta(hours=1)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
     CELERY_BEAT_SCHEDULE = {}
@@ -269,6 +334,18 @@ INBOX_LIVE = {
 INBOX_LIVE_CHANNEL_PREFIX = env.str(
     "INBOX_LIVE_CHANNEL_PREFIX", default=f"nc:{urlparse(REDIS_URL).path.strip('/') or '0'}:live:"
 )
+# Events, their messages, deliveries and attempts older than this are deleted by the daily
+# purge (scenarios.retention); 0 keeps them for ever.
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=180)
+
+# /metrics (Prometheus) answers a scraper holding this bearer token; empty: /metrics is off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# LOG_FORMAT=json: one JSON object a line, with the event and delivery ids where there are some.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+
+# Request bodies above this many bytes answer 413 `payload_too_large` (README: limits).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 NOTIFYCENTER = {
     # Deliveries queued this long without a worker picking them up are enqueued again.
@@ -279,11 +356,22 @@ NOTIFYCENTER = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "notifycenter.logs.ContextIds"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "notifycenter.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["ids"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
         # Beat ticks every second: one line per tick would bury what matters.
         "celery.beat": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},

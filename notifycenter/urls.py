@@ -10,7 +10,8 @@ from scenarios import apis as scenario_apis
 from .apis import WebhookDetailApi, WebhookListApi
 from .auth import ApiKeyAuthentication
 from .batch import EventBatchApi
-from .health import healthz
+from .health import healthz, readyz
+from .metrics import metrics
 from .permissions import scope
 from .redirects import follow
 
@@ -66,6 +67,8 @@ urlpatterns = [
     ),
     path("healthz", healthz, name="healthz"),
     path("r/<str:token>", follow, name="click"),  # a tracked link (channels/clicks.py)
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     path("admin/", admin.site.urls),
 ]

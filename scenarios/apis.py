@@ -6,48 +6,116 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels.apis import RecipientInput
 from channels.otp import MAINLAND_MOBILE
 
-from .intake import event_accept
+from .intake import date_in_range, event_accept
+from .limits import (
+    ID_MAX_LENGTH,
+    RECIPIENTS_PER_EVENT,
+    YEARS_AHEAD,
+    data_size_problem,
+    string_problem,
+    value_problems,
+)
 from .otp import otp_request
 from .selectors import event_detail
 
 
+def external_id_problem(value) -> str:
+    """An external id as the directory keeps it: a string or an integer, 1 to 64 characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return "Expected an external id (a string) or an object with an id."
+    text = str(value)
+    if not text or len(text) > ID_MAX_LENGTH:
+        return f"An external id has 1 to {ID_MAX_LENGTH} characters."
+    return string_problem(text)
+
+
 class RecipientsField(serializers.DictField):
-    """audience → list of external ids, or of objects with an `id` and inline addresses."""
+    """audience → list of external ids, or of objects with an `id` and inline addresses; inline
+    addresses are checked exactly as PUT /api/v1/recipients checks them."""
 
     def __init__(self, **kwargs):
-        super().__init__(child=serializers.ListField(child=serializers.JSONField(), allow_empty=True), **kwargs)
+        super().__init__(
+            child=serializers.ListField(child=serializers.JSONField(), allow_empty=True),
+            help_text=(
+                f"audience → external ids or objects {{id, phone, wechat_oa_openid, …}}; at most "
+                f"{RECIPIENTS_PER_EVENT} recipients per event (larger audiences: a broadcast); ids of 1 to "
+                f"{ID_MAX_LENGTH} characters; inline addresses as PUT /api/v1/recipients takes them."
+            ),
+            **kwargs,
+        )
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         errors = {}
+        total = sum(len(entries) for entries in value.values())
+        if total > RECIPIENTS_PER_EVENT:
+            raise serializers.ValidationError(
+                f"At most {RECIPIENTS_PER_EVENT} recipients per event ({total} given); "
+                "send larger audiences as a broadcast."
+            )
         for audience, entries in value.items():
             if audience not in ("patient", "doctor", "pharmacist", "operations"):
                 errors[audience] = ["Unknown audience."]
                 continue
             for index, entry in enumerate(entries):
-                ok = isinstance(entry, str | int) or (
-                    isinstance(entry, dict) and isinstance(entry.get("id"), str | int)
-                )
-                if not ok:
-                    errors[f"{audience}.{index}"] = ["Expected an external id or an object with an id."]
+                path = f"{audience}.{index}"
+                if isinstance(entry, dict):
+                    problem = external_id_problem(entry.get("id"))
+                    if problem:
+                        errors[f"{path}.id"] = [problem]
+                    addresses = RecipientInput(data={k: v for k, v in entry.items() if k != "id"})
+                    if not addresses.is_valid():
+                        for name, messages in addresses.errors.items():
+                            errors[f"{path}.{name}"] = [str(m) for m in messages]
+                    else:
+                        entries[index] = {"id": entry["id"], **addresses.validated_data}
+                else:
+                    problem = external_id_problem(entry)
+                    if problem:
+                        errors[path] = [problem]
         if errors:
             raise serializers.ValidationError(errors)
         return value
 
 
+def _date_in_range(value):
+    if not date_in_range(value):
+        raise serializers.ValidationError(f"Out of range: at most {YEARS_AHEAD} years ahead or 100 years back.")
+    return value
+
+
 class EventInput(serializers.Serializer):
     event = serializers.CharField(max_length=64)
-    idempotency_key = serializers.CharField(max_length=128)
-    occurred_at = serializers.DateTimeField(required=False)
+    idempotency_key = serializers.CharField(max_length=128, min_length=1)
+    occurred_at = serializers.DateTimeField(required=False, validators=[_date_in_range])
     subject = inline_serializer(
         "Subject",
         {"type": serializers.CharField(max_length=32), "id": serializers.CharField(max_length=64)},
         required=False,
     )
-    data = serializers.DictField(required=False, default=dict)
+    data = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="The scenario's data, at most 32 KiB as JSON; no NUL bytes or lone surrogates.",
+    )
     recipients = RecipientsField(required=False, default=dict)
+
+    def to_internal_value(self, data):
+        # Values PostgreSQL or JSON cannot keep, anywhere in the item, before any other check:
+        # the batch endpoint parses without this check and relies on it here, item by item.
+        problems = value_problems(data)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return super().to_internal_value(data)
+
+    def validate_data(self, value):
+        problem = data_size_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class PlannedMessageOutput(serializers.Serializer):
@@ -156,10 +224,18 @@ class EventDetailApi(APIView):
 class OtpInput(serializers.Serializer):
     phone = serializers.RegexField(MAINLAND_MOBILE, help_text="A mainland mobile number, optionally with +86.")
     purpose = serializers.CharField(
-        max_length=64, help_text="The scenario that sends the code, e.g. point.withdrawal_requested."
+        max_length=64, min_length=1, help_text="The scenario that sends the code, e.g. point.withdrawal_requested."
     )
-    data = serializers.DictField(required=False, default=dict, help_text="The scenario's data, less the code.")
+    data = serializers.DictField(
+        required=False, default=dict, help_text="The scenario's data, less the code (at most 32 KiB as JSON)."
+    )
     subject_id = serializers.CharField(max_length=64, required=False, default="")
+
+    def validate_data(self, value):
+        problem = data_size_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class OtpOutput(serializers.Serializer):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from jsonschema import Draft202012Validator
+from redis.exceptions import RedisError
 
 from channels.models import ChannelAccount
 
@@ -83,6 +84,8 @@ def bump_version(**kwargs) -> None:
         cache.incr(VERSION_KEY)
     except ValueError:  # evicted between add and incr
         cache.add(VERSION_KEY, 1, timeout=None)
+    except RedisError:  # the cache is down: every process reloads within MAX_AGE anyway
+        pass
 
 
 for _model in (Scenario, Rule, Template, ChannelBinding, LinkTarget, ChannelAccount):

@@ -19,6 +19,7 @@ from channels.services import BULK_BATCH, deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, scenario_config
 from .errors import EventRejected
+from .limits import YEARS_AHEAD, rendered_problems
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
 from .plans import plan_cancel, plan_enroll
 from .rendering import RenderError, render_message
@@ -244,6 +245,8 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
             except RenderError as err:
                 errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
                 continue
+            for path, problems in rendered_problems(rendered).items():
+                errors.setdefault(f"template.{rule.template.code}.{path}", []).extend(problems)
         planned.extend(_Planned(rule, entry, due_at, immediate, rendered, skip_reason) for entry in entries)
     if errors:
         raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
@@ -267,20 +270,43 @@ def timing(rule: Rule, anchor: datetime, *, now: datetime) -> tuple[datetime, bo
     return due_at, False, "too_late"
 
 
+def date_in_range(value: datetime, *, now: datetime | None = None) -> bool:
+    """Within 100 years back and YEARS_AHEAD ahead: later dates are typos, and the far ones
+    overflow when a reminder's offset is added."""
+    now = now or timezone.now()
+    try:
+        return now - timedelta(days=36525) <= value <= now + timedelta(days=366 * YEARS_AHEAD)
+    except OverflowError:
+        return False
+
+
 def parse_anchor(raw) -> datetime | None:
-    value = parse_datetime(raw) if isinstance(raw, str) else None
-    if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
+    """An anchor time from the data: ISO 8601, local time when naive; None when not one or out of range."""
+    try:
+        value = parse_datetime(raw) if isinstance(raw, str) else None
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, timezone.get_default_timezone())
+    except (ValueError, OverflowError):
+        return None
+    return value if value is not None and date_in_range(value) else None
 
 
 def _anchor_time(data: dict, rule: Rule, errors: dict) -> datetime | None:
     value = parse_anchor(data.get(rule.anchor_field))
     if value is None:
         errors.setdefault(f"data.{rule.anchor_field}", []).append(
-            f"The rule {rule.code} needs an ISO 8601 date-time here."
+            f"The rule {rule.code} needs an ISO 8601 date-time here, at most {YEARS_AHEAD} years ahead."
         )
     return value
+
+
+def recipient_ids(recipients: dict) -> dict[str, list[str]]:
+    """The recipients as the event keeps them: external ids only. Inline addresses go to the
+    directory (channels.Recipient), the one place a phone or an openid is kept."""
+    return {
+        audience: [str(e["id"]) if isinstance(e, dict) else str(e) for e in entries]
+        for audience, entries in recipients.items()
+    }
 
 
 def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
@@ -295,7 +321,7 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
                 subject_type=item.subject[0],
                 subject_id=item.subject[1],
                 data=item.payload.get("data") or {},
-                recipients=item.payload.get("recipients") or {},
+                recipients=recipient_ids(item.payload.get("recipients") or {}),
                 occurred_at=item.payload.get("occurred_at") or now,
             )
             for item in accepted

@@ -19,9 +19,12 @@ def _local_datetime(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     parsed = parse_datetime(value) if isinstance(value, str) else value
     if parsed is None:
         raise TemplateError(f"not a date-time: {value!r}")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
-    return timezone.localtime(parsed).strftime(fmt)
+    try:
+        if timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
+        return timezone.localtime(parsed).strftime(fmt)
+    except (OverflowError, ValueError) as err:  # year 9999 at UTC-12 is year 10000 here
+        raise TemplateError(f"date-time out of range: {value!r}") from err
 
 
 _env.filters["datetime"] = _local_datetime

@@ -1,9 +1,11 @@
 """Thin Celery tasks: each calls one service."""
 
 from celery import shared_task
+from django.conf import settings
 
 from .broadcasts import broadcast_send
 from .plans import plans_materialize_due
+from .retention import events_purge
 from .services import messages_fire_due
 
 
@@ -27,3 +29,8 @@ def send_broadcast(broadcast_id: int) -> None:
 @shared_task(name="scenarios.tasks.materialize_plans", ignore_result=True)
 def materialize_plans() -> int:
     return plans_materialize_due()
+
+
+@shared_task(name="scenarios.tasks.purge_old_events", ignore_result=True)
+def purge_old_events() -> int:
+    return events_purge(older_than_days=settings.EVENT_RETENTION_DAYS)

@@ -126,7 +126,7 @@ def test_a_backend_with_inbox_read_reads_and_marks_on_a_persons_behalf():
 
     events_only = backend_client(client="his2", scopes=("events",))
     response = events_only.get("/api/v1/inbox/doctor/d-17/messages")
-    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert (response.status_code, response.json()["code"]) == (403, "missing_scope")
     app_user = inbox_client("doctor", "d-17")
     assert app_user.get("/api/v1/inbox/doctor/d-18/messages").status_code == 403
 

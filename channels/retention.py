@@ -1,0 +1,103 @@
+"""What channels keeps about people, and for how long: the retention purge of deliveries and
+their attempts, and one person's data for a PIPL access or erasure request."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from .masking import mask_id, mask_phone
+from .models import Delivery, DeliveryAttempt, DeliveryStatus, Recipient
+
+UNFINISHED = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+
+
+def deliveries_unfinished(*, event_refs: list[int]) -> set[int]:
+    """The events among these that still have a delivery waiting or going out."""
+    return set(
+        Delivery.objects.filter(event_ref__in=event_refs, status__in=UNFINISHED)
+        .values_list("event_ref", flat=True)
+        .distinct()
+    )
+
+
+def deliveries_purge(*, event_refs: list[int]) -> int:
+    """Delete these events' deliveries and (cascading) their attempts; returns deliveries deleted."""
+    deleted = Delivery.objects.filter(event_ref__in=event_refs).delete()[1]
+    return deleted.get("channels.Delivery", 0)
+
+
+def recipient_export(*, audience: str, external_id: str) -> dict | None:
+    """Everything channels holds about one person, addresses in full (the person asked for them)."""
+    recipient = Recipient.objects.filter(audience=audience, external_id=external_id).first()
+    if recipient is None:
+        return None
+    deliveries = Delivery.objects.filter(recipient=recipient).order_by("id")
+    return {
+        "directory": {
+            "audience": recipient.audience,
+            "external_id": recipient.external_id,
+            "name": recipient.name,
+            "phone": recipient.phone,
+            "wechat_mini_openid": recipient.wechat_mini_openid,
+            "wechat_oa_openid": recipient.wechat_oa_openid,
+            "wechat_unionid": recipient.wechat_unionid,
+            "push_registration_ids": recipient.push_registration_ids,
+            "wecom_userid": recipient.wecom_userid,
+            "locale": recipient.locale,
+            "created_at": recipient.created_at.isoformat(),
+            "updated_at": recipient.updated_at.isoformat(),
+        },
+        "consents": {c.template_id: c.remaining for c in recipient.consents.all()},
+        "deliveries": [
+            {
+                "id": d.pk,
+                "channel": d.channel,
+                "status": d.status,
+                "template": d.template_code,
+                "event_ref": d.event_ref,
+                "content": d.content,
+                "created_at": d.created_at.isoformat(),
+                "attempts": [
+                    {"number": a.number, "outcome": a.outcome, "started_at": a.started_at.isoformat()}
+                    for a in d.attempts.all()
+                ],
+            }
+            for d in deliveries.prefetch_related("attempts")
+        ],
+    }
+
+
+@transaction.atomic
+def recipient_erase(*, audience: str, external_id: str) -> dict | None:
+    """Erase one person's data in channels. The directory row stays as a bare id (messages point
+    at it) with every address and the name blanked; consents go; deliveries stay as the record of
+    what was sent, with the address masked, the content and the providers' raw answers emptied;
+    deliveries not yet sent are cancelled. Returns counts, or None for an unknown person."""
+    recipient = Recipient.objects.select_for_update().filter(audience=audience, external_id=external_id).first()
+    if recipient is None:
+        return None
+    now = timezone.now()
+    cancelled = Delivery.objects.filter(recipient=recipient, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.CANCELLED, last_error_code="erased", finished_at=now, updated_at=now
+    )
+    deliveries = list(Delivery.objects.filter(recipient=recipient).only("id", "channel", "address"))
+    for delivery in deliveries:
+        if delivery.channel == "inbox":
+            masked = ""
+        elif delivery.channel == "sms":
+            masked = mask_phone(delivery.address)
+        else:
+            masked = ",".join(mask_id(part) for part in delivery.address.split(","))
+        Delivery.objects.filter(pk=delivery.pk).update(address=masked, content={})
+    DeliveryAttempt.objects.filter(delivery__recipient=recipient).update(raw_response=None, error_message="")
+    consents = recipient.consents.all().delete()[0]
+    Recipient.objects.filter(pk=recipient.pk).update(
+        name="",
+        phone="",
+        wechat_mini_openid="",
+        wechat_oa_openid="",
+        wechat_unionid="",
+        push_registration_ids=[],
+        wecom_userid="",
+        updated_at=now,
+    )
+    return {"deliveries_emptied": len(deliveries), "deliveries_cancelled": cancelled, "consents_deleted": consents}

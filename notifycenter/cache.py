@@ -1,0 +1,81 @@
+"""The shared cache (Redis), degrading instead of failing: with Redis unreachable a read is a
+miss and a write is dropped, so every caller falls back to what it would do on a cold cache
+(the catalog reads PostgreSQL, a token is fetched again). `incr` alone still raises, because
+its callers (the API rate limit) need to know the count is not shared.
+
+After a failure the cache is skipped for `DOWN_SECONDS`: an unreachable host would otherwise cost
+every call its connect timeout.
+"""
+
+import logging
+import threading
+import time
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+
+DOWN_SECONDS = 1.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class CacheUnavailable(RedisConnectionError):
+    """Raised by `incr` (only) while the cache is unreachable."""
+
+
+class FailSoftRedisCache(RedisCache):
+    _down_until = 0.0
+    _lock = threading.Lock()
+
+    def _call(self, name, fallback, *args, **kwargs):
+        if time.monotonic() < FailSoftRedisCache._down_until:
+            return fallback
+        try:
+            return getattr(super(), name)(*args, **kwargs)
+        except _UNREACHABLE as err:
+            with FailSoftRedisCache._lock:
+                if time.monotonic() >= FailSoftRedisCache._down_until:
+                    logger.warning("cache unreachable (%s): working without it", type(err).__name__)
+                FailSoftRedisCache._down_until = time.monotonic() + DOWN_SECONDS
+            return fallback
+
+    @classmethod
+    def is_down(cls) -> bool:
+        return time.monotonic() < cls._down_until
+
+    def get(self, key, default=None, version=None):
+        return self._call("get", default, key, default, version)
+
+    def get_many(self, keys, version=None):
+        return self._call("get_many", {}, keys, version)
+
+    def has_key(self, key, version=None):
+        return self._call("has_key", False, key, version)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("add", False, key, value, timeout, version)
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("set", None, key, value, timeout, version)
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("set_many", list(data), data, timeout, version)
+
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("touch", False, key, timeout, version)
+
+    def delete(self, key, version=None):
+        return self._call("delete", False, key, version)
+
+    def delete_many(self, keys, version=None):
+        return self._call("delete_many", None, keys, version)
+
+    def incr(self, key, delta=1, version=None):
+        marker = object()
+        result = self._call("incr", marker, key, delta, version)
+        if result is marker:
+            raise CacheUnavailable("the cache is unreachable")
+        return result
