@@ -2,6 +2,7 @@
 their attempts, and one person's data for a PIPL access or erasure request."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .masking import mask_id, mask_phone
@@ -11,9 +12,11 @@ UNFINISHED = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
 
 def deliveries_unfinished(*, event_refs: list[int]) -> set[int]:
-    """The events among these that still have a delivery waiting or going out."""
+    """The events among these that still have a delivery waiting, going out, or waiting for
+    reconciliation (unknown and not finished)."""
     return set(
-        Delivery.objects.filter(event_ref__in=event_refs, status__in=UNFINISHED)
+        Delivery.objects.filter(event_ref__in=event_refs)
+        .filter(Q(status__in=UNFINISHED) | Q(status=DeliveryStatus.UNKNOWN, finished_at__isnull=True))
         .values_list("event_ref", flat=True)
         .distinct()
     )

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from channels.models import Delivery
 from inbox.models import InboxMessage
+from scenarios.intake import event_accept
 from scenarios.models import ChannelBinding, Rule, Scenario, Template
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,22 +35,22 @@ def broadcast(db):
     Rule.objects.create(scenario=scenario, code="all_members", audience="patient", template=template)
 
 
-def test_one_event_to_thousands_writes_in_bulk(broadcast, backend):
+def test_one_event_to_thousands_writes_in_bulk(broadcast):
+    """The broadcast path (scenarios.broadcasts, the admin's recurring broadcasts) goes through the
+    same intake as the API, without the API's 1,000 recipients per event."""
     people = [f"m-{i}" for i in range(PEOPLE)]
     with CaptureQueriesContext(connection) as queries:
-        response = backend.post(
-            "/api/v1/events",
-            {
+        answer, created = event_accept(
+            client="recurring-broadcasts",
+            payload={
                 "event": "membership.renewal_offer",
                 "idempotency_key": "renewal-2026-11",
                 "data": {"discount": "8"},
                 "recipients": {"patient": people},
             },
-            format="json",
         )
 
-    assert response.status_code == 202
-    answer = response.json()
+    assert created
     assert answer["message_count"] == PEOPLE
     assert len(answer["messages"]) == 100
     assert InboxMessage.objects.filter(template_code="pt_member_0000001").count() == PEOPLE
@@ -60,3 +61,20 @@ def test_one_event_to_thousands_writes_in_bulk(broadcast, backend):
     # counters and their live events: one statement each; and with each bulk write of deliveries,
     # its status-change rows, channels/timeline.py), not one per person.
     assert len(queries) < 190, len(queries)
+
+
+def test_the_api_sends_thousands_to_the_broadcast_path(broadcast, backend):
+    response = backend.post(
+        "/api/v1/events",
+        {
+            "event": "membership.renewal_offer",
+            "idempotency_key": "renewal-2026-12",
+            "data": {"discount": "8"},
+            "recipients": {"patient": [f"m-{i}" for i in range(PEOPLE)]},
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "broadcast" in response.json()["fields"]["recipients"][0]
+    assert not InboxMessage.objects.exists()
