@@ -24,6 +24,6 @@ def ids_only(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("scenarios", "0006_verbose_names")]
+    dependencies = [("scenarios", "0008_test_recipients")]
 
     operations = [migrations.RunPython(ids_only, migrations.RunPython.noop)]
