@@ -24,6 +24,6 @@ def ids_only(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("scenarios", "0008_test_recipients")]
+    dependencies = [("scenarios", "0009_template_buttons")]
 
     operations = [migrations.RunPython(ids_only, migrations.RunPython.noop)]
