@@ -74,6 +74,47 @@ class SubscribeConsent(models.Model):
         return f"{self.template_id} ×{self.remaining}"
 
 
+class Preference(models.Model):
+    """What one person wants to receive: a global switch per channel, and category × channel.
+
+    Both maps hold only what the person (or the backend on their behalf) said; anything unsaid
+    falls back to the audience's defaults (PreferenceDefault), then to "on". Critical messages
+    ignore preferences (scenarios/policies.py)."""
+
+    recipient = models.OneToOneField(
+        Recipient, verbose_name=_("recipient"), on_delete=models.CASCADE, related_name="preference"
+    )
+    channels = models.JSONField(_("channels"), default=dict, blank=True, help_text=_('e.g. {"sms": false}'))
+    categories = models.JSONField(
+        _("categories"), default=dict, blank=True, help_text=_('e.g. {"consultation": {"app_push": false}}')
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("preference")
+        verbose_name_plural = _("preferences")
+
+    def __str__(self):
+        return str(self.recipient)
+
+
+class PreferenceDefault(models.Model):
+    """An audience's defaults, edited by operations staff: what a person gets until they say."""
+
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices, unique=True)
+    channels = models.JSONField(_("channels"), default=dict, blank=True, help_text=_('e.g. {"sms": false}'))
+    categories = models.JSONField(
+        _("categories"), default=dict, blank=True, help_text=_('e.g. {"points": {"app_push": false}}')
+    )
+
+    class Meta:
+        verbose_name = _("preference default")
+        verbose_name_plural = _("preference defaults")
+
+    def __str__(self):
+        return self.get_audience_display()
+
+
 class Provider(models.TextChoices):
     BUILTIN = "builtin", _("Built in")
     WECHAT = "wechat", _("WeChat")
@@ -105,6 +146,24 @@ class ChannelAccount(models.Model):
     credentials = EncryptedJSONField(_("credentials"), blank=True, default=dict)
     options = models.JSONField(_("options"), default=dict, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(_("rate limit per minute"), null=True, blank=True)
+    # Provider failover (channels/routing.py): normal traffic is shared by weight among the
+    # channel's enabled accounts with a weight; provider-side failures move to `secondary`.
+    weight = models.PositiveIntegerField(
+        _("weight"),
+        default=0,
+        help_text=_(
+            "Share of normal traffic among this channel's accounts with a weight; 0: the default account only."
+        ),
+    )
+    secondary = models.ForeignKey(
+        "self",
+        verbose_name=_("fails over to"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("Used when this account fails on the provider's side (balance, signature, system error)."),
+    )
     checked_at = models.DateTimeField(_("last connection test"), null=True, blank=True)
     check_ok = models.BooleanField(_("connection works"), null=True, blank=True)
     check_message = models.CharField(_("connection test result"), max_length=500, blank=True)
@@ -138,6 +197,8 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
     SKIPPED = "skipped", _("Skipped")
     CANCELLED = "cancelled", _("Cancelled")
+    # Held by a policy (quiet hours) until not_before; the release scan queues it then.
+    DEFERRED = "deferred", _("Deferred")
     # The provider may or may not have taken it (a timeout, a worker killed mid-call): while
     # finished_at is empty it waits for reconciliation (channels/reconcile.py); once finished it
     # stays unknown for operations to look at and retry by hand.
@@ -192,6 +253,8 @@ class Delivery(models.Model):
     last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
     last_error_message = models.TextField(_("last error message"), blank=True)
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    # Why `account` sends it: "default", "binding", "weighted", "circuit_open", "failover: <code>".
+    route_reason = models.CharField(_("route"), max_length=100, blank=True)
     event_ref = models.BigIntegerField(_("event"), null=True, blank=True, db_index=True)
     message_ref = models.BigIntegerField(_("message"), null=True, blank=True, db_index=True)
     template_code = models.CharField(_("template code"), max_length=64, blank=True)
@@ -215,6 +278,10 @@ class Delivery(models.Model):
             ),
             # The coverage matrix and admin filters.
             models.Index(fields=["template_code", "channel", "status", "finished_at"], name="delivery_coverage"),
+            # Quiet hours: held deliveries whose time has come (channels.services.deliveries_release_deferred).
+            models.Index(fields=["not_before"], condition=Q(status="deferred"), name="delivery_deferred"),
+            # Frequency caps: one person's recent deliveries on a channel (scenarios/policies.py).
+            models.Index(fields=["recipient", "channel", "created_at"], name="delivery_recent"),
         ]
 
     def __str__(self):

@@ -29,6 +29,7 @@ from .models import AttemptKind, AttemptOutcome, ChangeSource, Channel, Delivery
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
 from .ratelimit import take_for_account
+from .routing import route_on_result
 from .services import enqueue, enqueue_reconcile, masked_address
 from .timeline import status_changes_record
 
@@ -352,6 +353,7 @@ def apply_result(delivery: Delivery, result: DeliveryResult, *, now, started_at)
         delivery.enqueued_at = None
     else:
         delivery.status = DeliveryStatus.FAILED
+    route_on_result(delivery, result, now=now)  # provider failover (channels/routing.py)
     final = delivery.status in FINAL
     delivery.finished_at = now if final else None
     delivery.updated_at = now

@@ -20,6 +20,7 @@ from .models import (
     SubscribeConsent,
 )
 from .providers import BACKENDS, backend_for
+from .routing import account_for
 from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class DeliveryRequest:
     message_ref: int | None = None
     template_code: str = ""
     account: ChannelAccount | None = None
+    # Set by the layer above's policies: `skipped` with a reason (opted_out, quiet_hours, capped,
+    # deduplicated), or `deferred` until not_before (quiet hours).
+    status: str = ""
+    reason: str = ""
 
 
 def address_for(*, channel: str, recipient: Recipient, account: ChannelAccount | None = None) -> str:
@@ -84,14 +89,17 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
     A request whose recipient has no address on its channel is kept as skipped `no_address`.
     """
     now = timezone.now()
-    defaults = {a.channel: a for a in ChannelAccount.objects.filter(is_default=True, enabled=True)}
+    accounts: dict[str, list[ChannelAccount]] = {}
+    for a in ChannelAccount.objects.filter(enabled=True):
+        accounts.setdefault(a.channel, []).append(a)
     rows = []
     for req in requests:
-        account = req.account or defaults.get(req.channel)
+        account, route = account_for(channel=req.channel, requested=req.account, accounts=accounts.get(req.channel, []))
         address = address_for(channel=req.channel, recipient=req.recipient, account=account)
         row = Delivery(
             channel=req.channel,
             account=account,
+            route_reason=route if account is not None else "",
             recipient=req.recipient,
             address=address,
             content=req.content,
@@ -112,6 +120,12 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
             row.last_error_code = "channel_not_implemented"
             row.last_error_message = f"No provider backend for the channel {req.channel} yet."
             row.finished_at = now
+        elif req.status == DeliveryStatus.SKIPPED:
+            row.status, row.last_error_code, row.finished_at = DeliveryStatus.SKIPPED, req.reason, now
+            row.last_error_message = POLICY_WORDS.get(req.reason, req.reason)
+        elif req.status == DeliveryStatus.DEFERRED:
+            row.status, row.last_error_code = DeliveryStatus.DEFERRED, req.reason
+            row.last_error_message = POLICY_WORDS.get(req.reason, req.reason)
         elif row.not_before <= now:
             row.enqueued_at = now
         rows.append(row)
@@ -121,6 +135,38 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
     if due:
         transaction.on_commit(lambda: enqueue(due))
     return created
+
+
+POLICY_WORDS = {
+    "opted_out": "The person turned this off in their preferences.",
+    "quiet_hours": "Quiet hours: held until the window ends, or dropped when stale by then.",
+    "capped": "Over the rule's frequency cap for this person.",
+    "deduplicated": "The same message (same de-duplication key) went to this person within the window.",
+}
+
+
+def deliveries_release_deferred(*, now: datetime | None = None, limit: int = 2000) -> int:
+    """Held deliveries (quiet hours) whose time has come go back to the queue and out."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.DEFERRED, not_before__lte=now)
+            .order_by("not_before")
+            .values_list("pk", "channel")[:limit]
+        )
+        if due:
+            Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
+                status=DeliveryStatus.QUEUED, enqueued_at=now, updated_at=now
+            )
+            status_changes_record(
+                changes=[(pk, DeliveryStatus.QUEUED) for pk, _ in due],
+                at=now,
+                source=ChangeSource.SCAN,
+                code="quiet_hours",
+            )
+            transaction.on_commit(lambda: enqueue(due))
+    return len(due)
 
 
 def enqueue(deliveries: list[tuple[int, str]]) -> None:
@@ -154,12 +200,12 @@ def enqueue_reconcile(delivery_ids: list[int]) -> None:
 
 
 def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
-    """Cancel the deliveries of these messages that have not gone out yet."""
+    """Cancel the deliveries of these messages that have not gone out yet (held ones too)."""
     now = timezone.now()
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update()
-            .filter(message_ref__in=message_refs, status=DeliveryStatus.QUEUED)
+            .filter(message_ref__in=message_refs, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED))
             .values_list("pk", flat=True)
         )
         Delivery.objects.filter(pk__in=ids).update(
@@ -272,7 +318,13 @@ def account_check(*, account: ChannelAccount) -> bool:
     return ok
 
 
-RETRYABLE = (DeliveryStatus.FAILED, DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED, DeliveryStatus.UNKNOWN)
+RETRYABLE = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.CANCELLED,
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.DEFERRED,
+)
 
 
 def deliveries_retry(*, ids: list[int]) -> int:
@@ -308,7 +360,7 @@ def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operato
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update()
-            .filter(pk__in=ids, status=DeliveryStatus.QUEUED)
+            .filter(pk__in=ids, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED))
             .values_list("pk", flat=True)
         )
         Delivery.objects.filter(pk__in=ids).update(

@@ -6,6 +6,7 @@ from django.db import InterfaceError, OperationalError
 from .otp import otp_purge
 from .reconcile import deliveries_reconcile
 from .sending import deliveries_requeue_due, deliveries_send
+from .services import deliveries_release_deferred
 from .tokens import token_refreshes_purge
 
 # The database away (a failover, a cut connection): the task comes back in seconds rather than
@@ -68,3 +69,8 @@ def pull_receipts() -> dict:
     from .receipts.pull import receipts_pull_all
 
     return receipts_pull_all()
+
+
+@shared_task(name="channels.tasks.release_deferred_deliveries", ignore_result=True)
+def release_deferred_deliveries() -> int:
+    return deliveries_release_deferred()

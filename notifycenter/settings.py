@@ -232,6 +232,10 @@ PROVIDER_TIMEOUT = (
 # Unknown outcomes are looked at this long after the attempt started, so that a request still in
 # flight at the provider has landed before we ask (or resend).
 RECONCILE_AFTER_SECONDS = env.int("NOTIFYCENTER_RECONCILE_AFTER_SECONDS", default=30)
+# Provider failover (channels/routing.py): provider-side failures in a row that open an account's
+# circuit (its traffic goes to its secondary), and how long before one probe is let through.
+CIRCUIT_FAILURES = env.int("NOTIFYCENTER_CIRCUIT_FAILURES", default=5)
+CIRCUIT_COOLDOWN_SECONDS = env.int("NOTIFYCENTER_CIRCUIT_COOLDOWN_SECONDS", default=60)
 
 # Base URLs of the providers; tests and the sandbox point them at `manage.py fakeproviders`.
 FAKE_PROVIDERS_URL = env.str("FAKE_PROVIDERS_URL", default="http://127.0.0.1:8081")
@@ -287,6 +291,11 @@ else:
 CELERY_BEAT_SCHEDULE = {
     "fire-due-messages": {"task": "scenarios.tasks.fire_due_messages", "schedule": timedelta(seconds=1)},
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
+    "release-deferred-deliveries": {
+        "task": "channels.tasks.release_deferred_deliveries",
+        "schedule": timedelta(seconds=10),
+    },
+    "advance-fallback-chains": {"task": "scenarios.tasks.advance_fallback_chains", "schedule": timedelta(seconds=2)},
     "materialize-plans": {"task": "scenarios.tasks.materialize_plans", "schedule": timedelta(minutes=10)},
     "purge-old-inbox-messages": {"task": "inbox.tasks.purge_old_messages", "schedule": timedelta(hours=1)},
     "purge-old-inbox-events": {"task": "inbox.tasks.purge_old_events", "schedule": timedelta(hours=1)},

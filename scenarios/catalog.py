@@ -16,9 +16,9 @@ from django.db.models.signals import post_delete, post_save
 from jsonschema import Draft202012Validator
 from redis.exceptions import RedisError
 
-from channels.models import ChannelAccount
+from channels.models import ChannelAccount, PreferenceDefault
 
-from .models import ChannelBinding, LinkTarget, Rule, Scenario, Template
+from .models import AudiencePolicy, ChannelBinding, LinkTarget, Rule, Scenario, Template
 
 VERSION_KEY = "nc:catalog-version"
 MAX_AGE = 5.0
@@ -88,6 +88,15 @@ def bump_version(**kwargs) -> None:
         pass
 
 
-for _model in (Scenario, Rule, Template, ChannelBinding, LinkTarget, ChannelAccount):
+for _model in (
+    Scenario,
+    Rule,
+    Template,
+    ChannelBinding,
+    LinkTarget,
+    ChannelAccount,
+    AudiencePolicy,
+    PreferenceDefault,
+):
     post_save.connect(bump_version, sender=_model, dispatch_uid=f"catalog-version-save-{_model.__name__}")
     post_delete.connect(bump_version, sender=_model, dispatch_uid=f"catalog-version-delete-{_model.__name__}")

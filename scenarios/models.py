@@ -176,6 +176,11 @@ class Template(Timestamped):
             '"style": "primary|default|danger"}].'
         ),
     )
+    critical = models.BooleanField(
+        _("critical"),
+        default=False,
+        help_text=_("No preference silences it and quiet hours do not hold it (e.g. prescription rejected)."),
+    )
 
     objects = NaturalKeyManager()
     history = HistoricalRecords()
@@ -269,6 +274,34 @@ class ChannelBinding(models.Model):
     natural_key.dependencies = ["scenarios.template"]
 
 
+class Importance(models.TextChoices):
+    CRITICAL = "critical", _("Critical: no preference silences it")
+    TRANSACTIONAL = "transactional", _("Transactional")
+    MARKETING = "marketing", _("Marketing: only to people who opted in")
+
+
+class QuietHours(models.TextChoices):
+    HOLD = "hold", _("Hold until the window ends")
+    DROP = "drop", _("Drop: stale by the window's end")
+    IGNORE = "ignore", _("Send anyway")
+
+
+class AudiencePolicy(models.Model):
+    """An audience's quiet hours, in the hospital's time zone (e.g. 22:00-08:00 for patients)."""
+
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices, unique=True)
+    quiet_start = models.TimeField(_("quiet hours start"), null=True, blank=True)
+    quiet_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("audience policy")
+        verbose_name_plural = _("audience policies")
+
+    def __str__(self):
+        return self.get_audience_display()
+
+
 class Rule(models.Model):
     """Who is told, with which template, under which condition and when, for one scenario."""
 
@@ -301,6 +334,38 @@ class Rule(models.Model):
         default=list,
         blank=True,
         help_text=_("Events about the same subject whose data carries a new anchor time; pending reminders move."),
+    )
+    # Delivery policies (scenarios/policies.py), applied in this order: critical → preferences →
+    # quiet hours → caps and de-duplication → fallback chain → provider failover (channels).
+    importance = models.CharField(
+        _("importance"), max_length=16, choices=Importance.choices, default=Importance.TRANSACTIONAL
+    )
+    quiet_hours = models.CharField(
+        _("in quiet hours"), max_length=8, choices=QuietHours.choices, default=QuietHours.HOLD
+    )
+    quiet_start = models.TimeField(
+        _("quiet hours start"), null=True, blank=True, help_text=_("Empty: the audience's quiet hours.")
+    )
+    quiet_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
+    cap_count = models.PositiveIntegerField(
+        _("cap"), null=True, blank=True, help_text=_("At most this many per person and channel in the window.")
+    )
+    cap_window_minutes = models.PositiveIntegerField(_("cap window (minutes)"), default=10)
+    dedup_field = models.CharField(
+        _("de-duplication key"),
+        max_length=64,
+        blank=True,
+        help_text=_("Data field (e.g. inquiry_id): the same value again within the window is dropped."),
+    )
+    dedup_window_minutes = models.PositiveIntegerField(_("de-duplication window (minutes)"), default=10)
+    fallback_chain = models.JSONField(
+        _("fallback chain"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'Channels tried one after another, e.g. ["wechat_mini_subscribe", "wechat_oa_template", "sms"]: '
+            "the next only when the previous ended for good for this person."
+        ),
     )
 
     objects = NaturalKeyManager("scenario__code", "code")
@@ -383,6 +448,8 @@ class Message(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+    # A fallback chain still has channels to try (scenarios/policies.py's chain scan).
+    chain_pending = models.BooleanField(_("fallback chain pending"), default=False)
 
     class Meta:
         verbose_name = _("message")
@@ -394,6 +461,10 @@ class Message(models.Model):
             models.Index(
                 fields=["subject_type", "subject_id"], condition=Q(status="scheduled"), name="message_pending_subject"
             ),
+            # The fallback-chain scan.
+            models.Index(fields=["id"], condition=Q(chain_pending=True), name="message_chain_pending"),
+            # Policy de-duplication: one person's recent messages of one rule.
+            models.Index(fields=["recipient", "rule", "dispatched_at"], name="message_recent"),
         ]
         constraints = [
             # A plan's occurrence is materialized once, however often the horizon scan runs.

@@ -11,10 +11,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from channels.providers.sms import CODE_SLOT  # verification-code templates render this slot
-from channels.services import DeliveryRequest, deliveries_create
+from channels.services import deliveries_create
 
 from .catalog import bindings_for
 from .models import ChannelBinding, Message, MessageStatus, Template
+from .policies import policy_requests
 from .rendering import RenderError, render_message
 
 logger = logging.getLogger(__name__)
@@ -53,30 +54,9 @@ def render_context(template: Template, data: dict) -> dict:
 
 
 def deliver_messages(messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]]) -> None:
-    """Hand rendered messages to channels, one delivery per enabled binding of the template."""
-    requests = []
-    for message in messages:
-        for binding in bindings.get(message.template_id, ()):
-            content = {
-                "title": message.rendered["title"],
-                "body": message.rendered["body"],
-                "category": message.rendered["category"],
-                "link": message.rendered["link"],
-                "actions": message.rendered.get("actions", []),
-                **message.rendered["channels"].get(binding.channel, {}),
-            }
-            requests.append(
-                DeliveryRequest(
-                    channel=binding.channel,
-                    recipient=message.recipient,
-                    content=content,
-                    idempotency_key=f"m{message.pk}:{binding.channel}",
-                    event_ref=message.event_id,
-                    message_ref=message.pk,
-                    template_code=message.template.code,
-                    account=binding.account,
-                )
-            )
+    """Hand rendered messages to channels, one delivery per enabled binding of the template, each
+    decided by the delivery policies (scenarios/policies.py)."""
+    requests = policy_requests(messages, bindings=bindings)
     if requests:
         deliveries_create(requests=requests)
 

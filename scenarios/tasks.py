@@ -5,6 +5,7 @@ from django.conf import settings
 
 from .broadcasts import broadcast_send
 from .plans import plans_materialize_due
+from .policies import chains_advance
 from .retention import events_purge
 from .services import messages_fire_due
 
@@ -34,3 +35,8 @@ def materialize_plans() -> int:
 @shared_task(name="scenarios.tasks.purge_old_events", ignore_result=True)
 def purge_old_events() -> int:
     return events_purge(older_than_days=settings.EVENT_RETENTION_DAYS)
+
+
+@shared_task(name="scenarios.tasks.advance_fallback_chains", ignore_result=True)
+def advance_fallback_chains() -> int:
+    return chains_advance()

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
+from ..routing import provider_side
 from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError
 
@@ -129,7 +130,13 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(AttemptOutcome.PERMANENT, *otp.failure)
             params = {k: str(v).replace(CODE_SLOT, otp.code) for k, v in params.items()}
         result = send(delivery, params)
-        if otp is not None and result.outcome not in (AttemptOutcome.TRANSIENT, AttemptOutcome.UNKNOWN):
+        # A provider-side failure may fail over to the secondary account (channels/routing.py),
+        # which needs the code; if it does not, the delivery's final state erases it.
+        if (
+            otp is not None
+            and result.outcome not in (AttemptOutcome.TRANSIENT, AttemptOutcome.UNKNOWN)
+            and not provider_side(result.code)
+        ):
             otp_code_spent(otp.pk)  # answered for good: the sealed copy goes
         return result
 
