@@ -151,9 +151,7 @@ class ChannelAccount(models.Model):
     weight = models.PositiveIntegerField(
         _("weight"),
         default=0,
-        help_text=_(
-            "Share of normal traffic among this channel's accounts with a weight; 0: the default account only."
-        ),
+        help_text=_("Share of normal traffic among the channel's accounts with a weight; 0: the default only."),
     )
     secondary = models.ForeignKey(
         "self",

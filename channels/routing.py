@@ -115,7 +115,8 @@ def account_for(
     else:
         weighted = [a for a in accounts if a.weight > 0]
         if weighted:
-            account = random.choices(weighted, weights=[a.weight for a in weighted])[0]
+            # Traffic shares, not secrets: a plain PRNG is the right tool.
+            account = random.choices(weighted, weights=[a.weight for a in weighted])[0]  # noqa: S311
             reason = "weighted"
         else:
             account = next((a for a in accounts if a.is_default), None)

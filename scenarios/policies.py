@@ -213,9 +213,9 @@ def _decide(message, binding, *, now, preferences, defaults, quiet, counts, dupl
                 return {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": until}
     if duplicate:
         return {"status": DeliveryStatus.SKIPPED, "reason": "deduplicated"}
-    if rule is not None and rule.cap_count is not None and channel in CAPPED_CHANNELS and counts is not None:
-        if counts.over_cap(message, rule, channel):
-            return {"status": DeliveryStatus.SKIPPED, "reason": "capped"}
+    capped = rule is not None and rule.cap_count is not None and channel in CAPPED_CHANNELS and counts is not None
+    if capped and counts.over_cap(message, rule, channel):
+        return {"status": DeliveryStatus.SKIPPED, "reason": "capped"}
     return {}
 
 

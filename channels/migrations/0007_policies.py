@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='channelaccount',
             name='weight',
-            field=models.PositiveIntegerField(default=0, help_text="Share of normal traffic among this channel's accounts with a weight; 0: the default account only.", verbose_name='weight'),
+            field=models.PositiveIntegerField(default=0, help_text="Share of normal traffic among the channel's accounts with a weight; 0: the default only.", verbose_name='weight'),
         ),
         migrations.AddField(
             model_name='delivery',
