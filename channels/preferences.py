@@ -14,10 +14,14 @@ from .models import Channel, Preference, PreferenceDefault, Recipient
 
 
 class PreferenceError(ValueError):
-    """Names the offending fields: {field path: [message]}."""
+    """A body the preferences API refuses, naming the offending fields (answered as 400)."""
+
+    error_code = "invalid_preferences"
+    http_status = 400
 
     def __init__(self, fields: dict[str, list[str]]):
-        super().__init__("invalid preferences")
+        self.message = "The preferences name an unknown channel or category, or a value that is not true/false."
+        super().__init__(self.message)
         self.fields = fields
 
 

@@ -39,8 +39,15 @@ api_v1 = [
         channel_apis.SubscriptionsApi.as_view(permission_classes=recipients, **backend_only),
         name="recipient-subscriptions",
     ),
+    path(
+        "recipients/<str:audience>/<str:external_id>/preferences",
+        scenario_apis.PreferencesApi.as_view(authentication_classes=[ApiKeyAuthentication]),
+        name="recipient-preferences",
+    ),
     path("otp", scenario_apis.OtpRequestApi.as_view(permission_classes=otp, **backend_only), name="otp"),
     path("otp/verify", channel_apis.OtpVerifyApi.as_view(permission_classes=otp, **backend_only), name="otp-verify"),
+    # Before the inbox's own routes: preferences read the catalog's critical rules (scenarios).
+    path("inbox/preferences", scenario_apis.PreferencesApi.as_view(), name="inbox-preferences"),
     path("inbox/", include("inbox.urls")),
     path("webhooks", WebhookListApi.as_view(permission_classes=webhooks, **backend_only), name="webhooks"),
     path(

@@ -1,13 +1,23 @@
 """The hospital backend's side: report events, read what became of them (Api-Key)."""
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
-from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels.apis import RecipientInput
+from channels.models import Audience, Recipient
 from channels.otp import MAINLAND_MOBILE
+from channels.preferences import (
+    PreferenceError,
+    preference_defaults,
+    preference_errors,
+    preference_put,
+    preference_view,
+    preferences_for,
+)
+from channels.services import recipients_resolve
 
 from .intake import date_in_range, event_accept
 from .limits import (
@@ -19,7 +29,7 @@ from .limits import (
     value_problems,
 )
 from .otp import otp_request
-from .selectors import event_detail
+from .selectors import event_detail, preferences_locked
 
 
 def external_id_problem(value) -> str:
@@ -155,6 +165,8 @@ class DeliveryStatusOutput(serializers.Serializer):
     last_error_code = serializers.CharField()
     last_error_message = serializers.CharField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    deferred_until = serializers.DateTimeField(allow_null=True, help_text="Held by quiet hours until then.")
+    route = serializers.CharField(help_text="Why this account sends it: default, weighted, failover: …")
 
 
 class EventDetailOutput(serializers.Serializer):
@@ -268,3 +280,80 @@ class OtpRequestApi(APIView):
         body.is_valid(raise_exception=True)
         answer = otp_request(client=request.user.client, **body.validated_data)
         return Response(OtpOutput(answer).data, status=status.HTTP_201_CREATED)
+
+
+class PreferencesBody(serializers.Serializer):
+    channels = serializers.DictField(
+        child=serializers.BooleanField(), required=False, default=dict, help_text="channel → on/off, every category"
+    )
+    categories = serializers.DictField(
+        child=serializers.DictField(child=serializers.BooleanField()),
+        required=False,
+        default=dict,
+        help_text="category → {channel → on/off}",
+    )
+
+
+class PreferencesOutput(serializers.Serializer):
+    channels = serializers.DictField(child=serializers.BooleanField())
+    categories = serializers.DictField(child=serializers.DictField(child=serializers.BooleanField()))
+    locked = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="category → channels that critical messages use: no preference silences them.",
+    )
+
+
+PREFERENCES_EXAMPLE = {"channels": {"sms": False}, "categories": {"consultation": {"app_push": False}}}
+
+
+class IsPreferenceOwner(permissions.BasePermission):
+    """An app user's own preferences (Bearer JWT), or the backend's with the scope recipients."""
+
+    def has_permission(self, request, view):
+        if "audience" in view.kwargs:
+            return "recipients" in getattr(request.user, "scopes", ())
+        return getattr(request.user, "inbox_owner", None) is not None
+
+
+class PreferencesApi(APIView):
+    """GET/PUT a person's preferences; a PUT changes what it names and keeps the rest."""
+
+    permission_classes = [IsPreferenceOwner]
+
+    def person(self, *, create: bool) -> tuple[str, Recipient | None]:
+        if "audience" in self.kwargs:
+            audience, external_id = self.kwargs["audience"], self.kwargs["external_id"]
+            if audience not in Audience.values:
+                raise NotFound(f"Unknown audience {audience!r}; one of {', '.join(Audience.values)}.")
+        else:
+            audience, external_id = self.request.user.inbox_owner
+        if create:
+            return audience, recipients_resolve(named={audience: [external_id]})[(audience, external_id)]
+        return audience, Recipient.objects.filter(audience=audience, external_id=external_id).first()
+
+    def answer(self, audience: str, recipient: Recipient | None) -> Response:
+        preference = preferences_for([recipient.pk]).get(recipient.pk) if recipient else None
+        default = preference_defaults().get(audience)
+        return Response({**preference_view(preference, default), "locked": preferences_locked(audience=audience)})
+
+    @extend_schema(responses=PreferencesOutput, summary="A person's preferences, with the rows critical rules lock")
+    def get(self, request, **kwargs):
+        return self.answer(*self.person(create=False))
+
+    @extend_schema(
+        request=PreferencesBody,
+        responses=PreferencesOutput,
+        examples=[OpenApiExample("Turn off SMS, and pushes about consultations", value=PREFERENCES_EXAMPLE)],
+        summary="Change a person's preferences (what the body names; the rest stays)",
+    )
+    def put(self, request, **kwargs):
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["An object with channels and/or categories."]})
+        channels = request.data.get("channels", {})
+        categories = request.data.get("categories", {})
+        errors = preference_errors(channels=channels, categories=categories)
+        if errors:
+            raise PreferenceError(errors)
+        audience, recipient = self.person(create=True)
+        preference_put(recipient=recipient, channels=channels, categories=categories)
+        return self.answer(audience, recipient)

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -8,7 +9,7 @@ from channels.models import AFTER_SENT, DeliveryStatus
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
 
-from .models import Event, Message, MessageStatus
+from .models import ChannelBinding, Event, Importance, Message, MessageStatus
 
 
 def event_detail(*, client: str, event_id: int) -> dict | None:
@@ -28,6 +29,9 @@ def event_detail(*, client: str, event_id: int) -> dict | None:
                 "last_error_code": d.last_error_code,
                 "last_error_message": d.last_error_message,
                 "finished_at": _local(d.finished_at),
+                # Held by quiet hours: when it will go.
+                "deferred_until": _local(d.not_before) if d.status == "deferred" else None,
+                "route": d.route_reason,
             }
         )
     return {
@@ -162,3 +166,18 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
                 )
     # By the second, then by the step in a message's life, then by id, then by the exact time.
     return sorted(entries, key=lambda e: (e.at.replace(microsecond=0), e.step, e.ref, e.at))
+
+
+def preferences_locked(*, audience: str) -> dict[str, list[str]]:
+    """Category → channels that critical rules or templates of this audience send over: no
+    preference silences those, so the preferences API shows them as locked."""
+    locked: dict[str, set[str]] = {}
+    rows = (
+        ChannelBinding.objects.filter(enabled=True, template__rules__audience=audience, template__rules__enabled=True)
+        .filter(Q(template__critical=True) | Q(template__rules__importance=Importance.CRITICAL))
+        .values_list("template__category", "channel")
+        .distinct()
+    )
+    for category, channel in rows:
+        locked.setdefault(category, set()).add(channel)
+    return {category: sorted(channels) for category, channels in sorted(locked.items())}
