@@ -43,7 +43,7 @@ def aliyun_answers(fake_providers, *answers):
 
 
 def test_a_balance_run_out_at_aliyun_fails_over_to_tencent_which_sends_it(fake_providers, accounts, doctor):
-    aliyun, tencent = accounts
+    _, tencent = accounts
     aliyun_answers(fake_providers, {"Code": "isv.AMOUNT_NOT_ENOUGH", "Message": "账户余额不足"})
 
     delivery = send("sms", doctor)  # sent, failed over (queued at once), sent again
