@@ -24,7 +24,7 @@ setup: $(VENV)/.installed
 	@# The catalog goes into a new database only, so local edits in the admin survive a restart;
 	@# `manage.py loaddata catalog` refreshes it on purpose.
 	@test -f "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded" || \
-	  ($(PY) manage.py loaddata catalog -v0 && touch "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded")
+	  ($(PY) manage.py loaddata catalog policy_defaults -v0 && touch "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded")
 	@$(PY) manage.py bootstrap_local
 
 run: setup

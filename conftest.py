@@ -57,11 +57,13 @@ def no_broker_leftovers():
 @pytest.fixture(autouse=True)
 def fresh_catalog_cache():
     """Each test's database has its own catalog rows; forget what an earlier test loaded."""
-    from scenarios import catalog
+    from scenarios import catalog, policies
 
     catalog._loaded.clear()
+    policies._settings_cache.clear()
     yield
     catalog._loaded.clear()
+    policies._settings_cache.clear()
 
 
 class FakeProviders:

@@ -25,6 +25,7 @@ this order; the first policy that decides ends the walk:
 import hashlib
 import logging
 from datetime import datetime, time, timedelta
+from time import monotonic as time_now
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -36,7 +37,7 @@ from channels.models import Channel, Delivery, DeliveryStatus
 from channels.preferences import allows, preference_defaults, preferences_for
 from channels.services import DeliveryRequest, deliveries_create
 
-from .catalog import VERSION_KEY, bindings_for
+from .catalog import MAX_AGE, VERSION_KEY, bindings_for
 from .models import AudiencePolicy, ChannelBinding, Importance, Message, QuietHours, Rule
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,11 @@ _settings_cache: dict = {}
 def _policy_settings():
     """Audience quiet hours and preference defaults, reloaded when the catalog version moves."""
     version = cache.get(VERSION_KEY, 0)
-    if _settings_cache.get("version") != version:
+    fresh = time_now() - _settings_cache.get("at", -MAX_AGE) < MAX_AGE
+    if _settings_cache.get("version") != version or not fresh:
         _settings_cache.update(
             version=version,
+            at=time_now(),
             quiet={p.audience: p for p in AudiencePolicy.objects.all()},
             defaults=preference_defaults(),
         )
