@@ -11,6 +11,8 @@ from .models import (
     Delivery,
     DeliveryAttempt,
     OtpCode,
+    Preference,
+    PreferenceDefault,
     Recipient,
     SubscribeConsent,
     TokenRefresh,
@@ -60,12 +62,25 @@ class SubscribeConsentInline(admin.TabularInline):
     extra = 0
 
 
+class PreferenceInline(admin.StackedInline):
+    model = Preference
+    extra = 0
+    max_num = 1
+
+
+@admin.register(PreferenceDefault)
+class PreferenceDefaultAdmin(admin.ModelAdmin):
+    """What each audience gets until a person says otherwise (docs/operations.md)."""
+
+    list_display = ["audience", "channels", "categories"]
+
+
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
     list_display = ["audience", "external_id", "name", "masked_phone", "masked_mini_openid", "masked_oa_openid"]
     list_filter = ["audience"]
     search_fields = ["external_id", "name"]
-    inlines = [SubscribeConsentInline]
+    inlines = [SubscribeConsentInline, PreferenceInline]
 
     @admin.display(description=_("phone"))
     def masked_phone(self, obj):
@@ -102,6 +117,8 @@ class ChannelAccountForm(forms.ModelForm):
             "app_id",
             "options",
             "rate_limit_per_minute",
+            "weight",
+            "secondary",
         ]
 
     def clean(self):
@@ -134,6 +151,8 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         "channel",
         "provider",
         "is_default",
+        "weight",
+        "secondary",
         "enabled",
         "sandbox",
         "stored_credentials",

@@ -21,6 +21,7 @@ from .admin_funnel import FunnelMixin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
 from .models import (
+    AudiencePolicy,
     ChannelBinding,
     Domain,
     Event,
@@ -270,10 +271,27 @@ class LinkTargetAdmin(ImportExportMixin, SimpleHistoryAdmin):
 @admin.register(Rule)
 class RuleAdmin(ImportExportMixin, SimpleHistoryAdmin):
     resource_classes = [RuleResource]
-    list_display = ["__str__", "audience", "template", "enabled", "anchor_field", "offset_minutes"]
-    list_filter = ["audience", "enabled", "scenario__domain"]
+    list_display = [
+        "__str__",
+        "audience",
+        "template",
+        "enabled",
+        "importance",
+        "quiet_hours",
+        "cap_count",
+        "anchor_field",
+        "offset_minutes",
+    ]
+    list_filter = ["audience", "enabled", "importance", "quiet_hours", "scenario__domain"]
     search_fields = ["code", "scenario__code", "template__code"]
     autocomplete_fields = ["template", "scenario"]
+
+
+@admin.register(AudiencePolicy)
+class AudiencePolicyAdmin(SimpleHistoryAdmin):
+    """Quiet hours per audience, in the hospital's time zone (docs/operations.md)."""
+
+    list_display = ["audience", "quiet_start", "quiet_end"]
 
 
 class MessageInline(admin.TabularInline):

@@ -11,6 +11,7 @@ from channels.models import AFTER_SENT, OPENED, REACHED, Channel, Delivery, Deli
 from channels.wording import reason_label
 
 from .models import ChannelBinding, Rule
+from .selectors import policy_reason_label
 
 CHANNELS = [c for c, _ in Channel.choices]
 # The console's test sends (scenarios/preview.py): they prove a binding works in the matrix, but
@@ -37,6 +38,10 @@ class Cell:
     @property
     def skip_label(self) -> str:
         return reason_label(self.skip_code)
+
+    # Skipped in the last 24 h per reason (opted_out, quiet_hours, capped, no_address…), as
+    # (label, count) pairs for the admin.
+    skipped_by_reason: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,15 +105,20 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
             last.setdefault((d["template_code"], d["channel"]), {})[status] = d["at"]
 
     skips: dict[tuple[str, str], dict] = {}
+    # The last 24 hours' skips per reason (opted_out, quiet_hours, capped, no_address…) too.
+    skip_reasons: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for d in (
         deliveries.filter(status=DeliveryStatus.SKIPPED)
         .values("template_code", "channel", "last_error_code")
-        .annotate(n=Count("id"), at=Max("finished_at"))
+        .annotate(n=Count("id"), at=Max("finished_at"), recent=Count("id", filter=Q(finished_at__gte=since)))
         .order_by("at")
     ):
         seen = skips.setdefault((d["template_code"], d["channel"]), {"n": 0})
         seen["n"] += d["n"]
         seen["code"] = d["last_error_code"]  # ordered by time: the latest wins
+        if d["recent"]:
+            label = policy_reason_label(d["last_error_code"] or "skipped")
+            skip_reasons.setdefault((d["template_code"], d["channel"]), []).append((label, d["recent"]))
 
     rows = []
     failing: dict[tuple[str, str], Cell] = {}
@@ -127,6 +137,7 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
                 read_24h=counts.get("opened", 0),
                 last_success=seen.get(DeliveryStatus.SENT),
                 last_failure=seen.get(DeliveryStatus.FAILED),
+                skipped_by_reason=skip_reasons.get(key, []),
             )
             if (rule.template_id, channel) in bound:
                 if cell.last_failure and (cell.last_success is None or cell.last_failure > cell.last_success):

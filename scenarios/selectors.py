@@ -11,6 +11,8 @@ from channels.wording import reason_label
 
 from .models import ChannelBinding, Event, Importance, Message, MessageStatus
 
+POLICY_REASONS = ("opted_out", "quiet_hours", "capped", "deduplicated")
+
 
 def event_detail(*, client: str, event_id: int) -> dict | None:
     """One of the client's events with its messages and every delivery's status and last error."""
@@ -119,6 +121,7 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
         entries.append(
             TimelineEntry(d.created_at, _("delivery queued"), f"{channel} #{d.pk}", d.pk, step=QUEUED, ref=d.pk)
         )
+        entries.extend(_policy_entries(d, by_pk.get(d.message_ref)))
         for a in d.attempts.all():
             words = f"{reason_label(a.error_code)} {a.error_message}".strip()
             if a.kind == "reconcile":
@@ -166,6 +169,47 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
                 )
     # By the second, then by the step in a message's life, then by id, then by the exact time.
     return sorted(entries, key=lambda e: (e.at.replace(microsecond=0), e.step, e.ref, e.at))
+
+
+def policy_reason_label(code: str) -> str:
+    labels = {
+        "opted_out": _("turned off in the person's preferences"),
+        "quiet_hours": _("quiet hours"),
+        "capped": _("over the rule's frequency cap"),
+        "deduplicated": _("the same message within the de-duplication window"),
+    }
+    return str(labels.get(code, code))
+
+
+def _policy_entries(d, message: Message | None) -> list[TimelineEntry]:
+    """The delivery policies' decisions about one delivery (scenarios/policies.py), in words."""
+    entries = []
+    if d.status == "deferred" or (d.status == "skipped" and d.last_error_code in POLICY_REASONS):
+        if d.status == "deferred":
+            what = _("policy: held until %(time)s") % {"time": _local(d.not_before)}
+        else:
+            what = _("policy: not sent")
+        detail = f"{d.get_channel_display()} #{d.pk} {policy_reason_label(d.last_error_code)}"
+        entries.append(TimelineEntry(d.created_at, what, detail, d.pk, "bad", step=QUEUED, ref=d.pk))
+    chain = (message.rule.fallback_chain or []) if message is not None and message.rule is not None else []
+    if d.channel in chain and chain.index(d.channel) > 0:
+        entries.append(
+            TimelineEntry(
+                d.created_at,
+                _("fallback chain: next channel"),
+                f"{d.get_channel_display()} #{d.pk}",
+                d.pk,
+                step=QUEUED,
+                ref=d.pk,
+            )
+        )
+    if d.route_reason.startswith(("failover", "circuit_open")):
+        entries.append(
+            TimelineEntry(
+                d.updated_at, _("provider failover"), f"#{d.pk} {d.route_reason}", d.pk, step=ATTEMPT, ref=d.pk
+            )
+        )
+    return entries
 
 
 def preferences_locked(*, audience: str) -> dict[str, list[str]]:
