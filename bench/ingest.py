@@ -1,6 +1,7 @@
 """Ingest benchmark: events through gunicorn on PostgreSQL and Redis, next to raw psycopg.
 
     .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16] [--web-workers 3]
+    .venv/bin/python bench/ingest.py --policies-only   # single events without, with, without policies
 
 Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaults as `make test`) and wrk
 (`apt-get install wrk`). It creates and drops its own database `<name>_bench`, starts gunicorn and
@@ -52,6 +53,8 @@ request = function()
   counter = counter + 1
   local key = run .. "-" .. tid .. "-" .. counter
   local body = string.gsub(BODY, "KEY", key)
+  -- 64 doctors, so per-person policies (caps, de-duplication) meet realistic traffic, not one hot person
+  body = string.gsub(body, "d%-17", "d-" .. (counter % 64))
   return wrk.format("POST", PATH, {["Content-Type"] = "application/json", ["Authorization"] = AUTH}, body)
 end
 function done(summary, latency, requests)
@@ -207,6 +210,63 @@ def drain(db, env, args, label) -> list[tuple]:
     ]
 
 
+# Every delivery policy configured, none of them deciding to skip: each event pays for reading
+# preferences, the audience's quiet hours (a window that is not now), the caps' counts and the
+# de-duplication lookup under the per-person lock, which is what policies cost when they let a
+# message through.
+POLICIES_ON = """
+from datetime import time
+from channels.models import Preference, PreferenceDefault, Recipient
+from scenarios.models import AudiencePolicy, Rule
+now = __import__("django.utils.timezone").utils.timezone.localtime().time()
+start = time((now.hour + 2) % 24, 0)
+end = time((now.hour + 3) % 24, 0)
+for audience in ("patient", "doctor", "operations"):
+    AudiencePolicy.objects.update_or_create(audience=audience, defaults={"quiet_start": start, "quiet_end": end})
+    PreferenceDefault.objects.update_or_create(audience=audience, defaults={"categories": {"points": {"sms": False}}})
+for r in Recipient.objects.all():
+    Preference.objects.update_or_create(recipient=r, defaults={"channels": {"wecom_app": False}})
+Rule.objects.update(cap_count=1000000, cap_window_minutes=10, dedup_field="order_no", dedup_window_minutes=10)
+"""
+POLICIES_OFF = """
+from channels.models import Preference, PreferenceDefault
+from scenarios.models import AudiencePolicy, Rule
+AudiencePolicy.objects.all().delete()
+PreferenceDefault.objects.all().delete()
+Preference.objects.all().delete()
+Rule.objects.update(cap_count=None, dedup_field="")
+"""
+
+
+def policies_rows(url, body, auth, args, env) -> list[tuple]:
+    """Single events without, with, and again without policies, in one run (the database grows
+    between runs, so the policies run is compared with the mean of the two around it)."""
+    # Each event a new order number, so de-duplication looks but never skips.
+    body = body.replace('"IQ202611250001"', '"KEY"')
+    results = []
+    for label, script in (("without", None), ("with", POLICIES_ON), ("without, again", POLICIES_OFF)):
+        if script:
+            run([PY, "manage.py", "shell", "-c", script], env)
+            time.sleep(6)  # each web process reloads the catalog within 5 s
+        r = wrk(url, "/api/v1/events", body, auth, args.seconds, args.connections)
+        results.append((label, (r["requests"] - r["non2xx"]) / r["seconds"], r))
+    base = (results[0][1] + results[2][1]) / 2
+    rows = []
+    for label, rate, r in results:
+        rows.append(
+            (
+                f"single events, policies {label}",
+                f"{rate:,.0f} events/s ({rate / base:.2f}× the mean without)",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                "with: ≥ 0.90×" if label == "with" else "",
+            )
+        )
+        if r["non2xx"] or r["errors"]:
+            rows.append(("  of which failed", f"{r['non2xx']} non-2xx, {r['errors']} errors", "", "", ""))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=15)
@@ -216,6 +276,11 @@ def main():
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--worker-concurrency", type=int, default=4)
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument(
+        "--policies-only",
+        action="store_true",
+        help="only single events without, with and again without delivery policies configured",
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed for the load: apt-get install wrk")
@@ -283,6 +348,14 @@ def main():
             )
         )
 
+        if args.policies_only:
+            rows.extend(policies_rows(url, body, auth, args, env))
+            print_table(("measurement", "result", "p50 ms", "p99 ms", "target"), rows)
+            print(
+                f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
+                f"{args.connections} connections, {args.seconds} s per run"
+            )
+            return
         single = wrk(url, "/api/v1/events", body, auth, args.seconds, args.connections)
         rate = (single["requests"] - single["non2xx"]) / single["seconds"]
         rows.append(

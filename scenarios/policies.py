@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from channels.models import Channel, Delivery, DeliveryStatus
@@ -157,17 +158,18 @@ class _Counts:
         if key in self.seen:
             return True
         self.seen.add(key)
-        earlier = (
+        # The key compared as text in SQL (->>), so "9001" and 9001 are one inquiry.
+        return (
             Message.objects.filter(
                 rule_id=rule.pk,
                 recipient_id=message.recipient_id,
                 dispatched_at__gte=self.now - timedelta(minutes=rule.dedup_window_minutes),
             )
             .exclude(pk__in=self.batch_ids)
-            .select_related("event")
-            .only("event__data", "data_overrides")
+            .annotate(key=KT(f"event__data__{rule.dedup_field}"))
+            .filter(key=value)
+            .exists()
         )
-        return any(_dedup_value(m, rule) == value for m in earlier)
 
     def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
         key = (rule.pk, message.recipient_id, channel)
