@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from channels.models import Channel, Delivery, DeliveryStatus
@@ -166,7 +166,7 @@ class _Counts:
                 dispatched_at__gte=self.now - timedelta(minutes=rule.dedup_window_minutes),
             )
             .exclude(pk__in=self.batch_ids)
-            .annotate(key=KT(f"event__data__{rule.dedup_field}"))
+            .annotate(key=KeyTextTransform(rule.dedup_field, "event__data"))
             .filter(key=value)
             .exists()
         )
@@ -191,8 +191,11 @@ class _Counts:
 
 
 def _decide(message, binding, *, now, preferences, defaults, quiet, counts, duplicate) -> dict:
-    """Steps 1-4 for one message on one channel: {} to send now, else status/reason/not_before."""
+    """Steps 1-4 for one message on one channel: {} to send now, else status/reason/not_before.
+    A message held by quiet hours still counts against (and can be stopped by) the caps, so the
+    window's end is not a flood."""
     rule, channel = message.rule, binding.channel
+    held = {}
     if not _is_critical(message):
         category = message.rendered.get("category") or message.template.category
         opt_in = rule is not None and rule.importance == Importance.MARKETING
@@ -215,13 +218,13 @@ def _decide(message, binding, *, now, preferences, defaults, quiet, counts, dupl
             if until is not None:
                 if mode == QuietHours.DROP:
                     return {"status": DeliveryStatus.SKIPPED, "reason": "quiet_hours"}
-                return {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": until}
+                held = {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": until}
     if duplicate:
         return {"status": DeliveryStatus.SKIPPED, "reason": "deduplicated"}
     capped = rule is not None and rule.cap_count is not None and channel in CAPPED_CHANNELS and counts is not None
     if capped and counts.over_cap(message, rule, channel):
         return {"status": DeliveryStatus.SKIPPED, "reason": "capped"}
-    return {}
+    return held
 
 
 def policy_requests(

@@ -392,3 +392,46 @@ def test_a_chain_waits_on_an_unknown_outcome_and_never_moves_on_from_it(chain, b
 
     assert deliveries(answer, "sms") == []
     assert not Message.objects.filter(chain_pending=True).exists()
+
+
+# ----------------------------------------------------------------- reminders, timeline, matrix
+
+
+def test_a_reminder_firing_in_quiet_hours_is_held_like_an_event(catalog, backend):
+    from scenarios.services import messages_fire_due
+
+    quiet_now_until(time(8, 0))
+    now = timezone.now()
+    booked = event(
+        backend,
+        "inquiry.appointment_booked",
+        {"doctor": [DOCTOR]},
+        consultation_type="video",
+        appointment_time=(now - timedelta(minutes=9)).isoformat(),  # the 10-minute check is due in a minute
+    )
+    (reminder,) = Message.objects.filter(event_id=booked["event_id"], rule__code="doctor_no_video_10min_after")
+
+    assert messages_fire_due(now=now + timedelta(minutes=2), message_ids=[reminder.pk]) == 1
+
+    held = Delivery.objects.get(message_ref=reminder.pk, channel="app_push")
+    assert (held.status, held.last_error_code) == (DeliveryStatus.DEFERRED, "quiet_hours")
+    assert Delivery.objects.get(message_ref=reminder.pk, channel="inbox").status == DeliveryStatus.SENT
+
+
+def test_the_timeline_and_the_matrix_show_policy_decisions_in_chinese(catalog, backend, admin_client):
+    from django.urls import reverse
+
+    quiet_now_until(time(8, 0))
+    Rule.objects.filter(code="doctor_approved").update(cap_count=1)
+    backend.put("/api/v1/recipients/doctor/d-17/preferences", {"channels": {"inbox": False}}, format="json")
+    answers = [event(backend, "prescription.approved", {"doctor": [DOCTOR]}) for _ in range(2)]
+
+    page = admin_client.get(reverse("admin:scenarios_event_change", args=[answers[0]["event_id"]])).content.decode()
+    assert "策略：暂缓至" in page and "08:00" in page
+    assert "本人在偏好中已关闭" in page
+    second = admin_client.get(reverse("admin:scenarios_event_change", args=[answers[1]["event_id"]])).content.decode()
+    assert "超过规则的频控上限" in second
+    matrix = admin_client.get(reverse("admin:scenarios_scenario_coverage") + "?domain=prescription").content.decode()
+    assert "24 小时内跳过" in matrix
+    assert "本人在偏好中已关闭 2" in matrix
+    assert "超过规则的频控上限 1" in matrix
