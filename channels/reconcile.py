@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .providers import DeliveryResult, Reconcile, backend_for
+from .routing import fail_over
 from .sending import _next_number, apply_result, backoff_seconds, lease
 from .services import enqueue
 from .timeline import status_changes_record
@@ -93,6 +94,8 @@ def delivery_reconcile(*, delivery_id: int) -> str | None:
                 "updated_at",
             ]
         elif decision in ("resend_same_key", "no_record_resend", "resend_at_least_once"):
+            if decision == "no_record_resend":  # the provider never took it: its secondary may
+                fail_over(delivery, why=f"{delivery.account} timeout, no record", now=now)
             delivery.status, delivery.not_before, delivery.enqueued_at = DeliveryStatus.QUEUED, now, now
             fields += ["status", "not_before", "enqueued_at"]
             due = [(delivery.pk, delivery.channel)]

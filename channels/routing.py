@@ -9,7 +9,8 @@
    delivery there at once, once. Failures about the person (an invalid number, per-number limits)
    never fail over: another provider would defeat the limit or resend to a bad number.
 3. An unknown outcome (a timeout) never fails over here: the first provider may have sent it.
-   Reconciliation asks it (channels/reconcile.py); only its "no record" resends, on the same key.
+   Reconciliation asks it (channels/reconcile.py); only its "no record" resends, and that resend
+   goes through the secondary when there is one (`fail_over`, one call there).
 4. The circuit opens after CIRCUIT_FAILURES provider-side failures in a row and closes when a probe
    (one send let through after CIRCUIT_COOLDOWN_SECONDS) succeeds. It lives in the shared cache.
 
@@ -146,16 +147,25 @@ def route_on_result(delivery: Delivery, result, *, now) -> None:
         DeliveryStatus.QUEUED,
     ):
         return  # once per delivery: two providers down is for people to look at
+    fail_over(delivery, why=f"{account.name} {result.code}", now=now)
+
+
+def fail_over(delivery: Delivery, *, why: str, now) -> bool:
+    """Move a delivery that did not go out to its account's enabled secondary, queued at once
+    (not saved but for the account and reason, like apply_result). False when there is none."""
+    account = delivery.account
+    if account is None or not account.secondary_id:
+        return False
     secondary = ChannelAccount.objects.filter(pk=account.secondary_id, enabled=True).first()
     if secondary is None or secondary.channel != delivery.channel:
-        return
-    logger.warning("delivery %s: %s failed with %s; failing over to %s", delivery.pk, account, result.code, secondary)
+        return False
+    logger.warning("delivery %s: failing over from %s to %s: %s", delivery.pk, account, secondary, why)
     delivery.account = secondary
-    delivery.route_reason = f"failover: {account.name} {result.code}"[:100]
+    delivery.route_reason = f"failover: {why}"[:100]
     delivery.status, delivery.not_before, delivery.enqueued_at = DeliveryStatus.QUEUED, now, None
-    # apply_result's callers save a fixed list of fields; the account and reason go now, in the
-    # same transaction.
+    # The callers save a fixed list of fields; the account and reason go now, in their transaction.
     Delivery.objects.filter(pk=delivery.pk).update(account=secondary, route_reason=delivery.route_reason)
+    return True
 
 
 def _count_failure(account: ChannelAccount) -> None:

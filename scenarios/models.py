@@ -351,6 +351,18 @@ class Rule(models.Model):
         _("cap"), null=True, blank=True, help_text=_("At most this many per person and channel in the window.")
     )
     cap_window_minutes = models.PositiveIntegerField(_("cap window (minutes)"), default=10)
+    collapse_template = models.ForeignKey(
+        "Template",
+        verbose_name=_("summary over the cap"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_(
+            "Messages over the cap are summarized in one, at the window's end, with this template "
+            "({{ collapsed_count }} is how many), e.g. 您有 {{ collapsed_count }} 条新的接诊提醒."
+        ),
+    )
     dedup_field = models.CharField(
         _("de-duplication key"),
         max_length=64,

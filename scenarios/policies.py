@@ -16,7 +16,8 @@ this order; the first policy that decides ends the walk:
    person) so concurrent events count each other: the same value of the rule's de-duplication
    field within the window → skipped `deduplicated` (all channels: a status `skipped`, reason
    `deduplicated`; not the engine's `deduplicated` status, which is the provider's word); more
-   than the cap on an external channel within the window → skipped `capped`.
+   than the cap on an external channel within the window → skipped `capped`, and, if the rule
+   names a summary template, counted into one summary message due at the window's end.
 5. fallback chain: of the rule's chain channels only the first is created now; the chain scan
    (`chains_advance`) creates the next when the previous ended for good for this person.
 6. provider failover happens below, at send time (channels/routing.py).
@@ -39,7 +40,7 @@ from channels.preferences import allows, preference_defaults, preferences_for
 from channels.services import DeliveryRequest, deliveries_create
 
 from .catalog import MAX_AGE, VERSION_KEY, bindings_for
-from .models import AudiencePolicy, ChannelBinding, Importance, Message, QuietHours, Rule
+from .models import AudiencePolicy, ChannelBinding, Importance, Message, MessageStatus, QuietHours, Rule
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ CAPPED_CHANNELS = QUIET_CHANNELS
 # A chain moves on when the previous channel ended for good for this person: failed, or skipped
 # because there is no way to reach them there. Not on `unknown`: it may have reached the person.
 CHAIN_MOVES_ON = {"no_address", "no_consent", "opted_out", "channel_not_implemented"}
+
+# Summaries of messages over a cap: scheduled messages with this subject (the rule's id).
+DIGEST_SUBJECT = "cap_summary"
 
 _settings_cache: dict = {}
 
@@ -149,6 +153,41 @@ class _Counts:
         self.now, self.batch_ids = now, batch_ids
         self.sent: dict[tuple, int] = {}
         self.seen: set[tuple] = set()
+        self.collapsed: set[int] = set()
+
+    def collapse(self, message: Message, rule: Rule) -> None:
+        """Count a capped message into the person's pending summary for this rule, or start one
+        due at the window's end (once per message, whatever its capped channels)."""
+        if message.pk in self.collapsed:
+            return
+        self.collapsed.add(message.pk)
+        pending = (
+            Message.objects.filter(
+                subject_type=DIGEST_SUBJECT,
+                subject_id=str(rule.pk),
+                recipient_id=message.recipient_id,
+                status=MessageStatus.SCHEDULED,
+            )
+            .order_by("pk")
+            .first()
+        )
+        if pending is not None:
+            count = int(pending.data_overrides.get("collapsed_count", 0)) + 1
+            pending.data_overrides = {**pending.data_overrides, "collapsed_count": count}
+            pending.save(update_fields=["data_overrides"])
+            return
+        Message.objects.create(
+            event_id=message.event_id,
+            template_id=rule.collapse_template_id,
+            recipient_id=message.recipient_id,
+            audience=message.audience,
+            subject_type=DIGEST_SUBJECT,
+            subject_id=str(rule.pk),
+            status=MessageStatus.SCHEDULED,
+            status_reason=f"summary of messages over the cap of {rule}",
+            due_at=self.now + timedelta(minutes=rule.cap_window_minutes),
+            data_overrides={"collapsed_count": 1},
+        )
 
     def duplicate(self, message: Message, rule: Rule) -> bool:
         value = _dedup_value(message, rule)
@@ -223,6 +262,8 @@ def _decide(message, binding, *, now, preferences, defaults, quiet, counts, dupl
         return {"status": DeliveryStatus.SKIPPED, "reason": "deduplicated"}
     capped = rule is not None and rule.cap_count is not None and channel in CAPPED_CHANNELS and counts is not None
     if capped and counts.over_cap(message, rule, channel):
+        if rule.collapse_template_id:
+            counts.collapse(message, rule)
         return {"status": DeliveryStatus.SKIPPED, "reason": "capped"}
     return held
 

@@ -86,6 +86,9 @@ class ChannelBindingResource(ConfigResource):
 class RuleResource(ConfigResource):
     scenario = fields.Field("scenario", "scenario", widgets.ForeignKeyWidget(Scenario, "code"))
     template = fields.Field("template", "template", widgets.ForeignKeyWidget(Template, "code"))
+    collapse_template = fields.Field(
+        "collapse_template", "collapse_template", widgets.ForeignKeyWidget(Template, "code")
+    )
 
     class Meta(ConfigResource.Meta):
         model = Rule

@@ -111,3 +111,24 @@ def test_normal_traffic_is_shared_by_weight(accounts, doctor):
     to_tencent = sum(1 for d in rows if d.account_id == tencent.pk)
     assert {d.route_reason for d in rows} == {"weighted"}
     assert 240 < to_tencent < 360  # 300 expected; the bounds are over 5 standard deviations wide
+
+
+def test_a_timeout_is_never_failed_over_until_reconciliation_finds_no_record(fake_providers, accounts, doctor):
+    from channels.tests.test_exactly_once import delivery, fresh, reconcile_now
+
+    aliyun, tencent = accounts
+    fake_providers.script("/aliyun/", [{"drop": True}])  # the connection breaks; Aliyun never saw it
+    row = delivery("sms", doctor)
+    from channels.sending import delivery_send
+
+    delivery_send(delivery_id=row.pk)
+    assert (fresh(row).status, fresh(row).account_id) == (DeliveryStatus.UNKNOWN, aliyun.pk)
+    assert fake_providers.calls("/tencent/") == []  # it may have reached the person: not elsewhere
+
+    assert reconcile_now(row) == "no_record_resend"  # Aliyun has no record of it
+    assert fresh(row).account_id == tencent.pk
+    assert fresh(row).route_reason == "failover: aliyun timeout, no record"
+    delivery_send(delivery_id=row.pk)
+
+    assert fresh(row).status == DeliveryStatus.SENT
+    assert len(fake_providers.calls("/tencent/")) == 1

@@ -435,3 +435,33 @@ def test_the_timeline_and_the_matrix_show_policy_decisions_in_chinese(catalog, b
     assert "24 小时内跳过" in matrix
     assert "本人在偏好中已关闭 2" in matrix
     assert "超过规则的频控上限 1" in matrix
+
+
+def test_messages_over_the_cap_are_summarized_in_one_at_the_windows_end(catalog, backend, push):
+    from scenarios.services import messages_fire_due
+
+    digest = Template.objects.create(
+        code="dc_prescription_digest",
+        name="审方结果汇总",
+        audience="doctor",
+        category="prescription",
+        title="审方结果",
+        body="您有 {{ collapsed_count }} 条新的审方结果",
+    )
+    ChannelBinding.objects.create(template=digest, channel="app_push")
+    Rule.objects.filter(code="doctor_approved").update(cap_count=1, cap_window_minutes=10, collapse_template=digest)
+
+    answers = [event(backend, "prescription.approved", {"doctor": [DOCTOR]}) for _ in range(6)]
+
+    assert [one(a, "app_push").status for a in answers].count(DeliveryStatus.SENT) == 1
+    (summary,) = Message.objects.filter(template=digest)
+    assert summary.status == "scheduled" and summary.data_overrides == {"collapsed_count": 5}
+    window_end = summary.due_at
+    assert messages_fire_due(now=window_end - timedelta(seconds=1), message_ids=[summary.pk]) == 0
+    Message.objects.filter(pk=summary.pk).update(due_at=timezone.now())  # the window's end has come
+    assert messages_fire_due(message_ids=[summary.pk]) == 1
+
+    (sent,) = Delivery.objects.filter(message_ref=summary.pk)
+    assert sent.status == DeliveryStatus.SENT
+    assert sent.content["body"] == "您有 5 条新的审方结果"
+    assert len(push.sent) == 2
