@@ -226,7 +226,10 @@ for audience in ("patient", "doctor", "operations"):
     PreferenceDefault.objects.update_or_create(audience=audience, defaults={"categories": {"points": {"sms": False}}})
 for r in Recipient.objects.all():
     Preference.objects.update_or_create(recipient=r, defaults={"channels": {"wecom_app": False}})
-Rule.objects.update(cap_count=1000000, cap_window_minutes=10, dedup_field="order_no", dedup_window_minutes=10)
+# The cap and de-duplication go where docs/operations.md recommends: the doctor's accept reminder.
+Rule.objects.filter(code="doctor_accept_reminder").update(
+    cap_count=1000000, cap_window_minutes=10, dedup_field="order_no", dedup_window_minutes=10
+)
 """
 POLICIES_OFF = """
 from channels.models import Preference, PreferenceDefault

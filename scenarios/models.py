@@ -462,6 +462,9 @@ class Message(models.Model):
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
     # A fallback chain still has channels to try (scenarios/policies.py's chain scan).
     chain_pending = models.BooleanField(_("fallback chain pending"), default=False)
+    # The rule's de-duplication field's value in this message's data, kept so the next message
+    # finds it by index (scenarios/policies.py).
+    dedup_key = models.CharField(_("de-duplication key"), max_length=128, blank=True)
 
     class Meta:
         verbose_name = _("message")
@@ -475,8 +478,12 @@ class Message(models.Model):
             ),
             # The fallback-chain scan.
             models.Index(fields=["id"], condition=Q(chain_pending=True), name="message_chain_pending"),
-            # Policy de-duplication: one person's recent messages of one rule.
-            models.Index(fields=["recipient", "rule", "dispatched_at"], name="message_recent"),
+            # Policy de-duplication: one person's recent messages of one rule with one key.
+            models.Index(
+                fields=["rule", "recipient", "dedup_key", "dispatched_at"],
+                condition=~Q(dedup_key=""),
+                name="message_dedup",
+            ),
         ]
         constraints = [
             # A plan's occurrence is materialized once, however often the horizon scan runs.
