@@ -241,6 +241,70 @@ Rule.objects.update(cap_count=None, dedup_field="")
 """
 
 
+# In one process, without the HTTP server and the load generator: each event's own cost through
+# event_accept (the intake path the API calls), alternating blocks without and with policies.
+# Python CPU time (time.process_time) hardly moves with other work on the machine, unlike
+# throughput under wrk on 2 shared cores.
+IN_PROCESS = """
+import json, statistics, time
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from scenarios import catalog, policies
+from scenarios.intake import event_accept
+PAID = json.loads(__PAID__)
+def block(tag, n):
+    cpu, wall, queries = [], [], 0
+    for i in range(n):
+        p = {**PAID, "idempotency_key": f"{tag}-{i}", "data": {**PAID["data"], "order_no": f"{tag}-{i}"},
+             "recipients": {"patient": ["p-42"], "doctor": [f"d-{i % 64}"]}}
+        with CaptureQueriesContext(connection) as q:
+            c0, w0 = time.process_time(), time.perf_counter()
+            event_accept(client="bench-in-process", payload=p)
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        queries += len(q)
+    return sum(cpu) / n * 1000, sum(wall) / n * 1000, queries / n
+out = {"without": [], "with": []}
+for round_no in range(__ROUNDS__):
+    for side, script in (("without", __OFF__), ("with", __ON__)):
+        exec(script, {})
+        catalog._loaded.clear()
+        policies._settings_cache.clear()
+        block(f"warm-{side}-{round_no}", 20)
+        out[side].append(block(f"{side}-{round_no}", __N__))
+print("RESULT " + json.dumps(out))
+"""
+
+
+def in_process_rows(args, env) -> list[tuple]:
+    code = (
+        IN_PROCESS.replace("__PAID__", repr(json.dumps(PAID, ensure_ascii=False)))
+        .replace("__ROUNDS__", str(args.rounds + 1))
+        .replace("__N__", str(args.in_process_events))
+        .replace("__OFF__", repr(POLICIES_OFF))
+        .replace("__ON__", repr(POLICIES_ON))
+    )
+    stdout = run([PY, "manage.py", "shell", "-c", code], env).stdout
+    out = json.loads(stdout.split("RESULT ", 1)[1])
+    rows = []
+    for side in ("without", "with"):
+        cpu = statistics.mean(r[0] for r in out[side])
+        wall = statistics.mean(r[1] for r in out[side])
+        queries = statistics.mean(r[2] for r in out[side])
+        rows.append((side, cpu, wall, queries, [round(r[0], 2) for r in out[side]]))
+    base_cpu, base_wall = rows[0][1], rows[0][2]
+    return [
+        (
+            f"in process, policies {side}: ms of Python CPU per event (per block {blocks})",
+            f"{cpu:.2f} ms ({cpu / base_cpu:.2f}×)",
+            f"wall {wall:.2f} ms ({wall / base_wall:.2f}×)",
+            f"{queries:.1f} SQL",
+            "≤ 1.10×" if side == "with" else "",
+        )
+        for side, cpu, wall, queries, blocks in rows
+    ]
+
+
 def policies_rows(url, body, auth, args, env) -> list[tuple]:
     """Single events alternately without and with policies, in one run: without, with, without,
     with, without. The database grows from run to run, so alternating spreads that drift over
@@ -296,6 +360,7 @@ def main():
         help="only single events without, with and again without delivery policies configured",
     )
     ap.add_argument("--rounds", type=int, default=2, help="--policies-only: with-policies runs (between withouts)")
+    ap.add_argument("--in-process-events", type=int, default=300, help="--policies-only: events per in-process block")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed for the load: apt-get install wrk")
@@ -366,6 +431,8 @@ def main():
         if args.policies_only:
             rows.extend(policies_rows(url, body, auth, args, env))
             print_table(("measurement", "result", "p50 ms", "p99 ms", "target"), rows)
+            print()
+            print_table(("measurement", "CPU", "wall", "statements", "target"), in_process_rows(args, env))
             print(
                 f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
                 f"{args.connections} connections, {args.seconds} s per run"

@@ -12,8 +12,9 @@ this order; the first policy that decides ends the walk:
 3. quiet hours: the rule's window, else the audience's, in the hospital's time zone; external
    channels only (not the inbox nor the staff's WeCom group robot). The rule says hold (deferred
    until the window ends) or drop (skipped `quiet_hours`, a message stale by then) or ignore.
-4. de-duplication and caps, per rule and person, under a transaction-scoped lock on (rule,
-   person) so concurrent events count each other: the same value of the rule's de-duplication
+4. de-duplication and caps, per rule and person, atomic in Redis (counters and SET NX; without
+   Redis, counted in the database under a transaction-scoped lock on (rule, person)), so
+   concurrent events count each other: the same value of the rule's de-duplication
    field within the window → skipped `deduplicated` (all channels: a status `skipped`, reason
    `deduplicated`; not the engine's `deduplicated` status, which is the provider's word); more
    than the cap on an external channel within the window → skipped `capped`, and, if the rule
@@ -231,6 +232,55 @@ class _Counts:
         return False
 
 
+class _RedisCounts(_Counts):
+    """Caps and de-duplication in the shared Redis, atomic without a database lock: a cap is a
+    counter that lives a window from the first message it counts (INCR), a de-duplication key
+    is set if absent (SET NX) for the window. One round trip each, a few statements fewer per
+    event than the database's count. A counter taken by a transaction that then rolls back stays
+    taken: a cap errs on the side of fewer messages."""
+
+    def __init__(self, now: datetime, batch_ids: list[int]):
+        super().__init__(now, batch_ids)
+        self.redis = _redis()
+
+    def duplicate(self, message: Message, rule: Rule) -> bool:
+        value = _dedup_value(message, rule)
+        if value is None:
+            return False
+        digest = hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
+        key = f"nc:dedup:{rule.pk}:{message.recipient_id}:{digest}"
+        # The event's own key as the value: the same event planned again (a retried transaction)
+        # is not its own duplicate.
+        mine = f"{message.event.client}:{message.event.idempotency_key}"
+        if self.redis.set(key, mine, nx=True, ex=rule.dedup_window_minutes * 60):
+            return False
+        return (self.redis.get(key) or b"").decode() != mine
+
+    def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
+        key = f"nc:cap:{rule.pk}:{message.recipient_id}:{channel}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, 0, nx=True, ex=rule.cap_window_minutes * 60)
+        pipe.incr(key)
+        _, count = pipe.execute()
+        return count > rule.cap_count
+
+    def collapse(self, message: Message, rule: Rule) -> None:
+        _lock({(rule.pk, message.recipient_id)})  # one summary per person, however many race
+        super().collapse(message, rule)
+
+
+_client = None
+
+
+def _redis():
+    global _client
+    if _client is None:
+        import redis
+
+        _client = redis.Redis.from_url(settings.REDIS_URL)
+    return _client
+
+
 def _decide(message, binding, *, now, preferences, defaults, quiet, counts, duplicate) -> dict:
     """Steps 1-4 for one message on one channel: {} to send now, else status/reason/not_before.
     A message held by quiet hours still counts against (and can be stopped by) the caps, so the
@@ -283,8 +333,11 @@ def policy_requests(
     limited = [m for m in messages if m.rule is not None and (m.rule.cap_count is not None or m.rule.dedup_field)]
     counts = None
     if limited:
-        _lock({(m.rule_id, m.recipient_id) for m in limited})
-        counts = _Counts(now, [m.pk for m in messages])
+        if settings.REDIS_URL:
+            counts = _RedisCounts(now, [m.pk for m in messages])
+        else:  # the embedded single-process setup: counted in the database, under a lock
+            _lock({(m.rule_id, m.recipient_id) for m in limited})
+            counts = _Counts(now, [m.pk for m in messages])
     requests, chained = [], []
     for message in messages:
         rule = message.rule
