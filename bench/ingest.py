@@ -252,10 +252,11 @@ from django.test.utils import CaptureQueriesContext
 from scenarios import catalog, policies
 from scenarios.intake import event_accept
 PAID = json.loads(__PAID__)
+RUN = time.time_ns()
 def block(tag, n):
     cpu, wall, queries = [], [], 0
     for i in range(n):
-        p = {**PAID, "idempotency_key": f"{tag}-{i}", "data": {**PAID["data"], "order_no": f"{tag}-{i}"},
+        p = {**PAID, "idempotency_key": f"{RUN}-{tag}-{i}", "data": {**PAID["data"], "order_no": f"{RUN}-{tag}-{i}"},
              "recipients": {"patient": ["p-42"], "doctor": [f"d-{i % 64}"]}}
         with CaptureQueriesContext(connection) as q:
             c0, w0 = time.process_time(), time.perf_counter()
