@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0007_policies'),
+        ('channels', '0008_policies'),
         ('scenarios', '0006_verbose_names'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0006_exactly_once'),
+        ('channels', '0007_token_refresh'),
     ]
 
     operations = [
