@@ -121,6 +121,13 @@ class ChannelAccountForm(forms.ModelForm):
             "secondary",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["weight"].required = False  # empty: 0, the default account only
+
+    def clean_weight(self):
+        return self.cleaned_data.get("weight") or 0
+
     def clean(self):
         """What the provider would refuse in the account's settings, named by field."""
         data = super().clean()
