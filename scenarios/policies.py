@@ -12,7 +12,7 @@ this order; the first policy that decides ends the walk:
 3. quiet hours: the rule's window, else the audience's, in the hospital's time zone; external
    channels only (not the inbox nor the staff's WeCom group robot). The rule says hold (deferred
    until the window ends) or drop (skipped `quiet_hours`, a message stale by then) or ignore.
-4. de-duplication and caps, per rule and person, atomic in Redis (counters and SET NX; without
+4. de-duplication and caps (scenarios/caps.py), per rule and person, atomic in Redis (counters and SET NX; without
    Redis, counted in the database under a transaction-scoped lock on (rule, person)), so
    concurrent events count each other: the same value of the rule's de-duplication
    field within the window → skipped `deduplicated` (all channels: a status `skipped`, reason
@@ -24,7 +24,6 @@ this order; the first policy that decides ends the walk:
 6. provider failover happens below, at send time (channels/routing.py).
 """
 
-import hashlib
 import logging
 from datetime import datetime, time, timedelta
 from time import monotonic as time_now
@@ -32,15 +31,16 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from channels.models import Channel, Delivery, DeliveryStatus
 from channels.preferences import allows, preference_defaults, preferences_for
 from channels.services import DeliveryRequest, deliveries_create
 
+from .caps import Counts, RedisCounts, lock
 from .catalog import MAX_AGE, VERSION_KEY, bindings_for
-from .models import AudiencePolicy, ChannelBinding, Importance, Message, MessageStatus, QuietHours, Rule
+from .models import AudiencePolicy, ChannelBinding, Importance, Message, QuietHours
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,6 @@ CAPPED_CHANNELS = QUIET_CHANNELS
 # A chain moves on when the previous channel ended for good for this person: failed, or skipped
 # because there is no way to reach them there. Not on `unknown`: it may have reached the person.
 CHAIN_MOVES_ON = {"no_address", "no_consent", "opted_out", "channel_not_implemented"}
-
-# Summaries of messages over a cap: scheduled messages with this subject (the rule's id).
-DIGEST_SUBJECT = "cap_summary"
 
 _settings_cache: dict = {}
 
@@ -124,163 +121,6 @@ def _request(message: Message, binding: ChannelBinding, **extra) -> DeliveryRequ
     )
 
 
-def _lock_key(rule_id: int, recipient_id: int) -> int:
-    digest = hashlib.blake2b(f"policy:{rule_id}:{recipient_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _lock(pairs: set[tuple[int, int]]) -> None:
-    """Serialize concurrent transactions deciding caps for the same rule and person, until commit.
-    In sorted order, so two batches never wait on each other in a circle. SQLite (the embedded
-    single-process setup) serializes writers by itself."""
-    if connection.vendor != "postgresql" or not pairs:
-        return
-    with connection.cursor() as cursor:
-        for key in sorted(_lock_key(*pair) for pair in pairs):
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
-
-
-def _dedup_value(message: Message, rule: Rule):
-    data = {**(message.event.data or {}), **(message.data_overrides or {})}
-    value = data.get(rule.dedup_field)
-    return None if value is None else str(value)[:128]
-
-
-class _Counts:
-    """Caps and de-duplication for one batch: the database's view plus what this batch decided."""
-
-    def __init__(self, now: datetime, batch_ids: list[int]):
-        self.now, self.batch_ids = now, batch_ids
-        self.sent: dict[tuple, int] = {}
-        self.seen: set[tuple] = set()
-        self.collapsed: set[int] = set()
-
-    def collapse(self, message: Message, rule: Rule) -> None:
-        """Count a capped message into the person's pending summary for this rule, or start one
-        due at the window's end (once per message, whatever its capped channels)."""
-        if message.pk in self.collapsed:
-            return
-        self.collapsed.add(message.pk)
-        pending = (
-            Message.objects.filter(
-                subject_type=DIGEST_SUBJECT,
-                subject_id=str(rule.pk),
-                recipient_id=message.recipient_id,
-                status=MessageStatus.SCHEDULED,
-            )
-            .order_by("pk")
-            .first()
-        )
-        if pending is not None:
-            count = int(pending.data_overrides.get("collapsed_count", 0)) + 1
-            pending.data_overrides = {**pending.data_overrides, "collapsed_count": count}
-            pending.save(update_fields=["data_overrides"])
-            return
-        Message.objects.create(
-            event_id=message.event_id,
-            template_id=rule.collapse_template_id,
-            recipient_id=message.recipient_id,
-            audience=message.audience,
-            subject_type=DIGEST_SUBJECT,
-            subject_id=str(rule.pk),
-            status=MessageStatus.SCHEDULED,
-            status_reason=f"summary of messages over the cap of {rule}",
-            due_at=self.now + timedelta(minutes=rule.cap_window_minutes),
-            data_overrides={"collapsed_count": 1},
-        )
-
-    def duplicate(self, message: Message, rule: Rule) -> bool:
-        value = _dedup_value(message, rule)
-        if value is None:
-            return False
-        key = (rule.pk, message.recipient_id, value)
-        if key in self.seen:
-            Message.objects.filter(pk=message.pk).update(dedup_key=value)
-            return True
-        self.seen.add(key)
-        found = (
-            Message.objects.filter(
-                rule_id=rule.pk,
-                recipient_id=message.recipient_id,
-                dedup_key=value,
-                dispatched_at__gte=self.now - timedelta(minutes=rule.dedup_window_minutes),
-            )
-            .exclude(pk__in=self.batch_ids)
-            .exists()
-        )
-        Message.objects.filter(pk=message.pk).update(dedup_key=value)
-        return found
-
-    def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
-        key = (rule.pk, message.recipient_id, channel)
-        if key not in self.sent:
-            # At most cap_count rows are read: a busy person's window costs no more than a quiet one's.
-            self.sent[key] = (
-                Delivery.objects.filter(
-                    recipient_id=message.recipient_id,
-                    channel=channel,
-                    template_code=message.template.code,
-                    created_at__gte=self.now - timedelta(minutes=rule.cap_window_minutes),
-                )
-                .exclude(status__in=(DeliveryStatus.SKIPPED, DeliveryStatus.CANCELLED))
-                .values("pk")[: rule.cap_count]
-                .count()
-            )
-        if self.sent[key] >= rule.cap_count:
-            return True
-        self.sent[key] += 1
-        return False
-
-
-class _RedisCounts(_Counts):
-    """Caps and de-duplication in the shared Redis, atomic without a database lock: a cap is a
-    counter that lives a window from the first message it counts (INCR), a de-duplication key
-    is set if absent (SET NX) for the window. One round trip each, a few statements fewer per
-    event than the database's count. A counter taken by a transaction that then rolls back stays
-    taken: a cap errs on the side of fewer messages."""
-
-    def __init__(self, now: datetime, batch_ids: list[int]):
-        super().__init__(now, batch_ids)
-        self.redis = _redis()
-
-    def duplicate(self, message: Message, rule: Rule) -> bool:
-        value = _dedup_value(message, rule)
-        if value is None:
-            return False
-        digest = hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
-        key = f"nc:dedup:{rule.pk}:{message.recipient_id}:{digest}"
-        # The event's own key as the value: the same event planned again (a retried transaction)
-        # is not its own duplicate.
-        mine = f"{message.event.client}:{message.event.idempotency_key}"
-        if self.redis.set(key, mine, nx=True, ex=rule.dedup_window_minutes * 60):
-            return False
-        return (self.redis.get(key) or b"").decode() != mine
-
-    def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
-        key = f"nc:cap:{rule.pk}:{message.recipient_id}:{channel}"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, 0, nx=True, ex=rule.cap_window_minutes * 60)
-        pipe.incr(key)
-        _, count = pipe.execute()
-        return count > rule.cap_count
-
-    def collapse(self, message: Message, rule: Rule) -> None:
-        _lock({(rule.pk, message.recipient_id)})  # one summary per person, however many race
-        super().collapse(message, rule)
-
-
-_client = None
-
-
-def _redis():
-    global _client
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(settings.REDIS_URL)
-    return _client
-
-
 def _decide(message, binding, *, now, preferences, defaults, quiet, counts, duplicate) -> dict:
     """Steps 1-4 for one message on one channel: {} to send now, else status/reason/not_before.
     A message held by quiet hours still counts against (and can be stopped by) the caps, so the
@@ -334,10 +174,10 @@ def policy_requests(
     counts = None
     if limited:
         if settings.REDIS_URL:
-            counts = _RedisCounts(now, [m.pk for m in messages])
+            counts = RedisCounts(now, [m.pk for m in messages])
         else:  # the embedded single-process setup: counted in the database, under a lock
-            _lock({(m.rule_id, m.recipient_id) for m in limited})
-            counts = _Counts(now, [m.pk for m in messages])
+            lock({(m.rule_id, m.recipient_id) for m in limited})
+            counts = Counts(now, [m.pk for m in messages])
     requests, chained = [], []
     for message in messages:
         rule = message.rule
