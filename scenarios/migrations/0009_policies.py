@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels', '0008_policies'),
-        ('scenarios', '0006_verbose_names'),
+        ('scenarios', '0008_test_recipients'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
