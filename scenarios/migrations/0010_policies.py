@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels', '0008_policies'),
-        ('scenarios', '0008_test_recipients'),
+        ('scenarios', '0009_template_buttons'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
