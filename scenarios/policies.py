@@ -53,8 +53,9 @@ QUIET_CHANNELS = {
     Channel.WECOM_APP,
 }
 CAPPED_CHANNELS = QUIET_CHANNELS
-# A chain moves on when the previous channel ended for good for this person: failed, or skipped
-# because there is no way to reach them there. Not on `unknown`: it may have reached the person.
+# A chain moves on when the previous channel ended for good for this person: failed, undelivered
+# (a receipt said so), or skipped because there is no way to reach them there. Not on `unknown`:
+# it may have reached the person.
 CHAIN_MOVES_ON = {"no_address", "no_consent", "opted_out", "channel_not_implemented"}
 
 _settings_cache: dict = {}
@@ -242,7 +243,9 @@ def chains_advance(*, now: datetime | None = None, limit: int = 500) -> int:
                 done.append(message.pk)
                 continue
             last = by_channel[tried[-1]]
-            if last.status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED) or last.finished_at is None:
+            # Undelivered: the carrier or app said it never reached the person, for good.
+            ended = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED, DeliveryStatus.SKIPPED)
+            if last.status not in ended or last.finished_at is None:
                 if last.status in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED) or (
                     last.status == DeliveryStatus.UNKNOWN and last.finished_at is None
                 ):

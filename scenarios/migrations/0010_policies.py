@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0008_policies'),
+        ('channels', '0009_policies'),
         ('scenarios', '0009_template_buttons'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
