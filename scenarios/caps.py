@@ -2,14 +2,18 @@
 atomically in Redis, or in the database under a lock where there is no Redis."""
 
 import hashlib
+import logging
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import connection
 
 from channels.models import Delivery, DeliveryStatus
 
 from .models import Message, MessageStatus, Rule
+
+logger = logging.getLogger(__name__)
 
 # Summaries of messages over a cap: scheduled messages with this subject (the rule's id).
 DIGEST_SUBJECT = "cap_summary"
@@ -135,6 +139,23 @@ class RedisCounts(Counts):
         self.redis = _redis()
 
     def duplicate(self, message: Message, rule: Rule) -> bool:
+        try:
+            return self._duplicate(message, rule)
+        except redis.RedisError:
+            # Redis is a helper (docs/runbook.md): without it, counted in the database.
+            logger.warning("caps: Redis unavailable, de-duplication counted in the database")
+            lock({(rule.pk, message.recipient_id)})
+            return super().duplicate(message, rule)
+
+    def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
+        try:
+            return self._over_cap(message, rule, channel)
+        except redis.RedisError:
+            logger.warning("caps: Redis unavailable, caps counted in the database")
+            lock({(rule.pk, message.recipient_id)})
+            return super().over_cap(message, rule, channel)
+
+    def _duplicate(self, message: Message, rule: Rule) -> bool:
         value = _dedup_value(message, rule)
         if value is None:
             return False
@@ -147,7 +168,7 @@ class RedisCounts(Counts):
             return False
         return (self.redis.get(key) or b"").decode() != mine
 
-    def over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
+    def _over_cap(self, message: Message, rule: Rule, channel: str) -> bool:
         key = f"nc:cap:{rule.pk}:{message.recipient_id}:{channel}"
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(key, 0, nx=True, ex=rule.cap_window_minutes * 60)
@@ -166,7 +187,6 @@ _client = None
 def _redis():
     global _client
     if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(settings.REDIS_URL)
+        # Short timeouts: a Redis that hangs must not hold an event's transaction.
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
     return _client

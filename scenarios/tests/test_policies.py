@@ -488,3 +488,20 @@ def test_messages_over_the_cap_are_summarized_in_one_at_the_windows_end(catalog,
     assert sent.status == DeliveryStatus.SENT
     assert sent.content["body"] == "您有 5 条新的审方结果"
     assert len(push.sent) == 2
+
+
+def test_caps_fall_back_to_the_database_when_redis_is_away(catalog, backend, monkeypatch):
+    import redis
+
+    from scenarios import caps
+
+    monkeypatch.setattr(caps, "_client", redis.Redis(port=1, socket_connect_timeout=0.2))  # nothing listens
+    Rule.objects.filter(code="doctor_approved").update(cap_count=1, dedup_field="prescription_id")
+
+    first = event(backend, "prescription.approved", {"doctor": [DOCTOR]}, prescription_id="1")
+    again = event(backend, "prescription.approved", {"doctor": [DOCTOR]}, prescription_id="1")
+    other = event(backend, "prescription.approved", {"doctor": [DOCTOR]}, prescription_id="2")
+
+    assert one(first, "app_push").status == DeliveryStatus.SENT
+    assert one(again, "app_push").last_error_code == "deduplicated"
+    assert one(other, "app_push").last_error_code == "capped"

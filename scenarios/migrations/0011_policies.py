@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels', '0009_policies'),
-        ('scenarios', '0009_template_buttons'),
+        ('scenarios', '0010_event_recipient_ids'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
