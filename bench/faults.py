@@ -10,7 +10,8 @@ TCP proxy in this process that can cut every connection. Deliveries are released
 over 8 s. Faults, in order: `kill -9` of a worker's whole process group (restarted a second
 later) at 3 s, 7 s and 11 s; then every database connection cut for 30 s (new ones refused).
 
-Printed per channel: accepted, final statuses, what reached a person at the fake server (after
+Printed per channel: accepted, final statuses ("sent" counts those a receipt or a read has moved
+on to delivered, undelivered, read or clicked), what reached a person at the fake server (after
 each provider's own de-duplication), duplicates there, deliveries not final at the end ("stuck"),
 and for SMS and the inbox, deliveries recorded sent that the provider never saw. Then the
 recovery time: from the end of the last fault until every delivery is final. Needs PostgreSQL
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CELERY = str(Path(PY).parent / "celery")
 FINAL = ("sent", "failed", "skipped", "deduplicated", "cancelled")
+# Statuses after "sent" (provider receipts, reads): the provider took the message.
+AFTER_SENT = ("delivered", "undelivered", "read", "clicked")
 
 SEED = """
 import os, django
@@ -192,18 +195,17 @@ def statuses(db: str) -> dict:
         ).fetchall()
     out: dict = {}
     for channel, status, finished, n in rows:
-        key = status if status != "unknown" else ("unknown" if finished else "reconciling")
+        key = "sent" if status in AFTER_SENT else status
+        key = key if status != "unknown" else ("unknown" if finished else "reconciling")
         out.setdefault(channel, Counter())[key] += n
     return out
 
 
 def not_final(db: str) -> int:
     with psycopg.connect(db) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM channels_delivery WHERE NOT (status = ANY(%s) OR "
-            "(status = 'unknown' AND finished_at IS NOT NULL))",
-            (list(FINAL),),
-        ).fetchone()[0]
+        # Every final status has its finished time (queued, sending, deferred and an unknown being
+        # reconciled have none).
+        return conn.execute("SELECT count(*) FROM channels_delivery WHERE finished_at IS NULL").fetchone()[0]
 
 
 def fetch_json(url):
@@ -365,11 +367,13 @@ def report(db: str, fake_url: str, args, recovered: float | None) -> None:
         sent_sms = {
             k
             for (k,) in conn.execute(
-                "SELECT idempotency_key FROM channels_delivery WHERE channel = 'sms' AND status = 'sent'"
+                "SELECT idempotency_key FROM channels_delivery WHERE channel = 'sms' "
+                "AND status IN ('sent', 'delivered', 'undelivered', 'read', 'clicked')"
             )
         }
         inbox_sent = conn.execute(
-            "SELECT count(*) FROM channels_delivery WHERE channel = 'inbox' AND status = 'sent'"
+            "SELECT count(*) FROM channels_delivery WHERE channel = 'inbox' "
+            "AND status IN ('sent', 'delivered', 'read', 'clicked')"
         ).fetchone()[0]
         inbox_rows = conn.execute("SELECT count(*), count(DISTINCT source_key) FROM inbox_inboxmessage").fetchone()
     sms_keys = per_channel.get("sms", Counter())

@@ -6,6 +6,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -24,6 +25,11 @@ WIDTHS = [1280, 1440]
 def ops(catalog, sandbox):
     """An operations editor, and a day with one paid video consultation in it."""
     groups_sync(Group, Permission)
+    # Ids as a hospital's tables reach them after a year or two, whatever ran before this test:
+    # the lists must still fit (a full suite once pushed three-digit ids past 1280 px).
+    with connection.cursor() as cursor:
+        for table in ("channels_delivery", "scenarios_event", "scenarios_message"):
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 12345678)")
     user = User.objects.create_user("yunying", password=PASSWORD, is_staff=True)
     user.groups.add(Group.objects.get(name="operations editor"))
     payload = paid_event(consultation_type="video")
