@@ -133,7 +133,9 @@ def route_on_result(delivery: Delivery, result, *, now) -> None:
     """After an answer: keep the account's circuit, and on a provider-side failure move the
     delivery (not saved, like apply_result) to the account's secondary, queued at once."""
     account = delivery.account
-    if account is None or result.outcome == AttemptOutcome.UNKNOWN:
+    # The circuit is read only for accounts with a secondary (account_for) and failover needs one:
+    # an account without one costs no shared-cache call per send.
+    if account is None or not account.secondary_id or result.outcome == AttemptOutcome.UNKNOWN:
         return
     if result.outcome == AttemptOutcome.SENT:
         if cache.get(_failures_key(account.pk)):

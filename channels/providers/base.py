@@ -1,7 +1,17 @@
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from ..models import AttemptOutcome, Delivery
+
+# The providers count their daily quotas by the day in China.
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def next_china_day(now: datetime | None = None) -> datetime:
+    """Just after midnight following `now` in China: a daily quota is not retried before it."""
+    local = (now or datetime.now(UTC)).astimezone(CHINA)
+    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
 
 
 @dataclass(frozen=True)

@@ -12,27 +12,18 @@ import hmac
 import json
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import quote, urlparse
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
 from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
 from ..routing import provider_side
-from .base import DeliveryResult, Reconcile
+from .base import CHINA, DeliveryResult, Reconcile, next_china_day
 from .http import HttpBackend, ProviderHttpError
 
 __all__ = ["CODE_SLOT", "SmsBackend"]  # CODE_SLOT: what a code template renders where the code goes
-# Both providers count their daily limits by the day in China.
-CHINA = ZoneInfo("Asia/Shanghai")
-
-
-def next_china_day(now: datetime | None = None) -> datetime:
-    """Midnight after `now` in China: a daily quota is not retried before it."""
-    local = (now or datetime.now(UTC)).astimezone(CHINA)
-    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
 
 
 def aliyun_daily_limit(code: str, message: str) -> bool:

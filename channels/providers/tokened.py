@@ -2,12 +2,9 @@
 account and cached (channels/tokens.py), and on an expired token one refresh and an immediate
 second try. Subclasses give their token request and their table of codes."""
 
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
-
 from ..models import AttemptOutcome, ChannelAccount, TokenRefreshReason
 from ..tokens import TokenUnavailable, access_token, refresh_recorded, token_expired, token_store
-from .base import DeliveryResult
+from .base import DeliveryResult, next_china_day
 from .http import HttpBackend, ProviderHttpError
 
 
@@ -53,7 +50,7 @@ class TokenBackend(HttpBackend):
                 "" if errcode == 0 else answer.get("errmsg", ""),
                 answer,
                 str(answer.get("msgid", "")),
-                retry_at=_next_china_day() if errcode in self.daily_quota_codes else None,
+                retry_at=next_china_day() if errcode in self.daily_quota_codes else None,
             )
         raise AssertionError("unreachable")
 
@@ -80,8 +77,3 @@ class TokenBackend(HttpBackend):
                 DeliveryResult(self.outcome_for(errcode), str(errcode), answer.get("errmsg", ""), answer)
             )
         return answer["access_token"], int(answer.get("expires_in", 7200))
-
-
-def _next_china_day() -> datetime:
-    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)

@@ -1,4 +1,4 @@
-"""Seen, read, archived; the per-person counters and their repair; template buttons."""
+"""Seen, read, archived; the per-person counters and their repair; a button pressed on a message."""
 
 import random
 import threading
@@ -6,10 +6,9 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from inbox.models import Category, InboxActionPress, InboxCounter, InboxEvent, InboxMessage
 from inbox.selectors import inbox_counts, inbox_counts_truth
@@ -19,8 +18,6 @@ from inbox.services import (
     inbox_messages_purge,
     inbox_messages_put_many,
 )
-from scenarios.models import Template
-from tests.factories import paid_event
 
 PEOPLE = [("patient", "p-1"), ("patient", "p-2"), ("doctor", "p-1")]
 
@@ -201,31 +198,6 @@ def test_a_purge_moves_the_counts(patient_app):
     assert InboxEvent.objects.filter(kind="counts.changed").count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_template_buttons_reach_the_list_per_platform_and_a_press_is_recorded(catalog, backend, patient_app):
-    template = Template.objects.get(code="pt_inquiry_0000001")
-    template.buttons = [{"key": "view", "label": "查看问诊", "style": "primary", "link": template.link.code}]
-    template.full_clean()
-    template.save()
-    backend.post("/api/v1/events", paid_event(), format="json")
-
-    (message,) = patient_app.get("/api/v1/inbox/messages?platform=app").json()["results"]
-    (action,) = message["actions"]
-    assert (action["key"], action["label"], action["style"]) == ("view", "查看问诊", "primary")
-    assert action["link"]["platform"] == "app"
-    assert action["link"]["url"] == message["link"]["url"]
-    assert action["link"]["url"]
-
-    pressed = patient_app.post(f"/api/v1/inbox/messages/{message['id']}/actions/view?platform=app")
-    unknown = patient_app.post(f"/api/v1/inbox/messages/{message['id']}/actions/cancel")
-
-    assert pressed.status_code == 200
-    assert pressed.json()["unread"] is False
-    assert unknown.status_code == 404
-    press = InboxActionPress.objects.get()
-    assert (press.message_id, press.key, press.platform) == (message["id"], "view", "app")
-
-
 @pytest.mark.django_db
 def test_someone_elses_message_button_is_404(catalog, doctor_app):
     message, _ = inbox_message_put(
@@ -236,18 +208,3 @@ def test_someone_elses_message_button_is_404(catalog, doctor_app):
 
     assert response.status_code == 404
     assert not InboxActionPress.objects.exists()
-
-
-@pytest.mark.django_db
-def test_a_template_has_at_most_two_valid_buttons(catalog):
-    template = Template.objects.get(code="pt_inquiry_0000001")
-    button = {"key": "a", "label": "好", "link": template.link.code}
-    template.buttons = [button, {**button, "key": "b"}, {**button, "key": "c"}]
-    with translation.override("en"), pytest.raises(ValidationError) as three:
-        template.full_clean()
-    template.buttons = [{**button, "link": "no-such-page", "style": "loud"}, button]
-    with translation.override("en"), pytest.raises(ValidationError) as bad:
-        template.full_clean()
-
-    assert three.value.message_dict["buttons"] == ["At most two buttons."]
-    assert len(bad.value.message_dict["buttons"]) == 3  # bad style, unknown link, repeated key
