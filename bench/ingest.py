@@ -83,6 +83,19 @@ def reset_database(url: str):
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def start_gunicorn(port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
+    """The web tier the API benchmarks measure: gunicorn's threaded workers on the WSGI app."""
+    return subprocess.Popen(
+        [
+            str(Path(PY).parent / "gunicorn"),
+            *("notifycenter.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers)),
+            *("-k", "gthread", "--threads", str(threads), "--log-level", "warning"),
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
 def wait_http(url, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -394,24 +407,7 @@ def main():
     )
 
     url = f"http://127.0.0.1:{args.port}"
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(PY).parent / "gunicorn"),
-            "notifycenter.wsgi",
-            "-b",
-            f"127.0.0.1:{args.port}",
-            "-w",
-            str(args.web_workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(args.web_threads),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    gunicorn = start_gunicorn(args.port, args.web_workers, args.web_threads, env)
     rows = []
     try:
         wait_http(f"{url}/healthz")

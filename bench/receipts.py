@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import urllib3
-from ingest import PAID, db_url_for, reset_database, run, wait_http, wrk  # bench/ingest.py
+from ingest import PAID, db_url_for, reset_database, run, start_gunicorn, wait_http, wrk  # bench/ingest.py
 from table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,24 +244,7 @@ def main():
     receiver = Receiver()
     account_id, reports = seed(args.receipts, receiver.url)
     url = f"http://127.0.0.1:{args.port}"
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(PY).parent / "gunicorn"),
-            "notifycenter.wsgi",
-            "-b",
-            f"127.0.0.1:{args.port}",
-            "-w",
-            str(args.web_workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(args.web_threads),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    gunicorn = start_gunicorn(args.port, args.web_workers, args.web_threads, env)
     rows = []
     try:
         wait_http(f"{url}/healthz")
