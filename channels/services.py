@@ -185,6 +185,7 @@ def enqueue(deliveries: list[tuple[int, str]]) -> None:
                 deliver_many.delay(chunk)
             except Exception:
                 logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
+                _enqueue_failed(chunk, DeliveryStatus.QUEUED)
 
 
 def enqueue_reconcile(delivery_ids: list[int]) -> None:
@@ -197,6 +198,16 @@ def enqueue_reconcile(delivery_ids: list[int]) -> None:
             reconcile_many.delay(chunk)
         except Exception:
             logger.exception("enqueue of reconciliations %s failed; the outbox scan will retry them", chunk)
+            _enqueue_failed(chunk, DeliveryStatus.UNKNOWN)
+
+
+def _enqueue_failed(ids: list[int], status: str) -> None:
+    """The broker refused the chunk: forget the enqueue time, so the first outbox scan after the
+    broker is back takes these rows at once, not REQUEUE_AFTER_SECONDS after the failed try."""
+    try:
+        Delivery.objects.filter(pk__in=ids, status=status).update(enqueued_at=None)
+    except Exception:  # the database is gone too: the scan retries them after the usual age
+        logger.exception("could not clear the enqueue time of deliveries %s", ids)
 
 
 def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:

@@ -138,6 +138,30 @@ def test_the_outbox_scan_picks_lost_and_due_rows_and_frees_expired_claims(
     assert refreshed["later"].enqueued_at is None
 
 
+def test_a_chunk_the_broker_refused_is_taken_by_the_next_scan_not_after_the_requeue_age(
+    push, doctor, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Redis down at enqueue time: the rows must not wait REQUEUE_AFTER_SECONDS after Redis is back."""
+    from channels import services, tasks
+
+    push()
+    refused = queued(doctor, "refused")
+    Delivery.objects.filter(pk=refused.pk).update(enqueued_at=timezone.now())
+
+    def broker_down(chunk):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.deliver_many, "delay", broker_down)
+    services.enqueue([(refused.pk, "app_push")])
+    assert Delivery.objects.get(pk=refused.pk).enqueued_at is None
+
+    sent = []
+    monkeypatch.setattr(tasks.deliver_many, "delay", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliveries_requeue_due() == 1
+    assert sent == [[refused.pk]]
+
+
 def test_channel_credentials_are_encrypted_at_rest():
     account = ChannelAccount.objects.create(
         name="wx", channel="wechat_oa_template", provider="wechat", credentials={"app_secret": "s3cr3t-value"}
