@@ -1,8 +1,10 @@
 """The Celery application. Tasks live in each app's tasks.py and stay thin: they call a service."""
 
+import functools
 import logging
 import os
 
+import celery.worker.consumer
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
@@ -13,6 +15,28 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
 app = Celery("notifycenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+class Consumer(celery.worker.consumer.Consumer):
+    """The worker's consumer, reconnecting to a lost broker every second.
+
+    Celery passes no interval to kombu's `ensure_connection`, whose defaults wait 2 s, then 4, 6, …
+    up to 30 s between tries: a worker could sleep half a minute after Redis was back (seen in
+    bench/outages.py: 12 s after a 60 s outage). A try costs one refused TCP connect."""
+
+    RECONNECT_EVERY = 1.0
+
+    def ensure_connected(self, conn):
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection,
+            interval_start=self.RECONNECT_EVERY,
+            interval_step=0,
+            interval_max=self.RECONNECT_EVERY,
+        )
+        return super().ensure_connected(conn)
+
+
+app.conf.worker_consumer = "notifycenter.celery:Consumer"
 
 
 @task_prerun.connect
