@@ -306,6 +306,7 @@ CELERY_BEAT_SCHEDULE = {
     "pull-receipts": {"task": "channels.tasks.pull_receipts", "schedule": timedelta(seconds=60)},
     "mark-inbox-reads": {"task": "channels.tasks.mark_inbox_reads", "schedule": timedelta(seconds=5)},
     "purge-old-events": {"task": "scenarios.tasks.purge_old_events", "schedule": timedelta(hours=1)},
+    "resume-broadcasts": {"task": "scenarios.tasks.resume_broadcasts", "schedule": timedelta(seconds=30)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
     CELERY_BEAT_SCHEDULE = {}

@@ -6,6 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 from channels import apis as channel_apis
 from channels.receipts.views import callback
 from scenarios import apis as scenario_apis
+from scenarios import apis_broadcasts as broadcast_apis
 
 from .apis import WebhookDetailApi, WebhookListApi
 from .auth import ApiKeyAuthentication
@@ -28,6 +29,21 @@ api_v1 = [
         "events/<int:event_id>",
         scenario_apis.EventDetailApi.as_view(permission_classes=events, **backend_only),
         name="event",
+    ),
+    path(
+        "broadcasts",
+        broadcast_apis.BroadcastCreateApi.as_view(permission_classes=events, **backend_only),
+        name="broadcasts",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>",
+        broadcast_apis.BroadcastDetailApi.as_view(permission_classes=events, **backend_only),
+        name="broadcast",
+    ),
+    path(
+        "broadcasts/<int:broadcast_id>/cancel",
+        broadcast_apis.BroadcastCancelApi.as_view(permission_classes=events, **backend_only),
+        name="broadcast-cancel",
     ),
     path(
         "recipients/<str:audience>/<str:external_id>",

@@ -646,3 +646,81 @@ class TestRecipient(models.Model):
 
     def __str__(self):
         return f"{self.get_audience_display()} {self.external_id} {self.name}".strip()
+
+
+class BroadcastSource(models.TextChoices):
+    LIST = "list", _("A list of external ids")
+    SEGMENT = "segment", _("Everyone of the audience in the recipient directory")
+
+
+class BroadcastStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
+
+
+class Broadcast(models.Model):
+    """One message to a large audience (a list of ids, or a directory segment), written by a task
+    in chunks (scenarios/fanout.py). The per-person record of the inbox part is the inbox row
+    itself; provider channels get a delivery each in the outbox. Each chunk moves `cursor` and the
+    counts in the transaction that writes its people, so a killed worker's chunk is redone whole
+    and a finished one never again."""
+
+    name = models.CharField(_("name"), max_length=100)
+    template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
+    data = models.JSONField(_("data"), default=dict, blank=True, help_text=_("What the template renders with."))
+    channels = models.JSONField(_("channels"), default=list, help_text=_('e.g. ["inbox"] or ["inbox", "sms"]'))
+    importance = models.CharField(
+        _("importance"), max_length=16, choices=Importance.choices, default=Importance.TRANSACTIONAL
+    )
+    audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
+    source = models.CharField(_("audience from"), max_length=16, choices=BroadcastSource.choices)
+    external_ids = models.JSONField(_("external ids"), default=list, blank=True, editable=False)
+    segment_channel = models.CharField(
+        _("only people reachable on"),
+        max_length=32,
+        choices=Channel.choices,
+        blank=True,
+        help_text=_("Segment: only directory entries with an address on this channel; empty: everyone."),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.QUEUED
+    )
+    total = models.PositiveIntegerField(_("people"), default=0)
+    done = models.PositiveIntegerField(_("done"), default=0)
+    skipped = models.PositiveIntegerField(
+        _("skipped"), default=0, help_text=_("Turned every chosen channel off, or has no address on any.")
+    )
+    failed = models.PositiveIntegerField(_("failed"), default=0, help_text=_("In a chunk given up after errors."))
+    # Where the next chunk starts: a position in external_ids, or the last directory entry's id.
+    cursor = models.BigIntegerField(_("cursor"), default=0, editable=False)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True)
+    # Sent over the API: idempotent per client and key, like events.
+    client = models.CharField(_("client"), max_length=64, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    progress_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("broadcast")
+        verbose_name_plural = _("broadcasts")
+        permissions = [("cancel_broadcast", _("Can cancel broadcasts"))]
+        indexes = [
+            # The resume scan: unfinished broadcasts whose worker went quiet.
+            models.Index(fields=["progress_at"], condition=Q(status__in=["queued", "running"]), name="broadcast_open")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="broadcast_unique_idempotency_key",
+            )
+        ]
+
+    def __str__(self):
+        return self.name

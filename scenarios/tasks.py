@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .broadcasts import broadcast_send
+from .fanout import broadcast_run, broadcasts_resume_stale
 from .plans import plans_materialize_due
 from .policies import chains_advance
 from .retention import events_purge
@@ -40,3 +41,13 @@ def purge_old_events() -> int:
 @shared_task(name="scenarios.tasks.advance_fallback_chains", ignore_result=True)
 def advance_fallback_chains() -> int:
     return chains_advance()
+
+
+@shared_task(name="scenarios.tasks.run_broadcast", ignore_result=True, acks_late=True)
+def run_broadcast(broadcast_id: int) -> str:
+    return broadcast_run(broadcast_id=broadcast_id)
+
+
+@shared_task(name="scenarios.tasks.resume_broadcasts", ignore_result=True)
+def resume_broadcasts() -> int:
+    return broadcasts_resume_stale()

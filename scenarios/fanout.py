@@ -1,0 +1,402 @@
+"""Broadcasts to large audiences: one rendered message to a list of ids (up to LIST_MAX) or to a
+segment of the recipient directory, written by a task in chunks.
+
+- The template is rendered once, with the broadcast's data: the message is the same for all.
+- The inbox part is the inbox row itself (inbox/bulk.py: COPY, ON CONFLICT DO NOTHING on a
+  source_key per broadcast and person, counters and live events in the same statement); no
+  Event, Message, Delivery or attempt rows for it. Provider channels get one Delivery per person
+  in the outbox (bulk), keyed per broadcast, channel and person, and are sent as any other.
+- Preferences apply as for events (critical ignores them, marketing needs an opt-in); quiet hours
+  hold provider deliveries (deferred), never the inbox.
+- Each chunk locks the broadcast row, writes its people and moves `cursor` and the counts in one
+  transaction: a worker killed mid-chunk leaves nothing of that chunk, and the next run (the
+  resume scan, or a second worker that was waiting on the lock) redoes it whole; a finished chunk
+  is never redone. A chunk that fails twice in a row is given up (its people counted `failed`)
+  so one bad chunk cannot hold up the rest.
+- Cancelling is a status the next chunk reads under the same lock: it stops within one chunk.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from channels.models import Channel, DeliveryStatus, Recipient
+from channels.preferences import allows, preference_defaults, preferences_for
+from channels.services import DeliveryRequest, address_for, deliveries_create
+from inbox.bulk import inbox_message_put_to_many
+
+from .catalog import bindings_for
+from .errors import EventRejected
+from .limits import ID_MAX_LENGTH, data_size_problem, rendered_problems, string_problem, value_problems
+from .models import AudiencePolicy, Broadcast, BroadcastSource, BroadcastStatus, Importance, Template
+from .policies import QUIET_CHANNELS, hospital_zone, quiet_until
+from .rendering import RenderError, render_message
+from .services import render_context
+
+logger = logging.getLogger(__name__)
+
+LIST_MAX = 100_000  # ids in one broadcast's list (API and admin); more: a segment, or several
+CHUNK = 5000  # people per transaction
+STALE_AFTER = timedelta(seconds=60)  # an open broadcast this long without progress is resumed
+OPEN = (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING)
+GIVE_UP_AFTER = 2  # failures of one chunk in a row before its people are counted failed
+
+
+class BroadcastRejected(EventRejected):
+    """A broadcast that cannot be made as asked; nothing was stored (400, with field paths)."""
+
+    def __init__(self, fields: dict):
+        super().__init__("invalid_broadcast", "The broadcast is invalid.", fields)
+
+
+def external_ids_problems(ids, *, path: str = "recipients") -> dict[str, list[str]]:
+    """Each bad id by its path (`recipients.17`), at most 20; the list's own problem by `path`."""
+    if not isinstance(ids, list):
+        return {path: ["A list of external ids."]}
+    if not ids:
+        return {path: ["At least one external id."]}
+    if len(ids) > LIST_MAX:
+        return {path: [f"At most {LIST_MAX} ids per broadcast ({len(ids)} given); send a segment or several."]}
+    problems: dict[str, list[str]] = {}
+    for index, value in enumerate(ids):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            problem = "Expected an external id (a string)."
+        elif not str(value) or len(str(value)) > ID_MAX_LENGTH:
+            problem = f"An external id has 1 to {ID_MAX_LENGTH} characters."
+        else:
+            problem = string_problem(str(value))
+        if problem:
+            problems[f"{path}.{index}"] = [problem]
+            if len(problems) >= 20:
+                break
+    return problems
+
+
+def _rendered(template: Template, data: dict) -> dict:
+    bindings = bindings_for([template.pk]).get(template.pk, ())
+    return render_message(template=template, bindings=bindings, context=render_context(template, data))
+
+
+def broadcast_create(
+    *,
+    name: str,
+    template: Template | None,
+    channels: list,
+    data: dict | None = None,
+    external_ids: list | None = None,
+    segment: bool = False,
+    segment_channel: str = "",
+    importance: str = Importance.TRANSACTIONAL,
+    created_by: str = "",
+    client: str = "",
+    idempotency_key: str = "",
+) -> tuple[Broadcast, bool]:
+    """Check and store a broadcast, and start it after commit. Either `external_ids` (a list) or
+    `segment` (the template's audience in the directory, optionally only people with an address on
+    `segment_channel`). Returns (broadcast, created); the same client and key again returns the
+    first. Raises BroadcastRejected with every problem by field path."""
+    if client and idempotency_key:
+        first = Broadcast.objects.filter(client=client, idempotency_key=idempotency_key).first()
+        if first is not None:
+            return first, False
+    data = data or {}
+    problems: dict[str, list[str]] = {}
+    if template is None:
+        problems["template"] = ["No such template."]
+    if not isinstance(data, dict):
+        problems["data"] = ["An object."]
+    else:
+        problems.update(value_problems(data, "data"))
+        if data_size_problem(data):
+            problems["data"] = [data_size_problem(data)]
+    if importance not in Importance.values:
+        problems["importance"] = [f"One of {', '.join(Importance.values)}."]
+    bound = {b.channel for b in bindings_for([template.pk]).get(template.pk, ())} if template else set()
+    if not isinstance(channels, list) or not channels:
+        problems["channels"] = ["At least one channel."]
+    else:
+        for index, channel in enumerate(channels):
+            if channel not in Channel.values:
+                problems[f"channels.{index}"] = [f"Unknown channel; one of {', '.join(Channel.values)}."]
+            elif channel != Channel.INBOX and template is not None and channel not in bound:
+                problems[f"channels.{index}"] = [f"The template has no enabled binding for {channel}."]
+    if segment == bool(external_ids):
+        problems.setdefault("recipients", []).append("Either a list of external ids or a segment, not both.")
+    elif not segment:
+        problems.update(external_ids_problems(external_ids))
+    if segment_channel and segment_channel not in Channel.values:
+        problems["segment.channel"] = ["Unknown channel."]
+    if template is not None and not problems:
+        try:
+            rendered = _rendered(template, data)
+        except RenderError as err:
+            problems[f"template.{err.field}"] = [err.message]
+        else:
+            problems.update({f"template.{k}": v for k, v in rendered_problems(rendered).items()})
+    if problems:
+        raise BroadcastRejected(problems)
+    ids = list(dict.fromkeys(str(i) for i in external_ids)) if not segment else []
+    with transaction.atomic():
+        broadcast = Broadcast.objects.create(
+            name=name[:100],
+            template=template,
+            data=data,
+            channels=list(dict.fromkeys(channels)),
+            importance=importance,
+            audience=template.audience,
+            source=BroadcastSource.SEGMENT if segment else BroadcastSource.LIST,
+            external_ids=ids,
+            segment_channel=segment_channel,
+            total=len(ids) if not segment else _segment(template.audience, segment_channel).count(),
+            created_by=created_by,
+            client=client,
+            idempotency_key=idempotency_key,
+        )
+        transaction.on_commit(lambda: broadcast_enqueue(broadcast_id=broadcast.pk))
+    return broadcast, True
+
+
+def broadcast_enqueue(*, broadcast_id: int) -> None:
+    """Hand the broadcast to a worker; a lost enqueue is picked up by the resume scan."""
+    from .tasks import run_broadcast
+
+    try:
+        run_broadcast.delay(broadcast_id)
+    except Exception:
+        logger.exception("enqueue of broadcast %s failed; the resume scan will start it", broadcast_id)
+
+
+def _segment(audience: str, channel: str):
+    people = Recipient.objects.filter(audience=audience)
+    match channel:
+        case Channel.SMS:
+            people = people.exclude(phone="")
+        case Channel.WECHAT_MINI_SUBSCRIBE:
+            people = people.exclude(wechat_mini_openid="")
+        case Channel.WECHAT_OA_TEMPLATE:
+            people = people.exclude(wechat_oa_openid="")
+        case Channel.WECOM_APP:
+            people = people.exclude(wecom_userid="")
+        case Channel.APP_PUSH:
+            people = people.exclude(push_registration_ids=[])
+    return people
+
+
+@dataclass
+class _Plan:
+    """What every chunk of one run shares: the message, the policies' inputs, the list."""
+
+    broadcast: Broadcast
+    rendered: dict
+    bindings: dict
+    ids: list[str]
+    defaults: dict
+    quiet_until: object
+    counts: dict = field(default_factory=dict)
+
+
+def _plan(broadcast: Broadcast) -> _Plan:
+    template = broadcast.template
+    rendered = _rendered(template, broadcast.data)
+    now = timezone.now()
+    policy = AudiencePolicy.objects.filter(audience=broadcast.audience).first()
+    until = quiet_until(now, policy.quiet_start, policy.quiet_end, hospital_zone()) if policy else None
+    return _Plan(
+        broadcast=broadcast,
+        rendered=rendered,
+        bindings={b.channel: b for b in bindings_for([template.pk]).get(template.pk, ())},
+        ids=list(broadcast.external_ids) if broadcast.source == BroadcastSource.LIST else [],
+        defaults=preference_defaults(),
+        quiet_until=until,
+    )
+
+
+def _next_people(plan: _Plan, cursor: int, size: int) -> tuple[list[tuple[str, Recipient | None]], int]:
+    """The next chunk's people as (external id, directory entry or None), and the cursor after it."""
+    broadcast = plan.broadcast
+    if broadcast.source == BroadcastSource.LIST:
+        ids = plan.ids[cursor : cursor + size]
+        if not ids:
+            return [], cursor
+        found = {r.external_id: r for r in Recipient.objects.filter(audience=broadcast.audience, external_id__in=ids)}
+        return [(i, found.get(i)) for i in ids], cursor + len(ids)
+    people = list(_segment(broadcast.audience, broadcast.segment_channel).filter(pk__gt=cursor).order_by("pk")[:size])
+    return [(r.external_id, r) for r in people], (people[-1].pk if people else cursor)
+
+
+def _write(plan: _Plan, people: list[tuple[str, Recipient | None]]) -> tuple[int, int]:
+    """Write one chunk's inbox rows and deliveries; returns (people reached, people skipped)."""
+    broadcast, rendered = plan.broadcast, plan.rendered
+    category = rendered["category"]
+    critical = broadcast.importance == Importance.CRITICAL or broadcast.template.critical
+    opt_in = broadcast.importance == Importance.MARKETING
+    default = plan.defaults.get(broadcast.audience)
+    preferences = preferences_for(r.pk for _, r in people if r is not None)
+
+    def allowed(recipient, channel):
+        if critical:
+            return True
+        preference = preferences.get(recipient.pk) if recipient is not None else None
+        return allows(preference, default, channel=channel, category=category, opt_in=opt_in)
+
+    owners, requests, reached = [], [], set()
+    now = timezone.now()
+    for external_id, recipient in people:
+        for channel in broadcast.channels:
+            if channel == Channel.INBOX:
+                if allowed(recipient, channel):
+                    key = f"b{broadcast.pk}:{broadcast.audience}:{external_id}"
+                    owners.append((broadcast.audience, external_id, key))
+                    reached.add(external_id)
+                continue
+            if recipient is None:
+                continue  # not in the directory: no address on any provider channel
+            request = _delivery_request(plan, recipient, channel, allowed(recipient, channel), critical, now)
+            requests.append(request)
+            if request.status != DeliveryStatus.SKIPPED and address_for(channel=channel, recipient=recipient):
+                reached.add(external_id)
+    inbox_message_put_to_many(
+        owners=owners,
+        content={
+            "title": rendered["title"],
+            "body": rendered["body"],
+            "category": category,
+            "link": rendered["link"],
+            "actions": rendered.get("actions", []),
+            "template_code": broadcast.template.code,
+        },
+    )
+    if requests:
+        deliveries_create(requests=requests)
+    return len(reached), len(people) - len(reached)
+
+
+def _delivery_request(plan: _Plan, recipient: Recipient, channel: str, allowed: bool, critical: bool, now):
+    rendered, binding = plan.rendered, plan.bindings[channel]
+    decision = {}
+    if not allowed:
+        decision = {"status": DeliveryStatus.SKIPPED, "reason": "opted_out"}
+    elif not critical and channel in QUIET_CHANNELS and plan.quiet_until is not None:
+        decision = {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": plan.quiet_until}
+    return DeliveryRequest(
+        channel=channel,
+        recipient=recipient,
+        content={
+            "title": rendered["title"],
+            "body": rendered["body"],
+            "category": rendered["category"],
+            "link": rendered["link"],
+            "actions": rendered.get("actions", []),
+            **rendered["channels"].get(channel, {}),
+        },
+        idempotency_key=f"b{plan.broadcast.pk}:{channel}:{recipient.pk}",
+        template_code=plan.broadcast.template.code,
+        account=binding.account,
+        **decision,
+    )
+
+
+def broadcast_run(*, broadcast_id: int, chunk_size: int = CHUNK) -> str:
+    """Write the broadcast chunk by chunk until it is done or cancelled; returns its status.
+    Safe to run twice at once (the chunks serialize on the broadcast's row) and after a kill."""
+    broadcast = Broadcast.objects.select_related("template", "template__link").filter(pk=broadcast_id).first()
+    if broadcast is None or broadcast.status not in OPEN:
+        return broadcast.status if broadcast else ""
+    try:
+        plan = _plan(broadcast)
+    except RenderError as err:  # the template was edited since the broadcast was made
+        Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
+            status=BroadcastStatus.FAILED, last_error=f"render_failed: {err}", finished_at=timezone.now()
+        )
+        return BroadcastStatus.FAILED
+    failures = 0
+    while True:
+        try:
+            status = _chunk(plan, chunk_size, give_up=failures >= GIVE_UP_AFTER)
+        except Exception as err:
+            failures += 1
+            logger.exception("broadcast %s: chunk failed (%s in a row)", broadcast_id, failures)
+            if not connection.in_atomic_block:  # a broken connection is opened anew for the next try
+                connection.close_if_unusable_or_obsolete()
+            if failures > GIVE_UP_AFTER:  # not the chunk: the database itself; the resume scan retries
+                return BroadcastStatus.RUNNING
+            Broadcast.objects.filter(pk=broadcast_id).update(last_error=f"{type(err).__name__}: {err}"[:2000])
+            time.sleep(failures)
+            continue
+        failures = 0
+        if status is not None:
+            return status
+
+
+def _chunk(plan: _Plan, size: int, *, give_up: bool) -> str | None:
+    """One chunk in one transaction; returns the final status when there is nothing left to do."""
+    now = timezone.now()
+    with transaction.atomic():
+        state = (
+            Broadcast.objects.select_for_update()
+            .only("status", "cursor", "done", "skipped", "failed", "started_at")
+            .get(pk=plan.broadcast.pk)
+        )
+        if state.status not in OPEN:
+            return state.status
+        people, cursor = _next_people(plan, state.cursor, size)
+        changes = {"cursor": cursor, "progress_at": now, "status": BroadcastStatus.RUNNING}
+        if state.started_at is None:
+            changes["started_at"] = now
+        if not people:
+            changes.update(status=BroadcastStatus.DONE, finished_at=now)
+            changes["total"] = state.done + state.skipped + state.failed
+        elif give_up:
+            changes["failed"] = state.failed + len(people)
+        else:
+            reached, skipped = _write(plan, people)
+            changes.update(done=state.done + reached, skipped=state.skipped + skipped)
+        Broadcast.objects.filter(pk=state.pk).update(**changes)
+        return changes["status"] if not people else None
+
+
+def broadcast_cancel(*, broadcast_id: int) -> bool:
+    """Stop a broadcast that is still going; people already written keep their message. Returns
+    whether it was stopped (False: it had already ended). Waits for the chunk being written."""
+    return bool(
+        Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
+            status=BroadcastStatus.CANCELLED, finished_at=timezone.now()
+        )
+    )
+
+
+def broadcasts_resume_stale(*, now=None) -> int:
+    """The resume scan (beat): open broadcasts without progress for STALE_AFTER (a worker killed,
+    an enqueue lost) are handed to a worker again. Returns how many."""
+    now = now or timezone.now()
+    stale = list(
+        Broadcast.objects.filter(status__in=OPEN, created_at__lt=now - STALE_AFTER)
+        .exclude(progress_at__gte=now - STALE_AFTER)
+        .values_list("pk", flat=True)
+    )
+    for pk in stale:
+        broadcast_enqueue(broadcast_id=pk)
+    return len(stale)
+
+
+def broadcast_answer(broadcast: Broadcast) -> dict:
+    """A broadcast's progress as the API answers it."""
+    return {
+        "id": broadcast.pk,
+        "name": broadcast.name,
+        "template": broadcast.template.code,
+        "audience": broadcast.audience,
+        "channels": broadcast.channels,
+        "status": broadcast.status,
+        "total": broadcast.total,
+        "done": broadcast.done,
+        "skipped": broadcast.skipped,
+        "failed": broadcast.failed,
+        "created_at": broadcast.created_at,
+        "started_at": broadcast.started_at,
+        "finished_at": broadcast.finished_at,
+    }
