@@ -17,6 +17,7 @@ from channels.models import Channel, Delivery
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
 
+from . import admin_broadcasts  # noqa: F401 (registers the broadcasts' admin)
 from .admin_funnel import FunnelMixin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix

@@ -42,7 +42,7 @@ class BroadcastOutput(serializers.Serializer):
     template = serializers.CharField()
     audience = serializers.CharField()
     channels = serializers.ListField(child=serializers.CharField())
-    status = serializers.ChoiceField(choices=BroadcastStatus.values)
+    status = serializers.CharField(help_text=f"One of {', '.join(BroadcastStatus.values)}.")
     total = serializers.IntegerField()
     done = serializers.IntegerField(help_text="People reached on at least one channel.")
     skipped = serializers.IntegerField(help_text="Turned every chosen channel off, or have no address on any.")

@@ -83,29 +83,17 @@ def _rendered(template: Template, data: dict) -> dict:
     return render_message(template=template, bindings=bindings, context=render_context(template, data))
 
 
-def broadcast_create(
+def broadcast_problems(
     *,
-    name: str,
     template: Template | None,
     channels: list,
-    data: dict | None = None,
-    external_ids: list | None = None,
-    segment: bool = False,
+    data: dict,
+    external_ids: list | None,
+    segment: bool,
     segment_channel: str = "",
     importance: str = Importance.TRANSACTIONAL,
-    created_by: str = "",
-    client: str = "",
-    idempotency_key: str = "",
-) -> tuple[Broadcast, bool]:
-    """Check and store a broadcast, and start it after commit. Either `external_ids` (a list) or
-    `segment` (the template's audience in the directory, optionally only people with an address on
-    `segment_channel`). Returns (broadcast, created); the same client and key again returns the
-    first. Raises BroadcastRejected with every problem by field path."""
-    if client and idempotency_key:
-        first = Broadcast.objects.filter(client=client, idempotency_key=idempotency_key).first()
-        if first is not None:
-            return first, False
-    data = data or {}
+) -> dict[str, list[str]]:
+    """Everything wrong with a broadcast as asked, by field path (empty: it can be made)."""
     problems: dict[str, list[str]] = {}
     if template is None:
         problems["template"] = ["No such template."]
@@ -139,6 +127,41 @@ def broadcast_create(
             problems[f"template.{err.field}"] = [err.message]
         else:
             problems.update({f"template.{k}": v for k, v in rendered_problems(rendered).items()})
+    return problems
+
+
+def broadcast_create(
+    *,
+    name: str,
+    template: Template | None,
+    channels: list,
+    data: dict | None = None,
+    external_ids: list | None = None,
+    segment: bool = False,
+    segment_channel: str = "",
+    importance: str = Importance.TRANSACTIONAL,
+    created_by: str = "",
+    client: str = "",
+    idempotency_key: str = "",
+) -> tuple[Broadcast, bool]:
+    """Check and store a broadcast, and start it after commit. Either `external_ids` (a list) or
+    `segment` (the template's audience in the directory, optionally only people with an address on
+    `segment_channel`). Returns (broadcast, created); the same client and key again returns the
+    first. Raises BroadcastRejected with every problem by field path."""
+    if client and idempotency_key:
+        first = Broadcast.objects.filter(client=client, idempotency_key=idempotency_key).first()
+        if first is not None:
+            return first, False
+    data = {} if data is None else data
+    problems = broadcast_problems(
+        template=template,
+        channels=channels,
+        data=data,
+        external_ids=external_ids,
+        segment=segment,
+        segment_channel=segment_channel,
+        importance=importance,
+    )
     if problems:
         raise BroadcastRejected(problems)
     ids = list(dict.fromkeys(str(i) for i in external_ids)) if not segment else []

@@ -237,3 +237,41 @@ def test_bad_input_names_each_field(template):
         broadcast_create(name="x", template=template, channels=["inbox"], external_ids=["p"] * (fanout.LIST_MAX + 1))
     assert list(err.value.fields) == ["recipients"]
     assert not Broadcast.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_makes_a_broadcast_from_an_uploaded_list_shows_progress_and_cancels(template, manual, admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    add = reverse("admin:scenarios_broadcast_add")
+    form = {
+        "name": "会员日",
+        "template": template.pk,
+        "channels": ["inbox"],
+        "importance": "transactional",
+        "source": "list",
+        "segment_channel": "",
+        "data": '{"day": "12-01"}',
+        "ids_text": "p-1\np-2\n\n",
+    }
+    bad = admin_client.post(add, {**form, "ids_text": "p-1\n" + "x" * 65 + "\n"})
+    assert bad.status_code == 200
+    assert "Line 2" in bad.content.decode() or "第 2 行" in bad.content.decode()
+    assert not Broadcast.objects.exists()
+
+    upload = SimpleUploadedFile("ids.csv", "id,name\np-3,张三\np-1,李四\n".encode("utf-8-sig"), "text/csv")
+    made = admin_client.post(add, {**form, "ids_file": upload})
+    assert made.status_code == 302, made.content.decode()[:2000]
+    broadcast = Broadcast.objects.get()
+    assert broadcast.external_ids == ["p-1", "p-2", "p-3"] and broadcast.total == 3
+    assert broadcast.created_by == "admin" and broadcast.data == {"day": "12-01"}
+
+    changelist = reverse("admin:scenarios_broadcast_changelist")
+    page = admin_client.get(changelist).content.decode()
+    assert "会员日" in page and "<progress" in page
+    assert admin_client.get(reverse("admin:scenarios_broadcast_change", args=[broadcast.pk])).status_code == 200
+    admin_client.post(changelist, {"action": "cancel_broadcasts", "_selected_action": [broadcast.pk]})
+    broadcast.refresh_from_db()
+    assert broadcast.status == "cancelled"
+    assert broadcast_run(broadcast_id=broadcast.pk) == "cancelled" and not broadcast_rows(broadcast)

@@ -1,0 +1,189 @@
+"""Broadcasts to large audiences in the admin: made from an uploaded list (text or CSV, one id a
+line, the first column) or a directory segment; progress read-only; cancel and resume."""
+
+import csv
+import io
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from channels.models import Channel
+
+from .fanout import LIST_MAX, OPEN, broadcast_cancel, broadcast_create, broadcast_enqueue, broadcast_problems
+from .models import Broadcast, BroadcastSource
+
+UPLOAD_MAX_BYTES = 4 * 1024 * 1024
+
+
+def ids_from_text(text: str) -> list[str]:
+    """Ids from pasted text or a CSV file: the first column of each line, blank lines skipped; a
+    header line named id/external_id/用户ID is skipped too."""
+    ids = []
+    for n, row in enumerate(csv.reader(io.StringIO(text))):
+        if not row or not row[0].strip():
+            continue
+        value = row[0].strip().lstrip("\ufeff")
+        if n == 0 and value.lower() in ("id", "external_id", "用户id"):
+            continue
+        ids.append(value)
+    return ids
+
+
+class BroadcastForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(
+        label=_("channels"), choices=Channel.choices, initial=["inbox"], widget=forms.CheckboxSelectMultiple
+    )
+    ids_text = forms.CharField(
+        label=_("external ids"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=_("One id a line (or the first column of CSV); at most %(max)s.") % {"max": f"{LIST_MAX:,}"},
+    )
+    ids_file = forms.FileField(
+        label=_("or a file of ids"), required=False, help_text=_("Text or CSV, UTF-8; the first column is the id.")
+    )
+    data = forms.JSONField(
+        label=_("data"), required=False, initial=dict, help_text=_("What the template renders with.")
+    )
+
+    class Meta:
+        model = Broadcast
+        fields = ["name", "template", "channels", "importance", "source", "segment_channel", "data"]
+
+    def clean(self):
+        cleaned = super().clean()
+        ids = ids_from_text(cleaned.get("ids_text") or "")
+        upload = cleaned.get("ids_file")
+        if upload is not None:
+            if upload.size > UPLOAD_MAX_BYTES:
+                raise forms.ValidationError({"ids_file": gettext("The file is larger than 4 MB.")})
+            try:
+                ids += ids_from_text(upload.read().decode("utf-8-sig"))
+            except UnicodeDecodeError:
+                raise forms.ValidationError({"ids_file": gettext("The file is not UTF-8 text.")}) from None
+        segment = cleaned.get("source") == BroadcastSource.SEGMENT
+        cleaned["external_ids"] = [] if segment else ids
+        if cleaned.get("template") is None:
+            return cleaned
+        problems = broadcast_problems(
+            template=cleaned["template"],
+            channels=cleaned.get("channels") or [],
+            data=cleaned.get("data") or {},
+            external_ids=cleaned["external_ids"],
+            segment=segment,
+            segment_channel=cleaned.get("segment_channel") or "",
+            importance=cleaned.get("importance") or "",
+        )
+        for path, words in problems.items():
+            head, _, rest = path.partition(".")
+            if head == "recipients" and rest:
+                line = gettext("Line %(n)s: %(problem)s") % {"n": int(rest) + 1, "problem": words[0]}
+                self.add_error("ids_text", line)
+            elif head == "recipients":
+                self.add_error("ids_text" if not segment else "source", words)
+            elif head in ("channels", "data", "importance"):
+                self.add_error(head, words)
+            elif head == "segment":
+                self.add_error("segment_channel", words)
+            else:  # the template, and what it renders to
+                self.add_error("template", [f"{rest}: {w}" if rest else w for w in words])
+        return cleaned
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(admin.ModelAdmin):
+    form = BroadcastForm
+    list_display = [
+        "name",
+        "template",
+        "audience",
+        "status",
+        "progress",
+        "total",
+        "done",
+        "skipped",
+        "failed",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "audience", "source"]
+    search_fields = ["name", "template__code"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_broadcasts", "resume_broadcasts"]
+    readonly_progress = [
+        "name",
+        "template",
+        "channels",
+        "importance",
+        "audience",
+        "source",
+        "segment_channel",
+        "data",
+        "status",
+        "progress",
+        "total",
+        "done",
+        "skipped",
+        "failed",
+        "last_error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "progress_at",
+        "finished_at",
+    ]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None:
+            return self.readonly_progress
+        return [*self.form.Meta.fields[:5], "ids_text", "ids_file", "segment_channel", "data"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_progress if obj is not None else []
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("template").defer("external_ids")
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj):
+        handled = obj.done + obj.skipped + obj.failed
+        share = 100 if obj.total == 0 and obj.finished_at else (100 * handled // obj.total if obj.total else 0)
+        return format_html('<progress max="100" value="{}"></progress> {}%', share, share)
+
+    def save_model(self, request, obj, form, change):
+        values = form.cleaned_data
+        broadcast, _ = broadcast_create(
+            name=values["name"],
+            template=values["template"],
+            channels=values["channels"],
+            data=values.get("data") or {},
+            external_ids=values["external_ids"],
+            segment=values["source"] == BroadcastSource.SEGMENT,
+            segment_channel=values.get("segment_channel") or "",
+            importance=values["importance"],
+            created_by=request.user.get_username(),
+        )
+        obj.pk = broadcast.pk
+        obj.refresh_from_db()
+
+    def has_change_permission(self, request, obj=None):
+        # A broadcast is made once; afterwards its page shows the progress (view only).
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    @admin.action(description=_("Cancel the selected broadcasts"), permissions=["cancel"])
+    def cancel_broadcasts(self, request, queryset):
+        stopped = sum(broadcast_cancel(broadcast_id=pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, gettext("%(n)s broadcasts cancelled.") % {"n": stopped}, messages.SUCCESS)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("scenarios.cancel_broadcast")
+
+    @admin.action(description=_("Resume the selected broadcasts"), permissions=["cancel"])
+    def resume_broadcasts(self, request, queryset):
+        open_ids = list(queryset.filter(status__in=OPEN).values_list("pk", flat=True))
+        for pk in open_ids:
+            broadcast_enqueue(broadcast_id=pk)
+        self.message_user(request, gettext("%(n)s broadcasts handed to a worker.") % {"n": len(open_ids)})
