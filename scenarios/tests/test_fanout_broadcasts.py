@@ -275,3 +275,33 @@ def test_the_admin_makes_a_broadcast_from_an_uploaded_list_shows_progress_and_ca
     broadcast.refresh_from_db()
     assert broadcast.status == "cancelled"
     assert broadcast_run(broadcast_id=broadcast.pk) == "cancelled" and not broadcast_rows(broadcast)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_open_apps_are_pushed_each_new_message_after_commit(template, manual, settings):
+    """Live push as for any inbox write: one `message.created` per person on their own channel,
+    published after the chunk commits, with the event's number (its reconnect id)."""
+    import json
+
+    import redis
+
+    from inbox.changes import live_channel
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    listener = client.pubsub()
+    listener.subscribe(live_channel("patient", "p-2"), live_channel("doctor", "p-2"))
+    listener.get_message(timeout=1)
+    listener.get_message(timeout=1)  # the two subscribe confirmations
+    broadcast, _ = broadcast_create(
+        name="会员日", template=template, channels=["inbox"], data={"day": "1"}, external_ids=["p-1", "p-2", "p-3"]
+    )
+    broadcast_run(broadcast_id=broadcast.pk, chunk_size=2)
+    got = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        got.append(json.loads(message["data"]))
+    listener.close()
+    mine = InboxMessage.objects.get(recipient_id="p-2")
+    event = InboxEvent.objects.get(recipient_id="p-2")
+    assert len(got) == 1
+    assert got[0]["type"] == "message.created" and got[0]["id"] == event.seq == 1 and got[0]["pk"] == event.pk
+    assert got[0]["data"]["message"]["id"] == mine.pk and got[0]["data"]["counts"]["total"] == 1
