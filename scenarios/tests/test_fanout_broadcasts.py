@@ -305,3 +305,43 @@ def test_open_apps_are_pushed_each_new_message_after_commit(template, manual, se
     assert len(got) == 1
     assert got[0]["type"] == "message.created" and got[0]["id"] == event.seq == 1 and got[0]["pk"] == event.pk
     assert got[0]["data"]["message"]["id"] == mine.pk and got[0]["data"]["counts"]["total"] == 1
+
+
+@pytest.mark.django_db
+def test_marketing_needs_an_opt_in_and_critical_ignores_preferences(template, manual):
+    opted_in = Recipient.objects.create(audience="patient", external_id="p-in")
+    Preference.objects.create(recipient=opted_in, categories={"points": {"inbox": True}})
+    silenced = Recipient.objects.create(audience="patient", external_id="p-off")
+    Preference.objects.create(recipient=silenced, channels={"inbox": False})
+    people = ["p-new", "p-in", "p-off"]
+
+    marketing, _ = broadcast_create(
+        name="营销",
+        template=template,
+        channels=["inbox"],
+        data={"day": "1"},
+        external_ids=people,
+        importance="marketing",
+    )
+    broadcast_run(broadcast_id=marketing.pk)
+    marketing.refresh_from_db()
+    assert (marketing.done, marketing.skipped) == (1, 2) and broadcast_rows(marketing) == ["p-in"]
+
+    critical, _ = broadcast_create(
+        name="停诊",
+        template=template,
+        channels=["inbox"],
+        data={"day": "1"},
+        external_ids=people,
+        importance="critical",
+    )
+    broadcast_run(broadcast_id=critical.pk)
+    critical.refresh_from_db()
+    assert (critical.done, critical.skipped) == (3, 0) and sorted(broadcast_rows(critical)) == sorted(people)
+
+    plain, _ = broadcast_create(
+        name="通知", template=template, channels=["inbox"], data={"day": "1"}, external_ids=people
+    )
+    broadcast_run(broadcast_id=plain.pk)
+    plain.refresh_from_db()
+    assert (plain.done, plain.skipped) == (2, 1) and "p-off" not in broadcast_rows(plain)
