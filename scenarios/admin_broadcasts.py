@@ -12,7 +12,8 @@ from django.utils.translation import gettext_lazy as _
 
 from channels.models import Channel
 
-from .fanout import LIST_MAX, OPEN, broadcast_cancel, broadcast_create, broadcast_enqueue, broadcast_problems
+from .audiences import LIST_MAX
+from .fanout import OPEN, broadcast_cancel, broadcast_create, broadcast_enqueue, broadcast_problems
 from .models import Broadcast, BroadcastSource
 
 UPLOAD_MAX_BYTES = 4 * 1024 * 1024

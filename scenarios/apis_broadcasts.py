@@ -9,8 +9,9 @@ from rest_framework.views import APIView
 
 from channels.models import Channel
 
+from .audiences import LIST_MAX
 from .errors import EventRejected
-from .fanout import LIST_MAX, broadcast_answer, broadcast_cancel, broadcast_create
+from .fanout import broadcast_answer, broadcast_cancel, broadcast_create
 from .models import Broadcast, BroadcastStatus, Importance, Template
 
 

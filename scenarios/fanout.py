@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from channels.models import Channel, DeliveryStatus, Recipient
@@ -31,9 +29,10 @@ from channels.preferences import allows, preference_defaults, preferences_for
 from channels.services import DeliveryRequest, address_for, deliveries_create
 from inbox.bulk import inbox_message_put_to_many
 
+from .audiences import directory_entries, external_ids_problems, segment_people
 from .catalog import bindings_for
 from .errors import EventRejected
-from .limits import ID_MAX_LENGTH, data_size_problem, rendered_problems, string_problem, value_problems
+from .limits import data_size_problem, rendered_problems, value_problems
 from .models import AudiencePolicy, Broadcast, BroadcastSource, BroadcastStatus, Importance, Template
 from .policies import QUIET_CHANNELS, hospital_zone, quiet_until
 from .rendering import RenderError, render_message
@@ -41,7 +40,6 @@ from .services import render_context
 
 logger = logging.getLogger(__name__)
 
-LIST_MAX = 100_000  # ids in one broadcast's list (API and admin); more: a segment, or several
 CHUNK = 5000  # people per transaction
 STALE_AFTER = timedelta(seconds=60)  # an open broadcast this long without progress is resumed
 OPEN = (BroadcastStatus.QUEUED, BroadcastStatus.RUNNING)
@@ -53,29 +51,6 @@ class BroadcastRejected(EventRejected):
 
     def __init__(self, fields: dict):
         super().__init__("invalid_broadcast", "The broadcast is invalid.", fields)
-
-
-def external_ids_problems(ids, *, path: str = "recipients") -> dict[str, list[str]]:
-    """Each bad id by its path (`recipients.17`), at most 20; the list's own problem by `path`."""
-    if not isinstance(ids, list):
-        return {path: ["A list of external ids."]}
-    if not ids:
-        return {path: ["At least one external id."]}
-    if len(ids) > LIST_MAX:
-        return {path: [f"At most {LIST_MAX} ids per broadcast ({len(ids)} given); send a segment or several."]}
-    problems: dict[str, list[str]] = {}
-    for index, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            problem = "Expected an external id (a string)."
-        elif not str(value) or len(str(value)) > ID_MAX_LENGTH:
-            problem = f"An external id has 1 to {ID_MAX_LENGTH} characters."
-        else:
-            problem = string_problem(str(value))
-        if problem:
-            problems[f"{path}.{index}"] = [problem]
-            if len(problems) >= 20:
-                break
-    return problems
 
 
 def _rendered(template: Template, data: dict) -> dict:
@@ -176,7 +151,7 @@ def broadcast_create(
             source=BroadcastSource.SEGMENT if segment else BroadcastSource.LIST,
             external_ids=ids,
             segment_channel=segment_channel,
-            total=len(ids) if not segment else _segment(template.audience, segment_channel).count(),
+            total=len(ids) if not segment else segment_people(template.audience, segment_channel).count(),
             created_by=created_by,
             client=client,
             idempotency_key=idempotency_key,
@@ -195,22 +170,6 @@ def broadcast_enqueue(*, broadcast_id: int) -> None:
         logger.exception("enqueue of broadcast %s failed; the resume scan will start it", broadcast_id)
 
 
-def _segment(audience: str, channel: str):
-    people = Recipient.objects.filter(audience=audience)
-    match channel:
-        case Channel.SMS:
-            people = people.exclude(phone="")
-        case Channel.WECHAT_MINI_SUBSCRIBE:
-            people = people.exclude(wechat_mini_openid="")
-        case Channel.WECHAT_OA_TEMPLATE:
-            people = people.exclude(wechat_oa_openid="")
-        case Channel.WECOM_APP:
-            people = people.exclude(wecom_userid="")
-        case Channel.APP_PUSH:
-            people = people.exclude(push_registration_ids=[])
-    return people
-
-
 @dataclass
 class _Plan:
     """What every chunk of one run shares: the message, the policies' inputs, the list."""
@@ -220,7 +179,7 @@ class _Plan:
     bindings: dict
     ids: list[str]
     defaults: dict
-    quiet_until: object
+    quiet: AudiencePolicy | None
 
     @property
     def inbox_only(self) -> bool:
@@ -230,16 +189,13 @@ class _Plan:
 def _plan(broadcast: Broadcast) -> _Plan:
     template = broadcast.template
     rendered = _rendered(template, broadcast.data)
-    now = timezone.now()
-    policy = AudiencePolicy.objects.filter(audience=broadcast.audience).first()
-    until = quiet_until(now, policy.quiet_start, policy.quiet_end, hospital_zone()) if policy else None
     return _Plan(
         broadcast=broadcast,
         rendered=rendered,
         bindings={b.channel: b for b in bindings_for([template.pk]).get(template.pk, ())},
         ids=list(broadcast.external_ids) if broadcast.source == BroadcastSource.LIST else [],
         defaults=preference_defaults(),
-        quiet_until=until,
+        quiet=AudiencePolicy.objects.filter(audience=broadcast.audience).first(),
     )
 
 
@@ -250,24 +206,12 @@ def _next_people(plan: _Plan, cursor: int, size: int) -> tuple[list[tuple[str, R
         ids = plan.ids[cursor : cursor + size]
         if not ids:
             return [], cursor
-        found = {r.external_id: r for r in _directory(broadcast.audience, ids, inbox_only=plan.inbox_only)}
+        found = {r.external_id: r for r in directory_entries(broadcast.audience, ids, inbox_only=plan.inbox_only)}
         return [(i, found.get(i)) for i in ids], cursor + len(ids)
-    people = list(_segment(broadcast.audience, broadcast.segment_channel).filter(pk__gt=cursor).order_by("pk")[:size])
+    people = list(
+        segment_people(broadcast.audience, broadcast.segment_channel).filter(pk__gt=cursor).order_by("pk")[:size]
+    )
     return [(r.external_id, r) for r in people], (people[-1].pk if people else cursor)
-
-
-def _directory(audience: str, ids: list[str], *, inbox_only: bool):
-    """The directory entries among a chunk's ids: all of them when provider channels need their
-    addresses; for the inbox alone only those with saved preferences (the others have nothing a
-    policy could read), with the preferences in the same query."""
-    people = Recipient.objects.filter(audience=audience)
-    if inbox_only:
-        people = people.filter(preference__isnull=False).select_related("preference")
-    if connection.vendor == "postgresql":  # one array parameter, not thousands; an index scan per id
-        table = Recipient._meta.db_table
-        any_id = RawSQL(f'"{table}"."external_id" = ANY(%s::text[])', [ids], output_field=BooleanField())  # noqa: S611 (names are ours; ids a parameter)
-        return people.filter(any_id)
-    return people.filter(external_id__in=ids)
 
 
 def _write(plan: _Plan, people: list[tuple[str, Recipient | None]]) -> tuple[int, int]:
@@ -289,7 +233,8 @@ def _write(plan: _Plan, people: list[tuple[str, Recipient | None]]) -> tuple[int
         return allows(preference, default, channel=channel, category=category, opt_in=opt_in)
 
     owners, requests, reached = [], [], set()
-    now = timezone.now()
+    quiet = plan.quiet
+    until = quiet_until(timezone.now(), quiet.quiet_start, quiet.quiet_end, hospital_zone()) if quiet else None
     for external_id, recipient in people:
         for channel in broadcast.channels:
             if channel == Channel.INBOX:
@@ -300,7 +245,7 @@ def _write(plan: _Plan, people: list[tuple[str, Recipient | None]]) -> tuple[int
                 continue
             if recipient is None:
                 continue  # not in the directory: no address on any provider channel
-            request = _delivery_request(plan, recipient, channel, allowed(recipient, channel), critical, now)
+            request = _delivery_request(plan, recipient, channel, allowed(recipient, channel), critical, until)
             requests.append(request)
             if request.status != DeliveryStatus.SKIPPED and address_for(channel=channel, recipient=recipient):
                 reached.add(external_id)
@@ -320,13 +265,13 @@ def _write(plan: _Plan, people: list[tuple[str, Recipient | None]]) -> tuple[int
     return len(reached), len(people) - len(reached)
 
 
-def _delivery_request(plan: _Plan, recipient: Recipient, channel: str, allowed: bool, critical: bool, now):
+def _delivery_request(plan: _Plan, recipient: Recipient, channel: str, allowed: bool, critical: bool, quiet_until):
     rendered, binding = plan.rendered, plan.bindings[channel]
     decision = {}
     if not allowed:
         decision = {"status": DeliveryStatus.SKIPPED, "reason": "opted_out"}
-    elif not critical and channel in QUIET_CHANNELS and plan.quiet_until is not None:
-        decision = {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": plan.quiet_until}
+    elif not critical and channel in QUIET_CHANNELS and quiet_until is not None:
+        decision = {"status": DeliveryStatus.DEFERRED, "reason": "quiet_hours", "not_before": quiet_until}
     return DeliveryRequest(
         channel=channel,
         recipient=recipient,

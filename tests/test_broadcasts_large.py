@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from inbox.models import InboxCounter, InboxEvent
 from scenarios import fanout
+from scenarios.audiences import LIST_MAX
 from scenarios.fanout import broadcast_create, broadcast_run, broadcasts_resume_stale
 from scenarios.models import Broadcast
 from scenarios.tests.test_fanout_broadcasts import broadcast_rows, counters_off, make_template
@@ -132,7 +133,7 @@ def test_the_api_cancels_a_queued_broadcast(template, manual):
     [
         ({"recipients": ["p-1", "", 7, {"id": "p-2"}, "x" * 65]}, {"recipients.1", "recipients.3", "recipients.4"}),
         ({"recipients": "p-1,p-2"}, {"recipients"}),
-        ({"recipients": [f"p-{i}" for i in range(fanout.LIST_MAX + 1)]}, {"recipients"}),
+        ({"recipients": [f"p-{i}" for i in range(LIST_MAX + 1)]}, {"recipients"}),
         ({"recipients": None, "segment": {"channel": "fax"}}, {"segment.channel"}),
         ({"segment": {}}, {"recipients"}),  # both a list and a segment
         ({"channels": ["inbox", "sms", "fax"]}, {"channels.1", "channels.2"}),

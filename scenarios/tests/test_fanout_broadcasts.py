@@ -17,6 +17,7 @@ from channels.models import Delivery, Preference, Recipient
 from inbox.models import InboxCounter, InboxEvent, InboxMessage
 from inbox.services import inbox_message_put
 from scenarios import fanout
+from scenarios.audiences import LIST_MAX
 from scenarios.fanout import broadcast_cancel, broadcast_create, broadcast_run
 from scenarios.models import AudiencePolicy, Broadcast, ChannelBinding, LinkTarget, Template
 
@@ -234,7 +235,7 @@ def test_bad_input_names_each_field(template):
         broadcast_create(name="x", template=template, channels=["inbox"], data={}, external_ids=["p-1"])
     assert set(err.value.fields) == {"template.title"}  # {{ day }} is missing
     with pytest.raises(fanout.BroadcastRejected) as err:
-        broadcast_create(name="x", template=template, channels=["inbox"], external_ids=["p"] * (fanout.LIST_MAX + 1))
+        broadcast_create(name="x", template=template, channels=["inbox"], external_ids=["p"] * (LIST_MAX + 1))
     assert list(err.value.fields) == ["recipients"]
     assert not Broadcast.objects.exists()
 
