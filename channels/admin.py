@@ -4,9 +4,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from .addresses import recipients_matching
 from .admin_timeline import DeliveryStatusChangeInline
 from .masking import mask_id, mask_phone, mask_secret
 from .models import (
+    ADDRESS_FIELDS,
     Channel,
     ChannelAccount,
     Delivery,
@@ -76,12 +78,84 @@ class PreferenceDefaultAdmin(admin.ModelAdmin):
     list_display = ["audience", "channels", "categories"]
 
 
+PHONE_FORM = r"^\+?[0-9]{6,20}$"  # as PUT /api/v1/recipients takes it
+
+
+class RecipientForm(forms.ModelForm):
+    """Addresses are write-only: the page shows each masked, a value typed replaces it, a blank
+    field keeps it, and "clear" removes it. The clear values never come back to a browser."""
+
+    phone = forms.RegexField(PHONE_FORM, label=_("phone"), required=False, max_length=32)
+    wechat_mini_openid = forms.CharField(label=_("mini-program openid"), required=False, max_length=64)
+    wechat_oa_openid = forms.CharField(label=_("official-account openid"), required=False, max_length=64)
+    wechat_unionid = forms.CharField(label=_("WeChat unionid"), required=False, max_length=64)
+    wecom_userid = forms.CharField(label=_("WeCom user id"), required=False, max_length=64)
+    push_registration_ids = forms.CharField(
+        label=_("push registration ids"), required=False, max_length=650, help_text=_("Comma-separated.")
+    )
+    clear_addresses = forms.MultipleChoiceField(
+        label=_("clear"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=[(name, Recipient._meta.get_field(name).verbose_name) for name in ADDRESS_FIELDS],
+    )
+
+    class Meta:
+        model = Recipient
+        fields = ["audience", "external_id", "name", "locale"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ADDRESS_FIELDS:
+            field = self.fields[name]
+            field.widget.attrs["autocomplete"] = "off"
+            value = getattr(self.instance, name) if self.instance.pk else ""
+            shown = _masked(name, value)
+            field.help_text = (
+                _("Now %(masked)s. Leave empty to keep it.") % {"masked": shown} if shown else _("None yet.")
+            )
+
+    def clean_push_registration_ids(self):
+        text = self.cleaned_data.get("push_registration_ids") or ""
+        ids = [part.strip() for part in text.split(",") if part.strip()]
+        if len(ids) > 10 or any(len(part) > 64 for part in ids):
+            raise forms.ValidationError(_("At most 10 ids of at most 64 characters each."))
+        return ids
+
+    def save(self, commit=True):
+        for name in ADDRESS_FIELDS:
+            if name in self.cleaned_data.get("clear_addresses", []):
+                setattr(self.instance, name, [] if name == "push_registration_ids" else "")
+            elif self.cleaned_data.get(name):
+                setattr(self.instance, name, self.cleaned_data[name])
+        return super().save(commit)
+
+
+def _masked(name: str, value) -> str:
+    if isinstance(value, list):
+        return ", ".join(mask_id(v) for v in value)
+    return mask_phone(value) if name == "phone" else mask_id(value)
+
+
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
+    """Search takes an external id, a name, or a full phone or openid (found by its keyed hash:
+    the clear value is not in the table)."""
+
+    form = RecipientForm
     list_display = ["audience", "external_id", "name", "masked_phone", "masked_mini_openid", "masked_oa_openid"]
     list_filter = ["audience"]
     search_fields = ["external_id", "name"]
+    search_help_text = _("An external id, a name, or a full phone number or openid.")
     inlines = [SubscribeConsentInline, PreferenceInline]
+
+    def get_fields(self, request, obj=None):
+        return ["audience", "external_id", "name", "locale", *ADDRESS_FIELDS, "clear_addresses"]
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        ids = recipients_matching(search_term.strip()) if search_term.strip() else []
+        return (found | queryset.filter(pk__in=ids) if ids else found), may_have_duplicates
 
     @admin.display(description=_("phone"))
     def masked_phone(self, obj):
@@ -223,12 +297,18 @@ class DeliveryAdmin(HistoryRecordAdmin):
     ]
     list_filter = ["status", "channel", "template_code", "last_error_code", "created_at", "finished_at"]
     search_fields = ["template_code", "recipient__external_id", "=event_ref", "=message_ref", "idempotency_key"]
+    search_help_text = _("A template code, an external id, an event or message id, a key, or a full phone or openid.")
     list_select_related = ["recipient"]
     readonly_fields = [f.name for f in Delivery._meta.fields if f.name != "address"] + ["masked"]
     exclude = ["address"]
     inlines = [DeliveryAttemptInline, DeliveryStatusChangeInline]
     show_full_result_count = False
     actions = ["retry_now", "cancel"]
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        ids = recipients_matching(search_term.strip()) if search_term.strip() else []
+        return (found | queryset.filter(recipient_id__in=ids) if ids else found), may_have_duplicates
 
     @admin.action(description=_("Retry now"), permissions=["retry"])
     def retry_now(self, request, queryset):

@@ -23,3 +23,34 @@ def mask_secret(value: str) -> str:
     if not value:
         return ""
     return "****" + value[-4:] if len(value) > 8 else "****"
+
+
+def mask_address(channel: str, address: str) -> str:
+    """A delivery's address as it is kept and shown: a phone or ids masked; the inbox's
+    `audience:external id` and a group robot's "robot" are no personal address."""
+    if channel == "sms":
+        return mask_phone(address)
+    if channel in ("inbox", "wecom_robot"):
+        return address
+    return ",".join(mask_id(part) for part in address.split(","))
+
+
+def scrub(value, address: str, channel: str):
+    """A provider's answer (JSON) with every copy of an address in it masked: Tencent echoes the
+    phone in SendStatusSet, Aliyun's QuerySendDetails in PhoneNum, WeCom the user in invaliduser."""
+    parts = [p for p in address.split(",") if len(p) > 2]
+    if not parts:
+        return value
+
+    def walk(item):
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        if isinstance(item, str):
+            for part in parts:
+                if part in item:
+                    item = item.replace(part, mask_address(channel, part))
+        return item
+
+    return walk(value)

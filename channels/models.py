@@ -10,7 +10,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .fields import EncryptedJSONField
+from .fields import EncryptedJSONField, EncryptedListField, EncryptedTextField, KeyedHashField
+from .masking import mask_address
 
 
 class Channel(models.TextChoices):
@@ -31,17 +32,26 @@ class Audience(models.TextChoices):
 
 
 class Recipient(models.Model):
-    """A person's addresses on every channel, keyed by audience and the hospital's own id."""
+    """A person's addresses on every channel, keyed by audience and the hospital's own id.
+
+    The one place a phone or an openid is kept: encrypted at rest (FIELD_ENCRYPTION_KEYS), each
+    searchable address beside its keyed hash (`*_hash`, FIELD_HASH_KEY), which is how a person is
+    found by phone or openid (`channels.addresses.recipients_find`)."""
 
     audience = models.CharField(_("audience"), max_length=16, choices=Audience.choices)
     external_id = models.CharField(_("external id"), max_length=64)
     name = models.CharField(_("name"), max_length=100, blank=True)
-    phone = models.CharField(_("phone"), max_length=32, blank=True)
-    wechat_mini_openid = models.CharField(_("mini-program openid"), max_length=64, blank=True)
-    wechat_oa_openid = models.CharField(_("official-account openid"), max_length=64, blank=True)
-    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
-    push_registration_ids = models.JSONField(_("push registration ids"), default=list, blank=True)
-    wecom_userid = models.CharField(_("WeCom user id"), max_length=64, blank=True)
+    phone = EncryptedTextField(_("phone"), max_length=32, blank=True)
+    wechat_mini_openid = EncryptedTextField(_("mini-program openid"), max_length=64, blank=True)
+    wechat_oa_openid = EncryptedTextField(_("official-account openid"), max_length=64, blank=True)
+    wechat_unionid = EncryptedTextField(_("WeChat unionid"), max_length=64, blank=True)
+    push_registration_ids = EncryptedListField(_("push registration ids"), default=list, blank=True)
+    wecom_userid = EncryptedTextField(_("WeCom user id"), max_length=64, blank=True)
+    phone_hash = KeyedHashField(source="phone", db_index=True)
+    wechat_mini_openid_hash = KeyedHashField(source="wechat_mini_openid", db_index=True)
+    wechat_oa_openid_hash = KeyedHashField(source="wechat_oa_openid", db_index=True)
+    wechat_unionid_hash = KeyedHashField(source="wechat_unionid", db_index=True)
+    wecom_userid_hash = KeyedHashField(source="wecom_userid", db_index=True)
     locale = models.CharField(_("locale"), max_length=16, default="zh-hans")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -53,6 +63,18 @@ class Recipient(models.Model):
 
     def __str__(self):
         return f"{self.audience}:{self.external_id}"
+
+    def save(self, *args, **kwargs):
+        # An address saved by name takes its hash along (update_or_create names only what it set).
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, *(f"{f}_hash" for f in HASHED if f in update_fields)}
+        super().save(*args, **kwargs)
+
+
+# The addresses a person can be found by, each with a keyed-hash column `<name>_hash`.
+HASHED = ("phone", "wechat_mini_openid", "wechat_oa_openid", "wechat_unionid", "wecom_userid")
+ADDRESS_FIELDS = (*HASHED, "push_registration_ids")
 
 
 class SubscribeConsent(models.Model):
@@ -234,6 +256,8 @@ class Delivery(models.Model):
     recipient = models.ForeignKey(
         Recipient, verbose_name=_("recipient"), null=True, blank=True, on_delete=models.SET_NULL
     )
+    # Masked (what the admin and the API show); the engine reads the real one from the directory
+    # entry `recipient`, for this channel, into memory only (channels/addresses.py).
     address = models.CharField(_("address"), max_length=256, blank=True)
     content = models.JSONField(_("content"), default=dict)
     idempotency_key = models.CharField(_("idempotency key"), max_length=100, unique=True)
@@ -284,6 +308,18 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.channel} #{self.pk}"
+
+    def save(self, *args, **kwargs):
+        # The engine holds the real address in memory while it sends (channels/addresses.py);
+        # the table keeps it masked, whatever is saved.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "address" not in update_fields:
+            return super().save(*args, **kwargs)
+        address, self.address = self.address, mask_address(self.channel, self.address)
+        try:
+            super().save(*args, **kwargs)
+        finally:
+            self.address = address
 
 
 class AttemptOutcome(models.TextChoices):

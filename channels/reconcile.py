@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .addresses import deliveries_fill_addresses
 from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .providers import DeliveryResult, Reconcile, backend_for
 from .routing import fail_over
@@ -59,6 +60,7 @@ def delivery_reconcile(*, delivery_id: int) -> str | None:
         if delivery is None:
             return None
         Delivery.objects.filter(pk=delivery.pk).update(claim=claim, lease_until=now + lease())
+    deliveries_fill_addresses([delivery])
     decision, result = _decide(delivery, now)
     with transaction.atomic():
         if not Delivery.objects.select_for_update().filter(pk=delivery.pk, claim=claim).exists():

@@ -5,8 +5,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .masking import mask_id, mask_phone
-from .models import Delivery, DeliveryAttempt, DeliveryStatus, Recipient
+from .masking import mask_address
+from .models import HASHED, Delivery, DeliveryAttempt, DeliveryStatus, Recipient
 
 UNFINISHED = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
@@ -79,17 +79,13 @@ def recipient_erase(*, audience: str, external_id: str) -> dict | None:
     if recipient is None:
         return None
     now = timezone.now()
-    cancelled = Delivery.objects.filter(recipient=recipient, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.CANCELLED, last_error_code="erased", finished_at=now, updated_at=now
-    )
+    cancelled = Delivery.objects.filter(
+        recipient=recipient, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+    ).update(status=DeliveryStatus.CANCELLED, last_error_code="erased", finished_at=now, updated_at=now)
     deliveries = list(Delivery.objects.filter(recipient=recipient).only("id", "channel", "address"))
     for delivery in deliveries:
-        if delivery.channel == "inbox":
-            masked = ""
-        elif delivery.channel == "sms":
-            masked = mask_phone(delivery.address)
-        else:
-            masked = ",".join(mask_id(part) for part in delivery.address.split(","))
+        # Kept masked already; the inbox's "audience:id" goes too.
+        masked = "" if delivery.channel == "inbox" else mask_address(delivery.channel, delivery.address)
         Delivery.objects.filter(pk=delivery.pk).update(address=masked, content={})
     DeliveryAttempt.objects.filter(delivery__recipient=recipient).update(raw_response=None, error_message="")
     consents = recipient.consents.all().delete()[0]
@@ -101,6 +97,7 @@ def recipient_erase(*, audience: str, external_id: str) -> dict | None:
         wechat_unionid="",
         push_registration_ids=[],
         wecom_userid="",
+        **{f"{field}_hash": "" for field in HASHED},
         updated_at=now,
     )
     return {"deliveries_emptied": len(deliveries), "deliveries_cancelled": cancelled, "consents_deleted": consents}

@@ -25,6 +25,7 @@ from django.db.models import F, Max, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .addresses import deliveries_fill_addresses
 from .models import AttemptKind, AttemptOutcome, ChangeSource, Channel, Delivery, DeliveryAttempt, DeliveryStatus
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
@@ -112,6 +113,7 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
         claim = secrets.token_hex(8)
         delivery.status, delivery.claim, delivery.lease_until = DeliveryStatus.SENDING, claim, now + lease()
         delivery.save(update_fields=["status", "claim", "lease_until", "updated_at"])
+    deliveries_fill_addresses([delivery])
     if backend_for(delivery.channel) is None:
         _settle_claimed(delivery, claim, None, _not_implemented(delivery.channel), now, 0)
         return delivery
@@ -136,6 +138,7 @@ def _claim(ids: list[int]) -> tuple[str, list[Delivery]]:
             )
     for d in rows:
         d.status, d.claim = DeliveryStatus.SENDING, claim
+    deliveries_fill_addresses(rows)
     return claim, rows
 
 

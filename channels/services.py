@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .masking import mask_id, mask_phone
+from .addresses import address_for, masked_address
 from .models import (
     AttemptOutcome,
     ChangeSource,
@@ -54,35 +54,6 @@ class DeliveryRequest:
     reason: str = ""
 
 
-def address_for(*, channel: str, recipient: Recipient, account: ChannelAccount | None = None) -> str:
-    """The recipient's address on a channel, or "" when they have none there."""
-    match channel:
-        case Channel.INBOX:
-            return f"{recipient.audience}:{recipient.external_id}"
-        case Channel.WECHAT_MINI_SUBSCRIBE:
-            return recipient.wechat_mini_openid
-        case Channel.WECHAT_OA_TEMPLATE:
-            return recipient.wechat_oa_openid
-        case Channel.WECOM_APP:
-            return recipient.wecom_userid
-        case Channel.WECOM_ROBOT:
-            # A group robot posts to its group; the account holds the webhook key.
-            return "robot"
-        case Channel.APP_PUSH:
-            return ",".join(recipient.push_registration_ids or [])
-        case Channel.SMS:
-            return recipient.phone
-    return ""
-
-
-def masked_address(channel: str, address: str) -> str:
-    if channel == Channel.SMS:
-        return mask_phone(address)
-    if channel in (Channel.INBOX, Channel.WECOM_ROBOT):
-        return address
-    return ",".join(mask_id(part) for part in address.split(","))
-
-
 def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
     """Write deliveries in the caller's transaction (the outbox); each due one is enqueued on commit.
 
@@ -101,7 +72,7 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
             account=account,
             route_reason=route if account is not None else "",
             recipient=req.recipient,
-            address=address,
+            address=masked_address(req.channel, address),  # the real one stays in the directory
             content=req.content,
             idempotency_key=req.idempotency_key,
             not_before=req.not_before or now,

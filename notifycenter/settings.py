@@ -220,8 +220,12 @@ INBOX_JWT = {
     "LEEWAY_SECONDS": env.int("INBOX_JWT_LEEWAY_SECONDS", default=30),
 }
 
-# Channel credentials are encrypted at rest with these Fernet keys (first one encrypts).
+# Channel credentials and the recipient directory's addresses are encrypted at rest with these
+# Fernet keys (first one encrypts, all decrypt).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# Keys the HMAC-SHA256 hashes a person is found by (phone, openids); empty: derived from
+# SECRET_KEY. Changing it (or SECRET_KEY while it is empty) needs `manage.py directory_rehash`.
+FIELD_HASH_KEY = env.str("FIELD_HASH_KEY", default="")
 
 # Provider calls: (connect, read) timeouts in seconds. A claim's lease is derived from them
 # (channels/sending.py); an answer later than the read timeout is an unknown outcome, reconciled.

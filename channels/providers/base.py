@@ -1,7 +1,8 @@
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ..masking import scrub
 from ..models import AttemptOutcome, Delivery
 
 # The providers count their daily quotas by the day in China.
@@ -32,6 +33,18 @@ class DeliveryResult:
     def __post_init__(self):
         if self.outcome not in AttemptOutcome.values or self.outcome == AttemptOutcome.PENDING:
             raise ValueError(f"unknown outcome {self.outcome!r}")
+
+
+def scrubbed(result: "DeliveryResult | None", delivery: Delivery) -> "DeliveryResult | None":
+    """The result with the delivery's address masked wherever the provider echoed it: attempts
+    keep the raw answer, and the directory is the one place an address is kept in clear."""
+    if result is None or not delivery.address:
+        return result
+    return replace(
+        result,
+        message=scrub(result.message, delivery.address, delivery.channel),
+        raw=scrub(result.raw, delivery.address, delivery.channel),
+    )
 
 
 class Reconcile:

@@ -20,7 +20,7 @@ from django.conf import settings
 from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
 from ..routing import provider_side
-from .base import CHINA, DeliveryResult, Reconcile, next_china_day
+from .base import CHINA, DeliveryResult, Reconcile, next_china_day, scrubbed
 from .http import HttpBackend, ProviderHttpError
 
 __all__ = ["CODE_SLOT", "SmsBackend"]  # CODE_SLOT: what a code template renders where the code goes
@@ -105,6 +105,9 @@ class SmsBackend(HttpBackend):
         return (account.base_url or self.public_base_urls.get(account.provider, "")).rstrip("/")
 
     def send(self, delivery: Delivery) -> DeliveryResult:
+        return scrubbed(self.send_code_or_text(delivery), delivery)
+
+    def send_code_or_text(self, delivery: Delivery) -> DeliveryResult:
         account = delivery.account
         if account is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No SMS account is configured.")
@@ -134,6 +137,9 @@ class SmsBackend(HttpBackend):
     def query(self, delivery: Delivery) -> DeliveryResult | None:
         """What the provider recorded for this delivery's key on the day of its first unknown
         attempt: SENT, FAILED (its own words), None (no record), or TRANSIENT (could not ask)."""
+        return scrubbed(self.query_record(delivery), delivery)
+
+    def query_record(self, delivery: Delivery) -> DeliveryResult | None:
         account = delivery.account
         since = (
             DeliveryAttempt.objects.filter(delivery=delivery, kind=AttemptKind.SEND)

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from ..models import AttemptOutcome, Channel, Delivery
-from .base import DeliveryResult, Reconcile
+from .base import DeliveryResult, Reconcile, scrubbed
 from .http import HttpBackend, ProviderHttpError
 from .tokened import TokenBackend
 
@@ -182,10 +182,13 @@ class WeComAppBackend(TokenBackend):
             "|"
         ):
             # WeCom answers "ok" but names the user it could not reach.
-            return DeliveryResult(
-                AttemptOutcome.PERMANENT, "invalid_user", f"invaliduser: {delivery.address}", result.raw
+            return scrubbed(
+                DeliveryResult(
+                    AttemptOutcome.PERMANENT, "invalid_user", f"invaliduser: {delivery.address}", result.raw
+                ),
+                delivery,
             )
-        return result
+        return scrubbed(result, delivery)
 
     def problems(self, content: dict) -> list[str]:
         size = len(markdown(content).encode())

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from ..addresses import deliveries_fill_addresses
 from ..models import Channel, ChannelAccount, Delivery, DeliveryStatus, Provider
 from ..providers import DeliveryResult, backend_for
 from . import Receipt, jpush, receipts_apply
@@ -53,7 +54,9 @@ def receipts_pull(*, account: ChannelAccount) -> dict[str, int]:
         return receipts_apply(provider=account.provider, account=account, receipts=receipts, channels=jpush.CHANNELS)
     backend = backend_for(Channel.SMS)
     receipts = []
-    for delivery in _waiting(account):
+    waiting = list(_waiting(account))
+    deliveries_fill_addresses(waiting)  # the provider is asked by phone number
+    for delivery in waiting:
         found = backend.query(delivery)
         receipt = _sms_receipt(account.provider, delivery, found)
         if receipt is not None:

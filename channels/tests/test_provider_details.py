@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from channels import tokens
+from channels.addresses import deliveries_fill_addresses
 from channels.checks import content_problems
 from channels.models import (
     ChannelAccount,
@@ -128,6 +129,13 @@ def create(channel, recipient, key="k1", *, title="医生已接诊", body="李�
         ]
     )
     Delivery.objects.filter(pk=delivery.pk).update(not_before=timezone.now())
+    return delivery
+
+
+def loaded(pk):
+    """A delivery as the engine hands it to a backend: its real address filled from the directory."""
+    delivery = Delivery.objects.select_related("account").get(pk=pk)
+    deliveries_fill_addresses([delivery])
     return delivery
 
 
@@ -465,8 +473,8 @@ def test_a_retried_wecom_app_message_is_shown_once(fake_providers, wecom_app, st
     delivery = create("wecom_app", staff)
     backend = backend_for("wecom_app")
 
-    first = backend.send(Delivery.objects.select_related("account").get(pk=delivery.pk))
-    retry = backend.send(Delivery.objects.select_related("account").get(pk=delivery.pk))  # after a lost answer
+    first = backend.send(loaded(delivery.pk))
+    retry = backend.send(loaded(delivery.pk))  # after a lost answer
 
     assert first.outcome == retry.outcome == "sent"
     first_body, retry_body = (c["body"] for c in fake_providers.calls("/message/send"))
@@ -488,7 +496,7 @@ def test_distinct_deliveries_with_the_same_words_are_never_swallowed(fake_provid
     # A retry keeps its first decision: the first with the check, the others without.
     backend = backend_for("wecom_app")
     for row in (rows[0], rows[1]):
-        backend.send(Delivery.objects.select_related("account").get(pk=row.pk))
+        backend.send(loaded(row.pk))
     assert [c["body"]["enable_duplicate_check"] for c in fake_providers.calls("/message/send")][-2:] == [1, 0]
     # Past the window (the claim's time in the cache has run out), the same words get the check again.
     cache.clear()
@@ -533,7 +541,7 @@ def test_the_fake_official_account_sends_one_message_per_client_msg_id_for_ten_m
     backend = backend_for("wechat_oa_template")
 
     def again():
-        return backend.send(Delivery.objects.select_related("account").get(pk=delivery.pk))
+        return backend.send(loaded(delivery.pk))
 
     first, repeat = again(), again()
     assert (first.outcome, repeat.outcome) == ("sent", "sent")
@@ -549,7 +557,7 @@ def test_a_repeated_jpush_cid_returns_the_first_push_for_a_day(fake_providers, j
     backend = backend_for("app_push")
 
     def again():
-        return backend.send(Delivery.objects.select_related("account").get(pk=delivery.pk))
+        return backend.send(loaded(delivery.pk))
 
     first, repeat = again(), again()
     assert first.provider_message_id == repeat.provider_message_id  # "直接返回第一次成功推送的结果"

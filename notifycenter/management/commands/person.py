@@ -1,13 +1,18 @@
-"""`manage.py person export|erase AUDIENCE EXTERNAL_ID`: a person's data access or erasure
-request (PIPL). Export prints JSON (addresses in full: it is for the person); erase asks for
-`--yes` and prints what it did."""
+"""`manage.py person export|erase AUDIENCE EXTERNAL_ID`, or `--phone P` / `--openid O` to find
+the person by an address (through the directory's keyed hashes: every entry holding it, e.g. a
+patient and the entry their SMS codes went to): a person's data access or erasure request
+(PIPL). Export prints JSON (addresses in full: it is for the person); erase asks for `--yes` and
+prints what it did."""
 
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from channels.addresses import recipients_find
 from channels.models import Audience
 from scenarios.retention import person_erase, person_export
+
+OPENIDS = ("wechat_mini_openid", "wechat_oa_openid", "wechat_unionid", "wecom_userid")
 
 
 class Command(BaseCommand):
@@ -15,20 +20,42 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["export", "erase"])
-        parser.add_argument("audience", choices=Audience.values)
-        parser.add_argument("external_id")
+        parser.add_argument("audience", nargs="?", choices=Audience.values)
+        parser.add_argument("external_id", nargs="?")
+        parser.add_argument("--phone", help="find the person by a full phone number")
+        parser.add_argument("--openid", help="find the person by a full openid, unionid or WeCom user id")
         parser.add_argument("--yes", action="store_true", help="erase without asking")
 
-    def handle(self, *args, action, audience, external_id, yes, **options):
+    def handle(self, *args, action, audience, external_id, phone, openid, yes, **options):
+        people = self.people(audience, external_id, phone, openid)
         if action == "export":
-            data = person_export(audience=audience, external_id=external_id)
-            if data is None:
-                raise CommandError(f"No data about {audience} {external_id}.")
+            found = {f"{a}:{i}": person_export(audience=a, external_id=i) for a, i in people}
+            found = {k: v for k, v in found.items() if v is not None}
+            if not found:
+                raise CommandError(f"No data about {self.named(audience, external_id, phone, openid)}.")
+            data = next(iter(found.values())) if audience else found
             self.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str))
             return
         if not yes:
             raise CommandError("Erasing cannot be undone: run again with --yes.")
-        result = person_erase(audience=audience, external_id=external_id)
-        if result is None:
-            raise CommandError(f"No data about {audience} {external_id}.")
-        self.stdout.write(json.dumps({"erased": f"{audience}:{external_id}", **result}))
+        results = [(a, i, person_erase(audience=a, external_id=i)) for a, i in people]
+        results = [(a, i, r) for a, i, r in results if r is not None]
+        if not results:
+            raise CommandError(f"No data about {self.named(audience, external_id, phone, openid)}.")
+        for a, i, result in results:
+            self.stdout.write(json.dumps({"erased": f"{a}:{i}", **result}))
+
+    def people(self, audience, external_id, phone, openid) -> list[tuple[str, str]]:
+        if sum(bool(x) for x in (external_id, phone, openid)) != 1 or bool(audience) != bool(external_id):
+            raise CommandError("Name the person by AUDIENCE EXTERNAL_ID, or by --phone, or by --openid.")
+        if external_id:
+            return [(audience, external_id)]
+        entries = (
+            recipients_find(field="phone", value=phone)
+            if phone
+            else [r for field in OPENIDS for r in recipients_find(field=field, value=openid)]
+        )
+        return list(dict.fromkeys((r.audience, r.external_id) for r in entries))
+
+    def named(self, audience, external_id, phone, openid) -> str:
+        return f"{audience} {external_id}" if external_id else "that phone" if phone else "that openid"
