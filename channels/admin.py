@@ -83,14 +83,15 @@ PHONE_FORM = r"^\+?[0-9]{6,20}$"  # as PUT /api/v1/recipients takes it
 
 class RecipientForm(forms.ModelForm):
     """Addresses are write-only: the page shows each masked, a value typed replaces it, a blank
-    field keeps it, and "clear" removes it. The clear values never come back to a browser."""
+    field keeps it, and "clear" removes it. The fields are not the model's (`new_…`), so a
+    stored address is never an initial value sent back to a browser."""
 
-    phone = forms.RegexField(PHONE_FORM, label=_("phone"), required=False, max_length=32)
-    wechat_mini_openid = forms.CharField(label=_("mini-program openid"), required=False, max_length=64)
-    wechat_oa_openid = forms.CharField(label=_("official-account openid"), required=False, max_length=64)
-    wechat_unionid = forms.CharField(label=_("WeChat unionid"), required=False, max_length=64)
-    wecom_userid = forms.CharField(label=_("WeCom user id"), required=False, max_length=64)
-    push_registration_ids = forms.CharField(
+    new_phone = forms.RegexField(PHONE_FORM, label=_("phone"), required=False, max_length=32)
+    new_wechat_mini_openid = forms.CharField(label=_("mini-program openid"), required=False, max_length=64)
+    new_wechat_oa_openid = forms.CharField(label=_("official-account openid"), required=False, max_length=64)
+    new_wechat_unionid = forms.CharField(label=_("WeChat unionid"), required=False, max_length=64)
+    new_wecom_userid = forms.CharField(label=_("WeCom user id"), required=False, max_length=64)
+    new_push_registration_ids = forms.CharField(
         label=_("push registration ids"), required=False, max_length=650, help_text=_("Comma-separated.")
     )
     clear_addresses = forms.MultipleChoiceField(
@@ -107,7 +108,7 @@ class RecipientForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name in ADDRESS_FIELDS:
-            field = self.fields[name]
+            field = self.fields[f"new_{name}"]
             field.widget.attrs["autocomplete"] = "off"
             value = getattr(self.instance, name) if self.instance.pk else ""
             shown = _masked(name, value)
@@ -115,8 +116,8 @@ class RecipientForm(forms.ModelForm):
                 _("Now %(masked)s. Leave empty to keep it.") % {"masked": shown} if shown else _("None yet.")
             )
 
-    def clean_push_registration_ids(self):
-        text = self.cleaned_data.get("push_registration_ids") or ""
+    def clean_new_push_registration_ids(self):
+        text = self.cleaned_data.get("new_push_registration_ids") or ""
         ids = [part.strip() for part in text.split(",") if part.strip()]
         if len(ids) > 10 or any(len(part) > 64 for part in ids):
             raise forms.ValidationError(_("At most 10 ids of at most 64 characters each."))
@@ -126,8 +127,8 @@ class RecipientForm(forms.ModelForm):
         for name in ADDRESS_FIELDS:
             if name in self.cleaned_data.get("clear_addresses", []):
                 setattr(self.instance, name, [] if name == "push_registration_ids" else "")
-            elif self.cleaned_data.get(name):
-                setattr(self.instance, name, self.cleaned_data[name])
+            elif self.cleaned_data.get(f"new_{name}"):
+                setattr(self.instance, name, self.cleaned_data[f"new_{name}"])
         return super().save(commit)
 
 
@@ -150,7 +151,7 @@ class RecipientAdmin(admin.ModelAdmin):
     inlines = [SubscribeConsentInline, PreferenceInline]
 
     def get_fields(self, request, obj=None):
-        return ["audience", "external_id", "name", "locale", *ADDRESS_FIELDS, "clear_addresses"]
+        return ["audience", "external_id", "name", "locale", *(f"new_{n}" for n in ADDRESS_FIELDS), "clear_addresses"]
 
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)

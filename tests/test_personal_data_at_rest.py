@@ -21,9 +21,10 @@ MINI = "oMini-p42-openid-at-rest"
 OA = "oOA-p42-openid-at-rest"
 UNIONID = "oUnion-p42-at-rest"
 PUSH = "190e35f7e0a1b2c3d4e"
+DOCTOR_PUSH = "1a0018970af2d7e5c01"
 DOCTOR_WECOM = "LiMing-at-rest"
 INLINE_OA = "oOA-p43-inline-at-rest"
-SECRETS = (PHONE, CODE_PHONE, MINI, OA, UNIONID, PUSH, DOCTOR_WECOM, INLINE_OA)
+SECRETS = (PHONE, CODE_PHONE, MINI, OA, UNIONID, PUSH, DOCTOR_PUSH, DOCTOR_WECOM, INLINE_OA)
 
 
 @pytest.fixture
@@ -104,10 +105,8 @@ def run_the_readme_flows(api):
         format="json",
     )
     assert put.status_code in (200, 201), put.json()
-    assert api.put("/api/v1/recipients/doctor/d-17", {"wecom_userid": DOCTOR_WECOM}, format="json").status_code in (
-        200,
-        201,
-    )
+    doctor = {"wecom_userid": DOCTOR_WECOM, "push_registration_ids": [DOCTOR_PUSH]}
+    assert api.put("/api/v1/recipients/doctor/d-17", doctor, format="json").status_code in (200, 201)
     assert api.post("/api/v1/events", paid_event(), format="json").status_code == 202
     accepted = {
         "event": "inquiry.accepted",
@@ -130,7 +129,7 @@ def test_no_table_holds_a_phone_or_an_openid_in_clear_after_the_readme_flows(cat
 
     # The providers got the real addresses, filled in from the directory at send time.
     calls = json.dumps([c["body"] for c in accounts.calls()], ensure_ascii=False)
-    for value in (OA, INLINE_OA, f"+86{CODE_PHONE}", PUSH):
+    for value in (OA, INLINE_OA, f"+86{CODE_PHONE}", DOCTOR_PUSH):
         assert value in calls, value
     sent = Delivery.objects.filter(status=DeliveryStatus.SENT).exclude(channel="inbox")
     assert {"wechat_oa_template", "sms", "app_push"} <= set(sent.values_list("channel", flat=True))
