@@ -67,6 +67,7 @@ def seed(n: int, receiver_url: str) -> tuple[int, list[dict]]:
     """n SMS deliveries already sent (as if Aliyun took them), and the reports Aliyun would push."""
     from django.utils import timezone
 
+    from channels.masking import mask_address
     from channels.models import ChannelAccount, Delivery, DeliveryStatus, DeliveryStatusChange, Recipient
     from notifycenter.models import WebhookEndpoint
     from scenarios.models import Event, Scenario
@@ -93,7 +94,7 @@ def seed(n: int, receiver_url: str) -> tuple[int, list[dict]]:
             channel="sms",
             account=account,
             recipient=person,
-            address=person.phone,
+            address=mask_address("sms", person.phone),  # deliveries keep it masked
             content={},
             idempotency_key=f"bench-{i}",
             status=DeliveryStatus.SENT,

@@ -2,6 +2,7 @@
 encrypts, every key decrypts: rotation), and keyed hashes that let an encrypted address be found
 by equality (HMAC-SHA256 keyed by settings.FIELD_HASH_KEY)."""
 
+import functools
 import hashlib
 import hmac
 import json
@@ -17,6 +18,12 @@ def _fernet() -> MultiFernet:
     keys = settings.FIELD_ENCRYPTION_KEYS
     if not keys:
         raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is empty: channel credentials cannot be encrypted.")
+    return _fernet_for(tuple(keys))
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_for(keys: tuple) -> MultiFernet:
+    # Built once per key list: a fan-out encrypts and decrypts many addresses.
     return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
 
 
@@ -32,10 +39,14 @@ def unseal(token: str) -> str:
 def hash_key() -> bytes:
     """FIELD_HASH_KEY, or (when unset) a key derived from SECRET_KEY. Changing either changes
     every hash: `manage.py directory_rehash` recomputes them from the decrypted addresses."""
-    configured = getattr(settings, "FIELD_HASH_KEY", "")
+    return _hash_key_for(getattr(settings, "FIELD_HASH_KEY", ""), settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _hash_key_for(configured: str, secret_key: str) -> bytes:
     if configured:
         return configured.encode()
-    return hmac.new(settings.SECRET_KEY.encode(), b"notifycenter field hash key", hashlib.sha256).digest()
+    return hmac.new(secret_key.encode(), b"notifycenter field hash key", hashlib.sha256).digest()
 
 
 def normalized(kind: str, value: str) -> str:
