@@ -112,9 +112,8 @@ class RecipientForm(forms.ModelForm):
             field.widget.attrs["autocomplete"] = "off"
             value = getattr(self.instance, name) if self.instance.pk else ""
             shown = _masked(name, value)
-            field.help_text = (
-                _("Now %(masked)s. Leave empty to keep it.") % {"masked": shown} if shown else _("None yet.")
-            )
+            now = _("Now %(masked)s. Leave empty to keep it.") % {"masked": shown} if shown else _("None yet.")
+            field.help_text = f"{field.help_text} {now}".strip()
 
     def clean_new_push_registration_ids(self):
         text = self.cleaned_data.get("new_push_registration_ids") or ""
