@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .addresses import address_for, masked_address
@@ -21,6 +21,7 @@ from .models import (
 )
 from .providers import BACKENDS, backend_for
 from .routing import account_for
+from .rows import rows_insert
 from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
         elif row.not_before <= now:
             row.enqueued_at = now
         rows.append(row)
-    created = Delivery.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    created = rows_insert(rows)
     status_changes_record(changes=[(d.pk, d.status) for d in created], at=now, source=ChangeSource.CREATE)
     due = [(d.pk, d.channel) for d in created if d.enqueued_at is not None]
     if due:
@@ -239,14 +240,18 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
 
     def read(keys):
         found = {}
-        by_audience: dict[str, list[str]] = {}
-        for audience, external_id in keys:
-            by_audience.setdefault(audience, []).append(external_id)
-        for audience, ids in by_audience.items():
-            # In slices: SQLite caps the number of query parameters.
-            for start in range(0, len(ids), BULK_BATCH):
-                for r in Recipient.objects.filter(audience=audience, external_id__in=ids[start : start + BULK_BATCH]):
-                    found[(r.audience, r.external_id)] = r
+        keys = list(keys)
+        # In slices: SQLite caps the number of query parameters. One statement per slice, every
+        # audience in it (an event names two or three).
+        for start in range(0, len(keys), BULK_BATCH):
+            by_audience: dict[str, list[str]] = {}
+            for audience, external_id in keys[start : start + BULK_BATCH]:
+                by_audience.setdefault(audience, []).append(external_id)
+            match = Q()
+            for audience, ids in by_audience.items():
+                match |= Q(audience=audience, external_id__in=ids)
+            for r in Recipient.objects.filter(match):
+                found[(r.audience, r.external_id)] = r
         return found
 
     known = read(wanted)

@@ -24,6 +24,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from .models import Delivery, DeliveryStatus, DeliveryStatusChange
+from .rows import rows_insert
 
 # Sent (no arguments) after a transaction that wrote status changes commits.
 status_changes_committed = Signal()
@@ -52,7 +53,7 @@ def status_changes_record(
         for pk, status in changes
     ]
     if rows:
-        DeliveryStatusChange.objects.bulk_create(rows, batch_size=2000)
+        rows_insert(rows)
         transaction.on_commit(_announce)
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,9 +26,25 @@ class CacheUnavailable(RedisConnectionError):
     """Raised by `incr` (only) while the cache is unreachable."""
 
 
+class ReusedRedisClient(RedisCacheClient):
+    """Django builds a new `redis.Redis` for every cache call (about 100 µs of CPU: its table of
+    response callbacks); one per connection pool does the same work, and is thread-safe."""
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = getattr(pool, "_nc_client", None)
+        if client is None:
+            client = pool._nc_client = self._client(connection_pool=pool)
+        return client
+
+
 class FailSoftRedisCache(RedisCache):
     _down_until = 0.0
     _lock = threading.Lock()
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = ReusedRedisClient
 
     def _call(self, name, fallback, *args, **kwargs):
         if time.monotonic() < FailSoftRedisCache._down_until:

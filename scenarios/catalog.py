@@ -39,9 +39,15 @@ _loaded: dict[str, tuple[int, float, ScenarioConfig | None]] = {}
 _lock = threading.Lock()
 
 
-def scenario_config(code: str) -> ScenarioConfig | None:
+def catalog_version() -> int:
+    """The catalog's version now: one cache read, which a batch of events shares."""
+    return cache.get(VERSION_KEY, 0)
+
+
+def scenario_config(code: str, *, version: int | None = None) -> ScenarioConfig | None:
     """The scenario with this event name and everything intake needs of it, or None."""
-    version = cache.get(VERSION_KEY, 0)
+    if version is None:
+        version = catalog_version()
     entry = _loaded.get(code)
     if entry is not None and entry[0] == version and time.monotonic() - entry[1] < MAX_AGE:
         return entry[2]

@@ -15,9 +15,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from channels.services import BULK_BATCH, deliveries_cancel, recipients_resolve
+from channels.rows import rows_insert
+from channels.services import deliveries_cancel, recipients_resolve
 
-from .catalog import ScenarioConfig, scenario_config
+from .catalog import ScenarioConfig, catalog_version, scenario_config
 from .errors import EventRejected
 from .limits import YEARS_AHEAD, rendered_problems
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
@@ -81,6 +82,7 @@ def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
 def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     """Accept events, each answered exactly as if it had come alone."""
     now = timezone.now()
+    version = catalog_version()
     fingerprints = [request_fingerprint(p) for p in payloads]
     keys = [p["idempotency_key"] for p in payloads]
     stored = {
@@ -98,7 +100,7 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
         elif keys[i] not in first_with_key:
             first_with_key[keys[i]] = i
             try:
-                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now))
+                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now, version=version))
             except EventRejected as err:
                 outcomes[i] = Outcome(error=err)
 
@@ -150,8 +152,10 @@ def _replay(stored_fingerprint: str, answer: dict, fingerprint: str) -> Outcome:
     return Outcome(answer=answer, created=False)
 
 
-def _validate_and_plan(index: int, payload: dict, fingerprint: str, *, now: datetime) -> _Accepted:
-    config = scenario_config(payload["event"])
+def _validate_and_plan(
+    index: int, payload: dict, fingerprint: str, *, now: datetime, version: int | None = None
+) -> _Accepted:
+    config = scenario_config(payload["event"], version=version)
     if config is None:
         raise EventRejected("unknown_event", f"No scenario for the event {payload['event']!r}.", {"event": ["unknown"]})
     if not config.scenario.enabled:
@@ -311,7 +315,7 @@ def recipient_ids(recipients: dict) -> dict[str, list[str]]:
 
 def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
     """Write the accepted events, their messages and deliveries with one insert per table."""
-    events = Event.objects.bulk_create(
+    events = rows_insert(
         [
             Event(
                 scenario=item.config.scenario,
@@ -365,7 +369,7 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
                 )
             )
             plans.append((item, plan))
-    Message.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    rows_insert(rows)
     bindings = {}
     for item in accepted:
         bindings.update(item.config.bindings)

@@ -1,0 +1,79 @@
+"""SQL statements per request on the intake path (issue 17): pinned for one event, and the same
+for a batch of 100 as for a batch of 10: a batch costs O(1) statements, not one per event.
+
+Through the API (scenarios' single endpoint, the project's batch endpoint), so a cross-layer test.
+The catalog and the recipients are warm, as they are for all but the first event a process sees.
+"""
+
+import pytest
+
+from channels.models import Delivery, DeliveryStatusChange
+from scenarios.models import Event, Message
+from tests.factories import paid_event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The API key; the idempotency read; BEGIN; the events; the recipients (one read, every audience);
+# the messages; the preferences; the channel accounts; the deliveries; their status changes; the
+# answers; COMMIT. Reads before BEGIN see no transaction, like any request's.
+STATEMENTS = 12
+
+
+def _event(n: int, doctors: int = 64) -> dict:
+    event = paid_event(key=f"stmt-{n}")
+    event["recipients"] = {"patient": ["p-42"], "doctor": [f"d-{n % doctors}"]}
+    return event
+
+
+@pytest.fixture
+def handed_over(monkeypatch):
+    """What the intake hands to the workers after commit; the workers' own statements (eager in
+    tests) are not the intake's."""
+    handed: list[tuple[int, str]] = []
+    monkeypatch.setattr("channels.services.enqueue", handed.extend)
+    return handed
+
+
+@pytest.fixture
+def warm(catalog, backend, handed_over):
+    """Every doctor of the batches known, the catalog loaded: the steady state being measured."""
+    response = backend.post("/api/v1/events/batch", [_event(10_000 + n) for n in range(64)], format="json")
+    assert {r["status"] for r in response.json()["results"]} == {202}
+    handed_over.clear()
+    return backend
+
+
+def test_one_event_costs_a_fixed_number_of_statements(warm, handed_over, django_assert_num_queries):
+    with django_assert_num_queries(STATEMENTS):
+        response = warm.post("/api/v1/events", _event(1), format="json")
+
+    assert response.status_code == 202
+    assert response.json()["message_count"] == 3
+    queued = Delivery.objects.filter(event_ref=response.json()["event_id"], status="queued")
+    assert len(handed_over) == queued.count() > 0
+
+
+@pytest.mark.parametrize("size", [10, 100])
+def test_a_batch_costs_the_same_statements_whatever_its_size(warm, handed_over, django_assert_num_queries, size):
+    before = (Event.objects.count(), Message.objects.count(), Delivery.objects.count())
+
+    with django_assert_num_queries(STATEMENTS):
+        response = warm.post("/api/v1/events/batch", [_event(n) for n in range(size)], format="json")
+
+    assert [r["status"] for r in response.json()["results"]] == [202] * size
+    assert Event.objects.count() - before[0] == size
+    assert Message.objects.count() - before[1] == 3 * size
+    written = Delivery.objects.count() - before[2]
+    assert written == 5 * size
+    assert len(handed_over) == Delivery.objects.filter(event_ref__in=_event_ids(response), status="queued").count() > 0
+    # Each written delivery has its first timeline row, and each message its own recipient.
+    assert DeliveryStatusChange.objects.filter(delivery__event_ref__in=_event_ids(response)).count() == written
+    answers = [r["body"] for r in response.json()["results"]]
+    for answer in answers:
+        stored = Message.objects.filter(event_id=answer["event_id"]).order_by("id")
+        assert [m["id"] for m in answer["messages"]] == [m.pk for m in stored]
+        assert [m["recipient"] for m in answer["messages"]] == [m.recipient.external_id for m in stored]
+
+
+def _event_ids(response) -> list[int]:
+    return [r["body"]["event_id"] for r in response.json()["results"]]
