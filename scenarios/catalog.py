@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
-from jsonschema import Draft202012Validator
 from redis.exceptions import RedisError
 
 from channels.models import ChannelAccount, PreferenceDefault
 
 from .models import AudiencePolicy, ChannelBinding, LinkTarget, Rule, Scenario, Template
+from .schemas import CompiledSchema, compiled
 
 VERSION_KEY = "nc:catalog-version"
 MAX_AGE = 5.0
@@ -29,8 +29,8 @@ class ScenarioConfig:
     scenario: Scenario
     rules: tuple[Rule, ...]
     bindings: dict[int, tuple[ChannelBinding, ...]]
-    data_validator: Draft202012Validator | None
-    conditions: dict[int, Draft202012Validator | None]
+    data_validator: CompiledSchema | None
+    conditions: dict[int, CompiledSchema | None]
     cancels: bool  # some enabled rule lists this event in cancel_on
     reschedules: bool  # some enabled rule lists this event in reschedule_on
 
@@ -76,8 +76,8 @@ def _load(code: str) -> ScenarioConfig | None:
         scenario=scenario,
         rules=rules,
         bindings=bindings_for({r.template_id for r in rules}),
-        data_validator=Draft202012Validator(scenario.data_schema) if scenario.data_schema else None,
-        conditions={r.pk: Draft202012Validator(r.condition) if r.condition else None for r in rules},
+        data_validator=compiled(scenario.data_schema),
+        conditions={r.pk: compiled(r.condition) for r in rules},
         cancels=any(code in (r.cancel_on or []) for r in controls),
         reschedules=any(code in (r.reschedule_on or []) for r in controls),
     )

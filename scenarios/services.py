@@ -17,11 +17,14 @@ from .catalog import bindings_for
 from .models import ChannelBinding, Message, MessageStatus, Template
 from .policies import policy_requests
 from .rendering import RenderError, render_message
+from .schemas import CompiledSchema
 
 logger = logging.getLogger(__name__)
 
 
-def schema_errors(validator: Draft202012Validator | None, instance, *, prefix: str) -> dict[str, list[str]]:
+def schema_errors(
+    validator: Draft202012Validator | CompiledSchema | None, instance, *, prefix: str
+) -> dict[str, list[str]]:
     """Every way `instance` breaks the validator's schema, keyed by the field's dotted path."""
     if validator is None:
         return {}
@@ -36,7 +39,7 @@ def schema_errors(validator: Draft202012Validator | None, instance, *, prefix: s
     return errors
 
 
-def condition_matches(condition: Draft202012Validator | None, data: dict) -> bool:
+def condition_matches(condition: Draft202012Validator | CompiledSchema | None, data: dict) -> bool:
     if condition is None:
         return True
     try:
