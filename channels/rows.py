@@ -12,6 +12,7 @@ Like `bulk_create`: no signals, no `save()`, defaults and `auto_now_add` applied
 """
 
 import re
+from datetime import datetime
 
 from django.db import connections, router
 from django.db.models import Model
@@ -56,6 +57,30 @@ def _array_type(field, connection) -> str:
     return re.sub(r"\(\d+(,\s*\d+)?\)", "", field.db_type(connection)) + "[]"
 
 
+def column_update(model: type[Model], field_name: str, values: dict[int, object]) -> None:
+    """Set one column of many rows by primary key, as one `UPDATE … FROM unnest(…)` (bulk_update
+    builds a CASE of one branch per row: a tenth of a batch's CPU)."""
+    if not values:
+        return
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        objs = [model(pk=pk, **{field_name: value}) for pk, value in values.items()]
+        model.objects.bulk_update(objs, [field_name], batch_size=500)
+        return
+    field = model._meta.get_field(field_name)
+    pk = model._meta.pk
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} AS t SET {quote(field.column)} = v.value "  # noqa: S608 (names are the model's)
+        f"FROM unnest(%b::{_array_type(pk, connection)}, %b::{_array_type(field, connection)}) AS v(pk, value) "
+        f"WHERE t.{quote(pk.column)} = v.pk"
+    )
+    prepared = [field.get_db_prep_save(value, connection) for value in values.values()]
+    connection.ensure_connection()
+    with connection._prepare_cursor(_server_binding_cursor(connection)) as cursor:
+        cursor.execute(sql, [list(values), prepared])
+
+
 def _preparer(field, connection):
     """A column's value for the database. Django's own preparation (`get_db_prep_save`) is two
     microseconds a value, most of a bulk insert's Python; strings and integers as our code builds
@@ -72,6 +97,15 @@ def _preparer(field, connection):
         plain = (int,)
     elif internal == "BooleanField":
         plain = (bool,)
+    elif internal == "DateTimeField" and not (field.auto_now or field.auto_now_add):
+
+        def aware(obj):
+            value = getattr(obj, attname)
+            if value is None or (type(value) is datetime and value.tzinfo is not None):
+                return value
+            return django(obj)  # naive or a string: Django's conversion, and its warning
+
+        return aware
     else:
         return django
 

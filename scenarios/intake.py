@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from channels.rows import rows_insert
+from channels.rows import column_update, rows_insert
 from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
@@ -383,7 +383,7 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
         item.event.answer = _answer(item, cancelled, moved)
         if item.effect:
             item.event.answer["plan"] = _apply_effect(item, people, now=now)
-    Event.objects.bulk_update(events, ["answer"])
+    column_update(Event, "answer", {event.pk: event.answer for event in events})
 
 
 def _cancel_pending(event: Event) -> int:

@@ -10,6 +10,8 @@ the API's answer. `format` is an annotation in 2020-12 (jsonschema checks none b
 the compiled code checks none either, and it fills in no `default` (it would change the data).
 """
 
+import functools
+import json
 import logging
 
 import fastjsonschema
@@ -60,7 +62,14 @@ class CompiledSchema:
 
 
 def compiled(schema: dict | None) -> CompiledSchema | None:
-    return CompiledSchema(schema) if schema else None
+    """The schema's checker, shared by every load of the catalog while the schema stays the same
+    (a reload comes every few seconds; compiling and checking a schema takes milliseconds)."""
+    return _compiled_by_text(json.dumps(schema, sort_keys=True)) if schema else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_by_text(text: str) -> CompiledSchema:
+    return CompiledSchema(json.loads(text))
 
 
 def _compile(schema: dict):

@@ -35,8 +35,10 @@ def handed_over(monkeypatch):
 
 
 @pytest.fixture
-def warm(catalog, backend, handed_over):
-    """Every doctor of the batches known, the catalog loaded: the steady state being measured."""
+def warm(catalog, backend, handed_over, monkeypatch):
+    """Every doctor of the batches known, the catalog loaded: the steady state being measured. The
+    catalog is reloaded every MAX_AGE seconds (six statements): not while a loaded machine runs this."""
+    monkeypatch.setattr("scenarios.catalog.MAX_AGE", 600.0)
     response = backend.post("/api/v1/events/batch", [_event(10_000 + n) for n in range(64)], format="json")
     assert {r["status"] for r in response.json()["results"]} == {202}
     handed_over.clear()
