@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scenarios.apis import EXAMPLE, EventInput
+from scenarios.envelope import envelope_fast
 from scenarios.errors import EventRejected
 from scenarios.intake import events_accept
 from scenarios.limits import RECIPIENTS_PER_BATCH
@@ -64,6 +65,11 @@ def accept_all(client: str, items: list) -> list[dict]:
     results: list[dict | None] = [None] * len(items)
     payloads, positions = [], []
     for index, item in enumerate(items):
+        payload = envelope_fast(item)
+        if payload is not None:
+            payloads.append(payload)
+            positions.append(index)
+            continue
         body = EventInput(data=item)
         if body.is_valid():
             payloads.append(body.validated_data)

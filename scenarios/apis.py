@@ -19,27 +19,16 @@ from channels.preferences import (
 )
 from channels.services import recipients_resolve
 
-from .intake import date_in_range, event_accept
+from .envelope import date_in_range_check, envelope_fast, external_id_problem
+from .intake import event_accept
 from .limits import (
     ID_MAX_LENGTH,
     RECIPIENTS_PER_EVENT,
-    YEARS_AHEAD,
     data_size_problem,
-    string_problem,
     value_problems,
 )
 from .otp import otp_request
 from .selectors import event_detail, preferences_locked
-
-
-def external_id_problem(value) -> str:
-    """An external id as the directory keeps it: a string or an integer, 1 to 64 characters."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return "Expected an external id (a string) or an object with an id."
-    text = str(value)
-    if not text or len(text) > ID_MAX_LENGTH:
-        return f"An external id has 1 to {ID_MAX_LENGTH} characters."
-    return string_problem(text)
 
 
 class RecipientsField(serializers.DictField):
@@ -91,16 +80,10 @@ class RecipientsField(serializers.DictField):
         return value
 
 
-def _date_in_range(value):
-    if not date_in_range(value):
-        raise serializers.ValidationError(f"Out of range: at most {YEARS_AHEAD} years ahead or 100 years back.")
-    return value
-
-
 class EventInput(serializers.Serializer):
     event = serializers.CharField(max_length=64)
     idempotency_key = serializers.CharField(max_length=128, min_length=1)
-    occurred_at = serializers.DateTimeField(required=False, validators=[_date_in_range])
+    occurred_at = serializers.DateTimeField(required=False, validators=[date_in_range_check])
     subject = inline_serializer(
         "Subject",
         {"type": serializers.CharField(max_length=32), "id": serializers.CharField(max_length=64)},
@@ -218,9 +201,12 @@ class EventCreateApi(APIView):
         summary="Report a business event",
     )
     def post(self, request):
-        body = EventInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        answer, created = event_accept(client=request.user.client, payload=body.validated_data)
+        payload = envelope_fast(request.data)
+        if payload is None:  # EventInput decides, and answers with its errors
+            body = EventInput(data=request.data)
+            body.is_valid(raise_exception=True)
+            payload = body.validated_data
+        answer, created = event_accept(client=request.user.client, payload=payload)
         return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
