@@ -11,6 +11,7 @@ but two statements where this is one. Elsewhere (SQLite) it is `bulk_create`.
 Like `bulk_create`: no signals, no `save()`, defaults and `auto_now_add` applied, primary keys set.
 """
 
+import functools
 import re
 from datetime import datetime
 
@@ -28,18 +29,12 @@ def rows_insert(objs: list[Model]) -> list[Model]:
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
         return model.objects.bulk_create(objs, batch_size=500)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    arrays = ", ".join(f"%b::{_array_type(f, connection)}" for f in fields)
-    table = connection.ops.quote_name(model._meta.db_table)
+    sql, columns = _insert_plan(model, connection.alias)
     pk = model._meta.pk
-    returning = connection.ops.quote_name(pk.column)
-    sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) RETURNING {returning}"  # noqa: S608 (names are the model's; values are parameters)
-    preparers = [_preparer(f, connection) for f in fields]
     connection.ensure_connection()
     for start in range(0, len(objs), BULK_CHUNK):
         chunk = objs[start : start + BULK_CHUNK]
-        params = [[prepare(obj) for obj in chunk] for prepare in preparers]
+        params = [[_value(obj, field, plain, connection) for obj in chunk] for field, plain in columns]
         cursor = connection._prepare_cursor(_server_binding_cursor(connection))
         with cursor:
             cursor.execute(sql, params)
@@ -49,6 +44,22 @@ def rows_insert(objs: list[Model]) -> list[Model]:
             obj._state.adding = False
             obj._state.db = connection.alias
     return objs
+
+
+@functools.cache
+def _insert_plan(model: type[Model], alias: str) -> tuple[str, list]:
+    """The statement and, per column, its field and the types that pass as they are (built once:
+    a single event's insert is a few rows, and building this was a third of it)."""
+    connection = connections[alias]
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    arrays = ", ".join(f"%b::{_array_type(f, connection)}" for f in fields)
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608 (names are the model's; values are parameters)
+        f"SELECT * FROM unnest({arrays}) RETURNING {quote(model._meta.pk.column)}"
+    )
+    return sql, [(f, _plain_types(f)) for f in fields]
 
 
 def _array_type(field, connection) -> str:
@@ -81,39 +92,30 @@ def column_update(model: type[Model], field_name: str, values: dict[int, object]
         cursor.execute(sql, [list(values), prepared])
 
 
-def _preparer(field, connection):
-    """A column's value for the database. Django's own preparation (`get_db_prep_save`) is two
-    microseconds a value, most of a bulk insert's Python; strings and integers as our code builds
-    them pass as they are, anything else (JSON, date-times, auto_now) goes through Django."""
-
-    def django(obj):
-        return field.get_db_prep_save(field.pre_save(obj, True), connection)
-
-    attname = field.attname
+def _plain_types(field) -> tuple | None:
+    """The Python types whose values a column takes as they are. Django's own preparation
+    (`get_db_prep_save`) is two microseconds a value, most of a bulk insert's Python; strings,
+    integers and aware date-times as our code builds them pass as they are, anything else (JSON, a
+    naive date-time, auto_now) goes through Django."""
     internal = field.get_internal_type()
     if internal in _TEXT:
-        plain = (str,)
-    elif internal in _INTEGER or (field.is_relation and field.target_field.get_internal_type() in _INTEGER | _AUTO):
-        plain = (int,)
-    elif internal == "BooleanField":
-        plain = (bool,)
-    elif internal == "DateTimeField" and not (field.auto_now or field.auto_now_add):
+        return (str,)
+    if internal in _INTEGER or (field.is_relation and field.target_field.get_internal_type() in _INTEGER | _AUTO):
+        return (int,)
+    if internal == "BooleanField":
+        return (bool,)
+    if internal == "DateTimeField" and not (field.auto_now or field.auto_now_add):
+        return (datetime,)
+    return None
 
-        def aware(obj):
-            value = getattr(obj, attname)
-            if value is None or (type(value) is datetime and value.tzinfo is not None):
-                return value
-            return django(obj)  # naive or a string: Django's conversion, and its warning
 
-        return aware
-    else:
-        return django
-
-    def fast(obj):
-        value = getattr(obj, attname)
-        return value if value is None or type(value) in plain else django(obj)
-
-    return fast
+def _value(obj, field, plain, connection):
+    value = getattr(obj, field.attname)
+    if value is None and plain is not None:
+        return value
+    if plain is not None and type(value) in plain and (plain[0] is not datetime or value.tzinfo is not None):
+        return value
+    return field.get_db_prep_save(field.pre_save(obj, True), connection)
 
 
 _TEXT = {"CharField", "TextField", "SlugField", "EmailField", "URLField"}
