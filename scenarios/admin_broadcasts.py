@@ -107,7 +107,6 @@ class BroadcastAdmin(admin.ModelAdmin):
         "done",
         "skipped",
         "failed",
-        "started_at",
         "finished_at",
     ]
     list_filter = ["status", "audience", "source"]
@@ -117,7 +116,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     readonly_progress = [
         "name",
         "template",
-        "channels",
+        "channel_names",
         "importance",
         "audience",
         "source",
@@ -147,6 +146,11 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("template").defer("external_ids")
+
+    @admin.display(description=_("channels"))
+    def channel_names(self, obj):
+        labels = dict(Channel.choices)
+        return "、".join(str(labels.get(code, code)) for code in obj.channels)
 
     @admin.display(description=_("progress"))
     def progress(self, obj):
