@@ -99,7 +99,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     form = BroadcastForm
     list_display = [
         "name",
-        "template",
+        "template_code",
         "audience",
         "status",
         "progress",
@@ -147,6 +147,10 @@ class BroadcastAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("template").defer("external_ids")
 
+    @admin.display(description=_("template"), ordering="template__code")
+    def template_code(self, obj):
+        return obj.template.code
+
     @admin.display(description=_("channels"))
     def channel_names(self, obj):
         labels = dict(Channel.choices)
@@ -156,7 +160,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     def progress(self, obj):
         handled = obj.done + obj.skipped + obj.failed
         share = 100 if obj.total == 0 and obj.finished_at else (100 * handled // obj.total if obj.total else 0)
-        return format_html('<progress max="100" value="{}"></progress> {}%', share, share)
+        return format_html('<progress max="100" value="{}" style="width: 5em"></progress> {}%', share, share)
 
     def save_model(self, request, obj, form, change):
         values = form.cleaned_data
