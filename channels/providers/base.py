@@ -87,6 +87,17 @@ class Backend:
     def send(self, delivery: Delivery) -> DeliveryResult:
         raise NotImplementedError
 
+    def prepare_steps(self, delivery: Delivery):
+        """`prepare` as steps (channels/providers/http.py): HTTP backends yield their requests."""
+        yield from ()
+        return self.prepare(delivery)
+
+    def send_steps(self, delivery: Delivery):
+        """`send` as steps: what the event-loop path runs (channels/flight.py); a backend with no
+        HTTP of its own (a test's recording backend) simply answers."""
+        yield from ()
+        return self.send(delivery)
+
     def query(self, delivery: Delivery) -> DeliveryResult | None:
         """Reconcile.QUERY: what the provider knows of this delivery's message. SENT (or a final
         failure) when it has a record, None when it has none; TRANSIENT when it could not say."""

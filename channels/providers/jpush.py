@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from ..models import AttemptOutcome, Delivery
 from .base import DeliveryResult, Reconcile
-from .http import HttpBackend, ProviderHttpError
+from .http import HttpBackend, ProviderHttpError, Steps
 
 TRANSIENT_CODES = {
     1030,  # "internal service timeout"
@@ -85,14 +85,14 @@ class JPushBackend(HttpBackend):
     reconcile = Reconcile.DEDUP
     dedup_window = timedelta(days=1)
 
-    def prepare(self, delivery: Delivery) -> DeliveryResult | None:
+    def prepare_steps(self, delivery: Delivery) -> Steps:
         """The cid is fetched (and kept on the delivery) before the attempt is recorded with it."""
         account = delivery.account
         secret = (account.credentials or {}).get("master_secret") if account else None
         if not secret or delivery.content.get("jpush_cid"):
             return None
         try:
-            self._new_cid(delivery, (account.app_id, secret))
+            yield from self._new_cid(delivery, (account.app_id, secret))
         except ProviderHttpError as err:
             return err.result
         return None
@@ -100,7 +100,7 @@ class JPushBackend(HttpBackend):
     def provider_key(self, delivery: Delivery) -> str:
         return delivery.content.get("jpush_cid", "")
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
+    def send_steps(self, delivery: Delivery) -> Steps:
         account = delivery.account
         secret = (account.credentials or {}).get("master_secret") if account else None
         if not secret:
@@ -108,7 +108,7 @@ class JPushBackend(HttpBackend):
         auth = (account.app_id, secret)
         content = delivery.content
         try:
-            cid = content.get("jpush_cid") or self._new_cid(delivery, auth)
+            cid = content.get("jpush_cid") or (yield from self._new_cid(delivery, auth))
             link = content.get("link") or {}
             extras = {
                 k: v
@@ -137,7 +137,7 @@ class JPushBackend(HttpBackend):
                     **push_options(account.options, content.get("options")),
                 },
             }
-            answer = self.request("POST", f"{self.base_url(account)}/v3/push", json=body, auth=auth)
+            answer = yield self.call("POST", f"{self.base_url(account)}/v3/push", json=body, auth=auth)
         except ProviderHttpError as err:
             return err.result
         error = answer.get("error")
@@ -172,8 +172,10 @@ class JPushBackend(HttpBackend):
         code, message = _error(answer)
         return DeliveryResult(AttemptOutcome.PERMANENT, str(code), message, answer)
 
-    def _new_cid(self, delivery: Delivery, auth) -> str:
-        answer = self.request("GET", f"{self.base_url(delivery.account)}/v3/push/cid", params={"count": 1}, auth=auth)
+    def _new_cid(self, delivery: Delivery, auth) -> Steps:
+        answer = yield self.call(
+            "GET", f"{self.base_url(delivery.account)}/v3/push/cid", params={"count": 1}, auth=auth
+        )
         cid = _first_cid(answer)
         if not cid:
             error = answer.get("error")

@@ -21,7 +21,7 @@ from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
 from ..routing import provider_side
 from .base import CHINA, DeliveryResult, Reconcile, next_china_day, scrubbed
-from .http import HttpBackend, ProviderHttpError
+from .http import HttpBackend, ProviderHttpError, Steps, drive
 
 __all__ = ["CODE_SLOT", "SmsBackend"]  # CODE_SLOT: what a code template renders where the code goes
 
@@ -104,10 +104,10 @@ class SmsBackend(HttpBackend):
             return settings.FAKE_PROVIDERS_URL.rstrip("/") + f"/{account.provider}"
         return (account.base_url or self.public_base_urls.get(account.provider, "")).rstrip("/")
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
-        return scrubbed(self.send_code_or_text(delivery), delivery)
+    def send_steps(self, delivery: Delivery) -> Steps:
+        return scrubbed((yield from self.send_code_or_text(delivery)), delivery)
 
-    def send_code_or_text(self, delivery: Delivery) -> DeliveryResult:
+    def send_code_or_text(self, delivery: Delivery) -> Steps:
         account = delivery.account
         if account is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No SMS account is configured.")
@@ -123,7 +123,7 @@ class SmsBackend(HttpBackend):
             if otp.failure:
                 return DeliveryResult(AttemptOutcome.PERMANENT, *otp.failure)
             params = {k: str(v).replace(CODE_SLOT, otp.code) for k, v in params.items()}
-        result = send(delivery, params)
+        result = yield from send(delivery, params)
         # A provider-side failure may fail over to the secondary account (channels/routing.py),
         # which needs the code; if it does not, the delivery's final state erases it.
         if (
@@ -269,6 +269,10 @@ class SmsBackend(HttpBackend):
         )
 
     def aliyun_call(self, account, action: str, params: dict) -> dict | DeliveryResult:
+        """One blocking Aliyun call (queries, checks)."""
+        return drive(self.aliyun_steps(account, action, params))
+
+    def aliyun_steps(self, account, action: str, params: dict) -> Steps:
         query = {
             "AccessKeyId": account.app_id,
             "Action": action,
@@ -287,13 +291,13 @@ class SmsBackend(HttpBackend):
         try:
             # POST, so that phone numbers and parameters (codes among them) stay out of URLs,
             # which proxies and access logs keep.
-            return self.request("POST", f"{self.base_url(account)}/", data=query)
+            return (yield self.call("POST", f"{self.base_url(account)}/", data=query))
         except ProviderHttpError as err:
             return err.result
 
-    def send_aliyun(self, delivery: Delivery, params: dict) -> DeliveryResult:
+    def send_aliyun(self, delivery: Delivery, params: dict) -> Steps:
         account = delivery.account
-        answer = self.aliyun_call(
+        answer = yield from self.aliyun_steps(
             account,
             "SendSms",
             {
@@ -314,6 +318,10 @@ class SmsBackend(HttpBackend):
         return DeliveryResult(outcome, code, answer.get("Message", ""), answer, retry_at=retry_at)
 
     def tencent_call(self, account, action: str, body: dict) -> dict | DeliveryResult:
+        """One blocking Tencent Cloud call (queries, checks)."""
+        return drive(self.tencent_steps(account, action, body))
+
+    def tencent_steps(self, account, action: str, body: dict) -> Steps:
         credentials = account.credentials or {}
         url = f"{self.base_url(account)}/"
         payload = json.dumps(body, ensure_ascii=False).encode()
@@ -339,13 +347,13 @@ class SmsBackend(HttpBackend):
             "X-TC-Region": (account.options or {}).get("region", "ap-guangzhou"),
         }
         try:
-            return self.request("POST", url, content=payload, headers=headers)
+            return (yield self.call("POST", url, content=payload, headers=headers))
         except ProviderHttpError as err:
             return err.result
 
-    def send_tencent(self, delivery: Delivery, params: dict) -> DeliveryResult:
+    def send_tencent(self, delivery: Delivery, params: dict) -> Steps:
         account = delivery.account
-        answer = self.tencent_call(
+        answer = yield from self.tencent_steps(
             account,
             "SendSms",
             {

@@ -5,7 +5,7 @@ second try. Subclasses give their token request and their table of codes."""
 from ..models import AttemptOutcome, ChannelAccount, TokenRefreshReason
 from ..tokens import TokenUnavailable, access_token, refresh_recorded, token_expired, token_store
 from .base import DeliveryResult, next_china_day
-from .http import HttpBackend, ProviderHttpError
+from .http import HttpBackend, ProviderHttpError, Steps
 
 
 class TokenBackend(HttpBackend):
@@ -27,12 +27,13 @@ class TokenBackend(HttpBackend):
             return AttemptOutcome.TRANSIENT
         return AttemptOutcome.PERMANENT  # documented refusals and anything unknown: never retried blindly
 
-    def post_with_token(self, account: ChannelAccount, path: str, body: dict) -> DeliveryResult:
-        """Send; on an expired token, refresh once and send again at once."""
+    def post_with_token(self, account: ChannelAccount, path: str, body: dict) -> Steps:
+        """Send (as steps); on an expired token, refresh once and send again at once. The token
+        comes from the cache, or is fetched blocking before the request is built."""
         for attempt in (1, 2):
             try:
                 token = access_token(account.pk, lambda: self.fetch_token(account))
-                answer = self.request(
+                answer = yield self.call(
                     "POST", f"{self.base_url(account)}{path}", params={"access_token": token}, json=body
                 )
             except ProviderHttpError as err:

@@ -15,6 +15,7 @@ from django.db.models import F
 from ..clicks import tracked_url
 from ..models import AttemptOutcome, ChannelAccount, Delivery, SubscribeConsent
 from .base import DeliveryResult, Reconcile
+from .http import Steps
 from .tokened import TokenBackend
 
 # errcode → outcome. The words are the provider's own (errmsg), kept on every attempt.
@@ -95,7 +96,7 @@ class WeChatBackend(TokenBackend):
     def body(self, delivery: Delivery, data: dict) -> dict:
         raise NotImplementedError
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
+    def send_steps(self, delivery: Delivery) -> Steps:
         account = delivery.account
         if account is None:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", f"No {self.channel} account is configured.")
@@ -106,7 +107,7 @@ class WeChatBackend(TokenBackend):
             )
         except InvalidParam as err:
             return DeliveryResult(AttemptOutcome.PERMANENT, "invalid_param", str(err), {"key": err.key})
-        return self.post_with_token(account, self.send_path, self.body(delivery, data))
+        return (yield from self.post_with_token(account, self.send_path, self.body(delivery, data)))
 
     def problems(self, content: dict) -> list[str]:
         found = [] if content.get("template_id") else ["no WeChat template id"]
@@ -190,7 +191,7 @@ class MiniProgramSubscribeBackend(WeChatBackend):
             body["page"] = link["mini_program"].lstrip("/")
         return body
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
+    def send_steps(self, delivery: Delivery) -> Steps:
         template_id = delivery.content.get("template_id", "")
         with transaction.atomic():
             taken = SubscribeConsent.objects.filter(
@@ -200,7 +201,7 @@ class MiniProgramSubscribeBackend(WeChatBackend):
             return DeliveryResult(
                 AttemptOutcome.SKIPPED, "no_consent", f"No subscribe consent left for the template {template_id}."
             )
-        result = super().send(delivery)
+        result = yield from super().send_steps(delivery)
         if result.outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.TOKEN_EXPIRED) or result.code == "invalid_param":
             # Not used by WeChat: give the consent back for the retry (or a corrected template).
             SubscribeConsent.objects.filter(recipient_id=delivery.recipient_id, template_id=template_id).update(

@@ -17,7 +17,7 @@ from django.core.cache import cache
 
 from ..models import AttemptOutcome, Channel, Delivery
 from .base import DeliveryResult, Reconcile, scrubbed
-from .http import HttpBackend, ProviderHttpError
+from .http import HttpBackend, ProviderHttpError, Steps, drive
 from .tokened import TokenBackend
 
 TRANSIENT_CODES = {
@@ -88,7 +88,7 @@ class WeComRobotBackend(HttpBackend):
     sandbox_prefix = "/wecom"
     reconcile = Reconcile.NONE  # a webhook post has no key and no query
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
+    def send_steps(self, delivery: Delivery) -> Steps:
         account = delivery.account
         content = delivery.content
         options = content.get("options") or {}
@@ -102,7 +102,7 @@ class WeComRobotBackend(HttpBackend):
             }
         else:
             body = {"msgtype": "markdown", "markdown": {"content": markdown(content, ROBOT_MARKDOWN_BYTES)}}
-        return self.post_robot(account, body)
+        return (yield from self.post_robot(account, body))
 
     def problems(self, content: dict) -> list[str]:
         if (content.get("options") or {}).get("msgtype") == "text":
@@ -114,14 +114,16 @@ class WeComRobotBackend(HttpBackend):
 
     def check(self, account) -> DeliveryResult:
         """A group robot has no read-only call: the check posts one short text to its group."""
-        return self.post_robot(account, {"msgtype": "text", "text": {"content": "【通知中心】连接测试，请忽略。"}})
+        return drive(
+            self.post_robot(account, {"msgtype": "text", "text": {"content": "【通知中心】连接测试，请忽略。"}})
+        )
 
-    def post_robot(self, account, body: dict) -> DeliveryResult:
+    def post_robot(self, account, body: dict) -> Steps:
         key = (account.credentials or {}).get("robot_key") if account else None
         if not key:
             return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No WeCom robot key is configured.")
         try:
-            answer = self.request(
+            answer = yield self.call(
                 "POST", f"{self.base_url(account)}/cgi-bin/webhook/send", params={"key": key}, json=body
             )
         except ProviderHttpError as err:
@@ -161,7 +163,7 @@ class WeComAppBackend(TokenBackend):
     def token_params(self, account) -> dict:
         return {"corpid": account.app_id, "corpsecret": (account.credentials or {}).get("corp_secret", "")}
 
-    def send(self, delivery: Delivery) -> DeliveryResult:
+    def send_steps(self, delivery: Delivery) -> Steps:
         account = delivery.account
         agentid = (account.options or {}).get("agentid") if account else None
         if not agentid:
@@ -177,7 +179,7 @@ class WeComAppBackend(TokenBackend):
         }
         if interval:
             body["duplicate_check_interval"] = interval
-        result = self.post_with_token(account, "/cgi-bin/message/send", body)
+        result = yield from self.post_with_token(account, "/cgi-bin/message/send", body)
         if result.outcome == AttemptOutcome.SENT and delivery.address in (result.raw.get("invaliduser") or "").split(
             "|"
         ):
