@@ -63,8 +63,10 @@ def backoff_seconds(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
 
 
-def deliveries_send(*, delivery_ids: list[int]) -> None:
-    """Send each of these deliveries that is still queued and due; local ones in bulk."""
+def deliveries_send(*, delivery_ids: list[int], remote_send=None) -> None:
+    """Send each of these deliveries that is still queued and due; local ones in bulk; the
+    remote ones together through `remote_send` (channels/flight.py's event loop) when given,
+    else one after the other here."""
     rows = Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "channel", "account__rate_limit_per_minute")
     found = {pk: (channel, limited) for pk, channel, limited in rows}
     local: dict[str, list[int]] = {}
@@ -82,7 +84,9 @@ def deliveries_send(*, delivery_ids: list[int]) -> None:
             remote.append(pk)
     for channel, ids in local.items():
         _send_locally(backend_for(channel), ids)
-    if remote:
+    if remote and remote_send is not None:
+        remote_send(remote)
+    elif remote:
         claim, rows = _claim(remote)
         chunk = tuple(d.pk for d in rows)
         for delivery in rows:

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -28,10 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Rows per INSERT, and ids per IN (...) read, for fan-outs to many recipients.
 BULK_BATCH = 2000
-# Deliveries per task: an inbox row is cheap, so many. Provider calls in a chunk go one after
-# another, each claimed as "sending" at the start: 20 × the 10 s read timeout stays well inside the
-# 5 minutes after which a "sending" delivery counts as abandoned (channels/sending.py). bench/
-# deliver.py: 10 a chunk gave 254/s, 25 gave 280/s (the per-task cost shared by more sends).
+# Deliveries per task: an inbox row is cheap, so many; provider deliveries settings.PROVIDER_CHUNK
+# (all in flight together on the event loop, channels/flight.py). Reconciliations 20 a task.
 ENQUEUE_CHUNK = {Channel.INBOX: 200}
 DEFAULT_ENQUEUE_CHUNK = 20
 
@@ -150,7 +149,7 @@ def enqueue(deliveries: list[tuple[int, str]]) -> None:
     for pk, channel in deliveries:
         by_channel.setdefault(channel, []).append(pk)
     for channel, ids in by_channel.items():
-        size = ENQUEUE_CHUNK.get(channel, DEFAULT_ENQUEUE_CHUNK)
+        size = ENQUEUE_CHUNK.get(channel, settings.PROVIDER_CHUNK)
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             try:

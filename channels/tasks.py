@@ -1,8 +1,10 @@
 """Thin Celery tasks: each calls one service."""
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from .flight import chunk_send
 from .otp import otp_purge
 from .reconcile import deliveries_reconcile
 from .sending import deliveries_requeue_due, deliveries_send
@@ -22,8 +24,9 @@ DB_RETRY = {
 
 @shared_task(name="channels.tasks.deliver_many", acks_late=True, reject_on_worker_lost=True, **DB_RETRY)
 def deliver_many(delivery_ids: list[int]) -> None:
-    """A chunk of deliveries; a redelivered task skips those already settled."""
-    deliveries_send(delivery_ids=delivery_ids)
+    """A chunk of deliveries; a redelivered task skips those already settled. Provider calls all
+    in flight together on this process's event loop (channels/flight.py) unless turned off."""
+    deliveries_send(delivery_ids=delivery_ids, remote_send=chunk_send if settings.PROVIDER_EVENT_LOOP else None)
 
 
 @shared_task(name="channels.tasks.reconcile_many", acks_late=True, reject_on_worker_lost=True, **DB_RETRY)

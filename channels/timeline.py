@@ -45,11 +45,21 @@ def _announce() -> None:
 
 
 def status_changes_record(
-    *, changes: Iterable[tuple[int, str]], at: datetime, source: str, code: str = "", detail: str = ""
+    *,
+    changes: Iterable[tuple[int, str]],
+    at: datetime,
+    source: str,
+    code: str = "",
+    detail: str = "",
+    codes: dict[int, str] | None = None,
 ) -> None:
-    """Write one timeline row per (delivery id, new status), in the caller's transaction."""
+    """Write one timeline row per (delivery id, new status), in the caller's transaction, in one
+    INSERT; `codes` gives a code per delivery where they differ (a chunk's answers)."""
+    codes = codes or {}
     rows = [
-        DeliveryStatusChange(delivery_id=pk, status=status, at=at, source=source, code=code[:64], detail=detail[:500])
+        DeliveryStatusChange(
+            delivery_id=pk, status=status, at=at, source=source, code=codes.get(pk, code)[:64], detail=detail[:500]
+        )
         for pk, status in changes
     ]
     if rows:

@@ -233,6 +233,14 @@ PROVIDER_TIMEOUT = (
     env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0),
     env.float("PROVIDER_READ_TIMEOUT", default=10.0),
 )
+# Provider calls of a chunk all in flight together on the worker's event loop (channels/flight.py);
+# off: one after the other in the task's thread (the threaded pool's way, channels/sending.py).
+PROVIDER_EVENT_LOOP = env.bool("PROVIDER_EVENT_LOOP", default=True)
+# At most this many provider connections per worker process (per provider host pool, httpx).
+PROVIDER_MAX_IN_FLIGHT = env.int("PROVIDER_MAX_IN_FLIGHT", default=500)
+# Provider deliveries per task: on the event loop they go together, so a chunk is what one
+# process keeps in flight; one after the other, 20 (bench/deliver.py: more did not pay).
+PROVIDER_CHUNK = env.int("PROVIDER_CHUNK", default=200 if PROVIDER_EVENT_LOOP else 20)
 # Unknown outcomes are looked at this long after the attempt started, so that a request still in
 # flight at the provider has landed before we ask (or resend).
 RECONCILE_AFTER_SECONDS = env.int("NOTIFYCENTER_RECONCILE_AFTER_SECONDS", default=30)

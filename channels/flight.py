@@ -1,0 +1,355 @@
+"""Provider sends on an event loop: a chunk claimed, opened, sent and settled together.
+
+1. Claim: one UPDATE … RETURNING takes the chunk's queued, due rows (SKIP LOCKED) under one lease;
+   `chunk_load` is the one place the claimed rows are read (a "fill addresses" step goes there).
+2. Prepare (JPush cids) as steps, all in flight at once; a failed prepare ends that try.
+3. Open: ONE statement extends the whole chunk's lease and inserts every attempt (`pending`, with
+   its provider key), committed before any request leaves. A row no longer ours gets no attempt.
+4. Send: each backend's steps build their requests (the blocking parts: a cached token, a consent
+   taken, a code unsealed) outside the loop; every request of a round leaves at once on the loop;
+   answers go back to the steps, and a step that needs another call (a refreshed token) makes a
+   second round.
+5. Settle in one transaction: rows locked and checked still ours (else a late answer, kept on the
+   attempt and not applied, as in channels/sending.py), `apply_result` on each (backoff, routing,
+   OTP release), one UPDATE … FROM unnest(…) for the deliveries, one for the attempts, one INSERT
+   of status-change rows. A crash anywhere leaves open attempts: unknown, reconciled, not resent.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
+from .providers import DeliveryResult, backend_for
+from .providers.http import HttpRequest, ProviderHttpError, Steps, observe, parse_answer
+from .sending import _log, _next_number, apply_result, lease
+from .timeline import status_changes_record
+
+logger = logging.getLogger(__name__)
+
+D = Delivery._meta.db_table
+A = DeliveryAttempt._meta.db_table
+
+
+@dataclass
+class Flight:
+    """One claimed delivery on its way: its backend, attempt, result and timing."""
+
+    delivery: Delivery
+    backend: object
+    started_at: object = None
+    attempt_id: int | None = None
+    result: DeliveryResult | None = None
+    t0: float = 0.0
+    duration_ms: int = 0
+    prepared: DeliveryResult | None = field(default=None)
+
+
+def chunk_send(ids: list[int]) -> int:
+    """Send the queued, due ones of these remote deliveries together; returns how many were claimed."""
+    claim, rows = chunk_claim(ids)
+    if not rows:
+        return 0
+    flights = [Flight(d, backend_for(d.channel)) for d in rows]
+    for flight in flights:
+        flight.started_at, flight.t0 = timezone.now(), time.monotonic()
+    prepared = run_steps([_guarded(f.backend.prepare_steps(f.delivery), f.delivery) for f in flights])
+    for flight, result in zip(flights, prepared, strict=True):
+        flight.prepared = result
+    going = [f for f in flights if f.prepared is None]
+    opened = _open_attempts(claim, [d.pk for d in rows], going)
+    going = [f for f in going if f.delivery.pk in opened]  # the others are no longer ours: not sent
+    for flight in going:
+        flight.attempt_id = opened[flight.delivery.pk]
+    results = run_steps([_guarded(f.backend.send_steps(f.delivery), f.delivery) for f in going])
+    now = time.monotonic()
+    for flight, result in zip(going, results, strict=True):
+        flight.result = result
+    for flight in flights:
+        if flight.prepared is not None:
+            flight.result = flight.prepared
+        flight.duration_ms = int((now - flight.t0) * 1000)
+    _settle(claim, [f for f in flights if f.result is not None])
+    return len(rows)
+
+
+def chunk_claim(ids: list[int]) -> tuple[str, list[Delivery]]:
+    """Claim the queued, due ones among these ids in one statement, under one lease; then load them."""
+    now = timezone.now()
+    claim = secrets.token_hex(8)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {D} SET status = %s, claim = %s, lease_until = %s, updated_at = %s "  # noqa: S608 (names are ours)
+            f"WHERE id IN (SELECT id FROM {D} WHERE id = ANY(%s) AND status = %s AND not_before <= %s "
+            "ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id",
+            [DeliveryStatus.SENDING, claim, now + lease(), now, list(ids), DeliveryStatus.QUEUED, now],
+        )
+        claimed = [pk for (pk,) in cursor.fetchall()]
+    return claim, chunk_load(claimed)
+
+
+def chunk_load(ids: list[int]) -> list[Delivery]:
+    """The claimed rows, with what their backends read (recipient, account)."""
+    if not ids:
+        return []
+    return list(Delivery.objects.select_related("recipient", "account").filter(pk__in=ids).order_by("pk"))
+
+
+def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[int, int]:
+    """ONE statement: the chunk's lease extended and an attempt inserted for each delivery about
+    to be called, only where the claim is still ours. Returns delivery id → attempt id."""
+    if not going:
+        return {}
+    keys = [f.backend.provider_key(f.delivery) for f in going]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH ours AS (UPDATE {D} SET lease_until = %s, "  # noqa: S608 (names are ours)
+            "attempt_count = attempt_count + (CASE WHEN id = ANY(%s) THEN 1 ELSE 0 END) "
+            "WHERE id = ANY(%s) AND claim = %s AND status = %s RETURNING id) "
+            f"INSERT INTO {A} (delivery_id, number, kind, provider_key, started_at, duration_ms, outcome, "
+            "error_code, error_message, provider_message_id) "
+            f"SELECT k.id, COALESCE((SELECT max(x.number) FROM {A} x WHERE x.delivery_id = k.id), 0) + 1, "
+            "%s, k.key, k.started, 0, %s, '', '', '' "
+            "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS k(id, key, started) "
+            "JOIN ours ON ours.id = k.id RETURNING delivery_id, id",
+            [
+                timezone.now() + lease(),
+                [f.delivery.pk for f in going],
+                chunk,
+                claim,
+                DeliveryStatus.SENDING,
+                AttemptKind.SEND,
+                AttemptOutcome.PENDING,
+                [f.delivery.pk for f in going],
+                keys,
+                [f.started_at for f in going],
+            ],
+        )
+        return dict(cursor.fetchall())
+
+
+def _settle(claim: str, flights: list[Flight]) -> None:
+    """Every answer of the chunk, in one transaction: the rows still ours settle in bulk; an answer
+    for a row taken back (our lease ran out) is kept on its attempt and not applied, unless the
+    scan only turned it unknown and it is not reconciled yet: then this answer is the truth."""
+    if not flights:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, claim, status, finished_at, attempt_count FROM {D} "  # noqa: S608 (names are ours)
+                "WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                [[f.delivery.pk for f in flights]],
+            )
+            current = {row[0]: row[1:] for row in cursor.fetchall()}
+        settled: list[Flight] = []
+        for flight in flights:
+            delivery, result = flight.delivery, flight.result
+            row = current.get(delivery.pk)
+            ours = row is not None and (
+                row[0] == claim or (row[1] == DeliveryStatus.UNKNOWN and row[2] is None and not row[0])
+            )
+            if not ours:
+                logger.warning("delivery %s: an answer came after the row was taken back: %s", delivery.pk, result.code)
+                if flight.attempt_id is not None:
+                    DeliveryAttempt.objects.filter(pk=flight.attempt_id).update(
+                        error_message=f"late answer, not applied: {result.outcome} {result.code} {result.message}"[
+                            :2000
+                        ],
+                        raw_response=result.raw or None,
+                    )
+                continue
+            # A try that ended before its attempt was opened (prepare failed) still counts as one.
+            delivery.attempt_count = row[3] + (1 if flight.attempt_id is None else 0)
+            apply_result(delivery, result, now=now, started_at=flight.started_at)
+            settled.append(flight)
+        if not settled:
+            return
+        _update_deliveries([f.delivery for f in settled])
+        _update_attempts([f for f in settled if f.attempt_id is not None], now)
+        for flight in settled:
+            if flight.attempt_id is None:  # prepare ended the try (rare): its attempt written now
+                _insert_attempt(flight, now)
+        status_changes_record(
+            changes=[(f.delivery.pk, f.delivery.status) for f in settled],
+            at=now,
+            source=ChangeSource.SEND,
+            codes={f.delivery.pk: f.result.code for f in settled},
+        )
+    for flight in settled:
+        _log(flight.delivery, flight.result)
+
+
+def _update_deliveries(deliveries: list[Delivery]) -> None:
+    columns = (
+        ("id", "bigint", lambda d: d.pk),
+        ("status", "text", lambda d: d.status),
+        ("attempt_count", "integer", lambda d: d.attempt_count),
+        ("claim", "text", lambda d: d.claim),
+        ("lease_until", "timestamptz", lambda d: d.lease_until),
+        ("duplicate_of_id", "bigint", lambda d: d.duplicate_of_id),
+        ("last_error_code", "text", lambda d: d.last_error_code),
+        ("last_error_message", "text", lambda d: d.last_error_message),
+        ("provider_message_id", "text", lambda d: d.provider_message_id),
+        ("not_before", "timestamptz", lambda d: d.not_before),
+        ("enqueued_at", "timestamptz", lambda d: d.enqueued_at),
+        ("finished_at", "timestamptz", lambda d: d.finished_at),
+        ("updated_at", "timestamptz", lambda d: d.updated_at),
+    )
+    _update_from_arrays(D, columns, deliveries)
+
+
+def _update_attempts(flights: list[Flight], now) -> None:
+    if not flights:
+        return
+    columns = (
+        ("id", "bigint", lambda f: f.attempt_id),
+        ("outcome", "text", lambda f: f.result.outcome),
+        ("error_code", "text", lambda f: f.result.code[:64]),
+        ("error_message", "text", lambda f: f.result.message),
+        ("raw_response", "jsonb", lambda f: json.dumps(f.result.raw, ensure_ascii=False) if f.result.raw else None),
+        ("provider_message_id", "text", lambda f: f.result.provider_message_id[:128]),
+        ("duration_ms", "integer", lambda f: f.duration_ms),
+        ("settled_at", "timestamptz", lambda f: now),
+    )
+    _update_from_arrays(A, columns, flights)
+
+
+def _update_from_arrays(table: str, columns, items) -> None:
+    """UPDATE table SET … FROM unnest(one array per column): any number of rows, one statement."""
+    names = [name for name, _, _ in columns]
+    arrays = ", ".join(f"%s::text[]::{kind}[]" if kind == "jsonb" else f"%s::{kind}[]" for _, kind, _ in columns)
+    sets = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}) "  # noqa: S608 (names are ours)
+            "WHERE t.id = v.id",
+            [[get(item) for item in items] for _, _, get in columns],
+        )
+
+
+def _insert_attempt(flight: Flight, now) -> None:
+    result = flight.result
+    DeliveryAttempt.objects.create(
+        delivery=flight.delivery,
+        number=_next_number(flight.delivery.pk),
+        kind=AttemptKind.SEND,
+        started_at=flight.started_at,
+        settled_at=now,
+        duration_ms=flight.duration_ms,
+        outcome=result.outcome,
+        error_code=result.code[:64],
+        error_message=result.message,
+        raw_response=result.raw or None,
+        provider_message_id=result.provider_message_id[:128],
+    )
+
+
+def _guarded(steps: Steps, delivery: Delivery) -> Steps:
+    """A bug of ours inside a backend's steps is that delivery's transient result, not the chunk's
+    end (as channels/sending.py's _call)."""
+    try:
+        return (yield from steps)
+    except Exception as err:
+        logger.exception("delivery %s: %s raised", delivery.pk, getattr(steps, "__qualname__", steps))
+        return DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+
+
+def run_steps(all_steps: list[Steps]) -> list:
+    """Run many backends' steps together: each round's requests all leave at once on the event
+    loop; the steps themselves (building, reading answers) run here, outside it. Returns each
+    steps' value, in order."""
+    values: list = [None] * len(all_steps)
+    waiting: dict[int, HttpRequest] = {}
+
+    def advance(i: int, move) -> None:
+        try:
+            waiting[i] = move()
+        except StopIteration as stop:
+            values[i] = stop.value
+
+    for i, steps in enumerate(all_steps):
+        advance(i, steps.__next__)
+    while waiting:
+        round_ = list(waiting.items())
+        waiting.clear()
+        answers = loop_runner().run(_fetch_all([request for _, request in round_]))
+        for (i, _), answer in zip(round_, answers, strict=True):
+            steps = all_steps[i]
+            if isinstance(answer, ProviderHttpError):
+                advance(i, lambda s=steps, a=answer: s.throw(a))
+            else:
+                advance(i, lambda s=steps, a=answer: s.send(a))
+    return values
+
+
+class LoopRunner:
+    """An event loop and its HTTP client (a connection pool per provider host), kept for the life
+    of the process (or thread): connections stay alive from one chunk to the next."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        connect, read = settings.PROVIDER_TIMEOUT
+        most = settings.PROVIDER_MAX_IN_FLIGHT
+        self.client = httpx.AsyncClient(
+            # A wait for a free connection is a request that never left: transient, like a connect timeout.
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            limits=httpx.Limits(max_connections=most, max_keepalive_connections=most),
+        )
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+
+_runners = threading.local()
+
+
+def loop_runner() -> LoopRunner:
+    runner = getattr(_runners, "runner", None)
+    if runner is None or _runners.pid != os.getpid():  # a forked child makes its own
+        _runners.runner, _runners.pid = LoopRunner(), os.getpid()
+    return _runners.runner
+
+
+async def _fetch_all(requests: list[HttpRequest]) -> list:
+    client = loop_runner().client
+    return await asyncio.gather(*(fetch(client, r) for r in requests))
+
+
+async def fetch(client: httpx.AsyncClient, request: HttpRequest) -> dict | ProviderHttpError:
+    """One call on the loop: the JSON object answered, or the ProviderHttpError it ended in, with
+    the same outcomes as the blocking client (channels/providers/http.py: call_blocking)."""
+    started = time.perf_counter()
+    try:
+        response = await client.request(request.method, request.url, content=request.body, headers=request.headers)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # never connected: nothing left
+        result = DeliveryResult(AttemptOutcome.TRANSIENT, "connect_timeout", repr(err))
+    except httpx.ConnectError as err:
+        result = DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))
+    except (httpx.ReadTimeout, httpx.WriteTimeout) as err:
+        # The request left (or part of it); the provider may act on it after we stopped waiting.
+        result = DeliveryResult(AttemptOutcome.UNKNOWN, "timeout", repr(err))
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
+        # The connection broke with the request sent or half sent: the outcome is unknown.
+        result = DeliveryResult(AttemptOutcome.UNKNOWN, "connection_lost", repr(err))
+    except httpx.HTTPError as err:
+        result = DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))
+    else:
+        observe(request, started, f"http_{response.status_code // 100}xx")
+        try:
+            return parse_answer(response.status_code, response.content)
+        except ProviderHttpError as err:
+            return err
+    observe(request, started, result.code)
+    return ProviderHttpError(result)
