@@ -90,7 +90,7 @@ def chunk_claim(ids: list[int]) -> tuple[str, list[Delivery]]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {D} SET status = %s, claim = %s, lease_until = %s, updated_at = %s "  # noqa: S608 (names are ours)
-            f"WHERE id IN (SELECT id FROM {D} WHERE id = ANY(%s) AND status = %s AND not_before <= %s "
+            f"WHERE id IN (SELECT id FROM {D} WHERE id = ANY(%s::bigint[]) AND status = %s AND not_before <= %s "
             "ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id",
             [DeliveryStatus.SENDING, claim, now + lease(), now, list(ids), DeliveryStatus.QUEUED, now],
         )
@@ -114,8 +114,8 @@ def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[in
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH ours AS (UPDATE {D} SET lease_until = %s, "  # noqa: S608 (names are ours)
-            "attempt_count = attempt_count + (CASE WHEN id = ANY(%s) THEN 1 ELSE 0 END) "
-            "WHERE id = ANY(%s) AND claim = %s AND status = %s RETURNING id) "
+            "attempt_count = attempt_count + (CASE WHEN id = ANY(%s::bigint[]) THEN 1 ELSE 0 END) "
+            "WHERE id = ANY(%s::bigint[]) AND claim = %s AND status = %s RETURNING id) "
             f"INSERT INTO {A} (delivery_id, number, kind, provider_key, started_at, duration_ms, outcome, "
             "error_code, error_message, provider_message_id) "
             f"SELECT k.id, COALESCE((SELECT max(x.number) FROM {A} x WHERE x.delivery_id = k.id), 0) + 1, "
@@ -149,7 +149,7 @@ def _settle(claim: str, flights: list[Flight]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, claim, status, finished_at, attempt_count FROM {D} "  # noqa: S608 (names are ours)
-                "WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
                 [[f.delivery.pk for f in flights]],
             )
             current = {row[0]: row[1:] for row in cursor.fetchall()}

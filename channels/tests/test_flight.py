@@ -1,0 +1,260 @@
+"""Provider sends on an event loop (channels/flight.py): a chunk claimed, opened in one statement
+before the calls leave together, and settled in bulk, over real HTTP against the fake providers."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from channels import flight, sending
+from channels.models import (
+    AttemptOutcome,
+    ChannelAccount,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    DeliveryStatusChange,
+    Recipient,
+)
+from channels.reconcile import delivery_reconcile
+from channels.services import DeliveryRequest, deliveries_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LATE_MS = 900  # the fake acts on the request, then answers after this; the client waits 0.3 s
+
+
+@pytest.fixture(autouse=True)
+def short_timeouts(settings):
+    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
+    settings.RECONCILE_AFTER_SECONDS = 0
+
+
+@pytest.fixture
+def accounts(db):
+    sms = {"app_id": "sandbox-access-key", "credentials": {"access_key_secret": "sandbox-access-secret"}}
+    return {
+        "aliyun": ChannelAccount.objects.create(
+            name="aliyun", channel="sms", provider="aliyun", is_default=True, options={"sign_name": "互联网医院"}, **sms
+        ),
+        "tencent": ChannelAccount.objects.create(
+            name="tencent",
+            channel="sms",
+            provider="tencent",
+            app_id="1400000000",
+            credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
+            options={"sign_name": "互联网医院"},
+        ),
+        "oa": ChannelAccount.objects.create(
+            name="oa",
+            channel="wechat_oa_template",
+            provider="wechat",
+            app_id="wx-oa",
+            is_default=True,
+            credentials={"app_secret": "s-oa"},
+        ),
+        "mini": ChannelAccount.objects.create(
+            name="mini",
+            channel="wechat_mini_subscribe",
+            provider="wechat",
+            app_id="wx-mini",
+            is_default=True,
+            credentials={"app_secret": "s-mini"},
+        ),
+        "jpush": ChannelAccount.objects.create(
+            name="jpush",
+            channel="app_push",
+            provider="jpush",
+            app_id="app-key",
+            is_default=True,
+            credentials={"master_secret": "m-secret"},
+        ),
+        "wecom": ChannelAccount.objects.create(
+            name="wecom-app",
+            channel="wecom_app",
+            provider="wecom",
+            app_id="ww-corp",
+            is_default=True,
+            credentials={"corp_secret": "s-corp"},
+            options={"agentid": 1000002},
+        ),
+    }
+
+
+@pytest.fixture
+def people(db):
+    return [
+        Recipient.objects.create(
+            audience="patient",
+            external_id=f"p-{i}",
+            phone=f"138{i:08d}",
+            wechat_oa_openid=f"oOA-openid-{i:04d}",
+            wechat_mini_openid=f"oMini-openid-{i:04d}",
+            push_registration_ids=[f"1a00189{i:04d}"],
+            wecom_userid=f"staff{i}",
+        )
+        for i in range(60)
+    ]
+
+
+def queued(channel, person, key, account=None) -> Delivery:
+    (row,) = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel=channel,
+                recipient=person,
+                idempotency_key=key,
+                account=account,
+                # Not due yet, so that no eager worker sends it before the test does.
+                not_before=timezone.now() + timedelta(hours=1),
+                content={
+                    "title": "医生已接诊",
+                    "body": f"李明医生已接诊您的问诊 {key}。",
+                    "template_id": "SMS_123" if channel == "sms" else "tmpl-1",
+                    "params": {"name": "李明"} if channel == "sms" else {"thing1": "李明"},
+                    "options": {},
+                },
+            )
+        ]
+    )
+    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
+    return row
+
+
+def fresh(d: Delivery) -> Delivery:
+    return Delivery.objects.get(pk=d.pk)
+
+
+def test_a_chunk_with_mixed_answers_settles_each_as_its_own(fake_providers, accounts, people):
+    # Each provider answers one way; the OA template's token is refused once (a second round).
+    fake_providers.script("/aliyun/", [{"json": {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"}}])
+    fake_providers.script("/wecom/cgi-bin/message/send", [{"json": {"errcode": -1, "errmsg": "system busy"}}])
+    fake_providers.script("/jpush/v3/push", [{"latency_ms": LATE_MS}])
+    fake_providers.script(
+        "/wechat/cgi-bin/message/template/send", [{"json": {"errcode": 40001, "errmsg": "invalid credential"}}]
+    )
+    rows = {
+        "aliyun": queued("sms", people[1], "sms-a"),
+        "tencent": queued("sms", people[2], "sms-t", account=accounts["tencent"]),
+        "oa": queued("wechat_oa_template", people[0], "oa"),
+        "jpush": queued("app_push", people[3], "push"),
+        "wecom": queued("wecom_app", people[4], "wecom"),
+        "mini": queued("wechat_mini_subscribe", people[5], "mini"),  # no consent: skipped, no call
+    }
+
+    assert flight.chunk_send([r.pk for r in rows.values()]) == 6
+
+    got = {name: fresh(r) for name, r in rows.items()}
+    assert {name: d.status for name, d in got.items()} == {
+        "aliyun": DeliveryStatus.FAILED,
+        "tencent": DeliveryStatus.SENT,
+        "oa": DeliveryStatus.SENT,
+        "jpush": DeliveryStatus.UNKNOWN,
+        "wecom": DeliveryStatus.QUEUED,
+        "mini": DeliveryStatus.SKIPPED,
+    }
+    assert got["aliyun"].last_error_code == "isv.MOBILE_NUMBER_ILLEGAL" and got["aliyun"].finished_at
+    assert got["tencent"].provider_message_id and got["tencent"].claim == ""
+    assert got["jpush"].last_error_code == "timeout" and got["jpush"].finished_at is None
+    assert got["wecom"].not_before > timezone.now() and got["wecom"].last_error_code == "-1"
+    assert len(fake_providers.calls("/cgi-bin/message/template/send")) == 2  # refused token, then sent
+    for name, d in got.items():
+        (attempt,) = DeliveryAttempt.objects.filter(delivery=d)
+        assert attempt.settled_at is not None and attempt.number == 1 and d.attempt_count == 1, name
+        assert (
+            attempt.outcome
+            == {
+                "aliyun": AttemptOutcome.PERMANENT,
+                "tencent": AttemptOutcome.SENT,
+                "oa": AttemptOutcome.SENT,
+                "jpush": AttemptOutcome.UNKNOWN,
+                "wecom": AttemptOutcome.TRANSIENT,
+                "mini": AttemptOutcome.SKIPPED,
+            }[name]
+        )
+    assert DeliveryAttempt.objects.get(delivery=got["jpush"]).provider_key == got["jpush"].content["jpush_cid"]
+    changes = {c.delivery_id: (c.status, c.code) for c in DeliveryStatusChange.objects.filter(source="send")}
+    assert changes[got["aliyun"].pk] == (DeliveryStatus.FAILED, "isv.MOBILE_NUMBER_ILLEGAL")
+    assert changes[got["mini"].pk] == (DeliveryStatus.SKIPPED, "no_consent")
+    assert changes[got["tencent"].pk] == (DeliveryStatus.SENT, "")
+
+
+@pytest.mark.parametrize("size", [6, 40])
+def test_statements_per_chunk_do_not_grow_with_its_size(
+    fake_providers, accounts, people, size, django_assert_max_num_queries
+):
+    rows = [queued("sms", people[i], f"k{i}", account=accounts["tencent"] if i % 2 else None) for i in range(size)]
+
+    # Claim, load, open (lease + attempts); then BEGIN, lock, deliveries, attempts, status changes, COMMIT.
+    with django_assert_max_num_queries(9):
+        assert flight.chunk_send([r.pk for r in rows]) == size
+
+    assert set(Delivery.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)) == {"sent"}
+    assert DeliveryAttempt.objects.filter(delivery__in=rows, outcome="sent").count() == size
+
+
+def test_a_crash_between_open_and_settle_leaves_pending_attempts_that_reconcile(
+    monkeypatch, fake_providers, accounts, people
+):
+    rows = [queued("sms", people[i], f"k{i}", account=accounts["tencent"] if i % 2 else None) for i in range(4)]
+
+    def killed(claim, flights):
+        raise SystemExit("kill -9 with every call answered and nothing settled")
+
+    monkeypatch.setattr(flight, "_settle", killed)
+    with pytest.raises(SystemExit):
+        flight.chunk_send([r.pk for r in rows])
+
+    # What a recovery scan finds: each call recorded as in flight, each delivery still claimed.
+    assert {fresh(r).status for r in rows} == {DeliveryStatus.SENDING}
+    assert set(DeliveryAttempt.objects.filter(delivery__in=rows).values_list("outcome", flat=True)) == {"pending"}
+    monkeypatch.setattr(sending, "enqueue_reconcile", lambda ids: None)
+    sending.deliveries_requeue_due(now=timezone.now() + timedelta(minutes=1))  # the lease ran out
+    assert {fresh(r).status for r in rows} == {DeliveryStatus.UNKNOWN}
+
+    for row in rows:
+        Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
+        assert delivery_reconcile(delivery_id=row.pk) == "settle"  # asked the provider: it has a record
+
+    assert {fresh(r).status for r in rows} == {DeliveryStatus.SENT}
+    sms = [d["key"] for d in httpx.get(f"{fake_providers.url}/_delivered").json() if d["channel"].startswith("sms")]
+    assert sorted(sms) == sorted(r.idempotency_key for r in rows)  # each reached its person once
+
+
+def test_a_row_taken_back_before_the_open_is_not_called(monkeypatch, fake_providers, accounts, people):
+    rows = [queued("sms", people[i], f"k{i}") for i in range(3)]
+    claim_for_real = flight.chunk_claim
+
+    def claim_then_lose_one(ids):
+        claim, claimed = claim_for_real(ids)
+        # The outbox scan took the first back in between (our lease ran out): queued again.
+        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
+        return claim, claimed
+
+    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_one)
+
+    flight.chunk_send([r.pk for r in rows])
+
+    first, *others = (fresh(r) for r in rows)
+    assert first.status == DeliveryStatus.QUEUED and not first.attempts.exists()
+    assert [o.status for o in others] == [DeliveryStatus.SENT] * 2
+    sent_to = [c["body"]["PhoneNumbers"] for c in fake_providers.calls("/aliyun/")]
+    assert sorted(sent_to) == sorted(o.address for o in others)
+
+
+def test_deliver_many_sends_remote_chunks_on_the_loop_and_the_inbox_locally(
+    monkeypatch, settings, fake_providers, accounts, people
+):
+    from channels.tasks import deliver_many
+
+    settings.PROVIDER_EVENT_LOOP = True
+    used = []
+    monkeypatch.setattr(
+        flight, "run_steps", lambda steps, real=flight.run_steps: used.append(len(steps)) or real(steps)
+    )
+    rows = [queued("sms", people[i], f"k{i}") for i in range(3)]
+
+    deliver_many([r.pk for r in rows])
+
+    assert used == [3, 3]  # prepare, then send: each round for the whole chunk
+    assert {fresh(r).status for r in rows} == {DeliveryStatus.SENT}
