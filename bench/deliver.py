@@ -1,16 +1,19 @@
 """Delivery benchmark: queued deliveries to the fake providers over real HTTP, 20 ms per answer.
 
-    .venv/bin/python bench/deliver.py [--deliveries 6000] [--latency-ms 20] [--threads 48]
+    .venv/bin/python bench/deliver.py [--deliveries 6000] [--latency-ms 20] [--threads 48] [--chunk 200]
 
 Mixed channels (WeChat official-account template, WeCom app, JPush, Aliyun SMS, Tencent SMS),
 each provider answering after the injected latency. Every run in the table uses the same
 database, broker and fake provider server, started here:
 
-- prefork: Celery's default pool, one process per core; the peer.
-- threads: Celery's thread pool (I/O-bound sends overlap), one worker process.
-- HTTP alone: the same number of HTTP calls to the same fake server from threads in this
-  process (urllib3, as the workers), with no database and no Celery: what the machine allows
-  before our code runs.
+- event loop: Celery's default pool (prefork, one process per core), each task a chunk of
+  --chunk deliveries all in flight together on the process's event loop (channels/flight.py).
+- threads: the one-after-the-other path (PROVIDER_EVENT_LOOP=0) on Celery's thread pool, one
+  worker process, 20 a chunk: main's way before the event loop.
+- bare async HTTP, the peer: the same number of HTTP calls to the same fake server from as many
+  processes as cores, each with httpx.AsyncClient and --chunk calls in flight, with no database
+  and no Celery: what the machine allows before our code runs.
+- bare threaded HTTP: the same from threads of one process (urllib3), the threads' ceiling.
 
 Measured: deliveries/s from the enqueue to the last delivery settled, worker CPU time per
 delivery (the worker process and its children, from /proc), and the whole machine's CPU time per
@@ -124,7 +127,7 @@ def settled(db: str, run_no: int) -> tuple[int, int, int]:
     return row
 
 
-def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int) -> tuple:
+def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int, extra_env: dict) -> tuple:
     worker = subprocess.Popen(
         [
             str(Path(PY).parent / "celery"),
@@ -132,14 +135,14 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
             *("--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"),
         ],
         cwd=ROOT,
-        env=env,
+        env={**env, **extra_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     time.sleep(6)  # Django and the pool up before the clock starts
     cpu0, machine0 = cpu_seconds(worker.pid), machine_cpu_seconds()
     t0 = time.monotonic()
-    run([PY, "-c", RELEASE, "0", "0", str(run_no)], env)
+    run([PY, "-c", RELEASE, "0", "0", str(run_no)], {**env, **extra_env})
     while True:
         sent, failed, total = settled(db, run_no)
         if sent + failed >= total or time.monotonic() - t0 > 600:
@@ -206,12 +209,67 @@ def http_alone(fake_url: str, n: int, threads: int) -> tuple:
     )
 
 
+ASYNC_PEER = """
+import asyncio, json, sys, httpx
+url, n, in_flight, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+body = json.dumps({"msgtype": "text", "text": {"content": "医生已接诊"}}, ensure_ascii=False).encode()
+async def main():
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        errors = 0
+        async def one(i):
+            nonlocal errors
+            # A robot key per request: the fake robot, like WeCom's, takes 20 a minute per key.
+            answer = await client.post(f"{url}/wecom/cgi-bin/webhook/send?key=a{tag}-{i}", content=body,
+                headers={"Content-Type": "application/json; charset=utf-8"})
+            errors += answer.json().get("errcode") != 0
+        for start in range(0, n, in_flight):  # rounds of in_flight calls, as a chunk's
+            await asyncio.gather(*(one(i) for i in range(start, min(n, start + in_flight))))
+        print(errors)
+asyncio.run(main())
+"""
+
+
+def async_alone(fake_url: str, n: int, in_flight: int) -> tuple:
+    """The peer: the same number of POSTs to the same fake server from as many processes as
+    cores, each with httpx.AsyncClient and `in_flight` calls at once, with no database and no Celery."""
+    import resource
+
+    def children_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children: the peer's processes
+        return r.ru_utime + r.ru_stime
+
+    cores = os.cpu_count()
+    cpu0, machine0, t0 = children_cpu(), machine_cpu_seconds(), time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [PY, "-c", ASYNC_PEER, fake_url, str(n // cores), str(in_flight), f"{t0:.0f}-{k}"], stdout=subprocess.PIPE
+        )
+        for k in range(cores)
+    ]
+    errors = sum(int(p.communicate()[0] or 0) for p in procs)
+    elapsed = time.monotonic() - t0
+    machine = machine_cpu_seconds() - machine0
+    cpu = children_cpu() - cpu0
+    total = n // cores * cores
+    return (
+        f"bare async HTTP ×{cores} processes × {in_flight} in flight (no DB, no Celery): the peer",
+        f"{total:,}",
+        f"{total - errors:,}",
+        f"{elapsed:.1f}",
+        f"{total / elapsed:,.0f}",
+        f"{cpu / total * 1000:.2f}",
+        f"{machine / total * 1000:.2f}",
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=6000)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--fake-port", type=int, default=18081)
+    parser.add_argument("--chunk", type=int, default=200, help="deliveries per task, all in flight together")
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
@@ -250,15 +308,30 @@ def main():
         cores = str(os.cpu_count())
         rows = [
             measure(
-                f"prefork ×{cores} (Celery's default)", ["--pool", "prefork", "-c", cores], 0, db, env, args.deliveries
+                f"event loop, prefork ×{cores}, {args.chunk} in flight a process",
+                ["--pool", "prefork", "-c", cores],
+                0,
+                db,
+                env,
+                args.deliveries,
+                {"PROVIDER_EVENT_LOOP": "1", "PROVIDER_CHUNK": str(args.chunk)},
             ),
+            async_alone(fake_url, args.deliveries, args.chunk),
             measure(
-                f"threads ×{args.threads}", ["--pool", "threads", "-c", str(args.threads)], 1, db, env, args.deliveries
+                f"one after the other, threads ×{args.threads} (before)",
+                ["--pool", "threads", "-c", str(args.threads)],
+                1,
+                db,
+                env,
+                args.deliveries,
+                {"PROVIDER_EVENT_LOOP": "0", "PROVIDER_CHUNK": "20"},
             ),
             http_alone(fake_url, args.deliveries, args.threads),
         ]
     finally:
         fake.terminate()
+    peer = float(rows[1][4].replace(",", ""))
+    rows = [(*row, f"{float(row[4].replace(',', '')) / peer:.2f}") for row in rows]
     print_table(
         (
             "worker pool",
@@ -268,6 +341,7 @@ def main():
             "deliveries/s",
             "worker CPU ms/delivery",
             "machine CPU ms/delivery",
+            "× the peer",
         ),
         rows,
     )

@@ -22,14 +22,17 @@ answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"secon
 fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_reset.
 """
 
+import asyncio
 import hashlib
+import http.client
+import io
 import json
 import random
 import re
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
 
@@ -853,143 +856,192 @@ def _draw_latency(state: State) -> float:
     return state.latency_ms
 
 
-def make_handler(state: State):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; every answer has a length
-        # Headers and body go in two writes: without TCP_NODELAY, Nagle and delayed ACKs add
-        # 40 ms to every kept-alive answer.
-        disable_nagle_algorithm = True
+class Answer:
+    """What the fake answers one request: after `delay` seconds, `status` with a JSON `payload`
+    (or `text`, an answer that is not JSON), or nothing at all (`drop`: the connection closes)."""
 
-        def log_message(self, *args):  # quiet: /_calls is the record
-            pass
+    def __init__(self, status=200, payload=None, *, text=None, delay=0.0, drop=False):
+        self.status, self.payload, self.text, self.delay, self.drop = status, payload, text, delay, drop
 
-        def _answer(self, status: int, payload) -> None:
-            raw = json.dumps(payload, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def encoded(self) -> tuple[bytes, str]:
+        if self.text is not None:
+            return self.text.encode(), "text/html; charset=utf-8"
+        return json.dumps(self.payload, ensure_ascii=False).encode(), "application/json; charset=utf-8"
 
-        def _answer_raw(self, status: int, text: str) -> None:
-            raw = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
 
-        def _handle(self):
-            url = urlparse(self.path)
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            else:
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw.decode(errors="replace")
-            if url.path == "/_receipts" and self.command == "POST":
-                return self._answer(200, push_receipts(state, body or {}))
-            if url.path.startswith("/_"):
-                return self._control(url.path, body)
-            with state.lock:
-                state.calls.append(
-                    {"method": self.command, "path": url.path, "query": query, "body": body, "at": time.time()}
+def answer_for(state: State, method: str, target: str, headers, raw: bytes) -> Answer:
+    """One request, as the providers would take it: acted on first (the ledger, the records),
+    answered after the latency, so an answer later than the client's timeout is a message sent all
+    the same (the ambiguous case). Runs on the server's event loop; it never waits itself."""
+    url = urlparse(target)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    if headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+    else:
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+    if url.path.startswith("/_"):
+        return _control(state, method, url.path, body)
+    with state.lock:
+        state.calls.append({"method": method, "path": url.path, "query": query, "body": body, "at": time.time()})
+        script = state.scripts.get(url.path)
+        scripted = script.pop(0) if script else None
+    if scripted and scripted.get("drop"):
+        # The connection breaks before the request is acted on: no answer, no record.
+        return Answer(drop=True)
+    if scripted and "json" in scripted:
+        return Answer(scripted.get("status", 200), scripted["json"], delay=scripted.get("latency_ms", 0) / 1000)
+    if scripted and "text" in scripted:  # an answer that is not JSON: a proxy's HTML error page, …
+        return Answer(scripted.get("status", 200), text=scripted["text"], delay=scripted.get("latency_ms", 0) / 1000)
+    status, payload = _provider_answer(state, method, url, query, body, headers, raw)
+    if status == 200:
+        _ledger(state, url.path, query, body, payload)
+        _note_wechat_sent(state, url.path, body, payload)
+    delay = scripted.get("latency_ms", 0) if scripted else _draw_latency(state)
+    return Answer(status, payload, delay=delay / 1000)
+
+
+def _provider_answer(state: State, method: str, url, query: dict, body, headers, raw: bytes) -> tuple[int, dict]:
+    if url.path == "/" and headers.get("X-TC-Action"):
+        # Tencent Cloud's own SDK posts to the host's root, as to sms.tencentcloudapi.com.
+        return tencent(state, method, "/", query, body, headers, raw=raw)
+    if url.path == "/jpush/v3/received/detail":  # JPush's report host, report.jpush.cn
+        return jpush_received(state, query)
+    for prefix, provider in PROVIDERS.items():
+        if url.path == prefix or url.path.startswith(prefix + "/"):
+            # Headers go as they came (case-insensitive, as HTTP header names are).
+            extra = {"raw": raw} if provider is tencent else {}
+            return provider(state, method, url.path[len(prefix) :], query, body, headers, **extra)
+    return 404, {"errcode": 404, "errmsg": "not found"}
+
+
+def _control(state: State, method: str, path: str, body) -> Answer:
+    with state.lock:
+        if path == "/_calls" and method == "GET":
+            return Answer(200, list(state.calls))
+        if path == "/_calls" and method == "DELETE":
+            state.calls.clear()
+            return Answer(200, {"ok": True})
+        if path == "/_script" and method == "POST":
+            responses = body.get("responses") or [{}]
+            for r in responses:
+                r.setdefault("latency_ms", body.get("latency_ms", 0))
+            state.scripts.setdefault(body["path"], []).extend(responses)
+            return Answer(200, {"ok": True})
+        if path == "/_latency" and method == "POST":
+            state.latency_ms = int(body.get("ms", 0))
+            state.latency_max_ms = int(body.get("max_ms", 0))
+            state.late_share = float(body.get("late_share", 0))
+            state.late_ms = int(body.get("late_ms", 0))
+            return Answer(200, {"ok": True})
+        if path == "/_delivered" and method == "GET":
+            return Answer(200, list(state.delivered))
+        if path == "/_expire_tokens" and method == "POST":
+            state.tokens.clear()
+            state.stable.clear()
+            return Answer(200, {"ok": True})
+        if path == "/_advance" and method == "POST":
+            state.offset += float(body.get("seconds", 0))
+            return Answer(200, {"ok": True})
+        if path == "/_reset" and method == "POST":
+            state.reset()
+            return Answer(200, {"ok": True})
+    return Answer(404, {"errcode": 404, "errmsg": "unknown control"})
+
+
+class FakeServer:
+    """The fake providers on an asyncio event loop in a daemon thread: HTTP/1.1 with keep-alive
+    (every answer has a length), each answer's latency an `asyncio.sleep`, so thousands of
+    requests wait at once without a thread each and the fake is not the ceiling of a benchmark.
+    `server_address` says where; `shutdown()` stops it."""
+
+    def __init__(self, state: State, host: str, port: int):
+        self.state = state
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(host, port, ready), daemon=True)
+        self.thread.start()
+        ready.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    def _run(self, host: str, port: int, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.failure = None
+        try:
+            # A benchmark's burst of new connections waits in the backlog instead of being refused.
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._client, host, port, backlog=4096))
+        except OSError as err:
+            self.failure = err
+            ready.set()
+            return
+        self.server_address = self.server.sockets[0].getsockname()[:2]
+        ready.set()
+        self.loop.run_forever()
+
+    def shutdown(self) -> None:
+        async def stop():
+            self.server.close()
+            # Connections still open (kept alive by clients) end here, their tasks with them.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(stop(), self.loop)
+            self.thread.join(timeout=5)
+            self.loop.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line.strip():
+                    break
+                method, target, _ = line.decode("latin-1").split(" ", 2)
+                head = b""
+                while True:
+                    header = await reader.readline()
+                    if header in (b"\r\n", b"\n", b""):
+                        break
+                    head += header
+                headers = http.client.parse_headers(io.BytesIO(head + b"\r\n"))
+                length = int(headers.get("Content-Length") or 0)
+                raw = await reader.readexactly(length) if length else b""
+                if target.split("?")[0] == "/_receipts" and method == "POST":
+                    # It posts to the center's callbacks, blocking: off the loop.
+                    body = json.loads(raw) if raw else {}
+                    answer = Answer(200, await self.loop.run_in_executor(None, push_receipts, self.state, body or {}))
+                else:
+                    answer = answer_for(self.state, method, target, headers, raw)
+                if answer.drop:
+                    break
+                if answer.delay:
+                    await asyncio.sleep(answer.delay)
+                data, content_type = answer.encoded()
+                reason = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else ""
+                writer.write(
+                    f"HTTP/1.1 {answer.status} {reason}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
                 )
-                script = state.scripts.get(url.path)
-                scripted = script.pop(0) if script else None
-            if scripted and scripted.get("drop"):
-                # The connection breaks before the request is acted on: no answer, no record.
-                self.close_connection = True
-                return None
-            if scripted and "json" in scripted:
-                time.sleep(scripted.get("latency_ms", 0) / 1000)
-                return self._answer(scripted.get("status", 200), scripted["json"])
-            if scripted and "text" in scripted:  # an answer that is not JSON: a proxy's HTML error page, …
-                time.sleep(scripted.get("latency_ms", 0) / 1000)
-                return self._answer_raw(scripted.get("status", 200), scripted["text"])
-            # The provider acts on the request first and answers after its latency: an answer
-            # later than the client's timeout is a message sent all the same (the ambiguous case).
-            status, payload = self._provider_answer(url, query, body, raw)
-            if status == 200:
-                _ledger(state, url.path, query, body, payload)
-                _note_wechat_sent(state, url.path, body, payload)
-            delay = scripted.get("latency_ms", 0) if scripted else _draw_latency(state)
-            if delay:
-                time.sleep(delay / 1000)
-            return self._answer(status, payload)
-
-        def _provider_answer(self, url, query: dict, body, raw: bytes) -> tuple[int, dict]:
-            if url.path == "/" and self.headers.get("X-TC-Action"):
-                # Tencent Cloud's own SDK posts to the host's root, as to sms.tencentcloudapi.com.
-                return tencent(state, self.command, "/", query, body, self.headers, raw=raw)
-            if url.path == "/jpush/v3/received/detail":  # JPush's report host, report.jpush.cn
-                return jpush_received(state, query)
-            for prefix, provider in PROVIDERS.items():
-                if url.path == prefix or url.path.startswith(prefix + "/"):
-                    # Headers go as they came (case-insensitive, as HTTP header names are).
-                    extra = {"raw": raw} if provider is tencent else {}
-                    return provider(state, self.command, url.path[len(prefix) :], query, body, self.headers, **extra)
-            return 404, {"errcode": 404, "errmsg": "not found"}
-
-        def _control(self, path: str, body):
-            with state.lock:
-                if path == "/_calls" and self.command == "GET":
-                    return self._answer(200, state.calls)
-                if path == "/_calls" and self.command == "DELETE":
-                    state.calls.clear()
-                    return self._answer(200, {"ok": True})
-                if path == "/_script" and self.command == "POST":
-                    responses = body.get("responses") or [{}]
-                    for r in responses:
-                        r.setdefault("latency_ms", body.get("latency_ms", 0))
-                    state.scripts.setdefault(body["path"], []).extend(responses)
-                    return self._answer(200, {"ok": True})
-                if path == "/_latency" and self.command == "POST":
-                    state.latency_ms = int(body.get("ms", 0))
-                    state.latency_max_ms = int(body.get("max_ms", 0))
-                    state.late_share = float(body.get("late_share", 0))
-                    state.late_ms = int(body.get("late_ms", 0))
-                    return self._answer(200, {"ok": True})
-                if path == "/_delivered" and self.command == "GET":
-                    return self._answer(200, state.delivered)
-                if path == "/_expire_tokens" and self.command == "POST":
-                    state.tokens.clear()
-                    state.stable.clear()
-                    return self._answer(200, {"ok": True})
-                if path == "/_advance" and self.command == "POST":
-                    state.offset += float(body.get("seconds", 0))
-                    return self._answer(200, {"ok": True})
-                if path == "/_reset" and self.command == "POST":
-                    state.reset()
-                    return self._answer(200, {"ok": True})
-            return self._answer(404, {"errcode": 404, "errmsg": "unknown control"})
-
-        do_GET = do_POST = do_DELETE = _handle
-
-    return Handler
+                await writer.drain()
+                if headers.get("Connection", "").lower() == "close":
+                    break
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            pass  # a client that went away (a killed worker, a timeout) is part of the game
+        except asyncio.CancelledError:
+            pass  # shutdown(): ends quietly (asyncio logs a connection task that ends cancelled)
+        finally:
+            writer.close()
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # a benchmark's burst of connections is not refused
-
-    def handle_error(self, request, client_address):
-        # A client that went away (a killed worker, a timeout) is part of the game, not an error.
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-def serve(host: str = "127.0.0.1", port: int = 8081, latency_ms: int = 0) -> ThreadingHTTPServer:
-    """A started server (in a daemon thread); `server.server_address` says where."""
+def serve(host: str = "127.0.0.1", port: int = 8081, latency_ms: int = 0) -> FakeServer:
+    """A started server (on its own event loop, in a daemon thread)."""
     state = State()
     state.latency_ms = latency_ms
-    server = FakeServer((host, port), make_handler(state))
-    server.state = state
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return FakeServer(state, host, port)
