@@ -145,7 +145,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
     run([PY, "-c", RELEASE, "0", "0", str(run_no)], {**env, **extra_env})
     while True:
         sent, failed, total = settled(db, run_no)
-        if sent + failed >= total or time.monotonic() - t0 > 600:
+        if sent + failed >= total or time.monotonic() - t0 > 180:
             break
         time.sleep(0.1)
     elapsed = time.monotonic() - t0

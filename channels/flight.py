@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 import httpx
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.models import Case, F, Max, When
 from django.utils import timezone
 
 from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .providers import DeliveryResult, backend_for
 from .providers.http import HttpRequest, ProviderHttpError, Steps, observe, parse_answer
-from .sending import _log, _next_number, apply_result, lease
+from .sending import ATTEMPT_SETTLED_FIELDS, SETTLED_FIELDS, _claim, _log, _next_number, apply_result, lease
 from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def chunk_send(ids: list[int]) -> int:
 
 def chunk_claim(ids: list[int]) -> tuple[str, list[Delivery]]:
     """Claim the queued, due ones among these ids in one statement, under one lease; then load them."""
+    if not _postgresql():
+        return _claim(ids)  # the embedded SQLite (`make run`): one writer, the ORM's way
     now = timezone.now()
     claim = secrets.token_hex(8)
     with connection.cursor() as cursor:
@@ -111,6 +114,8 @@ def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[in
     if not going:
         return {}
     keys = [f.backend.provider_key(f.delivery) for f in going]
+    if not _postgresql():
+        return _open_attempts_portable(claim, chunk, going, keys)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH ours AS (UPDATE {D} SET lease_until = %s, "  # noqa: S608 (names are ours)
@@ -136,6 +141,47 @@ def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[in
             ],
         )
         return dict(cursor.fetchall())
+
+
+def _open_attempts_portable(claim: str, chunk: list[int], going: list[Flight], keys: list[str]) -> dict[int, int]:
+    """The same through the ORM, in one transaction (SQLite has neither arrays nor data-modifying
+    WITH): the rows still ours, their lease and counts, the next numbers, the attempts."""
+    opening = [f.delivery.pk for f in going]
+    with transaction.atomic():
+        ours = set(
+            Delivery.objects.filter(pk__in=chunk, claim=claim, status=DeliveryStatus.SENDING).values_list(
+                "pk", flat=True
+            )
+        )
+        Delivery.objects.filter(pk__in=ours).update(
+            lease_until=timezone.now() + lease(),
+            attempt_count=Case(
+                When(pk__in=opening, then=F("attempt_count") + 1),
+                default=F("attempt_count"),
+                output_field=models.PositiveIntegerField(),
+            ),
+        )
+        tops = dict(
+            DeliveryAttempt.objects.filter(delivery_id__in=opening)
+            .values("delivery_id")
+            .annotate(top=Max("number"))
+            .values_list("delivery_id", "top")
+        )
+        attempts = DeliveryAttempt.objects.bulk_create(
+            [
+                DeliveryAttempt(
+                    delivery_id=f.delivery.pk,
+                    number=tops.get(f.delivery.pk, 0) + 1,
+                    kind=AttemptKind.SEND,
+                    provider_key=key,
+                    started_at=f.started_at,
+                    outcome=AttemptOutcome.PENDING,
+                )
+                for f, key in zip(going, keys, strict=True)
+                if f.delivery.pk in ours
+            ]
+        )
+    return {a.delivery_id: a.pk for a in attempts}
 
 
 def _settle(claim: str, flights: list[Flight]) -> None:
@@ -192,6 +238,9 @@ def _settle(claim: str, flights: list[Flight]) -> None:
 
 
 def _update_deliveries(deliveries: list[Delivery]) -> None:
+    if not _postgresql():
+        Delivery.objects.bulk_update(deliveries, SETTLED_FIELDS)
+        return
     columns = (
         ("id", "bigint", lambda d: d.pk),
         ("status", "text", lambda d: d.status),
@@ -212,6 +261,24 @@ def _update_deliveries(deliveries: list[Delivery]) -> None:
 
 def _update_attempts(flights: list[Flight], now) -> None:
     if not flights:
+        return
+    if not _postgresql():
+        DeliveryAttempt.objects.bulk_update(
+            [
+                DeliveryAttempt(
+                    pk=f.attempt_id,
+                    outcome=f.result.outcome,
+                    error_code=f.result.code[:64],
+                    error_message=f.result.message,
+                    raw_response=f.result.raw or None,
+                    provider_message_id=f.result.provider_message_id[:128],
+                    duration_ms=f.duration_ms,
+                    settled_at=now,
+                )
+                for f in flights
+            ],
+            ATTEMPT_SETTLED_FIELDS,
+        )
         return
     columns = (
         ("id", "bigint", lambda f: f.attempt_id),
@@ -237,6 +304,12 @@ def _update_from_arrays(table: str, columns, items) -> None:
             "WHERE t.id = v.id",
             [[get(item) for item in items] for _, _, get in columns],
         )
+
+
+def _postgresql() -> bool:
+    """Arrays, unnest and data-modifying WITH: one statement per step. Elsewhere (the embedded
+    SQLite of `make run`) the ORM's statements do the same in a few more."""
+    return connection.vendor == "postgresql"
 
 
 def _insert_attempt(flight: Flight, now) -> None:
@@ -300,13 +373,8 @@ class LoopRunner:
 
     def __init__(self):
         self.loop = asyncio.new_event_loop()
-        connect, read = settings.PROVIDER_TIMEOUT
         most = settings.PROVIDER_MAX_IN_FLIGHT
-        self.client = httpx.AsyncClient(
-            # A wait for a free connection is a request that never left: transient, like a connect timeout.
-            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            limits=httpx.Limits(max_connections=most, max_keepalive_connections=most),
-        )
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=most, max_keepalive_connections=most))
 
     def run(self, coroutine):
         return self.loop.run_until_complete(coroutine)
@@ -324,15 +392,20 @@ def loop_runner() -> LoopRunner:
 
 async def _fetch_all(requests: list[HttpRequest]) -> list:
     client = loop_runner().client
-    return await asyncio.gather(*(fetch(client, r) for r in requests))
+    connect, read = settings.PROVIDER_TIMEOUT  # read per chunk: the lease is derived from the same
+    # A wait for a free connection is a request that never left: transient, like a connect timeout.
+    timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+    return await asyncio.gather(*(fetch(client, r, timeout) for r in requests))
 
 
-async def fetch(client: httpx.AsyncClient, request: HttpRequest) -> dict | ProviderHttpError:
+async def fetch(client: httpx.AsyncClient, request: HttpRequest, timeout: httpx.Timeout) -> dict | ProviderHttpError:
     """One call on the loop: the JSON object answered, or the ProviderHttpError it ended in, with
     the same outcomes as the blocking client (channels/providers/http.py: call_blocking)."""
     started = time.perf_counter()
     try:
-        response = await client.request(request.method, request.url, content=request.body, headers=request.headers)
+        response = await client.request(
+            request.method, request.url, content=request.body, headers=request.headers, timeout=timeout
+        )
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # never connected: nothing left
         result = DeliveryResult(AttemptOutcome.TRANSIENT, "connect_timeout", repr(err))
     except httpx.ConnectError as err:

@@ -38,7 +38,8 @@ pids+=($!)
 pids+=($!)
 # One worker with embedded beat (-B) on kombu's filesystem transport (polled every 10 ms, see
 # settings.CELERY_BROKER_TRANSPORT_OPTIONS); beat's periodic tasks are the reminder scan and the
-# outbox scan (settings.CELERY_BEAT_SCHEDULE).
+# outbox scan (settings.CELERY_BEAT_SCHEDULE). Provider sends of a task go out together on the
+# worker process's event loop (channels/flight.py; PROVIDER_EVENT_LOOP=0 sends one after the other).
 "$BIN/celery" -A notifycenter worker -B --loglevel INFO --concurrency 2 \
   --schedule "$NOTIFYCENTER_DATA_DIR/celerybeat-schedule" &
 pids+=($!)

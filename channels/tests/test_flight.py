@@ -125,7 +125,15 @@ def fresh(d: Delivery) -> Delivery:
     return Delivery.objects.get(pk=d.pk)
 
 
-def test_a_chunk_with_mixed_answers_settles_each_as_its_own(fake_providers, accounts, people):
+@pytest.fixture(params=["postgresql", "orm"])
+def statements(request, monkeypatch):
+    """Each test twice: PostgreSQL's one-statement steps, and the ORM's (the embedded SQLite's)."""
+    if request.param == "orm":
+        monkeypatch.setattr(flight, "_postgresql", lambda: False)
+    return request.param
+
+
+def test_a_chunk_with_mixed_answers_settles_each_as_its_own(fake_providers, accounts, people, statements):
     # Each provider answers one way; the OA template's token is refused once (a second round).
     fake_providers.script("/aliyun/", [{"json": {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"}}])
     fake_providers.script("/wecom/cgi-bin/message/send", [{"json": {"errcode": -1, "errmsg": "system busy"}}])
@@ -194,7 +202,7 @@ def test_statements_per_chunk_do_not_grow_with_its_size(
 
 
 def test_a_crash_between_open_and_settle_leaves_pending_attempts_that_reconcile(
-    monkeypatch, fake_providers, accounts, people
+    monkeypatch, fake_providers, accounts, people, statements
 ):
     rows = [queued("sms", people[i], f"k{i}", account=accounts["tencent"] if i % 2 else None) for i in range(4)]
 
@@ -221,7 +229,7 @@ def test_a_crash_between_open_and_settle_leaves_pending_attempts_that_reconcile(
     assert sorted(sms) == sorted(r.idempotency_key for r in rows)  # each reached its person once
 
 
-def test_a_row_taken_back_before_the_open_is_not_called(monkeypatch, fake_providers, accounts, people):
+def test_a_row_taken_back_before_the_open_is_not_called(monkeypatch, fake_providers, accounts, people, statements):
     rows = [queued("sms", people[i], f"k{i}") for i in range(3)]
     claim_for_real = flight.chunk_claim
 
