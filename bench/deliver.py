@@ -11,9 +11,10 @@ database, broker and fake provider server, started here:
 - threads: the one-after-the-other path (PROVIDER_EVENT_LOOP=0) on Celery's thread pool, one
   worker process, 20 a chunk: main's way before the event loop.
 - bare async HTTP, the peer: the same number of HTTP calls to the same fake server from as many
-  processes as cores, each with httpx.AsyncClient and --chunk calls in flight, with no database
-  and no Celery: what the machine allows before our code runs.
+  processes as cores, each with aiohttp on uvloop (as channels/flight.py) and --chunk calls in
+  flight, with no database and no Celery: what the machine allows before our code runs.
 - bare threaded HTTP: the same from threads of one process (urllib3), the threads' ceiling.
+- bare async HTTP with httpx.AsyncClient: why flight.py does not use it (a sixth of the calls).
 
 Measured: deliveries/s from the enqueue to the last delivery settled, worker CPU time per
 delivery (the worker process and its children, from /proc), and the whole machine's CPU time per
@@ -210,29 +211,41 @@ def http_alone(fake_url: str, n: int, threads: int) -> tuple:
 
 
 ASYNC_PEER = """
-import asyncio, json, sys, httpx
-url, n, in_flight, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+import asyncio, json, sys
+url, n, in_flight, tag, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 body = json.dumps({"msgtype": "text", "text": {"content": "医生已接诊"}}, ensure_ascii=False).encode()
-async def main():
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        errors = 0
-        async def one(i):
-            nonlocal errors
-            # A robot key per request: the fake robot, like WeCom's, takes 20 a minute per key.
-            answer = await client.post(f"{url}/wecom/cgi-bin/webhook/send?key=a{tag}-{i}", content=body,
-                headers={"Content-Type": "application/json; charset=utf-8"})
-            errors += answer.json().get("errcode") != 0
-        for start in range(0, n, in_flight):  # rounds of in_flight calls, as a chunk's
-            await asyncio.gather(*(one(i) for i in range(start, min(n, start + in_flight))))
-        print(errors)
-asyncio.run(main())
+headers = {"Content-Type": "application/json; charset=utf-8"}
+async def run():
+    errors = 0
+    if kind == "aiohttp":  # as channels/flight.py: uvloop, aiohttp, one connection pool
+        import aiohttp
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight, limit_per_host=in_flight))
+        async def post(u):
+            async with session.post(u, data=body, headers=headers) as r:
+                return json.loads(await r.read())
+    else:
+        import httpx
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        session = httpx.AsyncClient(limits=limits, timeout=30)
+        async def post(u):
+            return (await session.post(u, content=body, headers=headers)).json()
+    async def one(i):
+        nonlocal errors
+        # A robot key per request: the fake robot, like WeCom's, takes 20 a minute per key.
+        errors += (await post(f"{url}/wecom/cgi-bin/webhook/send?key={kind}{tag}-{i}")).get("errcode") != 0
+    for start in range(0, n, in_flight):  # rounds of in_flight calls, as a chunk's
+        await asyncio.gather(*(one(i) for i in range(start, min(n, start + in_flight))))
+    await (session.close() if kind == "aiohttp" else session.aclose())
+    print(errors)
+import uvloop
+uvloop.run(run())
 """
 
 
-def async_alone(fake_url: str, n: int, in_flight: int) -> tuple:
-    """The peer: the same number of POSTs to the same fake server from as many processes as
-    cores, each with httpx.AsyncClient and `in_flight` calls at once, with no database and no Celery."""
+def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
+    """The same number of POSTs to the same fake server from as many processes as cores, each
+    with `in_flight` calls at once on an event loop (uvloop), with no database and no Celery:
+    aiohttp as channels/flight.py (the peer), or httpx's AsyncClient (for the choice of client)."""
     import resource
 
     def children_cpu() -> float:
@@ -243,7 +256,8 @@ def async_alone(fake_url: str, n: int, in_flight: int) -> tuple:
     cpu0, machine0, t0 = children_cpu(), machine_cpu_seconds(), time.monotonic()
     procs = [
         subprocess.Popen(
-            [PY, "-c", ASYNC_PEER, fake_url, str(n // cores), str(in_flight), f"{t0:.0f}-{k}"], stdout=subprocess.PIPE
+            [PY, "-c", ASYNC_PEER, fake_url, str(n // cores), str(in_flight), f"{t0:.0f}-{k}", kind],
+            stdout=subprocess.PIPE,
         )
         for k in range(cores)
     ]
@@ -253,7 +267,8 @@ def async_alone(fake_url: str, n: int, in_flight: int) -> tuple:
     cpu = children_cpu() - cpu0
     total = n // cores * cores
     return (
-        f"bare async HTTP ×{cores} processes × {in_flight} in flight (no DB, no Celery): the peer",
+        f"bare async HTTP, {kind}, ×{cores} processes × {in_flight} in flight (no DB, no Celery)"
+        + (": the peer" if kind == "aiohttp" else ""),
         f"{total:,}",
         f"{total - errors:,}",
         f"{elapsed:.1f}",
@@ -316,7 +331,7 @@ def main():
                 args.deliveries,
                 {"PROVIDER_EVENT_LOOP": "1", "PROVIDER_CHUNK": str(args.chunk)},
             ),
-            async_alone(fake_url, args.deliveries, args.chunk),
+            async_alone(fake_url, args.deliveries, args.chunk, "aiohttp"),
             measure(
                 f"one after the other, threads ×{args.threads} (before)",
                 ["--pool", "threads", "-c", str(args.threads)],
@@ -327,6 +342,8 @@ def main():
                 {"PROVIDER_EVENT_LOOP": "0", "PROVIDER_CHUNK": "20"},
             ),
             http_alone(fake_url, args.deliveries, args.threads),
+            # httpx's async pool is slow enough that a sixth of the calls tells its rate.
+            async_alone(fake_url, args.deliveries // 6, args.chunk, "httpx"),
         ]
     finally:
         fake.terminate()

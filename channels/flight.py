@@ -16,6 +16,7 @@
 """
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -24,7 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
+import uvloop
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Case, F, Max, When
@@ -368,16 +370,31 @@ def run_steps(all_steps: list[Steps]) -> list:
 
 
 class LoopRunner:
-    """An event loop and its HTTP client (a connection pool per provider host), kept for the life
-    of the process (or thread): connections stay alive from one chunk to the next."""
+    """An event loop (uvloop) and its HTTP session (aiohttp: a connection pool per provider host),
+    kept for the life of the process (or thread): connections stay alive from one chunk to the
+    next. aiohttp, not httpx: httpx's async pool cost 2.6-9 ms of CPU per call here, growing with
+    the calls in flight (bench/README.md), more than the whole delivery is allowed."""
 
     def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        most = settings.PROVIDER_MAX_IN_FLIGHT
-        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=most, max_keepalive_connections=most))
+        self.loop = uvloop.new_event_loop()
+        self.session: aiohttp.ClientSession | None = None
+        atexit.register(self.close)
 
     def run(self, coroutine):
         return self.loop.run_until_complete(coroutine)
+
+    async def open_session(self) -> aiohttp.ClientSession:
+        if self.session is None:  # made on the loop, as aiohttp wants
+            most = settings.PROVIDER_MAX_IN_FLIGHT
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=most, limit_per_host=most), auto_decompress=True
+            )
+        return self.session
+
+    def close(self) -> None:
+        if self.session is not None and not self.loop.is_closed():
+            self.loop.run_until_complete(self.session.close())
+            self.session = None
 
 
 _runners = threading.local()
@@ -391,37 +408,40 @@ def loop_runner() -> LoopRunner:
 
 
 async def _fetch_all(requests: list[HttpRequest]) -> list:
-    client = loop_runner().client
+    session = await loop_runner().open_session()
     connect, read = settings.PROVIDER_TIMEOUT  # read per chunk: the lease is derived from the same
-    # A wait for a free connection is a request that never left: transient, like a connect timeout.
-    timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-    return await asyncio.gather(*(fetch(client, r, timeout) for r in requests))
+    # `connect` includes the wait for a free connection: a request that never left, transient.
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+    return await asyncio.gather(*(fetch(session, r, timeout) for r in requests))
 
 
-async def fetch(client: httpx.AsyncClient, request: HttpRequest, timeout: httpx.Timeout) -> dict | ProviderHttpError:
+async def fetch(
+    session: aiohttp.ClientSession, request: HttpRequest, timeout: aiohttp.ClientTimeout
+) -> dict | ProviderHttpError:
     """One call on the loop: the JSON object answered, or the ProviderHttpError it ended in, with
     the same outcomes as the blocking client (channels/providers/http.py: call_blocking)."""
     started = time.perf_counter()
     try:
-        response = await client.request(
-            request.method, request.url, content=request.body, headers=request.headers, timeout=timeout
-        )
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as err:  # never connected: nothing left
+        async with session.request(
+            request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+        ) as response:
+            status, data = response.status, await response.read()
+    except aiohttp.ConnectionTimeoutError as err:  # never connected (or no free connection): nothing left
         result = DeliveryResult(AttemptOutcome.TRANSIENT, "connect_timeout", repr(err))
-    except httpx.ConnectError as err:
+    except aiohttp.ClientConnectorError as err:  # refused, unreachable: nothing left
         result = DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))
-    except (httpx.ReadTimeout, httpx.WriteTimeout) as err:
-        # The request left (or part of it); the provider may act on it after we stopped waiting.
+    except (aiohttp.SocketTimeoutError, TimeoutError) as err:
+        # The request left; the provider may act on it after we stopped waiting.
         result = DeliveryResult(AttemptOutcome.UNKNOWN, "timeout", repr(err))
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as err:
         # The connection broke with the request sent or half sent: the outcome is unknown.
         result = DeliveryResult(AttemptOutcome.UNKNOWN, "connection_lost", repr(err))
-    except httpx.HTTPError as err:
+    except aiohttp.ClientError as err:
         result = DeliveryResult(AttemptOutcome.TRANSIENT, "connection_error", repr(err))
     else:
-        observe(request, started, f"http_{response.status_code // 100}xx")
+        observe(request, started, f"http_{status // 100}xx")
         try:
-            return parse_answer(response.status_code, response.content)
+            return parse_answer(status, data)
         except ProviderHttpError as err:
             return err
     observe(request, started, result.code)
