@@ -5,7 +5,7 @@ database is cut, counted at the fake provider server.
 
 What runs, all on this machine: the fake provider server (answers in 0-200 ms, and 0.5% of
 answers after 1.5 s, past the workers' 1 s read timeout: the ambiguous case), two Celery workers
-(thread pool ×16, each in its own process group) and one beat, all reaching PostgreSQL through a
+(prefork ×2 sending on their event loops, as deploy/; each in its own process group) and one beat, all reaching PostgreSQL through a
 TCP proxy in this process that can cut every connection. Deliveries are released in five waves
 over 8 s. Faults, in order: `kill -9` of a worker's whole process group (restarted a second
 later) at 3 s, 7 s and 11 s; then every database connection cut for 30 s (new ones refused).
@@ -174,7 +174,8 @@ def start_worker(env, name, log_dir) -> subprocess.Popen:
     return subprocess.Popen(
         [
             CELERY,
-            *("-A", "notifycenter", "worker", "-Q", "faults", "-n", f"{name}@%h", "--pool", "threads", "-c", "16"),
+            # As deploy/: prefork, one process per core, each sending its chunks on its event loop.
+            *("-A", "notifycenter", "worker", "-Q", "faults", "-n", f"{name}@%h", "--pool", "prefork", "-c", "2"),
             *("--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"),
         ],
         cwd=ROOT,
