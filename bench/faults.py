@@ -5,10 +5,11 @@ database is cut, counted at the fake provider server.
 
 What runs, all on this machine: the fake provider server (answers in 0-200 ms, and 0.5% of
 answers after 1.5 s, past the workers' 1 s read timeout: the ambiguous case), two Celery workers
-(prefork ×2 sending on their event loops, as deploy/; each in its own process group) and one beat, all reaching PostgreSQL through a
-TCP proxy in this process that can cut every connection. Deliveries are released in five waves
-over 8 s. Faults, in order: `kill -9` of a worker's whole process group (restarted a second
-later) at 3 s, 7 s and 11 s; then every database connection cut for 30 s (new ones refused).
+(prefork ×2 sending on their event loops, as deploy/; each in its own process group) and one
+beat, all reaching PostgreSQL through a TCP proxy in this process that can cut every connection.
+Deliveries are released in five waves over 8 s. Faults, in order: `kill -9` of a worker's whole
+process group (restarted a second later) at 3 s, 7 s and 11 s; then every database connection
+cut for 30 s (new ones refused).
 
 Printed per channel: accepted, final statuses ("sent" counts those a receipt or a read has moved
 on to delivered, undelivered, read or clicked), what reached a person at the fake server (after
