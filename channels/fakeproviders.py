@@ -319,9 +319,10 @@ def jpush(state: State, method: str, path: str, query: dict, body, headers=None)
     if not (headers or {}).get("Authorization", "").startswith("Basic "):
         return 401, {"error": {"code": 1004, "message": "Authen failed"}}
     if path == "/v3/push/cid":
-        return 200, {
-            "cidlist": [f"{secrets.token_hex(12)}-{secrets.token_hex(4)}" for _ in range(int(query.get("count", 1)))]
-        }
+        # "count … 默认为 1 … 如果您是非 VIP 应用，则此值范围为 [1, 10]，传递值>10默认按照10处理"
+        # (rest_api_v3_push_advanced): the fake's apps are not VIP.
+        count = min(max(int(query.get("count", 1)), 1), 10)
+        return 200, {"cidlist": [f"{secrets.token_hex(12)}-{secrets.token_hex(4)}" for _ in range(count)]}
     if path == "/v3/push" and method == "POST":
         ids = ((body or {}).get("audience") or {}).get("registration_id") if isinstance(body, dict) else None
         if not ids or not isinstance(body.get("notification"), dict) or body.get("platform") is None:

@@ -66,9 +66,7 @@ def chunk_send(ids: list[int]) -> int:
     flights = [Flight(d, backend_for(d.channel)) for d in rows]
     for flight in flights:
         flight.started_at, flight.t0 = timezone.now(), time.monotonic()
-    prepared = run_steps([_guarded(f.backend.prepare_steps(f.delivery), f.delivery) for f in flights])
-    for flight, result in zip(flights, prepared, strict=True):
-        flight.prepared = result
+    _prepare(flights)
     going = [f for f in flights if f.prepared is None]
     opened = _open_attempts(claim, [d.pk for d in rows], going)
     going = [f for f in going if f.delivery.pk in opened]  # the others are no longer ours: not sent
@@ -84,6 +82,26 @@ def chunk_send(ids: list[int]) -> int:
         flight.duration_ms = int((now - flight.t0) * 1000)
     _settle(claim, [f for f in flights if f.result is not None])
     return len(rows)
+
+
+def _prepare(flights: list[Flight]) -> None:
+    """Every `prepare` of the chunk in flight together: a backend that prepares a chunk at once
+    (JPush: many cids a call) gets its deliveries together, the others one steps each."""
+    steps, owners = [], []
+    by_backend: dict[type, list[Flight]] = {}
+    for flight in flights:
+        by_backend.setdefault(type(flight.backend), []).append(flight)
+    for group in by_backend.values():
+        chunk_steps = group[0].backend.prepare_chunk_steps([f.delivery for f in group])
+        if chunk_steps is None:
+            steps += [_guarded(f.backend.prepare_steps(f.delivery), f.delivery) for f in group]
+            owners += [[f] for f in group]
+        else:
+            steps.append(_guarded(chunk_steps, group[0].delivery, many=len(group)))
+            owners.append(group)
+    for group, value in zip(owners, run_steps(steps), strict=True):
+        for flight, result in zip(group, value if isinstance(value, list) else [value], strict=True):
+            flight.prepared = result
 
 
 def chunk_claim(ids: list[int]) -> tuple[str, list[Delivery]]:
@@ -331,14 +349,15 @@ def _insert_attempt(flight: Flight, now) -> None:
     )
 
 
-def _guarded(steps: Steps, delivery: Delivery) -> Steps:
-    """A bug of ours inside a backend's steps is that delivery's transient result, not the chunk's
-    end (as channels/sending.py's _call)."""
+def _guarded(steps: Steps, delivery: Delivery, many: int = 0) -> Steps:
+    """A bug of ours inside a backend's steps is that delivery's transient result (each one's, for
+    steps of `many`), not the chunk's end (as channels/sending.py's _call)."""
     try:
         return (yield from steps)
     except Exception as err:
         logger.exception("delivery %s: %s raised", delivery.pk, getattr(steps, "__qualname__", steps))
-        return DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+        result = DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+        return [result] * many if many else result
 
 
 def run_steps(all_steps: list[Steps]) -> list:

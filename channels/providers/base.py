@@ -92,6 +92,11 @@ class Backend:
         yield from ()
         return self.prepare(delivery)
 
+    def prepare_chunk_steps(self, deliveries: list[Delivery]):
+        """`prepare` for a whole chunk at once (channels/flight.py), as steps returning a result
+        (or None) per delivery; None here: each delivery is prepared on its own."""
+        return None
+
     def send_steps(self, delivery: Delivery):
         """`send` as steps: what the event-loop path runs (channels/flight.py); a backend with no
         HTTP of its own (a test's recording backend) simply answers."""

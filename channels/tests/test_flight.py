@@ -266,3 +266,21 @@ def test_deliver_many_sends_remote_chunks_on_the_loop_and_the_inbox_locally(
 
     assert used == [3, 3]  # prepare, then send: each round for the whole chunk
     assert {fresh(r).status for r in rows} == {DeliveryStatus.SENT}
+
+
+def test_jpush_cids_for_a_chunk_come_ten_a_call_and_are_kept_in_one_update(
+    fake_providers, accounts, people, django_assert_max_num_queries
+):
+    rows = [queued("app_push", people[i], f"push{i}") for i in range(25)]
+
+    # The nine statements of any chunk, and one UPDATE (BEGIN, COMMIT) keeping every cid before the attempts.
+    with django_assert_max_num_queries(12):
+        assert flight.chunk_send([r.pk for r in rows]) == 25
+
+    # The fake's apps are not VIP: at most 10 cids a call, as JPush answers them.
+    assert [c["query"]["count"] for c in fake_providers.calls("/jpush/v3/push/cid")] == ["10", "10", "5"]
+    got = [fresh(r) for r in rows]
+    cids = [d.content["jpush_cid"] for d in got]
+    assert len(set(cids)) == 25 and {d.status for d in got} == {DeliveryStatus.SENT}
+    assert [DeliveryAttempt.objects.get(delivery=d).provider_key for d in got] == cids
+    assert sorted(c["body"]["cid"] for c in fake_providers.calls("/jpush/v3/push")) == sorted(cids)
