@@ -5,10 +5,11 @@
 2. Prepare (JPush cids) as steps, all in flight at once; a failed prepare ends that try.
 3. Open: ONE statement extends the whole chunk's lease and inserts every attempt (`pending`, with
    its provider key), committed before any request leaves. A row no longer ours gets no attempt.
-4. Send: each backend's steps build their requests (the blocking parts: a cached token, a consent
-   taken, a code unsealed) outside the loop; every request of a round leaves at once on the loop;
-   answers go back to the steps, and a step that needs another call (a refreshed token) makes a
-   second round.
+   Each backend's steps have built their first request just before (the blocking parts: a cached
+   token, a consent taken, a code unsealed, outside the loop); a row lost meanwhile has its
+   request withdrawn (the steps are told it never left, and give back what they took).
+4. Send: every request of a round leaves at once on the loop; answers go back to the steps, and a
+   step that needs another call (a refreshed token) makes a second round.
 5. Settle in one transaction: rows locked and checked still ours (else a late answer, kept on the
    attempt and not applied, as in channels/sending.py), `apply_result` on each (backoff, routing,
    OTP release), one UPDATE … FROM unnest(…) for the deliveries, one for the attempts, one INSERT
@@ -68,14 +69,25 @@ def chunk_send(ids: list[int]) -> int:
         flight.started_at, flight.t0 = timezone.now(), time.monotonic()
     _prepare(flights)
     going = [f for f in flights if f.prepared is None]
-    opened = _open_attempts(claim, [d.pk for d in rows], going)
-    going = [f for f in going if f.delivery.pk in opened]  # the others are no longer ours: not sent
-    for flight in going:
-        flight.attempt_id = opened[flight.delivery.pk]
-    results = run_steps([_guarded(f.backend.send_steps(f.delivery), f.delivery) for f in going])
+    # Each first request built (the blocking parts: a cached token, a consent taken, a code
+    # unsealed) before the attempts are opened, so that they are opened right before the calls
+    # leave: a crash or a database cut while building leaves nothing ambiguous behind.
+    rounds = Rounds([_guarded(f.backend.send_steps(f.delivery), f.delivery) for f in going])
+    rounds.start()
+    try:
+        opened = _open_attempts(claim, [d.pk for d in rows], going)
+    except BaseException:
+        rounds.withdraw_all(NOT_SENT)
+        raise
+    for i, flight in enumerate(going):
+        flight.attempt_id = opened.get(flight.delivery.pk)
+        if flight.attempt_id is None:  # no longer ours (the scan took it back): nothing leaves
+            rounds.withdraw(i, NOT_SENT)
+    results = rounds.finish()
     now = time.monotonic()
     for flight, result in zip(going, results, strict=True):
-        flight.result = result
+        if flight.attempt_id is not None:
+            flight.result = result
     for flight in flights:
         if flight.prepared is not None:
             flight.result = flight.prepared
@@ -360,32 +372,61 @@ def _guarded(steps: Steps, delivery: Delivery, many: int = 0) -> Steps:
         return [result] * many if many else result
 
 
-def run_steps(all_steps: list[Steps]) -> list:
-    """Run many backends' steps together: each round's requests all leave at once on the event
-    loop; the steps themselves (building, reading answers) run here, outside it. Returns each
-    steps' value, in order."""
-    values: list = [None] * len(all_steps)
-    waiting: dict[int, HttpRequest] = {}
+# What a backend's steps are told when the request they built will not leave (the row is no
+# longer ours): the same as a connection refused, so what they took (a consent) goes back.
+NOT_SENT = DeliveryResult(AttemptOutcome.TRANSIENT, "not_sent", "The request was built but not sent.")
 
-    def advance(i: int, move) -> None:
+
+class Rounds:
+    """Many backends' steps run together: each round's requests all leave at once on the event
+    loop; the steps themselves (building, reading answers) run here, outside it."""
+
+    def __init__(self, all_steps: list[Steps]):
+        self.steps = all_steps
+        self.values: list = [None] * len(all_steps)
+        self.waiting: dict[int, HttpRequest] = {}
+
+    def _advance(self, i: int, move) -> None:
         try:
-            waiting[i] = move()
+            self.waiting[i] = move()
         except StopIteration as stop:
-            values[i] = stop.value
+            self.values[i] = stop.value
 
-    for i, steps in enumerate(all_steps):
-        advance(i, steps.__next__)
-    while waiting:
-        round_ = list(waiting.items())
-        waiting.clear()
-        answers = loop_runner().run(_fetch_all([request for _, request in round_]))
-        for (i, _), answer in zip(round_, answers, strict=True):
-            steps = all_steps[i]
-            if isinstance(answer, ProviderHttpError):
-                advance(i, lambda s=steps, a=answer: s.throw(a))
-            else:
-                advance(i, lambda s=steps, a=answer: s.send(a))
-    return values
+    def start(self) -> None:
+        """Each steps up to its first request (built, not sent), or to its end."""
+        for i, steps in enumerate(self.steps):
+            self._advance(i, steps.__next__)
+
+    def withdraw(self, i: int, why: DeliveryResult) -> None:
+        """Steps `i`'s requests never leave: each is answered with `why` until the steps end."""
+        while i in self.waiting:
+            del self.waiting[i]
+            self._advance(i, lambda s=self.steps[i]: s.throw(ProviderHttpError(why)))
+
+    def withdraw_all(self, why: DeliveryResult) -> None:
+        for i in list(self.waiting):
+            self.withdraw(i, why)
+
+    def finish(self) -> list:
+        """Rounds until every steps has ended; each steps' value, in order."""
+        while self.waiting:
+            round_ = list(self.waiting.items())
+            self.waiting.clear()
+            answers = loop_runner().run(_fetch_all([request for _, request in round_]))
+            for (i, _), answer in zip(round_, answers, strict=True):
+                steps = self.steps[i]
+                if isinstance(answer, ProviderHttpError):
+                    self._advance(i, lambda s=steps, a=answer: s.throw(a))
+                else:
+                    self._advance(i, lambda s=steps, a=answer: s.send(a))
+        return self.values
+
+
+def run_steps(all_steps: list[Steps]) -> list:
+    """Run many backends' steps together to their end; each steps' value, in order."""
+    rounds = Rounds(all_steps)
+    rounds.start()
+    return rounds.finish()
 
 
 class LoopRunner:

@@ -250,21 +250,43 @@ def test_a_row_taken_back_before_the_open_is_not_called(monkeypatch, fake_provid
     assert sorted(sent_to) == sorted(o.address for o in others)
 
 
+def test_a_row_taken_back_before_the_open_gives_back_the_consent_its_request_took(
+    monkeypatch, fake_providers, accounts, people, statements
+):
+    from channels.models import SubscribeConsent
+
+    row = queued("wechat_mini_subscribe", people[0], "mini")
+    SubscribeConsent.objects.create(recipient=people[0], template_id="tmpl-1", remaining=1)
+    claim_for_real = flight.chunk_claim
+
+    def claim_then_lose_it(ids):
+        claim, claimed = claim_for_real(ids)
+        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
+        return claim, claimed
+
+    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_it)
+
+    flight.chunk_send([row.pk])
+
+    # The request was built (the consent taken) but never left: the consent is there for the retry.
+    assert SubscribeConsent.objects.get(recipient=people[0]).remaining == 1
+    assert fresh(row).status == DeliveryStatus.QUEUED and not fake_providers.calls("/subscribe/send")
+
+
 def test_deliver_many_sends_remote_chunks_on_the_loop_and_the_inbox_locally(
     monkeypatch, settings, fake_providers, accounts, people
 ):
     from channels.tasks import deliver_many
 
     settings.PROVIDER_EVENT_LOOP = True
-    used = []
-    monkeypatch.setattr(
-        flight, "run_steps", lambda steps, real=flight.run_steps: used.append(len(steps)) or real(steps)
-    )
+    rounds = []
+    fetch_all = flight._fetch_all
+    monkeypatch.setattr(flight, "_fetch_all", lambda requests: rounds.append(len(requests)) or fetch_all(requests))
     rows = [queued("sms", people[i], f"k{i}") for i in range(3)]
 
     deliver_many([r.pk for r in rows])
 
-    assert used == [3, 3]  # prepare, then send: each round for the whole chunk
+    assert rounds == [3]  # the three calls left together, in one round on the loop
     assert {fresh(r).status for r in rows} == {DeliveryStatus.SENT}
 
 
