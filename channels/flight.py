@@ -224,13 +224,13 @@ def _settle(claim: str, flights: list[Flight]) -> None:
         return
     now = timezone.now()
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, claim, status, finished_at, attempt_count FROM {D} "  # noqa: S608 (names are ours)
-                "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
-                [[f.delivery.pk for f in flights]],
-            )
-            current = {row[0]: row[1:] for row in cursor.fetchall()}
+        rows = (
+            Delivery.objects.select_for_update()
+            .filter(pk__in=[f.delivery.pk for f in flights])
+            .order_by("pk")
+            .values_list("pk", "claim", "status", "finished_at", "attempt_count")
+        )
+        current = {row[0]: row[1:] for row in rows}
         settled: list[Flight] = []
         for flight in flights:
             delivery, result = flight.delivery, flight.result
