@@ -1,7 +1,7 @@
 """Provider sends on an event loop: a chunk claimed, opened, sent and settled together.
 
 1. Claim: one UPDATE … RETURNING takes the chunk's queued, due rows (SKIP LOCKED) under one lease;
-   `chunk_load` is the one place the claimed rows are read (a "fill addresses" step goes there).
+   `chunk_load` is the one place the claimed rows are read, their real addresses filled in memory.
 2. Prepare (JPush cids) as steps, all in flight at once; a failed prepare ends that try.
 3. Open: ONE statement extends the whole chunk's lease and inserts every attempt (`pending`, with
    its provider key), committed before any request leaves. A row no longer ours gets no attempt.
@@ -33,6 +33,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, F, Max, When
 from django.utils import timezone
 
+from .addresses import deliveries_fill_addresses
 from .models import AttemptKind, AttemptOutcome, ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus
 from .providers import DeliveryResult, backend_for
 from .providers.http import HttpRequest, ProviderHttpError, Steps, observe, parse_answer
@@ -134,10 +135,13 @@ def chunk_claim(ids: list[int]) -> tuple[str, list[Delivery]]:
 
 
 def chunk_load(ids: list[int]) -> list[Delivery]:
-    """The claimed rows, with what their backends read (recipient, account)."""
+    """The claimed rows, with what their backends read (recipient, account), each with its real
+    address put on it in memory from the directory (the table keeps a masked copy)."""
     if not ids:
         return []
-    return list(Delivery.objects.select_related("recipient", "account").filter(pk__in=ids).order_by("pk"))
+    rows = list(Delivery.objects.select_related("recipient", "account").filter(pk__in=ids).order_by("pk"))
+    deliveries_fill_addresses(rows)  # the recipients came with the rows: no query
+    return rows
 
 
 def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[int, int]:
