@@ -18,6 +18,7 @@
 
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -434,18 +435,28 @@ def run_steps(all_steps: list[Steps]) -> list:
 
 
 class LoopRunner:
-    """An event loop (uvloop) and its HTTP session (aiohttp: a connection pool per provider host),
-    kept for the life of the process (or thread): connections stay alive from one chunk to the
-    next. aiohttp, not httpx: httpx's async pool cost 2.6-9 ms of CPU per call here, growing with
-    the calls in flight (bench/README.md), more than the whole delivery is allowed."""
+    """An event loop (uvloop) in a thread of its own and its HTTP session (aiohttp: a connection
+    pool per provider host), kept for the life of the process: connections stay alive from one
+    chunk to the next, and a caller whose own thread already runs a loop (an eager task inside
+    an ASGI request, a browser test's driver) is served all the same. aiohttp, not httpx: httpx's
+    async pool cost 2.6-9 ms of CPU per call here, growing with the calls in flight
+    (bench/README.md), more than the whole delivery is allowed."""
 
     def __init__(self):
         self.loop = uvloop.new_event_loop()
         self.session: aiohttp.ClientSession | None = None
+        threading.Thread(target=self.loop.run_forever, name="provider-loop", daemon=True).start()
+        self.pid = os.getpid()
         atexit.register(self.close)
 
+    def close(self) -> None:
+        """Kept-alive connections closed as the process ends (not a forked child's copy)."""
+        if self.session is not None and os.getpid() == self.pid:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.session.close(), self.loop).result(timeout=2)
+
     def run(self, coroutine):
-        return self.loop.run_until_complete(coroutine)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def open_session(self) -> aiohttp.ClientSession:
         if self.session is None:  # made on the loop, as aiohttp wants
@@ -455,20 +466,18 @@ class LoopRunner:
             )
         return self.session
 
-    def close(self) -> None:
-        if self.session is not None and not self.loop.is_closed():
-            self.loop.run_until_complete(self.session.close())
-            self.session = None
 
-
-_runners = threading.local()
+_runner: tuple[int, LoopRunner] | None = None
+_runner_lock = threading.Lock()
 
 
 def loop_runner() -> LoopRunner:
-    runner = getattr(_runners, "runner", None)
-    if runner is None or _runners.pid != os.getpid():  # a forked child makes its own
-        _runners.runner, _runners.pid = LoopRunner(), os.getpid()
-    return _runners.runner
+    """This process's runner (a forked child makes its own)."""
+    global _runner
+    with _runner_lock:
+        if _runner is None or _runner[0] != os.getpid():
+            _runner = (os.getpid(), LoopRunner())
+        return _runner[1]
 
 
 async def _fetch_all(requests: list[HttpRequest]) -> list:
