@@ -145,18 +145,29 @@ def enqueue(deliveries: list[tuple[int, str]]) -> None:
     stay queued in the table, and the beat tick enqueues them again (deliveries_requeue_due)."""
     from .tasks import deliver_many
 
-    by_channel: dict[str, list[int]] = {}
+    for chunk in _chunks(deliveries):
+        try:
+            deliver_many.delay(chunk)
+        except Exception:
+            logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
+            _enqueue_failed(chunk, DeliveryStatus.QUEUED)
+
+
+def _chunks(deliveries: list[tuple[int, str]]) -> list[list[int]]:
+    """A task's worth each: inbox rows 200 at a time, provider sends PROVIDER_CHUNK at a time
+    (any channels together: they fly on one event loop). What fits one task of each kind goes as
+    one task (one event's inbox row and its SMS: one broker message, not two)."""
+    local: list[int] = []
+    remote: list[int] = []
     for pk, channel in deliveries:
-        by_channel.setdefault(channel, []).append(pk)
-    for channel, ids in by_channel.items():
-        size = ENQUEUE_CHUNK.get(channel, settings.PROVIDER_CHUNK)
-        for start in range(0, len(ids), size):
-            chunk = ids[start : start + size]
-            try:
-                deliver_many.delay(chunk)
-            except Exception:
-                logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
-                _enqueue_failed(chunk, DeliveryStatus.QUEUED)
+        backend = backend_for(channel)
+        (local if backend is not None and backend.local else remote).append(pk)
+    local_size = ENQUEUE_CHUNK[Channel.INBOX]
+    if len(local) <= local_size and len(remote) <= settings.PROVIDER_CHUNK:
+        return [local + remote] if local or remote else []
+    chunks = [local[i : i + local_size] for i in range(0, len(local), local_size)]
+    chunks += [remote[i : i + settings.PROVIDER_CHUNK] for i in range(0, len(remote), settings.PROVIDER_CHUNK)]
+    return chunks
 
 
 def enqueue_reconcile(delivery_ids: list[int]) -> None:
