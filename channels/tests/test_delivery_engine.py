@@ -216,3 +216,38 @@ def test_one_events_deliveries_go_as_one_task_and_large_sets_in_chunks_of_their_
     many = [(pk, "inbox") for pk in range(450)] + [(1000 + pk, "sms" if pk % 2 else "app_push") for pk in range(5)]
     assert [len(c) for c in _chunks(many)] == [200, 200, 50, 3, 2]
     assert sorted(pk for c in _chunks(many) for pk in c) == sorted(pk for pk, _ in many)
+
+
+def test_a_task_for_one_inbox_row_takes_its_due_neighbours_along_once_each(django_assert_max_num_queries):
+    """Single events make a task each; the first to run writes every due inbox row (up to
+    LOCAL_BATCH) in its transaction, and the later tasks find theirs already sent."""
+    from channels.sending import deliveries_send
+    from inbox.models import InboxMessage
+
+    people = [Recipient.objects.create(audience="patient", external_id=f"p-{i}") for i in range(4)]
+    rows = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel="inbox",
+                recipient=p,
+                content={"title": "单条", "body": "正文", "category": "system"},
+                idempotency_key=f"one-{p.external_id}",
+            )
+            for p in people
+        ]
+    )
+    later = rows[-1]
+    Delivery.objects.filter(pk=later.pk).update(not_before=timezone.now() + timedelta(hours=1))
+
+    deliveries_send(delivery_ids=[rows[0].pk])
+    assert set(Delivery.objects.filter(status=DeliveryStatus.SENT).values_list("pk", flat=True)) == {
+        r.pk for r in rows[:3]
+    }
+    assert Delivery.objects.get(pk=later.pk).status == DeliveryStatus.QUEUED  # not due: left alone
+
+    # The neighbours' own tasks: nothing left to write (a look-up and an empty locked read each).
+    with django_assert_max_num_queries(8):
+        for r in rows[1:3]:
+            deliveries_send(delivery_ids=[r.pk])
+    assert InboxMessage.objects.filter(title="单条").count() == 3
+    assert {d.attempts.count() for d in Delivery.objects.filter(pk__in=[r.pk for r in rows[:3]])} == {1}
