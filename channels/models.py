@@ -301,6 +301,11 @@ class Delivery(models.Model):
         indexes = [
             # The beat tick's claim: queued rows whose time has come.
             models.Index(fields=["not_before"], condition=Q(status="queued"), name="delivery_due"),
+            # Inbox rows a task takes along (channels/sending.py, LOCAL_BATCH): without it, each
+            # inbox task would walk a backlog of queued provider sends (a broadcast's SMS) first.
+            models.Index(
+                fields=["not_before"], condition=Q(status="queued", channel="inbox"), name="delivery_due_inbox"
+            ),
             # Claims whose lease ran out (worker killed mid-send), and unknown outcomes to reconcile.
             models.Index(fields=["lease_until"], condition=Q(status="sending"), name="delivery_lease"),
             models.Index(
