@@ -377,6 +377,33 @@ def policies_rows(url, body, auth, args, env) -> list[tuple]:
     return rows
 
 
+def bench_database(**extra: str) -> tuple[str, dict, str]:
+    """A fresh `<DATABASE_URL>_bench` database with the catalog and an API key, and the product's
+    environment for it (bench-only secrets; Redis db 14 unless REDIS_URL says). Also used by
+    bench/receipts.py."""
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
+    db = db_url_for(base_db, urlparse(base_db).path.lstrip("/") + "_bench")
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "CELERY_QUEUE": "bench",
+        "DJANGO_SECRET_KEY": "bench-only",
+        "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
+        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
+        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
+        **extra,
+    }
+    print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores", flush=True)
+    reset_database(db)
+    run([PY, "manage.py", "migrate", "-v0"], env)
+    run([PY, "manage.py", "loaddata", "catalog", "-v0"], env)
+    key = run([PY, "manage.py", "create_api_key", "bench", "--scopes", "events", "--quiet"], env).stdout.strip()
+    return db, env, key
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=15)
@@ -397,25 +424,7 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is needed for the load: apt-get install wrk")
 
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
-    db = db_url_for(base_db, urlparse(base_db).path.lstrip("/") + "_bench")
-    env = {
-        **os.environ,
-        "DATABASE_URL": db,
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
-        "CELERY_QUEUE": "bench",
-        "DJANGO_SECRET_KEY": "bench-only",
-        "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
-        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
-        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
-    }
-    print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores", flush=True)
-    reset_database(db)
-    run([PY, "manage.py", "migrate", "-v0"], env)
-    run([PY, "manage.py", "loaddata", "catalog", "-v0"], env)
-    key = run([PY, "manage.py", "create_api_key", "bench", "--scopes", "events", "--quiet"], env).stdout.strip()
+    db, env, key = bench_database()
     # The per-key request limit would measure the throttle, not the intake.
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")

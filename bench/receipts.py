@@ -20,15 +20,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
 
 import urllib3
-from ingest import PAID, db_url_for, reset_database, run, start_gunicorn, wait_http, wrk  # bench/ingest.py
+from ingest import PAID, bench_database, start_gunicorn, wait_http, wrk  # bench/ingest.py
 from table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,26 +207,7 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is needed for the ingest peer: apt-get install wrk")
 
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
-    db = db_url_for(base_db, urlparse(base_db).path.lstrip("/") + "_bench")
-    env = {
-        **os.environ,
-        "DATABASE_URL": db,
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
-        "CELERY_QUEUE": "bench",
-        "DJANGO_SECRET_KEY": "bench-only",
-        "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
-        "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
-        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
-        "NOTIFYCENTER_BEAT_SCANS": "0",
-    }
-    print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores", flush=True)
-    reset_database(db)
-    run([PY, "manage.py", "migrate", "-v0"], env)
-    run([PY, "manage.py", "loaddata", "catalog", "-v0"], env)
-    key = run([PY, "manage.py", "create_api_key", "bench", "--scopes", "events", "--quiet"], env).stdout.strip()
+    _, env, key = bench_database(NOTIFYCENTER_BEAT_SCANS="0")
     subprocess.run(
         [PY, "-c", "import redis,os;redis.Redis.from_url(os.environ['REDIS_URL']).flushdb()"], env=env, check=True
     )
