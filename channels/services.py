@@ -351,6 +351,26 @@ def deliveries_retry(*, ids: list[int]) -> int:
     return len(due)
 
 
+def deliveries_cancel_keyed(*, key_prefix: str, reason: str) -> int:
+    """Cancel the deliveries whose idempotency key starts with `key_prefix` (a broadcast's
+    `b<id>:`) that have not gone out yet, held ones too; the ones being sent finish as they go.
+    Only queued and deferred rows are looked at (their partial indexes), not the whole table."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update()
+            .filter(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED), idempotency_key__startswith=key_prefix)
+            .values_list("pk", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
+        )
+        status_changes_record(
+            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.CANCEL, code=reason
+        )
+    return len(ids)
+
+
 def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator") -> int:
     """Operations' "cancel": deliveries not gone out yet never will."""
     now = timezone.now()

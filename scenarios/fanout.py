@@ -13,7 +13,8 @@ segment of the recipient directory, written by a task in chunks.
   resume scan, or a second worker that was waiting on the lock) redoes it whole; a finished chunk
   is never redone. A chunk that fails twice in a row is given up (its people counted `failed`)
   so one bad chunk cannot hold up the rest.
-- Cancelling is a status the next chunk reads under the same lock: it stops within one chunk.
+- Cancelling is a status the next chunk reads under the same lock: it stops within one chunk;
+  the provider messages written and not gone out yet are cancelled with it.
 """
 
 import logging
@@ -26,7 +27,7 @@ from django.utils import timezone
 
 from channels.models import Channel, DeliveryStatus, Recipient
 from channels.preferences import allows, preference_defaults, preferences_for
-from channels.services import DeliveryRequest, address_for, deliveries_create
+from channels.services import DeliveryRequest, address_for, deliveries_cancel_keyed, deliveries_create
 from inbox.bulk import inbox_message_put_to_many
 
 from .audiences import directory_entries, external_ids_problems, segment_people
@@ -350,13 +351,25 @@ def _chunk(plan: _Plan, size: int, *, give_up: bool) -> str | None:
 
 
 def broadcast_cancel(*, broadcast_id: int) -> bool:
-    """Stop a broadcast that is still going; people already written keep their message. Returns
-    whether it was stopped (False: it had already ended). Waits for the chunk being written."""
-    return bool(
-        Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
-            status=BroadcastStatus.CANCELLED, finished_at=timezone.now()
+    """Stop a broadcast. People already written keep their inbox message; their provider messages
+    not gone out yet (queued, or held by quiet hours until morning) are cancelled in the same
+    transaction, so a cancelled broadcast sends no more SMS or pushes; the ones a worker is
+    sending at that moment finish. A broadcast whose writing is done can still be cancelled while
+    some of its provider messages wait. Returns whether anything was stopped (False: it had
+    ended and nothing of it was left to send). Waits for the chunk being written (its lock)."""
+    now = timezone.now()
+    with transaction.atomic():
+        stopped = Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
+            status=BroadcastStatus.CANCELLED, finished_at=now
         )
-    )
+        unsent = deliveries_cancel_keyed(key_prefix=f"b{broadcast_id}:", reason="broadcast_cancelled")
+        if unsent and not stopped:
+            Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.DONE).update(
+                status=BroadcastStatus.CANCELLED
+            )
+    if stopped or unsent:
+        logger.info("broadcast %s cancelled; %s provider messages not sent yet cancelled", broadcast_id, unsent)
+    return bool(stopped or unsent)
 
 
 def broadcasts_resume_stale(*, now=None) -> int:

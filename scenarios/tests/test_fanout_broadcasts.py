@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from channels.models import Delivery, Preference, Recipient
+from channels.models import Delivery, DeliveryStatusChange, Preference, Recipient
 from inbox.models import InboxCounter, InboxEvent, InboxMessage
 from inbox.services import inbox_message_put
 from scenarios import fanout
@@ -346,3 +346,41 @@ def test_marketing_needs_an_opt_in_and_critical_ignores_preferences(template, ma
     broadcast_run(broadcast_id=plain.pk)
     plain.refresh_from_db()
     assert (plain.done, plain.skipped) == (2, 1) and "p-off" not in broadcast_rows(plain)
+
+
+@pytest.mark.django_db
+def test_cancel_stops_the_sms_not_sent_yet_even_after_the_writing_is_done(template, manual):
+    """A broadcast written in quiet hours holds its SMS until morning: cancelling it then must stop
+    them (they are the broadcast's, not the writer's); what was sent stays sent; another
+    broadcast's are untouched; a second cancel has nothing left to stop."""
+    ChannelBinding.objects.create(
+        template=template, channel="sms", external_template_id="SMS_1", params={"day": "{{ day }}"}
+    )
+    for i in range(12):
+        Recipient.objects.create(audience="patient", external_id=f"s-{i}", phone=f"1391234{i:04d}")
+    now = timezone.localtime()
+    AudiencePolicy.objects.create(
+        audience="patient", quiet_start=(now - timedelta(hours=1)).time(), quiet_end=(now + timedelta(hours=1)).time()
+    )
+    ours, _ = broadcast_create(
+        name="会员日", template=template, channels=["inbox", "sms"], data={"day": "2"}, segment=True
+    )
+    other, _ = broadcast_create(name="另一个", template=template, channels=["sms"], data={"day": "3"}, segment=True)
+    for broadcast in (ours, other):
+        assert broadcast_run(broadcast_id=broadcast.pk, chunk_size=5) == "done"
+    sms = Delivery.objects.filter(channel="sms", idempotency_key__startswith=f"b{ours.pk}:")
+    assert sms.count() == 12 and sms.filter(status="deferred").count() == 12
+    gone = sms.order_by("pk").first()
+    Delivery.objects.filter(pk=gone.pk).update(status="sent")  # one went out before the cancel
+
+    assert broadcast_cancel(broadcast_id=ours.pk)
+
+    ours.refresh_from_db()
+    assert ours.status == "cancelled" and ours.done == 12
+    assert sms.filter(status="cancelled", last_error_code="broadcast_cancelled").count() == 11
+    assert sms.get(pk=gone.pk).status == "sent"
+    assert Delivery.objects.filter(idempotency_key__startswith=f"b{other.pk}:", status="deferred").count() == 12
+    changes = DeliveryStatusChange.objects.filter(delivery__in=sms, status="cancelled", source="cancel")
+    assert changes.count() == 11  # the timeline and the webhooks outbox say so
+    assert len(broadcast_rows(ours)) == 12  # inbox messages already written stay
+    assert not broadcast_cancel(broadcast_id=ours.pk)  # nothing left to stop
