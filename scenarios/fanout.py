@@ -13,6 +13,9 @@ segment of the recipient directory, written by a task in chunks.
   resume scan, or a second worker that was waiting on the lock) redoes it whole; a finished chunk
   is never redone. A chunk that fails twice in a row is given up (its people counted `failed`)
   so one bad chunk cannot hold up the rest.
+- The list of ids is kept only while it is being written: an ended broadcast (done, cancelled,
+  failed) keeps its counts, not the people (personal data kept once: the inbox rows and
+  deliveries say who got it).
 - Cancelling is a status the next chunk reads under the same lock: it stops within one chunk;
   the provider messages written and not gone out yet are cancelled with it.
 """
@@ -301,7 +304,10 @@ def broadcast_run(*, broadcast_id: int, chunk_size: int = CHUNK) -> str:
         plan = _plan(broadcast)
     except RenderError as err:  # the template was edited since the broadcast was made
         Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
-            status=BroadcastStatus.FAILED, last_error=f"render_failed: {err}", finished_at=timezone.now()
+            status=BroadcastStatus.FAILED,
+            last_error=f"render_failed: {err}",
+            finished_at=timezone.now(),
+            external_ids=[],
         )
         return BroadcastStatus.FAILED
     failures = 0
@@ -339,7 +345,7 @@ def _chunk(plan: _Plan, size: int, *, give_up: bool) -> str | None:
         if state.started_at is None:
             changes["started_at"] = now
         if not people:
-            changes.update(status=BroadcastStatus.DONE, finished_at=now)
+            changes.update(status=BroadcastStatus.DONE, finished_at=now, external_ids=[])
             changes["total"] = state.done + state.skipped + state.failed
         elif give_up:
             changes["failed"] = state.failed + len(people)
@@ -360,7 +366,7 @@ def broadcast_cancel(*, broadcast_id: int) -> bool:
     now = timezone.now()
     with transaction.atomic():
         stopped = Broadcast.objects.filter(pk=broadcast_id, status__in=OPEN).update(
-            status=BroadcastStatus.CANCELLED, finished_at=now
+            status=BroadcastStatus.CANCELLED, finished_at=now, external_ids=[]
         )
         unsent = deliveries_cancel_keyed(key_prefix=f"b{broadcast_id}:", reason="broadcast_cancelled")
         if unsent and not stopped:

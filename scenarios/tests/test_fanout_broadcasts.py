@@ -97,11 +97,13 @@ def test_a_list_broadcast_writes_one_row_per_person_and_counters_stay_true(templ
         name="会员日", template=template, channels=["inbox"], data={"day": "11-30"}, external_ids=[*people, "p-3", 5]
     )
     assert created and broadcast.total == 1201  # "p-3" twice is one person; 5 is "5"
+    assert len(Broadcast.objects.get(pk=broadcast.pk).external_ids) == 1201  # kept while being written
     assert broadcast_run(broadcast_id=broadcast.pk, chunk_size=500) == "done"
 
     broadcast.refresh_from_db()
     assert (broadcast.total, broadcast.done, broadcast.skipped, broadcast.failed) == (1201, 1200, 1, 0)
     assert broadcast.started_at is not None and broadcast.finished_at >= broadcast.started_at
+    assert broadcast.external_ids == []  # ended: the counts stay, the list of people goes
     rows = broadcast_rows(broadcast)
     assert len(rows) == len(set(rows)) == 1200 and "p-9" not in rows
     message = InboxMessage.objects.get(recipient_id="p-11", source_key__startswith="b")
@@ -179,6 +181,7 @@ def test_cancel_stops_a_running_broadcast_within_a_chunk(template, manual):
     assert result == ["cancelled"]
     broadcast.refresh_from_db()
     assert broadcast.status == "cancelled" and broadcast.finished_at is not None
+    assert broadcast.external_ids == []
     assert 500 <= broadcast.done < 20000
     assert len(broadcast_rows(broadcast)) == broadcast.done
     assert not broadcast_cancel(broadcast_id=broadcast.pk)  # already ended
