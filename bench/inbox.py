@@ -243,6 +243,17 @@ def queries(args, people, rows):
         mixed,
         "p99 ≤ 5 ms, ≥ 5× peer",
     )
+    # The floor under both: one statement's round trip through Django's cursor, nothing read.
+    # A count that is one row read cannot be much under it; the peer's index count is a few times it.
+    from django.db import connection
+
+    def round_trip(_):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    (f50, f99), _ = timed_pair(round_trip, lambda u: None, mixed)
+    rows.append(("floor: SELECT 1 through Django's cursor", f"{f50:.2f}", f"{f99:.2f}", "", "", "", ""))
     pair(
         "first page (20)",
         lambda u: list(inbox_message_list(audience="patient", recipient_id=f"p-{u}")[:20]),
