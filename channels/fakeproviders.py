@@ -463,6 +463,9 @@ def _aliyun_query(state: State, query: dict, request_id: str) -> dict:
     }
 
 
+# SendSms: "单次请求最多支持200个手机号"; SessionContext "注意长度需小于512字节".
+TENCENT_MAX_NUMBERS = 200
+TENCENT_SESSION_CONTEXT_BYTES = 512
 # The fake Tencent Cloud knows one key pair too, the sandbox accounts'.
 TENCENT_KEYS = {"sandbox-secret-id": "sandbox-secret-key"}
 TC3_AUTH = re.compile(
@@ -543,8 +546,22 @@ def tencent(
         )
     if not body.get("SignName"):
         return error("FailedOperation.MissingSignature", "No signature; domestic SMS needs one.")
+    phones = body["PhoneNumberSet"]
+    if not isinstance(phones, list):
+        return error("InvalidParameter", "PhoneNumberSet must be an array of strings.")
+    if len(phones) > TENCENT_MAX_NUMBERS:
+        # PhoneNumberSet: "单次请求最多支持200个手机号"; beyond it the request is refused whole:
+        # "LimitExceeded.PhoneNumberCountLimit: 调用接口单次提交的手机号个数超过200个".
+        return error(
+            "LimitExceeded.PhoneNumberCountLimit",
+            "调用接口单次提交的手机号个数超过200个，请遵守 API 接口输入参数 PhoneNumberSet 描述。",
+        )
+    session = body.get("SessionContext", "")
+    if not isinstance(session, str) or len(session.encode()) >= TENCENT_SESSION_CONTEXT_BYTES:
+        # SessionContext: "注意长度需小于512字节" (the docs name no code for it: the generic one).
+        return error("InvalidParameterValue", "SessionContext must be shorter than 512 bytes.")
     statuses = []
-    for phone in body["PhoneNumberSet"]:
+    for phone in phones:
         ok = isinstance(phone, str) and re.fullmatch(r"\+861[3-9]\d{9}", phone)
         serial = f"{secrets.randbelow(10**4)}:{secrets.token_hex(12)}" if ok else ""
         if ok:
@@ -559,13 +576,16 @@ def tencent(
                         "at": now,
                     }
                 )
-                state.delivered.append({"channel": "sms", "key": body.get("SessionContext", "") or serial, "at": now})
+                # One number a request: its SessionContext names the message; a batch's is shared
+                # by its numbers, each one message of its own.
+                key = (session if len(phones) == 1 else f"{session}|{phone}") if session else serial
+                state.delivered.append({"channel": "sms", "key": key, "phone": phone, "at": now})
         statuses.append(
             {
                 "SerialNo": serial,
                 "PhoneNumber": phone,
                 "Fee": 1 if ok else 0,
-                "SessionContext": body.get("SessionContext", ""),
+                "SessionContext": session,
                 "Code": "Ok" if ok else "InvalidParameterValue.IncorrectPhoneNumber",
                 "Message": "send success" if ok else "incorrect number format",
                 "IsoCode": "CN" if ok else "",

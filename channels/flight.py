@@ -9,7 +9,10 @@
    token, a consent taken, a code unsealed, outside the loop); a row lost meanwhile has its
    request withdrawn (the steps are told it never left, and give back what they took).
 4. Send: every request of a round leaves at once on the loop; answers go back to the steps, and a
-   step that needs another call (a refreshed token) makes a second round.
+   step that needs another call (a refreshed token) makes a second round. Deliveries a provider
+   can take in one request (identical Tencent SMS, up to 200 numbers) go as one (`batches`), each
+   with its own attempt (the batch's key) and result; a member lost before the open holds the
+   whole request back.
 5. Settle in one transaction: rows locked and checked still ours (else a late answer, kept on the
    attempt and not applied, as in channels/sending.py), `apply_result` on each (backoff, routing,
    OTP release), one UPDATE … FROM unnest(…) for the deliveries, one for the attempts, one INSERT
@@ -59,6 +62,7 @@ class Flight:
     t0: float = 0.0
     duration_ms: int = 0
     prepared: DeliveryResult | None = field(default=None)
+    key: str | None = None  # the provider key of the batch it goes in (None: its own request)
 
 
 def chunk_send(ids: list[int]) -> int:
@@ -71,31 +75,84 @@ def chunk_send(ids: list[int]) -> int:
         flight.started_at, flight.t0 = timezone.now(), time.monotonic()
     _prepare(flights)
     going = [f for f in flights if f.prepared is None]
+    requests = batches(going)
     # Each first request built (the blocking parts: a cached token, a consent taken, a code
     # unsealed) before the attempts are opened, so that they are opened right before the calls
     # leave: a crash or a database cut while building leaves nothing ambiguous behind.
-    rounds = Rounds([_guarded(f.backend.send_steps(f.delivery), f.delivery) for f in going])
+    rounds = Rounds([_send_steps(group) for group in requests])
     rounds.start()
     try:
         opened = _open_attempts(claim, [d.pk for d in rows], going)
     except BaseException:
         rounds.withdraw_all(NOT_SENT)
         raise
-    for i, flight in enumerate(going):
-        flight.attempt_id = opened.get(flight.delivery.pk)
-        if flight.attempt_id is None:  # no longer ours (the scan took it back): nothing leaves
+    for i, group in enumerate(requests):
+        for flight in group:
+            flight.attempt_id = opened.get(flight.delivery.pk)
+        # A member no longer ours (the scan took it back): the request naming it never leaves;
+        # the members still ours settle as not sent and are tried again.
+        if any(f.attempt_id is None for f in group):
             rounds.withdraw(i, NOT_SENT)
-    results = rounds.finish()
+    values = rounds.finish()
     now = time.monotonic()
-    for flight, result in zip(going, results, strict=True):
-        if flight.attempt_id is not None:
-            flight.result = result
+    for group, value in zip(requests, values, strict=True):
+        for flight, result in zip(group, value if isinstance(value, list) else [value], strict=True):
+            if flight.attempt_id is not None:
+                flight.result = result
     for flight in flights:
         if flight.prepared is not None:
             flight.result = flight.prepared
         flight.duration_ms = int((now - flight.t0) * 1000)
     _settle(claim, [f for f in flights if f.result is not None])
     return len(rows)
+
+
+def batches(going: list[Flight]) -> list[list[Flight]]:
+    """The chunk's requests: deliveries whose backend gives them the same batch key, cut into
+    groups of at most its `batch_limit` distinct addresses (a second delivery to one address goes
+    in another group); every other delivery alone. Each group of many gets its batch's key."""
+    requests: list[list[Flight]] = []
+    open_groups: dict[tuple, list[tuple[list[Flight], set]]] = {}
+    for flight in going:
+        backend = flight.backend
+        key = _batch_key(flight)
+        if key is None:
+            requests.append([flight])
+            continue
+        address = backend.batch_address(flight.delivery)
+        groups = open_groups.setdefault((type(backend), key), [])
+        group = next((g for g in groups if address not in g[1] and len(g[0]) < backend.batch_limit), None)
+        if group is None:
+            group = ([], set())
+            groups.append(group)
+            requests.append(group[0])
+        group[0].append(flight)
+        group[1].add(address)
+    for group in requests:
+        if len(group) > 1:
+            key = group[0].backend.batch_provider_key([f.delivery for f in group])
+            for flight in group:
+                flight.key = key
+    return requests
+
+
+def _batch_key(flight: Flight):
+    if flight.backend.batch_limit < 2:
+        return None
+    try:
+        return flight.backend.batch_key(flight.delivery)
+    except Exception:  # a bug of ours: this delivery goes alone
+        logger.exception("delivery %s: batch_key raised", flight.delivery.pk)
+        return None
+
+
+def _send_steps(group: list[Flight]) -> Steps:
+    """One request's steps: a delivery's own, or a batch's (a result per member)."""
+    first = group[0]
+    if len(group) == 1:
+        return _guarded(first.backend.send_steps(first.delivery), first.delivery)
+    deliveries = [f.delivery for f in group]
+    return _guarded(first.backend.send_batch_steps(deliveries, first.key), first.delivery, many=len(group))
 
 
 def _prepare(flights: list[Flight]) -> None:
@@ -150,7 +207,7 @@ def _open_attempts(claim: str, chunk: list[int], going: list[Flight]) -> dict[in
     to be called, only where the claim is still ours. Returns delivery id → attempt id."""
     if not going:
         return {}
-    keys = [f.backend.provider_key(f.delivery) for f in going]
+    keys = [f.backend.provider_key(f.delivery) if f.key is None else f.key for f in going]
     if not _postgresql():
         return _open_attempts_portable(claim, chunk, going, keys)
     with connection.cursor() as cursor:

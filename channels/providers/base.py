@@ -97,6 +97,29 @@ class Backend:
         (or None) per delivery; None here: each delivery is prepared on its own."""
         return None
 
+    # Provider-side batching (channels/flight.py): deliveries whose `batch_key` is the same (not
+    # None) go in one request of at most `batch_limit` distinct addresses, each member keeping its
+    # own attempt and result. A backend that batches gives `batch_provider_key` and
+    # `send_batch_steps`; the others send one request per delivery.
+    batch_limit: int = 1
+
+    def batch_key(self, delivery: Delivery):
+        """What makes this delivery's request identical to another's (None: it goes alone)."""
+        return None
+
+    def batch_address(self, delivery: Delivery) -> str:
+        """The address as the provider counts it: one group never holds the same one twice."""
+        return delivery.address
+
+    def batch_provider_key(self, deliveries: list[Delivery]) -> str:
+        """The key one batch's request carries, recorded on each member's attempt."""
+        raise NotImplementedError
+
+    def send_batch_steps(self, deliveries: list[Delivery], key: str):
+        """One request for these deliveries (same `batch_key`, distinct addresses), as steps
+        returning one result per delivery, in order."""
+        raise NotImplementedError
+
     def send_steps(self, delivery: Delivery):
         """`send` as steps: what the event-loop path runs (channels/flight.py); a backend with no
         HTTP of its own (a test's recording backend) simply answers."""

@@ -4,7 +4,11 @@ API 2017-05-25, HMAC-SHA1 signature) or Tencent Cloud SendSms (API 2021-01-11, T
 Verification codes come from the one-time-code flow (POST /api/v1/otp): the delivery's content
 holds only the code slot, and the code itself is put in at send time from its sealed copy on the
 OtpCode row, which is erased once the provider has answered for good. A code slot with no live
-code behind it is never sent as a placeholder."""
+code behind it is never sent as a placeholder.
+
+Tencent SMS with the same account, template and parameters (never a code) go up to 200 numbers a
+SendSms (`send_batch_steps`), the batch's SessionContext on each member's attempt; SendStatusSet
+answers each number, and an unknown member is reconciled by its own number and that key."""
 
 import base64
 import hashlib
@@ -42,6 +46,13 @@ ALIYUN_TRANSIENT = {
 # Tencent Cloud: codes that are worth waiting for (rate limits, their side's trouble); every other
 # code (FailedOperation.*, InvalidParameterValue.*, UnauthorizedOperation.*, AuthFailure.*) fails.
 TENCENT_TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError", "RequestLimitExceeded", "ResourceUnavailable.")
+# "调用接口单次提交的手机号个数超过200个，请遵守 API 接口输入参数 PhoneNumberSet 描述": a request of ours
+# that no wait will mend.
+TENCENT_NOT_TRANSIENT = {"LimitExceeded.PhoneNumberCountLimit"}
+# SendSms, PhoneNumberSet: "单次请求最多支持200个手机号且要求全为境内手机号或全为境外手机号".
+TENCENT_BATCH_LIMIT = 200
+# SessionContext: "用户的 session 内容 … server 会原样返回。注意长度需小于512字节".
+TENCENT_SESSION_CONTEXT_BYTES = 512
 # Aliyun refuses a template variable longer than 35 characters (Tencent's limits are not longer).
 SMS_PARAM_MAX = 35
 TENCENT_SERVICE = "sms"
@@ -88,14 +99,41 @@ def tencent_phone(address: str) -> str:
     return address if address.startswith("+") else f"+86{address}"
 
 
+def tencent_outcome(code: str) -> str:
+    if code.startswith(TENCENT_TRANSIENT_PREFIXES) and code not in TENCENT_NOT_TRANSIENT:
+        return AttemptOutcome.TRANSIENT
+    return AttemptOutcome.PERMANENT
+
+
 class SmsBackend(HttpBackend):
     channel = "sms"
     provider = "aliyun"
     # Neither provider drops a repeat; both can be asked what they sent to a number (query()).
     reconcile = Reconcile.QUERY
+    # Tencent: one SendSms for up to 200 numbers with the same template and parameters.
+    batch_limit = TENCENT_BATCH_LIMIT
 
     def provider_key(self, delivery: Delivery) -> str:
         return delivery.idempotency_key  # Aliyun OutId, Tencent SessionContext
+
+    def batch_key(self, delivery: Delivery):
+        """Tencent SMS of one account, template and parameter values batch together; a code
+        (OTP) never does: its code is unsealed for one number, and its parameters are its own."""
+        account = delivery.account
+        if account is None or account.provider != "tencent" or not delivery.address:
+            return None
+        params = delivery.content.get("params") or {}
+        if any(CODE_SLOT in str(v) for v in params.values()):
+            return None
+        return (account.pk, str(delivery.content.get("template_id", "")), tuple(str(v) for v in params.values()))
+
+    def batch_address(self, delivery: Delivery) -> str:
+        return tencent_phone(delivery.address)
+
+    def batch_provider_key(self, deliveries: list[Delivery]) -> str:
+        """The batch's SessionContext: named after its first member, unique per request (a member
+        tried again leads another batch), far below Tencent's 512 bytes."""
+        return f"b:{deliveries[0].idempotency_key}:{secrets.token_hex(6)}"
 
     public_base_urls = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com"}
 
@@ -187,6 +225,7 @@ class SmsBackend(HttpBackend):
         # (at most 100 a call), each with our SessionContext. A message that has no status report
         # yet is not listed: RECONCILE_AFTER_SECONDS gives the report time to come first.
         begin = int(since.timestamp()) - 60
+        keys = self.keys_sent(delivery)
         offset = 0
         while True:
             answer = self.tencent_call(
@@ -209,7 +248,7 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(AttemptOutcome.TRANSIENT, error.get("Code", ""), error.get("Message", ""), answer)
             reports = response.get("PullSmsSendStatusSet") or []
             for report in reports:
-                if report.get("SessionContext") == delivery.idempotency_key:
+                if report.get("SessionContext") in keys:
                     if report.get("ReportStatus") == "FAIL":
                         return DeliveryResult(
                             AttemptOutcome.PERMANENT, report.get("Description", "FAIL"), "status report: FAIL", report
@@ -219,6 +258,17 @@ class SmsBackend(HttpBackend):
             if len(reports) < 100:
                 return None
             offset += 100
+
+    @staticmethod
+    def keys_sent(delivery: Delivery) -> set[str]:
+        """Every SessionContext this delivery's sends carried: its own key, or a batch's (shared by
+        the batch's numbers, but a number is in a batch once, so with the number it names one)."""
+        keys = set(
+            DeliveryAttempt.objects.filter(delivery=delivery, kind=AttemptKind.SEND)
+            .exclude(provider_key="")
+            .values_list("provider_key", flat=True)
+        )
+        return keys | {delivery.idempotency_key}
 
     def problems(self, content: dict) -> list[str]:
         found = [] if content.get("template_id") else ["no SMS template code"]
@@ -371,15 +421,68 @@ class SmsBackend(HttpBackend):
         response = answer.get("Response") or {}
         error = response.get("Error")
         if error is None:
-            statuses = response.get("SendStatusSet") or [{}]
-            error = statuses[0]
-            if error.get("Code") == "Ok":
-                return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=error.get("SerialNo", ""))
-        code = error.get("Code", "") or "bad_response"
-        outcome = AttemptOutcome.TRANSIENT if code.startswith(TENCENT_TRANSIENT_PREFIXES) else AttemptOutcome.PERMANENT
-        # "LimitExceeded.PhoneNumberDailyLimit": the number's daily cap; tomorrow, not in minutes.
-        retry_at = next_china_day() if code == "LimitExceeded.PhoneNumberDailyLimit" else None
-        return DeliveryResult(outcome, code, error.get("Message", ""), answer, retry_at=retry_at)
+            error = (response.get("SendStatusSet") or [{}])[0]
+        return _tencent_status(error, answer)
+
+    def send_batch_steps(self, deliveries: list[Delivery], key: str) -> Steps:
+        """One Tencent SendSms for every member (identical template and parameters, distinct
+        numbers), SessionContext `key`; SendStatusSet answers each number, mapped back by its
+        PhoneNumber. A request-level Error or a transport failure is every member's result."""
+        first = deliveries[0]
+        account = first.account
+        phones = [tencent_phone(d.address) for d in deliveries]
+        answer = yield from self.tencent_steps(
+            account,
+            "SendSms",
+            {
+                "PhoneNumberSet": phones,
+                "SmsSdkAppId": account.app_id,
+                "TemplateId": first.content.get("template_id", ""),
+                "SignName": (account.options or {}).get("sign_name", ""),
+                "TemplateParamSet": [str(v) for v in (first.content.get("params") or {}).values()],
+                "SessionContext": key,
+            },
+        )
+        return [scrubbed(result, d) for result, d in zip(_tencent_batch(answer, phones, key), deliveries, strict=True)]
+
+
+def _tencent_status(status: dict, answer: dict) -> DeliveryResult:
+    """One number's SendStatus (or the request's Error) as a result; `answer` is kept as raw."""
+    code = status.get("Code", "") or "bad_response"
+    if code == "Ok":
+        return DeliveryResult(AttemptOutcome.SENT, raw=answer, provider_message_id=status.get("SerialNo", ""))
+    # "LimitExceeded.PhoneNumberDailyLimit": the number's daily cap; tomorrow, not in minutes.
+    retry_at = next_china_day() if code == "LimitExceeded.PhoneNumberDailyLimit" else None
+    return DeliveryResult(tencent_outcome(code), code, status.get("Message", ""), answer, retry_at=retry_at)
+
+
+def _tencent_batch(answer: dict | DeliveryResult, phones: list[str], key: str) -> list[DeliveryResult]:
+    """A batch's answer, one result per number. Each member keeps only its own SendStatus (the
+    others' numbers are not its to keep); a number the answer does not list was in a request
+    Tencent took: unknown, reconciled by its status report."""
+    if isinstance(answer, DeliveryResult):
+        return [answer] * len(phones)
+    response = answer.get("Response") or {}
+    request_id = response.get("RequestId", "")
+    if response.get("Error"):
+        return [_tencent_status(response["Error"], answer)] * len(phones)
+    by_phone = {s.get("PhoneNumber"): s for s in response.get("SendStatusSet") or [] if isinstance(s, dict)}
+    results = []
+    for phone in phones:
+        status = by_phone.get(phone)
+        if status is None:
+            results.append(
+                DeliveryResult(
+                    AttemptOutcome.UNKNOWN,
+                    "not_in_answer",
+                    f"batch {key}: SendStatusSet does not list this number",
+                    {"Response": {"RequestId": request_id}},
+                )
+            )
+            continue
+        own = {"Response": {"SendStatusSet": [status], "RequestId": request_id}, "batch": key}
+        results.append(_tencent_status(status, own))
+    return results
 
 
 def _aliyun_record(record: dict) -> DeliveryResult:
