@@ -13,7 +13,17 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import ChangeSource, ChannelAccount, Delivery, ProviderReceipt, ReceiptOutcome
+from ..addresses import deliveries_fill_addresses
+from ..models import (
+    AttemptKind,
+    ChangeSource,
+    ChannelAccount,
+    Delivery,
+    DeliveryAttempt,
+    ProviderReceipt,
+    ReceiptOutcome,
+)
+from ..providers.sms import tencent_phone
 from ..timeline import Report, deliveries_progress
 
 # How old a pushed report may be before it counts as a replay (providers push within minutes and
@@ -40,6 +50,9 @@ class Receipt:
     text: str = ""
     reported_at: datetime | None = None
     raw: dict = field(default_factory=dict)
+    # The number it reports on (E.164), in memory only: our key names a batch of numbers
+    # (channels/providers/sms.py, send_batch_steps), and the number picks the member.
+    address: str = ""
 
 
 PROGRESS_OUTCOME = {
@@ -53,12 +66,14 @@ PROGRESS_OUTCOME = {
 
 def _match(receipts: list[Receipt], channels: tuple[str, ...]) -> list[int | None]:
     """Each receipt's delivery: by our key (SMS OutId / SessionContext is the delivery's
-    idempotency key) first, then by the provider's message id among this provider's channels."""
+    idempotency key, or a batch's key with the receipt's number) first, then by the provider's
+    message id among this provider's channels."""
     keys = {r.our_key for r in receipts if r.our_key}
     ids = {r.provider_message_id for r in receipts if r.provider_message_id}
-    by_key = (
+    by_key: dict = (
         dict(Delivery.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "pk")) if keys else {}
     )
+    by_key |= _batch_members({r.our_key for r in receipts if r.address and r.our_key not in by_key}, channels)
     by_id: dict[str, int] = {}
     if ids:
         for pk, message_id in (
@@ -67,7 +82,24 @@ def _match(receipts: list[Receipt], channels: tuple[str, ...]) -> list[int | Non
             .values_list("pk", "provider_message_id")
         ):
             by_id[message_id] = pk  # the newest wins, should a provider reuse an id
-    return [by_key.get(r.our_key) or by_id.get(r.provider_message_id) for r in receipts]
+    return [
+        by_key.get(r.our_key) or by_key.get((r.our_key, r.address)) or by_id.get(r.provider_message_id)
+        for r in receipts
+    ]
+
+
+def _batch_members(keys: set[str], channels: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """(batch key, number) → delivery, for the members of batches sent with these keys (a number
+    is in a batch once). Their numbers come from the directory, in memory."""
+    if not keys:
+        return {}
+    attempts = list(
+        DeliveryAttempt.objects.filter(provider_key__in=keys, kind=AttemptKind.SEND, delivery__channel__in=channels)
+        .select_related("delivery__recipient")
+        .order_by("pk")
+    )
+    deliveries_fill_addresses([a.delivery for a in attempts])
+    return {(a.provider_key, tencent_phone(a.delivery.address)): a.delivery_id for a in attempts if a.delivery.address}
 
 
 def _progress(receipts: list[Receipt], delivery_ids: list[int | None]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Tencent posts a JSON array, each item with user_receive_time, nationcode, mobile, report_status
 (SUCCESS or FAIL), errmsg (the carrier's code, e.g. DELIVRD), description, sid (the SerialNo of
-SendSms) and ext (the SessionContext we sent: the delivery's idempotency key), and expects
+SendSms) and ext (the SessionContext we sent: the delivery's idempotency key, or a batch's key
+that the mobile number completes), and expects
 `{"result": 0, "errmsg": "OK"}`. Tencent does not sign the callback: the URL carries our secret
 token (channels/receipts/common.py). Reports older than MAX_REPORT_AGE_SECONDS are refused as a
 replay.
@@ -40,9 +41,15 @@ def parse(body) -> list[Receipt]:
                 text=str(item.get("description", "")),
                 reported_at=at,
                 raw={k: v for k, v in item.items() if k != "mobile"},
+                address=_e164(item),
             )
         )
     return receipts
+
+
+def _e164(item: dict) -> str:
+    mobile = str(item.get("mobile", "") or "")
+    return f"+{item.get('nationcode') or '86'}{mobile}" if mobile else ""
 
 
 def answer() -> JsonResponse:

@@ -4,6 +4,7 @@ reconcile), over real HTTP against the fake Tencent, which refuses what Tencent 
 
 from datetime import timedelta
 
+import httpx
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -71,7 +72,9 @@ def fresh(rows) -> list[Delivery]:
 
 
 def sends(fake) -> list[dict]:
-    return [c["body"] for c in fake.calls(SEND_SMS) if "PhoneNumberSet" in (c["body"] or {})]
+    """The SendSms requests the fake received (`fake`: the test's FakeProviders, or its URL)."""
+    calls = httpx.get(f"{fake}/_calls").json() if isinstance(fake, str) else fake.calls(SEND_SMS)
+    return [c["body"] for c in calls if c["path"].endswith(SEND_SMS) and "PhoneNumberSet" in (c["body"] or {})]
 
 
 def attempt(delivery) -> DeliveryAttempt:
@@ -259,3 +262,48 @@ def test_a_batch_settles_the_same_through_the_orm(monkeypatch, fake_providers, t
     (call,) = sends(fake_providers)
     assert {d.status for d in fresh(rows)} == {DeliveryStatus.SENT}
     assert {attempt(d).provider_key for d in rows} == {call["SessionContext"]}
+
+
+@pytest.fixture
+def fake(settings):
+    """The fake server itself: its records build the status reports Tencent would push."""
+    from channels.fakeproviders import serve
+
+    server = serve(port=0)
+    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize("answered", ["in time", "late"])
+def test_status_reports_of_a_batch_reach_each_member_by_its_number(client, fake, tencent, answered):
+    from channels.fakeproviders import tencent_reports
+    from channels.models import ProviderReceipt
+
+    ChannelAccount.objects.filter(pk=tencent.pk).update(credentials={**tencent.credentials, "callback_token": "t0k"})
+    if answered == "late":  # unknown, no SerialNo yet: only the batch key and the number name the member
+        httpx.post(f"{fake_url(fake)}/_script", json={"path": SEND_SMS, "responses": [{"latency_ms": LATE_MS}]})
+    persons = people(3)
+    rows = queued(persons, tencent)
+    flight.chunk_send([r.pk for r in rows])
+    records = [r for r in fake.state.sms if r["provider"] == "tencent"]
+    assert len(records) == 3 and len({r["session_context"] for r in records}) == 1
+
+    answer = client.post(
+        f"/api/v1/callbacks/tencent/{tencent.pk}?token=t0k",
+        data=tencent_reports(records),
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 200
+    by_phone = {f"+86{p.phone}": d.pk for p, d in zip(persons, rows, strict=True)}
+    for record in records:
+        receipt = ProviderReceipt.objects.get(provider_message_id=record["serial"])
+        assert receipt.delivery_id == by_phone[record["phone"]] and receipt.outcome != "unmatched"
+    # The provider's word that it reached the phone settles even an unknown member: nothing resent.
+    assert {d.status for d in fresh(rows)} == {DeliveryStatus.DELIVERED}
+    assert len(sends(fake_url(fake))) == 1
+
+
+def fake_url(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
