@@ -1,6 +1,7 @@
 """Delivery benchmark: queued deliveries to the fake providers over real HTTP, 20 ms per answer.
 
     .venv/bin/python bench/deliver.py [--deliveries 6000] [--latency-ms 20] [--threads 48] [--chunk 200]
+    .venv/bin/python bench/deliver.py --identical  # Tencent SMS batched vs one request each
 
 Mixed channels (WeChat official-account template, WeCom app, JPush, Aliyun SMS, Tencent SMS),
 each provider answering after the injected latency. Every run in the table uses the same
@@ -80,6 +81,13 @@ for run in range(int(os.environ["RUNS"])):
         requests.append(DeliveryRequest(channel=kind.removesuffix("_tencent"), recipient=people[i % 100],
             idempotency_key=f"r{run}-{i}", content=content, account=accounts[kind], not_before=later))
     deliveries_create(requests=requests)
+if os.environ.get("IDENTICAL"):  # runs 2 and 3: Tencent SMS, identical content, distinct numbers
+    crowd = Recipient.objects.bulk_create([Recipient(audience="patient", external_id=f"c-{i}",
+        phone=f"139{i:08d}") for i in range(2000)])
+    for run in (2, 3):
+        deliveries_create(requests=[DeliveryRequest(channel="sms", recipient=crowd[i % len(crowd)],
+            idempotency_key=f"r{run}-{i}", content=content, account=accounts["sms_tencent"], not_before=later)
+            for i in range(int(os.environ["DELIVERIES"]))])
 """
 
 RELEASE = """
@@ -285,6 +293,11 @@ def main():
     parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--fake-port", type=int, default=18081)
     parser.add_argument("--chunk", type=int, default=200, help="deliveries per task, all in flight together")
+    parser.add_argument(
+        "--identical",
+        action="store_true",
+        help="only identical-content Tencent SMS to distinct numbers, one request each, then batched (200 a SendSms)",
+    )
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
@@ -303,7 +316,8 @@ def main():
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
         "DELIVERIES": str(args.deliveries),
-        "RUNS": "2",
+        "RUNS": "0" if args.identical else "2",
+        "IDENTICAL": "1" if args.identical else "",
     }
     print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores, {args.latency_ms} ms per answer")
     reset_database(db)
@@ -321,6 +335,9 @@ def main():
         wait_http(f"{fake_url}/_calls")
         run([PY, "-c", SEED], env)
         cores = str(os.cpu_count())
+        if args.identical:
+            identical(db, env, args, cores)
+            return
         rows = [
             measure(
                 f"event loop, prefork ×{cores}, {args.chunk} in flight a process",
@@ -362,6 +379,36 @@ def main():
         ),
         rows,
     )
+
+
+def identical(db: str, env: dict, args, cores: str) -> None:
+    """Identical Tencent SMS to distinct numbers on the event loop: one request per delivery, then
+    provider-side batching (200 numbers a SendSms), back to back in the same run."""
+    rows = [
+        measure(
+            f"Tencent SMS, identical, {batching}, prefork ×{cores}",
+            ["--pool", "prefork", "-c", cores],
+            run_no,
+            db,
+            env,
+            args.deliveries,
+            {"PROVIDER_EVENT_LOOP": "1", "PROVIDER_CHUNK": str(args.chunk), "PROVIDER_BATCHING": flag},
+        )
+        for run_no, batching, flag in ((2, "one request each", "0"), (3, "batched", "1"))
+    ]
+    print_table(
+        (
+            "worker pool",
+            "deliveries",
+            "sent",
+            "seconds",
+            "deliveries/s",
+            "worker CPU ms/delivery",
+            "machine CPU ms/delivery",
+        ),
+        rows,
+    )
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 def urlparse_name(url: str) -> str:

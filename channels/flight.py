@@ -137,7 +137,7 @@ def batches(going: list[Flight]) -> list[list[Flight]]:
 
 
 def _batch_key(flight: Flight):
-    if flight.backend.batch_limit < 2:
+    if flight.backend.batch_limit < 2 or not settings.PROVIDER_BATCHING:
         return None
     try:
         return flight.backend.batch_key(flight.delivery)

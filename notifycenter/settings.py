@@ -241,6 +241,9 @@ PROVIDER_MAX_IN_FLIGHT = env.int("PROVIDER_MAX_IN_FLIGHT", default=500)
 # Provider deliveries per task: on the event loop they go together, so a chunk is what one
 # process keeps in flight; one after the other, 20 (bench/deliver.py: more did not pay).
 PROVIDER_CHUNK = env.int("PROVIDER_CHUNK", default=200 if PROVIDER_EVENT_LOOP else 20)
+# Identical content in one provider request where the provider allows it (Tencent SMS, up to 200
+# numbers), on the event loop; off: one request per delivery (bench/deliver.py --identical).
+PROVIDER_BATCHING = env.bool("PROVIDER_BATCHING", default=True)
 # Unknown outcomes are looked at this long after the attempt started, so that a request still in
 # flight at the provider has landed before we ask (or resend).
 RECONCILE_AFTER_SECONDS = env.int("NOTIFYCENTER_RECONCILE_AFTER_SECONDS", default=30)

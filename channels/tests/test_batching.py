@@ -307,3 +307,13 @@ def test_status_reports_of_a_batch_reach_each_member_by_its_number(client, fake,
 
 def fake_url(server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_batching_off_sends_one_request_each(settings, fake_providers, tencent):
+    settings.PROVIDER_BATCHING = False
+    rows = queued(people(3), tencent)
+
+    flight.chunk_send([r.pk for r in rows])
+
+    assert [len(c["PhoneNumberSet"]) for c in sends(fake_providers)] == [1, 1, 1]
+    assert {d.status for d in fresh(rows)} == {DeliveryStatus.SENT}
