@@ -51,8 +51,6 @@ TENCENT_TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError", "RequestLimitEx
 TENCENT_NOT_TRANSIENT = {"LimitExceeded.PhoneNumberCountLimit"}
 # SendSms, PhoneNumberSet: "单次请求最多支持200个手机号且要求全为境内手机号或全为境外手机号".
 TENCENT_BATCH_LIMIT = 200
-# SessionContext: "用户的 session 内容 … server 会原样返回。注意长度需小于512字节".
-TENCENT_SESSION_CONTEXT_BYTES = 512
 # Aliyun refuses a template variable longer than 35 characters (Tencent's limits are not longer).
 SMS_PARAM_MAX = 35
 TENCENT_SERVICE = "sms"
@@ -125,14 +123,21 @@ class SmsBackend(HttpBackend):
         params = delivery.content.get("params") or {}
         if any(CODE_SLOT in str(v) for v in params.values()):
             return None
-        return (account.pk, str(delivery.content.get("template_id", "")), tuple(str(v) for v in params.values()))
+        return (
+            account.pk,
+            str(delivery.content.get("template_id", "")),
+            tuple(str(v) for v in params.values()),
+            # "要求全为境内手机号或全为境外手机号": mainland and other numbers never share a request.
+            tencent_phone(delivery.address).startswith("+86"),
+        )
 
     def batch_address(self, delivery: Delivery) -> str:
         return tencent_phone(delivery.address)
 
     def batch_provider_key(self, deliveries: list[Delivery]) -> str:
         """The batch's SessionContext: named after its first member, unique per request (a member
-        tried again leads another batch), far below Tencent's 512 bytes."""
+        tried again leads another batch). At most 115 characters (an idempotency key holds 100):
+        within the attempt's provider_key (128) and Tencent's "注意长度需小于512字节"."""
         return f"b:{deliveries[0].idempotency_key}:{secrets.token_hex(6)}"
 
     public_base_urls = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com"}

@@ -317,3 +317,14 @@ def test_batching_off_sends_one_request_each(settings, fake_providers, tencent):
 
     assert [len(c["PhoneNumberSet"]) for c in sends(fake_providers)] == [1, 1, 1]
     assert {d.status for d in fresh(rows)} == {DeliveryStatus.SENT}
+
+
+def test_mainland_and_other_numbers_never_share_a_request(fake_providers, tencent):
+    persons = people(3)
+    Recipient.objects.filter(pk=persons[0].pk).update(phone="+85291234567")  # Tencent: all one or all the other
+    rows = queued(persons, tencent)
+
+    flight.chunk_send([r.pk for r in rows])
+
+    calls = sends(fake_providers)
+    assert sorted(c["PhoneNumberSet"] for c in calls) == [["+85291234567"], [f"+86{p.phone}" for p in persons[1:]]]
