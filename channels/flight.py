@@ -152,7 +152,8 @@ def _send_steps(group: list[Flight]) -> Steps:
     if len(group) == 1:
         return _guarded(first.backend.send_steps(first.delivery), first.delivery)
     deliveries = [f.delivery for f in group]
-    return _guarded(first.backend.send_batch_steps(deliveries, first.key), first.delivery, many=len(group))
+    steps = first.backend.send_batch_steps(deliveries, first.key)
+    return _guarded(steps, first.delivery, many=len(group), batch=True)
 
 
 def _prepare(flights: list[Flight]) -> None:
@@ -423,14 +424,29 @@ def _insert_attempt(flight: Flight, now) -> None:
     )
 
 
-def _guarded(steps: Steps, delivery: Delivery, many: int = 0) -> Steps:
+def _guarded(steps: Steps, delivery: Delivery, many: int = 0, *, batch: bool = False) -> Steps:
     """A bug of ours inside a backend's steps is that delivery's transient result (each one's, for
-    steps of `many`), not the chunk's end (as channels/sending.py's _call)."""
+    steps of `many`), not the chunk's end (as channels/sending.py's _call). In a batch's steps
+    (many people at once) a bug after the request may have left (an answer came, or a timeout) is
+    unknown instead: each member is reconciled, not sent again."""
+    left = False
     try:
-        return (yield from steps)
+        request = next(steps)
+        while True:
+            try:
+                answer = yield request
+            except ProviderHttpError as err:
+                left = left or err.result.outcome == AttemptOutcome.UNKNOWN
+                request = steps.throw(err)
+            else:
+                left = True
+                request = steps.send(answer)
+    except StopIteration as stop:
+        return stop.value
     except Exception as err:
         logger.exception("delivery %s: %s raised", delivery.pk, getattr(steps, "__qualname__", steps))
-        result = DeliveryResult(AttemptOutcome.TRANSIENT, "internal_error", repr(err))
+        outcome = AttemptOutcome.UNKNOWN if batch and left else AttemptOutcome.TRANSIENT
+        result = DeliveryResult(outcome, "internal_error", repr(err))
         return [result] * many if many else result
 
 

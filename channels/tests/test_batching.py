@@ -328,3 +328,24 @@ def test_mainland_and_other_numbers_never_share_a_request(fake_providers, tencen
 
     calls = sends(fake_providers)
     assert sorted(c["PhoneNumberSet"] for c in calls) == [["+85291234567"], [f"+86{p.phone}" for p in persons[1:]]]
+
+
+def test_a_bug_reading_a_batchs_answer_leaves_each_member_unknown_not_resent(monkeypatch, fake_providers, tencent):
+    from channels.providers import sms
+
+    def broken(answer, phones, key):
+        raise KeyError("a bug of ours, after Tencent took the request")
+
+    monkeypatch.setattr(sms, "_tencent_batch", broken)
+    rows = queued(people(3), tencent)
+
+    flight.chunk_send([r.pk for r in rows])
+
+    got = fresh(rows)
+    assert {(d.status, d.last_error_code) for d in got} == {(DeliveryStatus.UNKNOWN, "internal_error")}
+    monkeypatch.undo()
+    for d in got:
+        Delivery.objects.filter(pk=d.pk).update(not_before=timezone.now())
+        assert delivery_reconcile(delivery_id=d.pk) == "settle"
+    assert {d.status for d in fresh(rows)} == {DeliveryStatus.SENT}
+    assert len(sends(fake_providers)) == 1 and len(fake_providers.delivered("sms")) == 3  # each once
