@@ -340,13 +340,15 @@ def main():
             return
         rows = [
             measure(
-                f"event loop, prefork ×{cores}, {args.chunk} in flight a process",
+                f"event loop, prefork ×{cores}, {args.chunk} in flight a process, one request each",
                 ["--pool", "prefork", "-c", cores],
                 0,
                 db,
                 env,
                 args.deliveries,
-                {"PROVIDER_EVENT_LOOP": "1", "PROVIDER_CHUNK": str(args.chunk)},
+                # One request per delivery, as the bare calls below make: provider-side batching
+                # (identical Tencent SMS) would send fewer requests; --identical measures it.
+                {"PROVIDER_EVENT_LOOP": "1", "PROVIDER_CHUNK": str(args.chunk), "PROVIDER_BATCHING": "0"},
             ),
             async_alone(fake_url, args.deliveries, args.chunk, "aiohttp"),
             measure(
