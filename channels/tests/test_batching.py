@@ -93,7 +93,8 @@ def test_identical_sms_go_200_numbers_a_request_each_with_its_own_serial(
         assert flight.chunk_send([r.pk for r in rows]) == 450
 
     calls = sends(fake_providers)
-    assert [len(c["PhoneNumberSet"]) for c in calls] == [200, 200, 50]  # ceil(450 / 200) requests
+    # ceil(450 / 200) requests, in flight together: the fake may take them in any order.
+    assert sorted((len(c["PhoneNumberSet"]) for c in calls), reverse=True) == [200, 200, 50]
     got = fresh(rows)
     assert {d.status for d in got} == {DeliveryStatus.SENT}
     serials = [d.provider_message_id for d in got]
