@@ -130,6 +130,15 @@ _INTEGER = {
 _AUTO = {"AutoField", "BigAutoField", "SmallAutoField"}
 
 
+def binding_cursor(alias: str = "default"):
+    """A PostgreSQL cursor that binds its parameters on the server (`%b` for binary): a list goes
+    as one array value, not quoted element by element on the client (psycopg's text array
+    dumper runs a regular expression per element). Used as `with binding_cursor() as cursor:`."""
+    connection = connections[alias]
+    connection.ensure_connection()
+    return connection._prepare_cursor(_server_binding_cursor(connection))
+
+
 def _server_binding_cursor(connection):
     from django.db.backends.postgresql.base import ServerBindingCursor
 

@@ -193,8 +193,9 @@ def test_statements_per_chunk_do_not_grow_with_its_size(
 ):
     rows = [queued("sms", people[i], f"k{i}", account=accounts["tencent"] if i % 2 else None) for i in range(size)]
 
-    # Claim, load, open (lease + attempts); then BEGIN, lock, deliveries, attempts, status changes, COMMIT.
-    with django_assert_max_num_queries(9):
+    # Claim, load, its accounts, open (lease + attempts); then BEGIN, lock, deliveries, attempts,
+    # status changes, COMMIT.
+    with django_assert_max_num_queries(10):
         assert flight.chunk_send([r.pk for r in rows]) == size
 
     assert set(Delivery.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)) == {"sent"}
@@ -298,8 +299,8 @@ def test_jpush_cids_for_a_chunk_come_ten_a_call_and_are_kept_in_one_update(
 ):
     rows = [queued("app_push", people[i], f"push{i}") for i in range(25)]
 
-    # The nine statements of any chunk, and one UPDATE (BEGIN, COMMIT) keeping every cid before the attempts.
-    with django_assert_max_num_queries(12):
+    # The ten statements of any chunk, and one UPDATE (BEGIN, COMMIT) keeping every cid before the attempts.
+    with django_assert_max_num_queries(13):
         assert flight.chunk_send([r.pk for r in rows]) == 25
 
     # The fake's apps are not VIP: at most 10 cids a call, as JPush answers them.
