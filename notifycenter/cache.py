@@ -3,6 +3,9 @@ miss and a write is dropped, so every caller falls back to what it would do on a
 (the catalog reads PostgreSQL, a token is fetched again). `incr` alone still raises, because
 its callers (the API rate limit) need to know the count is not shared.
 
+`add_many` (not in Django's cache API) is `add` for many keys in one pipelined round trip; callers
+that may run on another cache (the embedded `make run`'s local memory) fall back to `add`.
+
 After a failure the cache is skipped for `DOWN_SECONDS`: an unreachable host would otherwise cost
 every call its connect timeout.
 """
@@ -37,6 +40,13 @@ class ReusedRedisClient(RedisCacheClient):
             client = pool._nc_client = self._client(connection_pool=pool)
         return client
 
+    def add_many(self, data: dict, timeout) -> set:
+        """SET NX of every key in one pipelined round trip; the keys that were absent (now set)."""
+        pipe = self.get_client(write=True).pipeline(transaction=False)
+        for key, value in data.items():
+            pipe.set(key, self._serializer.dumps(value), ex=timeout, nx=True)
+        return {key for key, added in zip(data, pipe.execute(), strict=True) if added}
+
 
 class FailSoftRedisCache(RedisCache):
     _down_until = 0.0
@@ -47,10 +57,13 @@ class FailSoftRedisCache(RedisCache):
         self._class = ReusedRedisClient
 
     def _call(self, name, fallback, *args, **kwargs):
+        return self._soft(getattr(super(), name), fallback, *args, **kwargs)
+
+    def _soft(self, call, fallback, *args, **kwargs):
         if time.monotonic() < FailSoftRedisCache._down_until:
             return fallback
         try:
-            return getattr(super(), name)(*args, **kwargs)
+            return call(*args, **kwargs)
         except _UNREACHABLE as err:
             with FailSoftRedisCache._lock:
                 if time.monotonic() >= FailSoftRedisCache._down_until:
@@ -73,6 +86,15 @@ class FailSoftRedisCache(RedisCache):
 
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         return self._call("add", False, key, value, timeout, version)
+
+    def add_many(self, data: dict, timeout=DEFAULT_TIMEOUT, version=None) -> set:
+        """`add` of each key in one round trip; the keys added (none while the cache is away)."""
+        timeout = self.get_backend_timeout(timeout)
+        if not data or not timeout:  # no expiry, or one that deletes at once: `add`'s own ways
+            return {key for key, value in data.items() if self.add(key, value, timeout, version)}
+        made = {self.make_and_validate_key(key, version=version): key for key in data}
+        added = self._soft(self._cache.add_many, set(), {k: data[key] for k, key in made.items()}, timeout)
+        return {made[k] for k in added}
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         return self._call("set", None, key, value, timeout, version)

@@ -310,3 +310,39 @@ def test_jpush_cids_for_a_chunk_come_ten_a_call_and_are_kept_in_one_update(
     assert len(set(cids)) == 25 and {d.status for d in got} == {DeliveryStatus.SENT}
     assert [DeliveryAttempt.objects.get(delivery=d).provider_key for d in got] == cids
     assert sorted(c["body"]["cid"] for c in fake_providers.calls("/jpush/v3/push")) == sorted(cids)
+
+
+def test_a_chunks_wecom_duplicate_checks_are_decided_together(
+    monkeypatch, fake_providers, accounts, people, django_assert_max_num_queries
+):
+    from channels.providers import wecom
+
+    same = [queued("wecom_app", people[0], f"same-{i}") for i in range(4)]
+    other = queued("wecom_app", people[1], "other")
+    words = {"title": "医生已接诊", "body": "李明医生已接诊您的问诊。", "options": {}}
+    Delivery.objects.filter(pk__in=[r.pk for r in [*same, other]]).update(content=words)
+    # The chunk's keys go to the shared cache together, never one `add` a delivery.
+    add = wecom.cache.add
+
+    def one_add(key, *args, **kwargs):
+        assert not key.startswith("nc:wecom-dup:"), "one add a delivery"
+        return add(key, *args, **kwargs)
+
+    monkeypatch.setattr(wecom.cache, "add", one_add)
+
+    assert flight.chunk_send([other.pk]) == 1  # the account's token fetched (and recorded) first
+    # The ten statements of any chunk and one UPDATE for the rows that go without the check.
+    with django_assert_max_num_queries(11):
+        assert flight.chunk_send([same[0].pk, same[1].pk]) == 2
+    # A retry of the first (its answer was lost) and two more with its words, in a later chunk.
+    Delivery.objects.filter(pk=same[0].pk).update(status=DeliveryStatus.QUEUED)
+    assert flight.chunk_send([same[0].pk, same[2].pk, same[3].pk]) == 3
+
+    checks = sorted(
+        (c["body"]["touser"], c["body"]["enable_duplicate_check"]) for c in fake_providers.calls("/message/send")
+    )
+    # The first of some words to a person goes with the check, its retry too; the others without.
+    assert checks == [("staff0", 0), ("staff0", 0), ("staff0", 0), ("staff0", 1), ("staff0", 1), ("staff1", 1)]
+    assert [fresh(r).content.get("wecom_duplicate_check") for r in [*same, other]] == [None, 0, 0, 0, None]
+    assert {fresh(r).status for r in [*same, other]} == {DeliveryStatus.SENT}
+    assert len(fake_providers.delivered("wecom_app")) == 5  # the retry shown once: WeCom's check
