@@ -393,6 +393,8 @@ def _not_implemented(channel: str) -> DeliveryResult:
 
 
 def _log(delivery: Delivery, result: DeliveryResult) -> None:
+    if not logger.isEnabledFor(logging.INFO):  # the address is masked for the line: not for nothing
+        return
     logger.info(
         "delivery %s %s to %s: %s %s",
         delivery.pk,

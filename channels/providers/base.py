@@ -31,8 +31,13 @@ class DeliveryResult:
     duplicate_key: str = ""
 
     def __post_init__(self):
-        if self.outcome not in AttemptOutcome.values or self.outcome == AttemptOutcome.PENDING:
+        if self.outcome not in RESULT_OUTCOMES:
             raise ValueError(f"unknown outcome {self.outcome!r}")
+
+
+# What a result may say: every outcome but `pending` (an attempt's before its answer). A constant:
+# `AttemptOutcome.values` builds its list on each read, and every answer makes a result or two.
+RESULT_OUTCOMES = frozenset(AttemptOutcome.values) - {AttemptOutcome.PENDING}
 
 
 def scrubbed(result: "DeliveryResult | None", delivery: Delivery) -> "DeliveryResult | None":

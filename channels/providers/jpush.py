@@ -11,6 +11,7 @@ Xiaomi, Huawei, OPPO and vivo treat a transactional push as marketing and cap it
 from datetime import timedelta
 
 from ..models import AttemptOutcome, Delivery
+from ..rows import column_update
 from .base import DeliveryResult, Reconcile
 from .http import HttpBackend, ProviderHttpError, Steps
 
@@ -130,8 +131,7 @@ class JPushBackend(HttpBackend):
                     deliveries[i].content = {**deliveries[i].content, "jpush_cid": cid}
                     kept.append(deliveries[i])
                 indexes = indexes[len(cids) :]
-        if kept:
-            Delivery.objects.bulk_update(kept, ["content"])
+        column_update(Delivery, "content", {d.pk: d.content for d in kept})  # bulk_update: a CASE per row
         return results
 
     def provider_key(self, delivery: Delivery) -> str:
