@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 from django.conf import settings
 
@@ -59,13 +59,18 @@ TENCENT_SERVICE = "sms"
 TENCENT_VERSION = "2021-01-11"
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]+")
+
+
+def _escape(run: re.Match) -> str:
+    return "".join([f"%{byte:02X}" for byte in run.group().encode()])
 
 
 def _percent(value: str) -> str:
-    # RFC 3986, as Aliyun's RPC signature requires: only A-Z a-z 0-9 - _ . ~ unescaped. Most
-    # names and values are only those: given back as they are (quote's own layers cost more).
-    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="-_.~")
+    # RFC 3986, as Aliyun's RPC signature requires: only A-Z a-z 0-9 - _ . ~ unescaped, every
+    # other UTF-8 byte as %XX (upper case), as urllib's quote(value, safe="-_.~") does, which
+    # looks up each character on its own: most of a SendSms's CPU.
+    return _UNSAFE.sub(_escape, value)
 
 
 def aliyun_canonical(params: dict) -> str:
@@ -79,7 +84,10 @@ def aliyun_signature(params: dict, secret: str, method: str = "GET") -> str:
 
 
 def _aliyun_sign(canonical: str, secret: str, method: str) -> str:
-    to_sign = f"{method}&{_percent('/')}&{_percent(canonical)}"
+    # The canonical string percent-encoded again: made of unreserved characters, %XX, "=" and "&"
+    # only, so that is "%", "=" and "&" escaped ("%" first).
+    again = canonical.replace("%", "%25").replace("=", "%3D").replace("&", "%26")
+    to_sign = f"{method}&{_percent('/')}&{again}"
     digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 

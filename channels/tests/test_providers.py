@@ -362,6 +362,31 @@ def test_the_aliyun_signature_matches_aliyuns_published_example():
     assert aliyun_signature(params, "testsecret") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["", "SendSms", "2016-02-23T12:46:24Z", "互联网医院", '{"name": "李明", "code": "12 34"}', "a+b/c*d~e%f", "é\n😀"],
+)
+def test_aliyuns_percent_encoding_is_rfc_3986_as_urllib_quote_says(value):
+    from urllib.parse import quote
+
+    from channels.providers.sms import _aliyun_sign, _percent, aliyun_canonical
+
+    assert _percent(value) == quote(value, safe="-_.~")
+    # The canonical string encoded again by escaping "%", "=" and "&" only: the same as quote.
+    canonical = aliyun_canonical({"A": value, "B": "x=y&z"})
+    assert _aliyun_sign(canonical, "s", "POST") == _aliyun_sign_quoted(canonical, "s", "POST")
+
+
+def _aliyun_sign_quoted(canonical: str, secret: str, method: str) -> str:
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import quote
+
+    to_sign = f"{method}&%2F&{quote(canonical, safe='-_.~')}"
+    return base64.b64encode(hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+
+
 @pytest.fixture
 def aliyun(db):
     return ChannelAccount.objects.create(
