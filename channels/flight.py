@@ -304,13 +304,7 @@ def _settle(claim: str, flights: list[Flight]) -> None:
         return
     now = timezone.now()
     with transaction.atomic():
-        rows = (
-            Delivery.objects.select_for_update()
-            .filter(pk__in=[f.delivery.pk for f in flights])
-            .order_by("pk")
-            .values_list("pk", "claim", "status", "finished_at", "attempt_count")
-        )
-        current = {row[0]: row[1:] for row in rows}
+        current = _lock([f.delivery.pk for f in flights])
         settled: list[Flight] = []
         for flight in flights:
             delivery, result = flight.delivery, flight.result
@@ -347,6 +341,25 @@ def _settle(claim: str, flights: list[Flight]) -> None:
         )
     for flight in settled:
         _log(flight.delivery, flight.result)
+
+
+def _lock(ids: list[int]) -> dict[int, tuple]:
+    """The rows locked in id order: id → (claim, status, finished_at, attempt_count)."""
+    if not _postgresql():
+        rows = (
+            Delivery.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", "claim", "status", "finished_at", "attempt_count")
+        )
+        return {row[0]: row[1:] for row in rows}
+    with binding_cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, claim, status, finished_at, attempt_count FROM {D} "  # noqa: S608 (names are ours)
+            "WHERE id = ANY(%b::bigint[]) ORDER BY id FOR UPDATE",
+            [ids],
+        )
+        return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
 def _update_deliveries(deliveries: list[Delivery]) -> None:
