@@ -13,7 +13,7 @@ the profiler's overhead inflates Python-heavy code, so read it as a ranking, not
 
 The same mixed deliveries as bench/deliver.py (its SEED): WeChat official-account template,
 WeCom app, JPush, Aliyun SMS and Tencent SMS, 100 people. Needs PostgreSQL and Redis
-(DATABASE_URL / REDIS_URL); creates and drops its own database `<name>_flightcpu`.
+(DATABASE_URL / REDIS_URL); makes its own database `<name>_flightcpu` afresh on each start.
 """
 
 import argparse
