@@ -346,3 +346,19 @@ def test_a_chunks_wecom_duplicate_checks_are_decided_together(
     assert [fresh(r).content.get("wecom_duplicate_check") for r in [*same, other]] == [None, 0, 0, 0, None]
     assert {fresh(r).status for r in [*same, other]} == {DeliveryStatus.SENT}
     assert len(fake_providers.delivered("wecom_app")) == 5  # the retry shown once: WeCom's check
+
+
+def test_wecom_duplicate_checks_on_a_cache_without_add_many_take_one_add_each(settings, accounts, people):
+    from channels.providers.wecom import DECIDED, cache, duplicate_check_seconds, duplicate_checks
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # `make run`'s
+    assert not hasattr(cache, "add_many")
+    rows = [queued("wecom_app", people[0], f"same-{i}") for i in range(3)]
+    words = {"title": "医生已接诊", "body": "李明医生已接诊您的问诊。", "options": {}}
+    Delivery.objects.filter(pk__in=[r.pk for r in rows]).update(content=words)
+
+    loaded = flight.chunk_load([r.pk for r in rows])
+    duplicate_checks(loaded)
+
+    assert [getattr(d, DECIDED) for d in loaded] == [duplicate_check_seconds(), 0, 0]
+    assert [fresh(r).content.get("wecom_duplicate_check") for r in rows] == [None, 0, 0]
