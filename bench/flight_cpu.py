@@ -13,7 +13,8 @@ the profiler's overhead inflates Python-heavy code, so read it as a ranking, not
 
 The same mixed deliveries as bench/deliver.py (its SEED): WeChat official-account template,
 WeCom app, JPush, Aliyun SMS and Tencent SMS, 100 people. Needs PostgreSQL and Redis
-(DATABASE_URL / REDIS_URL); makes its own database `<name>_flightcpu` afresh on each start.
+(DATABASE_URL / REDIS_URL); one request per delivery unless --batching, as
+bench/deliver.py's mixed run; makes its own database `<name>_flightcpu` afresh on each start.
 """
 
 import argparse
@@ -64,6 +65,9 @@ def main():
     parser.add_argument("--fake-port", type=int, default=18082)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions of the last run")
+    parser.add_argument(
+        "--batching", action="store_true", help="identical Tencent SMS batched (off: one request each, as deliver.py)"
+    )
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
@@ -84,6 +88,7 @@ def main():
             "RUNS": str(args.runs),
             "PROVIDER_EVENT_LOOP": "1",
             "PROVIDER_CHUNK": "200",
+            "PROVIDER_BATCHING": "1" if args.batching else "0",
         }
     )
     env = dict(os.environ)
