@@ -11,6 +11,7 @@ from django.db import transaction
 from inbox.models import Category
 
 from .models import Channel, Preference, PreferenceDefault, Recipient
+from .rows import rows_where
 
 
 class PreferenceError(ValueError):
@@ -71,7 +72,11 @@ def preference_put(*, recipient: Recipient, channels: dict, categories: dict) ->
 
 def preferences_for(recipient_ids) -> dict[int, Preference]:
     """The saved preferences of these people (those who never said anything have none)."""
-    return {p.recipient_id: p for p in Preference.objects.filter(recipient_id__in=set(recipient_ids))}
+    ids = list(set(recipient_ids))
+    found = rows_where(Preference, "recipient_id = ANY(%s)", [ids])
+    if found is None:
+        found = Preference.objects.filter(recipient_id__in=ids)
+    return {p.recipient_id: p for p in found}
 
 
 def preference_defaults() -> dict[str, PreferenceDefault]:

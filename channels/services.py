@@ -22,7 +22,7 @@ from .models import (
 )
 from .providers import BACKENDS, backend_for
 from .routing import account_for
-from .rows import rows_insert
+from .rows import rows_insert, rows_where
 from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,20 @@ class DeliveryRequest:
     reason: str = ""
 
 
-def deliveries_create(*, requests: list[DeliveryRequest]) -> list[Delivery]:
+def deliveries_create(
+    *, requests: list[DeliveryRequest], accounts: dict[str, list[ChannelAccount]] | None = None
+) -> list[Delivery]:
     """Write deliveries in the caller's transaction (the outbox); each due one is enqueued on commit.
 
-    A request whose recipient has no address on its channel is kept as skipped `no_address`.
+    `accounts`: the enabled accounts by channel, when the caller keeps them (the intake's catalog);
+    read here otherwise. A request whose recipient has no address on its channel is kept as
+    skipped `no_address`.
     """
     now = timezone.now()
-    accounts: dict[str, list[ChannelAccount]] = {}
-    for a in ChannelAccount.objects.filter(enabled=True):
-        accounts.setdefault(a.channel, []).append(a)
+    if accounts is None:
+        accounts = {}
+        for a in ChannelAccount.objects.filter(enabled=True):
+            accounts.setdefault(a.channel, []).append(a)
     rows = []
     for req in requests:
         account, route = account_for(channel=req.channel, requested=req.account, accounts=accounts.get(req.channel, []))
@@ -251,6 +256,13 @@ def recipients_resolve(*, named: dict[str, list]) -> dict[tuple[str, str], Recip
     def read(keys):
         found = {}
         keys = list(keys)
+        rows = rows_where(
+            Recipient,
+            "(audience, external_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            [[a for a, _ in keys], [i for _, i in keys]],
+        )
+        if rows is not None:  # PostgreSQL: one statement whatever the count
+            return {(r.audience, r.external_id): r for r in rows}
         # In slices: SQLite caps the number of query parameters. One statement per slice, every
         # audience in it (an event names two or three).
         for start in range(0, len(keys), BULK_BATCH):

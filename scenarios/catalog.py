@@ -35,7 +35,8 @@ class ScenarioConfig:
     reschedules: bool  # some enabled rule lists this event in reschedule_on
 
 
-_loaded: dict[str, tuple[int, float, ScenarioConfig | None]] = {}
+_loaded: dict[str, tuple[int, float, ScenarioConfig | dict | None]] = {}
+ACCOUNTS = " accounts"  # their entry in _loaded: no event name has a space
 _lock = threading.Lock()
 
 
@@ -55,6 +56,23 @@ def scenario_config(code: str, *, version: int | None = None) -> ScenarioConfig 
     with _lock:
         _loaded[code] = (version, time.monotonic(), config)
     return config
+
+
+def channel_accounts(*, version: int | None = None) -> dict[str, list[ChannelAccount]]:
+    """The enabled channel accounts by channel, as deliveries_create routes new deliveries over
+    them; kept per process like a scenario (an account's save bumps the catalog version). Its
+    circuit lives in the cache (channels/routing.py), not on the row, so a kept row is not stale."""
+    if version is None:
+        version = catalog_version()
+    entry = _loaded.get(ACCOUNTS)
+    if entry is not None and entry[0] == version and time.monotonic() - entry[1] < MAX_AGE:
+        return entry[2]
+    accounts: dict[str, list[ChannelAccount]] = {}
+    for account in ChannelAccount.objects.filter(enabled=True):
+        accounts.setdefault(account.channel, []).append(account)
+    with _lock:
+        _loaded[ACCOUNTS] = (version, time.monotonic(), accounts)
+    return accounts
 
 
 def bindings_for(template_ids) -> dict[int, tuple[ChannelBinding, ...]]:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from channels.rows import column_update, rows_insert
+from channels.rows import column_update, rows_insert, rows_where
 from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
@@ -85,12 +85,7 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     version = catalog_version()
     fingerprints = [request_fingerprint(p) for p in payloads]
     keys = [p["idempotency_key"] for p in payloads]
-    stored = {
-        e.idempotency_key: e
-        for e in Event.objects.filter(client=client, idempotency_key__in=set(keys)).only(
-            "idempotency_key", "request_hash", "answer"
-        )
-    }
+    stored = _stored_events(client, set(keys))
     outcomes: list[Outcome | None] = [None] * len(payloads)
     first_with_key: dict[str, int] = {}
     accepted: list[_Accepted] = []
@@ -107,7 +102,7 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     if accepted:
         try:
             with transaction.atomic():
-                _store(client, accepted, now=now)
+                _store(client, accepted, now=now, version=version)
             for item in accepted:
                 outcomes[item.index] = Outcome(answer=item.event.answer, created=True)
         except IntegrityError:
@@ -123,6 +118,15 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
             else:
                 outcomes[i] = events_accept(client=client, payloads=[payloads[i]])[0]
     return outcomes
+
+
+def _stored_events(client: str, keys: set[str]) -> dict[str, Event]:
+    """The client's events already stored under these keys (their hash and answer), by key."""
+    fields = ("idempotency_key", "request_hash", "answer")
+    found = rows_where(Event, "client = %s AND idempotency_key = ANY(%s)", [client, list(keys)], fields=fields)
+    if found is None:
+        found = Event.objects.filter(client=client, idempotency_key__in=keys).only(*fields)
+    return {e.idempotency_key: e for e in found}
 
 
 def _after_race(client: str, item: _Accepted, *, now: datetime) -> Outcome:
@@ -313,7 +317,7 @@ def recipient_ids(recipients: dict) -> dict[str, list[str]]:
     }
 
 
-def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
+def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: int | None = None) -> None:
     """Write the accepted events, their messages and deliveries with one insert per table."""
     events = rows_insert(
         [
@@ -375,7 +379,9 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime) -> None:
         bindings.update(item.config.bindings)
     for message, (item, _) in zip(rows, plans, strict=True):
         item.messages.append(message)
-    deliver_messages([m for m, (_, plan) in zip(rows, plans, strict=True) if plan.immediate], bindings=bindings)
+    deliver_messages(
+        [m for m, (_, plan) in zip(rows, plans, strict=True) if plan.immediate], bindings=bindings, version=version
+    )
 
     for item in accepted:
         cancelled = _cancel_pending(item.event) if item.config.cancels else 0

@@ -61,9 +61,11 @@ CHAIN_MOVES_ON = {"no_address", "no_consent", "opted_out", "channel_not_implemen
 _settings_cache: dict = {}
 
 
-def _policy_settings():
-    """Audience quiet hours and preference defaults, reloaded when the catalog version moves."""
-    version = cache.get(VERSION_KEY, 0)
+def _policy_settings(version: int | None = None):
+    """Audience quiet hours and preference defaults, reloaded when the catalog version moves
+    (`version`: as the caller read it, else read here)."""
+    if version is None:
+        version = cache.get(VERSION_KEY, 0)
     fresh = time_now() - _settings_cache.get("at", -MAX_AGE) < MAX_AGE
     if _settings_cache.get("version") != version or not fresh:
         _settings_cache.update(
@@ -162,14 +164,18 @@ def _decide(message, binding, *, now, preferences, defaults, quiet, counts, dupl
 
 
 def policy_requests(
-    messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]], now: datetime | None = None
+    messages: list[Message],
+    *,
+    bindings: dict[int, tuple[ChannelBinding, ...]],
+    now: datetime | None = None,
+    version: int | None = None,
 ) -> list[DeliveryRequest]:
     """The delivery requests for messages being dispatched, with every policy applied (see the
     module's docstring for the order). Runs in the caller's transaction."""
     if not messages:
         return []
     now = now or timezone.now()
-    quiet, defaults = _policy_settings()
+    quiet, defaults = _policy_settings(version)
     preferences = preferences_for(m.recipient_id for m in messages)
     limited = [m for m in messages if m.rule is not None and (m.rule.cap_count is not None or m.rule.dedup_field)]
     counts = None

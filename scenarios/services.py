@@ -13,7 +13,7 @@ from jsonschema.exceptions import SchemaError
 from channels.providers.sms import CODE_SLOT  # verification-code templates render this slot
 from channels.services import deliveries_create
 
-from .catalog import bindings_for
+from .catalog import bindings_for, channel_accounts
 from .models import ChannelBinding, Message, MessageStatus, Template
 from .policies import policy_requests
 from .rendering import RenderError, render_message
@@ -56,12 +56,15 @@ def render_context(template: Template, data: dict) -> dict:
     return context
 
 
-def deliver_messages(messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]]) -> None:
+def deliver_messages(
+    messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]], version: int | None = None
+) -> None:
     """Hand rendered messages to channels, one delivery per enabled binding of the template, each
-    decided by the delivery policies (scenarios/policies.py)."""
-    requests = policy_requests(messages, bindings=bindings)
+    decided by the delivery policies (scenarios/policies.py). `version`: the catalog version the
+    caller read (the intake's), so the policies' settings and the accounts need no second read."""
+    requests = policy_requests(messages, bindings=bindings, version=version)
     if requests:
-        deliveries_create(requests=requests)
+        deliveries_create(requests=requests, accounts=channel_accounts(version=version))
 
 
 def messages_fire_due(
