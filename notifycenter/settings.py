@@ -286,6 +286,9 @@ if REDIS_URL:
     # enqueued waits in the outbox for the scan. A worker's own reconnects are not affected
     # (CELERY_BROKER_CONNECTION_MAX_RETRIES below).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "max_retries": 0, "socket_connect_timeout": 1}
+    if CELERY_BROKER_URL.startswith("redis://"):
+        # kombu's Redis transport, one publishing client per channel (notifycenter/broker.py).
+        CELERY_BROKER_TRANSPORT = "notifycenter.broker:RedisTransport"
 else:
     _queue_dir = DATA_DIR / "queue"
     # kombu's filesystem transport, writing each message whole (notifycenter/broker.py).

@@ -64,6 +64,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+KICK_KEY = "nc:webhooks-kick"
+KICK_QUIET = 0.9  # seconds: within the key's one-second life, taken before the add was sent
+_kicked_until = [0.0]
+
+
 def kick() -> None:
     """After a commit that wrote status changes: publish and send soon, at most once a second.
     Not with eagerly run tasks (unit tests): there the publish would run inside the request that
@@ -72,8 +77,14 @@ def kick() -> None:
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return
+    # While the key this process set lives, any add fails: no need to ask Redis (a round trip
+    # per single event otherwise). A key another process set is not known here: asked as before.
+    if time.monotonic() < _kicked_until[0]:
+        return
     try:
-        if cache.add("nc:webhooks-kick", 1, timeout=1):
+        at = time.monotonic()
+        if cache.add(KICK_KEY, 1, timeout=1):
+            _kicked_until[0] = at + KICK_QUIET
             publish_webhooks.delay()
     except Exception:  # the broker or Redis down: the beat scan publishes them
         logger.exception("webhook kick failed; the beat scan will publish")

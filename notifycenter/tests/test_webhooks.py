@@ -5,6 +5,7 @@ import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 
@@ -169,3 +170,40 @@ def test_a_worker_that_dies_mid_post_loses_nothing_and_replay_resends(settings, 
     assert [e["id"] for e in receiver.taken].count(row.event_id) == 2  # a replay is the same id again
     assert len(WebhookDelivery.objects.get(pk=row.pk).answers) == 2
     assert WebhookEndpoint.objects.count() == 1
+
+
+def test_a_kick_asks_redis_once_while_its_own_key_lives(settings, monkeypatch):
+    """Single events commit one after another: the kick's key (one second) is this process's own
+    for a while, and no add could succeed meanwhile, so none is sent; after it, one is."""
+    from notifycenter import webhooks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    adds, published = [], []
+    monkeypatch.setattr(webhooks.cache, "add", lambda key, value, timeout: adds.append(key) or True)
+    monkeypatch.setattr("notifycenter.tasks.publish_webhooks.delay", lambda: published.append(1))
+    clock = [1000.0]
+    monkeypatch.setattr(webhooks, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(webhooks, "_kicked_until", [0.0])
+
+    for _ in range(5):
+        webhooks.kick()
+        clock[0] += 0.1
+    assert (len(adds), len(published)) == (1, 1)
+
+    clock[0] += 0.5  # past the key's life
+    webhooks.kick()
+    assert (len(adds), len(published)) == (2, 2)
+
+
+def test_a_kick_refused_by_another_process_key_asks_again(settings, monkeypatch):
+    from notifycenter import webhooks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    adds = []
+    monkeypatch.setattr(webhooks.cache, "add", lambda key, value, timeout: adds.append(key) and False)
+    monkeypatch.setattr("notifycenter.tasks.publish_webhooks.delay", lambda: pytest.fail("not this process's kick"))
+    monkeypatch.setattr(webhooks, "_kicked_until", [0.0])
+
+    webhooks.kick()
+    webhooks.kick()
+    assert len(adds) == 2
