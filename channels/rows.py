@@ -24,10 +24,12 @@ from django.db import connections, router
 from django.db.models import Model
 
 BULK_CHUNK = 5000  # rows per statement: bounds one parameter array, not the caller's batch
-# Up to this many rows, one `VALUES` list of plain parameters: a single event writes a few rows
+# Up to this many parameters, one `VALUES` list of plain ones: a single event writes a few rows
 # per table, and dumping an array per column cost more than the rows (bench/intake_cpu.py: five
-# status changes 0.13 ms of CPU as VALUES, 0.30 ms through unnest).
-FEW_ROWS = 16
+# status changes 0.13 ms of CPU as VALUES, 0.30 ms through unnest). Past 50, psycopg parses the
+# statement anew each time ("Avoid caching queries ... with a huge number of parameters",
+# psycopg/_queries.py): more than the arrays cost.
+FEW_PARAMS = 50
 
 
 def rows_insert(objs: list[Model]) -> list[Model]:
@@ -38,25 +40,53 @@ def rows_insert(objs: list[Model]) -> list[Model]:
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
         return model.objects.bulk_create(objs, batch_size=500)
-    sql, columns = _insert_plan(model, connection.alias)
+    _, columns = _insert_plan(model, connection.alias)
     pk = model._meta.pk
-    connection.ensure_connection()
     for start in range(0, len(objs), BULK_CHUNK):
         chunk = objs[start : start + BULK_CHUNK]
-        if len(chunk) <= FEW_ROWS:
-            sql = _values_sql(model, connection.alias, len(chunk))
-            params = [_value(obj, field, plain, connection) for obj in chunk for field, plain in columns]
-        else:
-            params = [[_value(obj, field, plain, connection) for obj in chunk] for field, plain in columns]
-        cursor = connection._prepare_cursor(_server_binding_cursor(connection))
-        with cursor:
-            cursor.execute(sql, params)
-            ids = [row[0] for row in cursor.fetchall()]
+        ids = _insert(model, connection, [[_value(obj, f, plain, connection) for f, plain in columns] for obj in chunk])
         for obj, new_id in zip(chunk, ids, strict=True):
             setattr(obj, pk.attname, new_id)
             obj._state.adding = False
             obj._state.db = connection.alias
     return objs
+
+
+def values_insert(model: type[Model], rows: list[dict]) -> None:
+    """Insert plain rows (attname → value; the other fields take their defaults, evaluated once
+    per call), in the caller's transaction, without making a model instance per row: for rows
+    nobody reads back, like a delivery's timeline (Model.__init__ was a quarter of a batch's CPU)."""
+    if not rows:
+        return
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**row) for row in rows], batch_size=500)
+        return
+    _, columns = _insert_plan(model, connection.alias)
+    defaults = {f.attname: f.get_default() for f, _ in columns}
+    for field, _ in columns:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            raise ValueError(f"values_insert sets no automatic time: {model.__name__}.{field.name}")
+    for start in range(0, len(rows), BULK_CHUNK):
+        params = [
+            [_prepared(f, plain, row.get(f.attname, defaults[f.attname]), connection) for f, plain in columns]
+            for row in rows[start : start + BULK_CHUNK]
+        ]
+        _insert(model, connection, params)
+
+
+def _insert(model: type[Model], connection, rows: list[list]) -> list[int]:
+    """The rows' values (each in the plan's column order) in one statement; their new ids."""
+    sql, columns = _insert_plan(model, connection.alias)
+    if len(rows) * len(columns) <= FEW_PARAMS:
+        sql = _values_sql(model, connection.alias, len(rows))
+        params = [value for row in rows for value in row]
+    else:
+        params = [list(column) for column in zip(*rows, strict=True)]
+    connection.ensure_connection()
+    with connection._prepare_cursor(_server_binding_cursor(connection)) as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def rows_where(model: type[Model], where: str, params: list, *, fields: tuple[str, ...] = ()) -> list[Model] | None:
@@ -150,7 +180,8 @@ def column_update(model: type[Model], field_name: str, values: dict[int, object]
     pk = model._meta.pk
     quote = connection.ops.quote_name
     pk_type, value_type = _array_type(pk, connection), _array_type(field, connection)
-    if len(values) <= FEW_ROWS:  # plain parameters, as rows_insert's few rows
+    few = len(values) * 2 <= FEW_PARAMS
+    if few:  # plain parameters, as rows_insert's few rows
         pairs = ", ".join([f"(%s::{pk_type[:-2]}, %s::{value_type[:-2]})"] * len(values))
         source = f"(VALUES {pairs})"
     else:
@@ -161,7 +192,7 @@ def column_update(model: type[Model], field_name: str, values: dict[int, object]
     )
     prepared = [field.get_db_prep_save(value, connection) for value in values.values()]
     params = [list(values), prepared]
-    if len(values) <= FEW_ROWS:
+    if few:
         params = [p for pair in zip(values, prepared, strict=True) for p in pair]
     connection.ensure_connection()
     with connection._prepare_cursor(_server_binding_cursor(connection)) as cursor:
@@ -192,6 +223,15 @@ def _value(obj, field, plain, connection):
     if plain is not None and type(value) in plain and (plain[0] is not datetime or value.tzinfo is not None):
         return value
     return field.get_db_prep_save(field.pre_save(obj, True), connection)
+
+
+def _prepared(field, plain, value, connection):
+    """A plain row's value as `_value` gives an instance's."""
+    if value is None and plain is not None:
+        return value
+    if plain is not None and type(value) in plain and (plain[0] is not datetime or value.tzinfo is not None):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 _TEXT = {"CharField", "TextField", "SlugField", "EmailField", "URLField"}

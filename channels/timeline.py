@@ -24,7 +24,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from .models import Delivery, DeliveryStatus, DeliveryStatusChange
-from .rows import rows_insert
+from .rows import values_insert
 
 # Sent (no arguments) after a transaction that wrote status changes commits.
 status_changes_committed = Signal()
@@ -57,13 +57,18 @@ def status_changes_record(
     INSERT; `codes` gives a code per delivery where they differ (a chunk's answers)."""
     codes = codes or {}
     rows = [
-        DeliveryStatusChange(
-            delivery_id=pk, status=status, at=at, source=source, code=codes.get(pk, code)[:64], detail=detail[:500]
-        )
+        {
+            "delivery_id": pk,
+            "status": status,
+            "at": at,
+            "source": source,
+            "code": codes.get(pk, code)[:64],
+            "detail": detail[:500],
+        }
         for pk, status in changes
     ]
     if rows:
-        rows_insert(rows)
+        values_insert(DeliveryStatusChange, rows)
         transaction.on_commit(_announce)
 
 

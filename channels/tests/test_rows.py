@@ -7,8 +7,8 @@ import pytest
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from channels.models import Delivery, DeliveryStatus
-from channels.rows import column_update, rows_insert
+from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange, Recipient
+from channels.rows import column_update, rows_insert, rows_where, values_insert
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,14 @@ def _delivery(n: int, **fields) -> Delivery:
     )
 
 
-def test_rows_come_back_with_ids_and_read_back_as_written():
+@pytest.fixture(params=["values", "unnest"])
+def statement(request, monkeypatch):
+    """Both statements rows.py writes with: a VALUES list (a few rows) and unnest (more)."""
+    monkeypatch.setattr("channels.rows.FEW_PARAMS", 10_000 if request.param == "values" else 0)
+    return request.param
+
+
+def test_rows_come_back_with_ids_and_read_back_as_written(statement):
     naive = datetime(2026, 11, 25, 15, 0)  # local time (Asia/Shanghai), as Django reads a naive one
     rows = rows_insert([_delivery(1), _delivery(2, finished_at=naive, attempt_count=3, address="")])
 
@@ -51,7 +58,35 @@ def test_a_unique_clash_is_an_integrity_error_as_with_bulk_create():
         rows_insert([_delivery(1)])
 
 
-def test_one_column_of_many_rows_set_by_id():
+def test_plain_rows_take_the_defaults_of_the_fields_they_leave_out(statement):
+    delivery = rows_insert([_delivery(1)])[0]
+    at = timezone.now()
+    values_insert(
+        DeliveryStatusChange,
+        [
+            {"delivery_id": delivery.pk, "status": "queued", "at": at, "source": "create"},
+            {"delivery_id": delivery.pk, "status": "sent", "at": at, "source": "send", "code": "ok", "applied": False},
+        ],
+    )
+
+    first, second = DeliveryStatusChange.objects.filter(delivery=delivery).order_by("pk")
+    assert (first.status, first.code, first.detail, first.applied, first.at) == ("queued", "", "", True, at)
+    assert (second.status, second.code, second.applied) == ("sent", "ok", False)
+
+
+def test_rows_read_as_the_orm_reads_them():
+    person = Recipient.objects.create(audience="patient", external_id="p-rows", phone="13800138000")
+    Recipient.objects.create(audience="doctor", external_id="p-rows")
+
+    (found,) = rows_where(Recipient, "audience = %s AND external_id = ANY(%s)", ["patient", ["p-rows", "x"]])
+    (narrow,) = rows_where(Recipient, "id = %s", [person.pk], fields=("external_id",))
+
+    assert found.pk == person.pk and found.phone == "13800138000"  # decrypted as the ORM's would be
+    assert found.push_registration_ids == [] and found._state.adding is False
+    assert narrow.external_id == "p-rows" and narrow.get_deferred_fields() >= {"phone", "audience"}
+
+
+def test_one_column_of_many_rows_set_by_id(statement):
     rows = rows_insert([_delivery(n) for n in range(3)])
     later = timezone.now() + timedelta(hours=1)
 
