@@ -203,7 +203,11 @@ def _plain_types(field) -> tuple | None:
     """The Python types whose values a column takes as they are. Django's own preparation
     (`get_db_prep_save`) is two microseconds a value, most of a bulk insert's Python; strings,
     integers and aware date-times as our code builds them pass as they are, anything else (JSON, a
-    naive date-time, auto_now) goes through Django."""
+    naive date-time, auto_now) goes through Django, and so does every field class of our own (an
+    encrypted address, a keyed hash computed in pre_save: taken as they are, they would be stored
+    in clear, or not at all)."""
+    if not type(field).__module__.startswith("django."):
+        return None
     internal = field.get_internal_type()
     if internal in _TEXT:
         return (str,)

@@ -4,7 +4,7 @@ column's limits enforced (never a value cut short), JSON and time zones kept."""
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange, Recipient
@@ -72,6 +72,17 @@ def test_plain_rows_take_the_defaults_of_the_fields_they_leave_out(statement):
     first, second = DeliveryStatusChange.objects.filter(delivery=delivery).order_by("pk")
     assert (first.status, first.code, first.detail, first.applied, first.at) == ("queued", "", "", True, at)
     assert (second.status, second.code, second.applied) == ("sent", "ok", False)
+
+
+def test_fields_of_our_own_are_prepared_by_themselves(statement):
+    """An address is stored encrypted and its keyed hash computed, as the ORM's save would."""
+    (person,) = rows_insert([Recipient(audience="patient", external_id="p-sealed", phone="13800138000")])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT phone, phone_hash FROM channels_recipient WHERE id = %s", [person.pk])
+        stored, digest = cursor.fetchone()
+    assert stored and "13800138000" not in stored
+    assert Recipient.objects.get(phone_hash=digest).phone == "13800138000"
 
 
 def test_rows_read_as_the_orm_reads_them():
