@@ -57,6 +57,11 @@ class RedisChannel(redis.Channel):
             self._publisher = super()._create_client()
         return self._publisher
 
+    def _disconnect_pools(self):
+        # After a fork or a failed connect kombu makes new pools: the client goes with the old one.
+        self._publisher = None
+        super()._disconnect_pools()
+
 
 class RedisTransport(redis.Transport):
     Channel = RedisChannel
