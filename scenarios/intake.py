@@ -367,7 +367,9 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: in
                         else MessageStatus.SCHEDULED
                     ),
                     status_reason=plan.skip_reason,
-                    dispatched_at=now if plan.immediate else None,
+                    # Not before the event's own receipt time (set as it was inserted, after `now`
+                    # was read): the event's record lists them in that order.
+                    dispatched_at=max(now, item.event.received_at) if plan.immediate else None,
                     due_at=plan.due_at,
                     rendered=plan.rendered,
                 )

@@ -35,6 +35,17 @@ def test_paid_video_consultation_tells_doctor_patient_and_operations(catalog, ba
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.DISPATCHED}
 
 
+def test_a_message_is_never_dispatched_before_its_event_was_received(catalog, backend):
+    """The event's receipt time is set as it is inserted, after intake read its clock: a message
+    dispatched at that earlier reading would read as sent before its event arrived (the event's
+    record listed them out of order when a second turned in between)."""
+    assert post(backend, paid_event(consultation_type="video")).status_code == 202
+
+    event = Event.objects.get()
+    dispatched = list(Message.objects.filter(event=event).values_list("dispatched_at", flat=True))
+    assert dispatched and all(at >= event.received_at for at in dispatched)
+
+
 def test_text_consultation_does_not_tell_operations_and_says_so(catalog, backend):
     response = post(backend, paid_event(consultation_type="text"))
 
