@@ -19,7 +19,8 @@ database, broker and fake provider server, started here:
 
 Measured: deliveries/s from the enqueue to the last delivery settled, worker CPU time per
 delivery (the worker process and its children, from /proc), and the whole machine's CPU time per
-delivery (PostgreSQL, Redis and the fake server included). Needs PostgreSQL and Redis
+delivery (PostgreSQL, Redis and the fake server included), and of it the fake provider server's
+and PostgreSQL's. Needs PostgreSQL and Redis
 (DATABASE_URL / REDIS_URL as `make test`); creates and drops its own database `<name>_deliver`.
 """
 
@@ -120,6 +121,30 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def named_cpu_seconds(prefix: str) -> float:
+    """utime + stime of every live process whose name starts with `prefix` (PostgreSQL's
+    backends: "postgres")."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1 :].startswith(prefix):
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+FAKE_PID = 0  # the fake provider server's process, set by main()
+
+
+def split_cpu() -> tuple[float, float]:
+    """CPU seconds so far of the fake provider server and of PostgreSQL: on this machine they
+    share the cores with the workers; in production the providers are elsewhere."""
+    return cpu_seconds(FAKE_PID), named_cpu_seconds("postgres")
+
+
 def machine_cpu_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(x) for i, x in enumerate(fields) if i not in (3, 4))  # all but idle and iowait
@@ -149,7 +174,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
         stderr=subprocess.DEVNULL,
     )
     time.sleep(6)  # Django and the pool up before the clock starts
-    cpu0, machine0 = cpu_seconds(worker.pid), machine_cpu_seconds()
+    cpu0, machine0, split0 = cpu_seconds(worker.pid), machine_cpu_seconds(), split_cpu()
     t0 = time.monotonic()
     run([PY, "-c", RELEASE, "0", "0", str(run_no)], {**env, **extra_env})
     while True:
@@ -159,6 +184,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
         time.sleep(0.1)
     elapsed = time.monotonic() - t0
     cpu, machine = cpu_seconds(worker.pid) - cpu0, machine_cpu_seconds() - machine0
+    fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
     print(f"{label}: {sent} sent, {failed} failed of {total} in {elapsed:.1f} s", flush=True)
@@ -170,6 +196,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
         f"{total / elapsed:,.0f}",
         f"{cpu / total * 1000:.2f}",
         f"{machine / total * 1000:.2f}",
+        f"{fake_cpu / total * 1000:.2f} / {pg_cpu / total * 1000:.2f}",
     )
 
 
@@ -199,13 +226,14 @@ def http_alone(fake_url: str, n: int, threads: int) -> tuple:
                 errors.append(answer.data)
 
     pool_threads = [threading.Thread(target=one) for _ in range(threads)]
-    cpu0, machine0, t0 = time.process_time(), machine_cpu_seconds(), time.monotonic()
+    cpu0, machine0, t0, split0 = time.process_time(), machine_cpu_seconds(), time.monotonic(), split_cpu()
     for t in pool_threads:
         t.start()
     for t in pool_threads:
         t.join()
     elapsed = time.monotonic() - t0
     cpu, machine = time.process_time() - cpu0, machine_cpu_seconds() - machine0
+    fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     total = per_thread * threads
     return (
         f"HTTP alone ×{threads} threads (no DB, no Celery)",
@@ -215,6 +243,7 @@ def http_alone(fake_url: str, n: int, threads: int) -> tuple:
         f"{total / elapsed:,.0f}",
         f"{cpu / total * 1000:.2f}",
         f"{machine / total * 1000:.2f}",
+        f"{fake_cpu / total * 1000:.2f} / {pg_cpu / total * 1000:.2f}",
     )
 
 
@@ -261,7 +290,7 @@ def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
         return r.ru_utime + r.ru_stime
 
     cores = os.cpu_count()
-    cpu0, machine0, t0 = children_cpu(), machine_cpu_seconds(), time.monotonic()
+    cpu0, machine0, t0, split0 = children_cpu(), machine_cpu_seconds(), time.monotonic(), split_cpu()
     procs = [
         subprocess.Popen(
             [PY, "-c", ASYNC_PEER, fake_url, str(n // cores), str(in_flight), f"{t0:.0f}-{k}", kind],
@@ -273,6 +302,7 @@ def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
     elapsed = time.monotonic() - t0
     machine = machine_cpu_seconds() - machine0
     cpu = children_cpu() - cpu0
+    fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     total = n // cores * cores
     return (
         f"bare async HTTP, {kind}, ×{cores} processes × {in_flight} in flight (no DB, no Celery)"
@@ -283,6 +313,7 @@ def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
         f"{total / elapsed:,.0f}",
         f"{cpu / total * 1000:.2f}",
         f"{machine / total * 1000:.2f}",
+        f"{fake_cpu / total * 1000:.2f} / {pg_cpu / total * 1000:.2f}",
     )
 
 
@@ -331,6 +362,8 @@ def main():
         env=env,
         stdout=subprocess.DEVNULL,
     )
+    global FAKE_PID
+    FAKE_PID = fake.pid
     try:
         wait_http(f"{fake_url}/_calls")
         run([PY, "-c", SEED], env)
@@ -377,6 +410,7 @@ def main():
             "deliveries/s",
             "worker CPU ms/delivery",
             "machine CPU ms/delivery",
+            "of which fake providers / PostgreSQL",
             "× the peer",
         ),
         rows,
@@ -407,6 +441,7 @@ def identical(db: str, env: dict, args, cores: str) -> None:
             "deliveries/s",
             "worker CPU ms/delivery",
             "machine CPU ms/delivery",
+            "of which fake providers / PostgreSQL",
         ),
         rows,
     )
