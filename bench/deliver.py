@@ -325,6 +325,9 @@ def main():
     parser.add_argument("--fake-port", type=int, default=18081)
     parser.add_argument("--chunk", type=int, default=200, help="deliveries per task, all in flight together")
     parser.add_argument(
+        "--processes", type=int, default=0, help="prefork worker processes for the event loop (default: one per core)"
+    )
+    parser.add_argument(
         "--identical",
         action="store_true",
         help="only identical-content Tencent SMS to distinct numbers, one request each, then batched (200 a SendSms)",
@@ -367,7 +370,7 @@ def main():
     try:
         wait_http(f"{fake_url}/_calls")
         run([PY, "-c", SEED], env)
-        cores = str(os.cpu_count())
+        cores = str(args.processes or os.cpu_count())
         if args.identical:
             identical(db, env, args, cores)
             return
