@@ -197,22 +197,36 @@ def _enqueue_failed(ids: list[int], status: str) -> None:
         logger.exception("could not clear the enqueue time of deliveries %s", ids)
 
 
-def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
-    """Cancel the deliveries of these messages that have not gone out yet (held ones too)."""
+UNSENT = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+
+
+def _cancel_unsent(rows, *, reason: str, source: str) -> int:
+    """Cancel those of `rows` (a Delivery queryset) that have not gone out yet, held ones too,
+    with their status-change rows; the ones being sent finish as they go. Returns how many."""
     now = timezone.now()
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update()
-            .filter(message_ref__in=message_refs, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED))
-            .values_list("pk", flat=True)
-        )
+        ids = list(rows.select_for_update().filter(status__in=UNSENT).values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now
+            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
         )
         status_changes_record(
-            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.CANCEL, code=reason
+            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=source, code=reason
         )
     return len(ids)
+
+
+def deliveries_cancel(*, message_refs: list[int], reason: str) -> int:
+    """Cancel the deliveries of these messages that have not gone out yet (held ones too)."""
+    rows = Delivery.objects.filter(message_ref__in=message_refs)
+    return _cancel_unsent(rows, reason=reason, source=ChangeSource.CANCEL)
+
+
+def deliveries_cancel_keyed(*, key_prefix: str, reason: str) -> int:
+    """Cancel the deliveries whose idempotency key starts with `key_prefix` (a broadcast's
+    `b<id>:`) that have not gone out yet. Only queued and deferred rows are looked at (their
+    partial indexes), not the whole table."""
+    rows = Delivery.objects.filter(idempotency_key__startswith=key_prefix)
+    return _cancel_unsent(rows, reason=reason, source=ChangeSource.CANCEL)
 
 
 RECIPIENT_FIELDS = (
@@ -363,39 +377,6 @@ def deliveries_retry(*, ids: list[int]) -> int:
     return len(due)
 
 
-def deliveries_cancel_keyed(*, key_prefix: str, reason: str) -> int:
-    """Cancel the deliveries whose idempotency key starts with `key_prefix` (a broadcast's
-    `b<id>:`) that have not gone out yet, held ones too; the ones being sent finish as they go.
-    Only queued and deferred rows are looked at (their partial indexes), not the whole table."""
-    now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update()
-            .filter(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED), idempotency_key__startswith=key_prefix)
-            .values_list("pk", flat=True)
-        )
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
-        )
-        status_changes_record(
-            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.CANCEL, code=reason
-        )
-    return len(ids)
-
-
 def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator") -> int:
     """Operations' "cancel": deliveries not gone out yet never will."""
-    now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update()
-            .filter(pk__in=ids, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED))
-            .values_list("pk", flat=True)
-        )
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
-        )
-        status_changes_record(
-            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=ChangeSource.OPERATOR, code=reason
-        )
-    return len(ids)
+    return _cancel_unsent(Delivery.objects.filter(pk__in=ids), reason=reason, source=ChangeSource.OPERATOR)
