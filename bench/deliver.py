@@ -137,6 +137,16 @@ def named_cpu_seconds(prefix: str) -> float:
 
 
 FAKE_PID = 0  # the fake provider server's process, set by main()
+HEAD = (
+    "worker pool",
+    "deliveries",
+    "sent",
+    "seconds",
+    "deliveries/s",
+    "worker CPU ms/delivery",
+    "machine CPU ms/delivery",
+    "of which fake providers / PostgreSQL",
+)  # the columns of measure()'s rows
 
 
 def split_cpu() -> tuple[float, float]:
@@ -405,17 +415,7 @@ def main():
     peer = float(rows[1][4].replace(",", ""))
     rows = [(*row, f"{float(row[4].replace(',', '')) / peer:.2f}") for row in rows]
     print_table(
-        (
-            "worker pool",
-            "deliveries",
-            "sent",
-            "seconds",
-            "deliveries/s",
-            "worker CPU ms/delivery",
-            "machine CPU ms/delivery",
-            "of which fake providers / PostgreSQL",
-            "× the peer",
-        ),
+        (*HEAD, "× the peer"),
         rows,
     )
 
@@ -436,16 +436,7 @@ def identical(db: str, env: dict, args, cores: str) -> None:
         for run_no, batching, flag in ((2, "one request each", "0"), (3, "batched", "1"))
     ]
     print_table(
-        (
-            "worker pool",
-            "deliveries",
-            "sent",
-            "seconds",
-            "deliveries/s",
-            "worker CPU ms/delivery",
-            "machine CPU ms/delivery",
-            "of which fake providers / PostgreSQL",
-        ),
+        HEAD,
         rows,
     )
     print(f"load average {os.getloadavg()[0]:.2f}")
