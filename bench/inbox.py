@@ -224,7 +224,7 @@ def main():
 def queries(args, people, rows):
     from notifications.models import Notification
 
-    from inbox.selectors import inbox_message_list, inbox_unread_counts
+    from inbox.selectors import inbox_message_list, inbox_page, inbox_unread_counts
     from inbox.services import inbox_messages_mark_read
 
     # A reused database has had its read-all samples read already: other heavy users this time.
@@ -255,8 +255,8 @@ def queries(args, people, rows):
     (f50, f99), _ = timed_pair(round_trip, lambda u: None, mixed)
     rows.append(("floor: SELECT 1 through Django's cursor", f"{f50:.2f}", f"{f99:.2f}", "", "", "", ""))
     pair(
-        "first page (20)",
-        lambda u: list(inbox_message_list(audience="patient", recipient_id=f"p-{u}")[:20]),
+        "first page (20; ours as the list API reads it)",
+        lambda u: inbox_page(audience="patient", recipient_id=f"p-{u}", limit=20),
         lambda u: list(Notification.objects.filter(recipient_id=u + 1)[:20]),
         mixed,
         "p99 ≤ 15 ms, ≥ 5× peer",
@@ -268,7 +268,7 @@ def queries(args, people, rows):
         cursors[u] = page[0] if page else None
     pair(
         "deep page, heavy user (ours: cursor; peer: OFFSET 200)",
-        lambda u: list(inbox_message_list(audience="patient", recipient_id=f"p-{u}", before_id=cursors[u])[:20]),
+        lambda u: inbox_page(audience="patient", recipient_id=f"p-{u}", limit=20, before_id=cursors[u]),
         lambda u: list(Notification.objects.filter(recipient_id=u + 1)[200:220]),
         heavy,
     )

@@ -29,7 +29,8 @@ def _time(value):
 
 
 def message_answer(message: InboxMessage, platform: str | None = None) -> dict:
-    """The message's fields as the API answers them, links resolved for `platform`."""
+    """The message's fields as the API answers them, links resolved for `platform`. `message` is
+    a model instance or anything with its attributes (a list page's `selectors.PageRow`)."""
     return {
         "id": message.pk,
         "category": message.category,

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from .answers import PLATFORMS, message_answer
 from .models import Category, InboxMessage
-from .selectors import inbox_counts, inbox_message_get, inbox_message_list
+from .selectors import inbox_counts, inbox_message_get, inbox_page
 from .services import (
     inbox_action_press,
     inbox_message_delete,
@@ -201,17 +201,16 @@ class MessageListApi(InboxApi):
         params = filters.validated_data
         before_id = _decode_cursor(params["cursor"]) if params.get("cursor") else None
         limit = params["limit"]
-        rows = list(
-            inbox_message_list(
-                **self.owner(),
-                category=params.get("category"),
-                unread=params.get("unread"),
-                seen=params.get("seen"),
-                archived=params["archived"],
-                before_id=before_id,
-            )[: limit + 1]
+        rows = inbox_page(
+            **self.owner(),
+            limit=limit + 1,
+            category=params.get("category"),
+            unread=params.get("unread"),
+            seen=params.get("seen"),
+            archived=params["archived"],
+            before_id=before_id,
         )
-        next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        next_cursor = _encode_cursor(rows[limit - 1].pk) if len(rows) > limit else None
         data = MessageOutput(rows[:limit], many=True, context={"platform": self.platform()}).data
         return Response({"results": data, "next_cursor": next_cursor})
 
