@@ -28,7 +28,7 @@ class InboxMessage(models.Model):
     link = models.JSONField(_("link"), default=dict, blank=True)
     # Up to two buttons from the template: [{key, label, style, link}], link as `link` above.
     actions = models.JSONField(_("actions"), default=list, blank=True)
-    source_key = models.CharField(_("source"), max_length=100, unique=True, null=True, blank=True)
+    source_key = models.CharField(_("source"), max_length=100, null=True, blank=True)  # noqa: DJ001 (NULL: no source; unique where set)
     template_code = models.CharField(_("template code"), max_length=64, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     seen_at = models.DateTimeField(_("seen at"), null=True, blank=True)
@@ -39,6 +39,11 @@ class InboxMessage(models.Model):
     class Meta:
         verbose_name = _("inbox message")
         verbose_name_plural = _("inbox messages")
+        constraints = [
+            # A constraint, not `unique=True`: on PostgreSQL that also makes a varchar_pattern_ops
+            # index for LIKE, which nothing runs here, and every new or read message paid for it.
+            models.UniqueConstraint(fields=["source_key"], name="inbox_inboxmessage_source_key_key"),
+        ]
         indexes = [
             # A person's list, newest first, by keyset on id.
             models.Index(

@@ -5,7 +5,7 @@ import itertools
 import random
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from inbox.models import Category, InboxMessage
@@ -78,3 +78,17 @@ def test_a_page_holds_json_and_times_as_the_model_does(messages):
     assert any(row.actions and row.actions[0]["label"] == "去支付" for row in first)
     assert all(row.created_at.tzinfo is not None for row in first)
     assert [row.pk for row in first] == sorted((row.pk for row in first), reverse=True)
+
+
+@pytest.mark.django_db
+def test_source_key_is_unique_without_a_like_index():
+    """The unique constraint stays (retried deliveries make no second row); the LIKE index that
+    `unique=True` would add, and every write would maintain, is not there."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [InboxMessage._meta.db_table])
+        definitions = [d for (d,) in cursor.fetchall()]
+    assert [d for d in definitions if "(source_key)" in d and "UNIQUE" in d]
+    assert not [d for d in definitions if "pattern_ops" in d], definitions
+    InboxMessage.objects.create(audience="patient", recipient_id="p-1", title="t", body="b", source_key="k")
+    with pytest.raises(IntegrityError):
+        InboxMessage.objects.create(audience="patient", recipient_id="p-2", title="t", body="b", source_key="k")
