@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from .masking import mask_address
 from .models import HASHED, Delivery, DeliveryAttempt, DeliveryStatus, Recipient
+from .services import deliveries_cancel_recipient
 
 UNFINISHED = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
@@ -79,9 +80,7 @@ def recipient_erase(*, audience: str, external_id: str) -> dict | None:
     if recipient is None:
         return None
     now = timezone.now()
-    cancelled = Delivery.objects.filter(
-        recipient=recipient, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
-    ).update(status=DeliveryStatus.CANCELLED, last_error_code="erased", finished_at=now, updated_at=now)
+    cancelled = deliveries_cancel_recipient(recipient_id=recipient.pk, reason="erased")
     deliveries = list(Delivery.objects.filter(recipient=recipient).only("id", "channel", "address"))
     for delivery in deliveries:
         # Kept masked already; the inbox's "audience:id" goes too.

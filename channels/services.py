@@ -229,6 +229,12 @@ def deliveries_cancel_keyed(*, key_prefix: str, reason: str) -> int:
     return _cancel_unsent(rows, reason=reason, source=ChangeSource.CANCEL)
 
 
+def deliveries_cancel_recipient(*, recipient_id: int, reason: str) -> int:
+    """Cancel one person's deliveries that have not gone out yet (an erasure asked by an operator)."""
+    rows = Delivery.objects.filter(recipient_id=recipient_id)
+    return _cancel_unsent(rows, reason=reason, source=ChangeSource.OPERATOR)
+
+
 RECIPIENT_FIELDS = (
     "name",
     "phone",

@@ -246,6 +246,20 @@ def inbox_events_purge(*, older_than_hours: int, batch_size: int = 5000) -> int:
         deleted += InboxEvent.objects.filter(pk__in=ids).delete()[0]
 
 
+def inbox_person_erase(*, audience: str, recipient_id: str) -> int:
+    """Erase a person's inbox (PIPL): their messages, the presses of their buttons, and their
+    live events, which carry the messages' text. The counter row stays, moved to zero by one
+    `counts.changed` event, so that its `seq` goes on: a client that reconnects is told to
+    reload rather than handed old numbers again. Returns how many messages went."""
+    with transaction.atomic():
+        if not InboxCounter.objects.select_for_update().filter(audience=audience, recipient_id=recipient_id).exists():
+            return 0  # every write of a message moves the counter: no counter, no messages
+        InboxEvent.objects.filter(audience=audience, recipient_id=recipient_id).delete()
+        _, by_model = InboxMessage.objects.filter(audience=audience, recipient_id=recipient_id).delete()
+        inbox_counter_recount(audience=audience, recipient_id=recipient_id)
+    return by_model.get(InboxMessage._meta.label, 0)
+
+
 def inbox_counter_recount(*, audience: str, recipient_id: str) -> bool:
     """Recompute one person's counter from their messages; returns whether it was wrong. A
     wrong counter is corrected and the new counts are pushed live (`counts.changed`)."""

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from channels.retention import deliveries_purge, deliveries_unfinished, recipient_erase, recipient_export
 from inbox.models import InboxMessage
+from inbox.services import inbox_person_erase
 
 from .models import Event, Message, MessageStatus, PlanEnrollment
 
@@ -92,7 +93,7 @@ def person_erase(*, audience: str, external_id: str) -> dict | None:
     pending reminders to them are cancelled. What remains is the bare record that something was
     sent (ids, times, statuses), until the retention purge. Returns counts, or None."""
     channels_part = recipient_erase(audience=audience, external_id=external_id)
-    inbox_deleted = InboxMessage.objects.filter(audience=audience, recipient_id=external_id).delete()[0]
+    inbox_deleted = inbox_person_erase(audience=audience, recipient_id=external_id)
     if channels_part is None and not inbox_deleted:
         return None
     mine = Message.objects.filter(recipient__audience=audience, recipient__external_id=external_id)

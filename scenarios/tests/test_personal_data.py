@@ -8,8 +8,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from channels.models import Delivery, DeliveryAttempt, DeliveryStatus, Recipient
-from inbox.models import InboxMessage
+from channels.models import ChangeSource, Delivery, DeliveryAttempt, DeliveryStatus, DeliveryStatusChange, Recipient
+from inbox.models import InboxCounter, InboxEvent, InboxMessage
+from inbox.selectors import inbox_counts, inbox_counts_truth
+from inbox.services import inbox_message_put
 from scenarios.models import Event, Message, MessageStatus
 from scenarios.retention import events_purge
 from tests.factories import paid_event
@@ -136,3 +138,42 @@ def test_a_person_is_exported_then_erased(catalog, backend, capsys):
 
     with pytest.raises(CommandError, match="No data"):
         call_command("person", "export", "patient", "nobody")
+
+
+def test_an_erasure_takes_the_live_events_and_leaves_the_counts_true(catalog, backend, capsys):
+    """The live events carry the messages' text: they go with the messages. The counter goes
+    to zero with one `counts.changed` and its seq goes on, so a new message counts one; the
+    deliveries not yet sent are cancelled with a line in their timeline."""
+    payload = paid_event()
+    payload["recipients"]["doctor"] = [{"id": "d-17", "phone": PHONE}]
+    assert backend.post("/api/v1/events", payload, format="json").status_code == 202
+    title = InboxMessage.objects.get(audience="doctor", recipient_id="d-17").title
+    before = InboxCounter.objects.get(audience="doctor", recipient_id="d-17")
+    assert before.unseen >= 1 and InboxEvent.objects.filter(audience="doctor", recipient_id="d-17").exists()
+    pending = Delivery.objects.filter(recipient__external_id="d-17").exclude(channel="inbox")
+    pending.update(status=DeliveryStatus.QUEUED, not_before=timezone.now() + timedelta(hours=1))
+
+    call_command("person", "erase", "doctor", "d-17", "--yes")
+    result = json.loads(capsys.readouterr().out)
+    assert result["inbox_deleted"] == 1 and result["deliveries_cancelled"] == pending.count() >= 1
+
+    events = list(InboxEvent.objects.filter(audience="doctor", recipient_id="d-17"))
+    assert [e.kind for e in events] == ["counts.changed"]
+    assert title not in json.dumps(events[0].data, ensure_ascii=False)
+    assert events[0].seq == before.seq + 1 and events[0].data["counts"]["total"] == 0
+    doctor = {"audience": "doctor", "recipient_id": "d-17"}
+    assert inbox_counts(**doctor) == inbox_counts_truth(**doctor)
+    cancelled = DeliveryStatusChange.objects.filter(delivery__in=pending, status=DeliveryStatus.CANCELLED)
+    assert {(c.source, c.code) for c in cancelled} == {(ChangeSource.OPERATOR, "erased")}
+    assert cancelled.count() == pending.count()
+    # Another person's inbox is untouched, and a new message counts from zero.
+    assert InboxEvent.objects.filter(audience="patient", recipient_id="p-42").exists()
+    inbox_message_put(**doctor, title="新消息", body="正文", category="system", link={}, source_key="after-erase")
+    assert inbox_counts(**doctor)["total"] == 1
+
+
+def test_erasing_someone_without_an_inbox_makes_no_counter(catalog, backend, capsys):
+    Recipient.objects.create(audience="doctor", external_id="d-99", phone=PHONE)
+    call_command("person", "erase", "doctor", "d-99", "--yes")
+    assert json.loads(capsys.readouterr().out)["inbox_deleted"] == 0
+    assert not InboxCounter.objects.filter(audience="doctor", recipient_id="d-99").exists()
