@@ -1,6 +1,6 @@
 """The bare view bench/ingest.py measures the intake against: the request body stored as one row
 (`bench_raw`, made by the raw psycopg peer), answered 202 with a small JSON body. No parsing, no
-validation, no authentication: what Django and gunicorn cost on this machine, and one INSERT."""
+validation, no authentication: what Django and the web server cost on this machine, and one INSERT."""
 
 import uuid
 

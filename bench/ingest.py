@@ -1,13 +1,18 @@
-"""Ingest benchmark: events through gunicorn on PostgreSQL and Redis, next to raw psycopg and a
-bare Django view that validates nothing and inserts one row (bench/bare_urls.py), served by the
-same gunicorn configuration in the same run.
+"""Ingest benchmark: events through the web server on PostgreSQL and Redis, next to raw psycopg and
+a bare Django view that validates nothing and inserts one row (bench/bare_urls.py), served by the
+same web server configuration in the same run.
 
-    .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16] [--web-workers 3]
+    .venv/bin/python bench/ingest.py [--seconds 15] [--connections 16] [--web-workers 3] [--server uvicorn]
     .venv/bin/python bench/ingest.py --policies-only   # single events without, with, without policies
 
 Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaults as `make test`) and wrk
-(`apt-get install wrk`). It creates and drops its own database `<name>_bench`, starts gunicorn and
-Celery workers itself, and prints one table with every number measured in the same run.
+(`apt-get install wrk`). It creates and drops its own database `<name>_bench`, starts the web
+server and Celery workers itself, and prints one table with every number measured in the same run.
+
+The web server: `--server uvicorn` (the default) is what `make run` and deploy/ run, the ASGI
+application on uvicorn, each request's sync code in a thread of its own, PostgreSQL through a pool
+of DATABASE_POOL_MAX_SIZE (8) per process; `--server gunicorn` is gunicorn's threaded workers
+(--web-threads each) on the WSGI application, which the figures before the sixth session used.
 """
 
 import argparse
@@ -86,7 +91,7 @@ def reset_database(url: str):
 
 
 def start_gunicorn(port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
-    """The web tier the API benchmarks measure: gunicorn's threaded workers on the WSGI app."""
+    """gunicorn's threaded workers on the WSGI app (--server gunicorn, and bench/receipts.py)."""
     return subprocess.Popen(
         [
             str(Path(PY).parent / "gunicorn"),
@@ -98,12 +103,37 @@ def start_gunicorn(port: int, workers: int, threads: int, env: dict) -> subproce
     )
 
 
+def start_uvicorn(port: int, workers: int, env: dict) -> subprocess.Popen:
+    """The web tier as deploy/notifycenter-web.service and scripts/run.sh run it."""
+    return subprocess.Popen(
+        [
+            str(Path(PY).parent / "uvicorn"),
+            *("notifycenter.asgi:application", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", str(workers), "--backlog", "2048", "--no-access-log", "--log-level", "warning"),
+        ],
+        cwd=ROOT,
+        env={"DATABASE_POOL_MAX_SIZE": "8", **env},
+    )
+
+
+def start_web(port: int, args, env: dict) -> subprocess.Popen:
+    if args.server == "gunicorn":
+        return start_gunicorn(port, args.web_workers, args.web_threads, env)
+    return start_uvicorn(port, args.web_workers, env)
+
+
+def server_label(args) -> str:
+    if args.server == "gunicorn":
+        return f"gunicorn {args.web_workers}×{args.web_threads} gthread"
+    return f"uvicorn ×{args.web_workers} (ASGI, a thread per request, pool of 8 connections each)"
+
+
 def bare_view(args, env, body: str) -> dict:
-    """The peer of single events: the bare view, same gunicorn configuration, same load, measured
+    """The peer of single events: the bare view, same web server configuration, same load, measured
     once before and once after the events (the mean), so drift on a shared machine hits both."""
     port = args.port + 1
     bare_env = {**env, "DJANGO_SETTINGS_MODULE": "bare_settings", "PYTHONPATH": str(ROOT / "bench")}
-    server = start_gunicorn(port, args.web_workers, args.web_threads, bare_env)
+    server = start_web(port, args, bare_env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         wrk(f"http://127.0.0.1:{port}", "/bare", body, "none", 2, args.connections)  # warm up
@@ -432,7 +462,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--web-workers", type=int, default=3)
-    ap.add_argument("--web-threads", type=int, default=4)
+    ap.add_argument("--web-threads", type=int, default=4, help="--server gunicorn: threads per process")
+    ap.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--worker-concurrency", type=int, default=4)
     ap.add_argument("--port", type=int, default=8765)
@@ -456,7 +487,7 @@ def main():
     )
 
     url = f"http://127.0.0.1:{args.port}"
-    gunicorn = start_gunicorn(args.port, args.web_workers, args.web_threads, env)
+    web = start_web(args.port, args, env)
     rows = []
     try:
         wait_http(f"{url}/healthz")
@@ -481,7 +512,7 @@ def main():
             print()
             print_table(("measurement", "CPU", "wall", "statements", "target"), in_process_rows(args, env))
             print(
-                f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
+                f"\n{os.cpu_count()} cores; {server_label(args)}; wrk "
                 f"{args.connections} connections, {args.seconds} s per run"
             )
             return
@@ -545,13 +576,13 @@ def main():
             )
         )
     finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(30)
+        web.send_signal(signal.SIGTERM)
+        web.wait(30)
 
     head = ("measurement", "result", "p50 ms", "p99 ms", "target")
     print_table(head, rows)
     print(
-        f"\n{os.cpu_count()} cores; gunicorn {args.web_workers}×{args.web_threads} gthread; wrk "
+        f"\n{os.cpu_count()} cores; {server_label(args)}; wrk "
         f"{args.connections} connections, {args.seconds} s per run; worker prefork ×{args.worker_concurrency}"
     )
 

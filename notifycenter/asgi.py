@@ -2,6 +2,14 @@
 paths go to inbox.live, everything else to Django.
 
     uvicorn notifycenter.asgi:application
+
+Django is served as a WSGI application on a fixed pool of `WEB_THREADS` threads per process
+(a2wsgi). Every view here is synchronous: Django's ASGI handler ran each request's code in a new
+thread of its own and crossed between the event loop and threads again for its signals, and on
+2 cores that halved what a process serves (bench/ingest.py, 2026-11-30: the bare view 642
+requests/s that way against 1,826/s on the pool; single events 154/s against 301/s). The pool's
+threads keep their database connections between requests. `WEB_THREADS=0` goes back to Django's
+ASGI handler, for a deployment that adds async views.
 """
 
 import gc
@@ -11,6 +19,10 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
 django_application = get_asgi_application()  # sets Django up before the imports below
+
+from a2wsgi import WSGIMiddleware  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from inbox.live import CLOSE_UNAUTHORIZED, PATHS, LiveError, Person, live_app  # noqa: E402
 
@@ -27,6 +39,8 @@ def live_person(token: str) -> Person:
 
 
 live_application = live_app(authenticate=live_person)
+if settings.WEB_THREADS:
+    django_application = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
 
 # A process holding thousands of live connections has millions of long-lived objects; each full
 # pass of the cyclic collector over them stops every connection for hundreds of milliseconds

@@ -120,10 +120,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 elif env.int("DATABASE_POOL_MAX_SIZE", default=0):
-    # The ASGI web server (uvicorn) runs each request's sync code in a thread of its own, so
-    # persistent connections pile up, one per thread (60 and more under load); a pool per process
-    # caps them. scripts/run.sh sets this for the web server only; workers keep theirs below unless
-    # it is set for them too (deploy/notifycenter-worker@.service: a hard cap, docs/runbook.md).
+    # A pool per process caps its connections: the web server's threads (WEB_THREADS, and with
+    # WEB_THREADS=0 a thread per request, whose persistent connections would pile up) share it.
+    # scripts/run.sh sets this for the web server only; workers keep theirs below unless it is set
+    # for them too (deploy/notifycenter-worker@.service: a hard cap, docs/runbook.md).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -342,6 +342,9 @@ OTP_LIMITS = [
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=365)
 # Access-token refresh records (admin: channel accounts' token refreshes) older than this are deleted daily.
 TOKEN_REFRESH_RETENTION_DAYS = env.int("TOKEN_REFRESH_RETENTION_DAYS", default=90)
+# Threads per web process serving Django (notifycenter.asgi): a fixed pool, each thread keeping its
+# database connection; 0 hands Django's own ASGI handler every request (a new thread each).
+WEB_THREADS = env.int("WEB_THREADS", default=8)
 # Live inbox (inbox/live.py, served by notifycenter.asgi). Events are kept this long for clients
 # resuming with a last event id; older ones are told to reload (`resync`).
 INBOX_LIVE_EVENT_RETENTION_HOURS = env.int("INBOX_LIVE_EVENT_RETENTION_HOURS", default=72)

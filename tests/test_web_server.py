@@ -1,0 +1,64 @@
+"""The web server as `make run` and deploy/ run it: uvicorn serving notifycenter.asgi, Django on a
+fixed pool of threads (a2wsgi), over real sockets: the API's answers, its error shape, and the
+threads reused from request to request."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from a2wsgi import WSGIMiddleware
+from django.conf import settings
+
+from inbox.tests.live_clients import Server
+from notifycenter.auth import issue_inbox_token
+from notifycenter.models import ApiKey
+from tests.factories import paid_event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def web():
+    with Server() as running:
+        yield f"http://127.0.0.1:{running.port}"
+
+
+def test_django_is_served_on_the_pool_of_threads(catalog, web):
+    from notifycenter import asgi
+
+    assert settings.WEB_THREADS > 0 and isinstance(asgi.django_application, WSGIMiddleware)
+    _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
+    backend = {"Authorization": f"Api-Key {raw}"}
+    patient = {"Authorization": f"Bearer {issue_inbox_token(role='patient', external_id='p-42')}"}
+
+    before = {t.ident for t in threading.enumerate()}
+
+    def post(i):
+        return httpx.post(f"{web}/api/v1/events", json=paid_event(key=f"web-{i}"), headers=backend, timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(48)))
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers if a.status_code != 202][:2]
+    assert len({a.json()["event_id"] for a in answers}) == 48
+    # 48 requests, 16 at a time: served by at most WEB_THREADS threads, not a thread each.
+    new_threads = {t.ident for t in threading.enumerate()} - before
+    assert len(new_threads) <= settings.WEB_THREADS
+
+    listed = httpx.get(f"{web}/api/v1/inbox/messages", params={"limit": 100}, headers=patient, timeout=30)
+    assert listed.status_code == 200 and len(listed.json()["results"]) >= 1
+    replay = httpx.post(f"{web}/api/v1/events", json=paid_event(key="web-0"), headers=backend, timeout=30)
+    assert replay.status_code == 200 and replay.json()["event_id"] == answers[0].json()["event_id"]
+
+
+def test_bad_input_gets_the_api_error_shape_through_the_server(web):
+    _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
+    answer = httpx.post(
+        f"{web}/api/v1/events",
+        content=b"{not json",
+        headers={"Authorization": f"Api-Key {raw}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert (answer.status_code, answer.json()["code"]) == (400, "malformed_json")
+    unauthenticated = httpx.get(f"{web}/api/v1/inbox/messages", timeout=30)
+    assert unauthenticated.status_code == 401 and unauthenticated.json()["code"]
