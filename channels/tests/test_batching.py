@@ -28,19 +28,6 @@ def short_timeouts(settings):
     settings.RECONCILE_AFTER_SECONDS = 0
 
 
-@pytest.fixture
-def tencent(db):
-    return ChannelAccount.objects.create(
-        name="tencent",
-        channel="sms",
-        provider="tencent",
-        app_id="1400000000",
-        is_default=True,
-        credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        options={"sign_name": "互联网医院"},
-    )
-
-
 def people(n: int, start: int = 0) -> list[Recipient]:
     return Recipient.objects.bulk_create(
         [Recipient(audience="patient", external_id=f"p-{i}", phone=f"138{i:08d}") for i in range(start, start + n)]

@@ -12,7 +12,6 @@ from django.utils import timezone
 from channels import providers
 from channels.models import (
     AttemptOutcome,
-    ChannelAccount,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -25,6 +24,7 @@ from channels.providers.testing import RecordingBackend
 from channels.reconcile import delivery_reconcile
 from channels.sending import _claim, _open_attempt, deliveries_requeue_due, delivery_send
 from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LATE_MS = 900  # the fake answers after this, acting on the request first; the client waits 0.3 s
@@ -47,30 +47,6 @@ def person(db):
         push_registration_ids=["1a0018970aa"],
         wecom_userid="zhangsan",
     )
-
-
-def account(channel, provider, **kw):
-    defaults = {
-        "sms": {"app_id": "sandbox-access-key", "credentials": {"access_key_secret": "sandbox-access-secret"}},
-        "tencent": {
-            "app_id": "1400000000",
-            "credentials": {"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        },
-    }
-    base = defaults["tencent" if provider == "tencent" else channel] if channel == "sms" else {}
-    return ChannelAccount.objects.create(
-        name=f"{channel}-{provider}", channel=channel, provider=provider, is_default=True, **(base | kw)
-    )
-
-
-@pytest.fixture
-def aliyun(db):
-    return account("sms", "aliyun", options={"sign_name": "互联网医院"})
-
-
-@pytest.fixture
-def tencent(db):
-    return account("sms", "tencent", options={"sign_name": "互联网医院"})
 
 
 def delivery(channel, recipient, key="k1", params=None, options=None, event_ref=None) -> Delivery:
@@ -272,7 +248,7 @@ def test_a_code_sms_that_fails_for_good_after_retries_erases_its_sealed_code(fak
 
 
 def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_providers, person):
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
     row = delivery("wechat_oa_template", person)
 
@@ -288,7 +264,7 @@ def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_prov
 
 
 def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
     row = delivery("wechat_oa_template", person)
     delivery_send(delivery_id=row.pk)
@@ -302,7 +278,7 @@ def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
 
 
 def test_jpush_answered_late_is_resent_with_the_same_cid(fake_providers, person):
-    account("app_push", "jpush", app_id="app-key", credentials={"master_secret": "m"})
+    sandbox_account("jpush")
     fake_providers.script("/jpush/v3/push", [{"latency_ms": LATE_MS}])
     row = delivery("app_push", person)
 
@@ -319,8 +295,8 @@ def test_jpush_answered_late_is_resent_with_the_same_cid(fake_providers, person)
 
 
 def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_providers, person):
-    account("wechat_mini_subscribe", "wechat", app_id="wx-mini", credentials={"app_secret": "s"})
-    account("wecom_robot", "wecom", credentials={"robot_key": "k-ops"})
+    sandbox_account("mini")
+    sandbox_account("robot")
     person.consents.create(template_id="tmpl-1", remaining=2)
     fake_providers.script("/wechat/cgi-bin/message/subscribe/send", [{"latency_ms": LATE_MS}])
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"latency_ms": LATE_MS}])
@@ -338,7 +314,7 @@ def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_
 
 
 def test_at_least_once_bindings_are_resent_when_the_provider_cannot_be_asked(fake_providers, person):
-    account("wecom_robot", "wecom", credentials={"robot_key": "k-ops"})
+    sandbox_account("robot")
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"drop": True}])
     row = delivery("wecom_robot", person, options={"at_least_once": True})
 
@@ -364,7 +340,7 @@ def test_at_least_once_bindings_are_resent_when_the_provider_cannot_be_asked(fak
 def test_a_daily_quota_is_not_retried_the_same_day(fake_providers, aliyun, person, path, answer, waits_for_tomorrow):
     from zoneinfo import ZoneInfo
 
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script(path, [{"json": answer}])
     row = delivery("wechat_oa_template" if "wechat" in path else "sms", person)
 

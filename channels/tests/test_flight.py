@@ -10,7 +10,6 @@ from django.utils import timezone
 from channels import flight, sending
 from channels.models import (
     AttemptOutcome,
-    ChannelAccount,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -19,6 +18,7 @@ from channels.models import (
 )
 from channels.reconcile import delivery_reconcile
 from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LATE_MS = 900  # the fake acts on the request, then answers after this; the client waits 0.3 s
@@ -32,52 +32,13 @@ def short_timeouts(settings):
 
 @pytest.fixture
 def accounts(db):
-    sms = {"app_id": "sandbox-access-key", "credentials": {"access_key_secret": "sandbox-access-secret"}}
     return {
-        "aliyun": ChannelAccount.objects.create(
-            name="aliyun", channel="sms", provider="aliyun", is_default=True, options={"sign_name": "互联网医院"}, **sms
-        ),
-        "tencent": ChannelAccount.objects.create(
-            name="tencent",
-            channel="sms",
-            provider="tencent",
-            app_id="1400000000",
-            credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-            options={"sign_name": "互联网医院"},
-        ),
-        "oa": ChannelAccount.objects.create(
-            name="oa",
-            channel="wechat_oa_template",
-            provider="wechat",
-            app_id="wx-oa",
-            is_default=True,
-            credentials={"app_secret": "s-oa"},
-        ),
-        "mini": ChannelAccount.objects.create(
-            name="mini",
-            channel="wechat_mini_subscribe",
-            provider="wechat",
-            app_id="wx-mini",
-            is_default=True,
-            credentials={"app_secret": "s-mini"},
-        ),
-        "jpush": ChannelAccount.objects.create(
-            name="jpush",
-            channel="app_push",
-            provider="jpush",
-            app_id="app-key",
-            is_default=True,
-            credentials={"master_secret": "m-secret"},
-        ),
-        "wecom": ChannelAccount.objects.create(
-            name="wecom-app",
-            channel="wecom_app",
-            provider="wecom",
-            app_id="ww-corp",
-            is_default=True,
-            credentials={"corp_secret": "s-corp"},
-            options={"agentid": 1000002},
-        ),
+        "aliyun": sandbox_account("aliyun"),
+        "tencent": sandbox_account("tencent", is_default=False),  # Aliyun is the default; Tencent when named
+        "oa": sandbox_account("oa"),
+        "mini": sandbox_account("mini"),
+        "jpush": sandbox_account("jpush"),
+        "wecom": sandbox_account("wecom_app"),
     }
 
 
