@@ -1,11 +1,18 @@
-"""The channel tests' sandbox accounts, written once: each sends to the fake provider server
-(channels/fakeproviders.py), and a test that needs another value passes it as an override."""
+"""What the channel tests share: the sandbox accounts, written once (each sends to the fake
+provider server, channels/fakeproviders.py; a test that needs another value passes it as an
+override), the fake server itself, a due delivery, and the answers that come too late."""
 
 import copy
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from channels.models import ChannelAccount
+from channels import flight
+from channels.models import ChannelAccount, Delivery, DeliveryStatus
+from channels.services import DeliveryRequest, deliveries_create
+
+LATE_MS = 900  # the fake acts on the request, then answers after this; the client waits 0.3 s
 
 SANDBOX_ACCOUNTS = {
     "oa": {
@@ -88,3 +95,59 @@ def aliyun(db):
 @pytest.fixture
 def tencent(db):
     return sandbox_account("tencent")
+
+
+@pytest.fixture
+def fake(settings):
+    """The fake server itself, for the tests that read its records (`fake.state`)."""
+    from channels.fakeproviders import serve
+
+    server = serve(port=0)
+    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def short_timeouts(settings):
+    """The client gives up before a LATE_MS answer, and an unknown outcome is reconciled at once."""
+    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
+    settings.RECONCILE_AFTER_SECONDS = 0
+
+
+def queued(channel, recipient, key="k1", *, account=None, params=None, options=None, event_ref=None) -> Delivery:
+    """A due delivery, created not due so that no worker (eager in tests) sends it before the test does."""
+    (row,) = deliveries_create(
+        requests=[
+            DeliveryRequest(
+                channel=channel,
+                recipient=recipient,
+                idempotency_key=key,
+                account=account,
+                event_ref=event_ref,
+                not_before=timezone.now() + timedelta(hours=1),
+                content={
+                    "title": "医生已接诊",
+                    "body": f"李明医生已接诊您的问诊 {key}。",
+                    "template_id": "SMS_123" if channel == "sms" else "tmpl-1",
+                    "params": params or ({"name": "李明"} if channel == "sms" else {"thing1": "李明"}),
+                    "options": options or {},
+                },
+            )
+        ]
+    )
+    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
+    return row
+
+
+def take_back_first_claimed(monkeypatch):
+    """From now on a chunk loses its first claimed row before it opens: the outbox scan took it
+    back in between (our lease ran out) and queued it again."""
+    claim_for_real = flight.chunk_claim
+
+    def claim_then_lose_one(ids):
+        claim, claimed = claim_for_real(ids)
+        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
+        return claim, claimed
+
+    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_one)

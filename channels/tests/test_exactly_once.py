@@ -23,17 +23,9 @@ from channels.providers import DeliveryResult
 from channels.providers.testing import RecordingBackend
 from channels.reconcile import delivery_reconcile
 from channels.sending import _claim, _open_attempt, deliveries_requeue_due, delivery_send
-from channels.services import DeliveryRequest, deliveries_create
-from channels.tests.conftest import sandbox_account
+from channels.tests.conftest import LATE_MS, queued, sandbox_account
 
-pytestmark = pytest.mark.django_db(transaction=True)
-LATE_MS = 900  # the fake answers after this, acting on the request first; the client waits 0.3 s
-
-
-@pytest.fixture(autouse=True)
-def short_timeouts(settings):
-    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
-    settings.RECONCILE_AFTER_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 
 
 @pytest.fixture
@@ -47,30 +39,6 @@ def person(db):
         push_registration_ids=["1a0018970aa"],
         wecom_userid="zhangsan",
     )
-
-
-def delivery(channel, recipient, key="k1", params=None, options=None, event_ref=None) -> Delivery:
-    (row,) = deliveries_create(
-        requests=[
-            DeliveryRequest(
-                channel=channel,
-                recipient=recipient,
-                idempotency_key=key,
-                event_ref=event_ref,
-                # Not due yet, so that no worker (eager in tests) sends it before the test does.
-                not_before=timezone.now() + timedelta(hours=1),
-                content={
-                    "title": "医生已接诊",
-                    "body": f"李明医生已接诊您的问诊 {key}。",
-                    "template_id": "SMS_123" if channel == "sms" else "tmpl-1",
-                    "params": params or ({"name": "李明"} if channel == "sms" else {"thing1": "李明"}),
-                    "options": options or {},
-                },
-            )
-        ]
-    )
-    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
-    return row
 
 
 def fresh(d: Delivery) -> Delivery:
@@ -109,7 +77,7 @@ def test_the_attempt_and_its_key_are_committed_before_the_request_leaves(monkeyp
             return super().send(d)
 
     monkeypatch.setitem(providers.BACKENDS, "app_push", Peeking())
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
 
     delivery_send(delivery_id=row.pk)
 
@@ -125,7 +93,7 @@ def test_a_worker_killed_mid_call_leaves_an_unknown_delivery_not_a_queued_one(mo
     monkeypatch.setattr(sending, "enqueue", lambda due: handed["send"].extend(pk for pk, _ in due))
     monkeypatch.setattr(sending, "enqueue_reconcile", lambda ids: handed["reconcile"].extend(ids))
     monkeypatch.setitem(providers.BACKENDS, "app_push", RecordingBackend())
-    rows = [delivery("app_push", person, key=f"k{i}") for i in range(3)]
+    rows = [queued("app_push", person, key=f"k{i}") for i in range(3)]
     claim, claimed = _claim([r.pk for r in rows])
     assert _open_attempt(claimed[0], claim, "k0", timezone.now()) is not None
     # The worker dies here, with the first call in flight and two members not yet called.
@@ -147,7 +115,7 @@ def test_a_worker_killed_mid_call_leaves_an_unknown_delivery_not_a_queued_one(mo
 
 def test_an_answer_that_comes_after_the_lease_ran_out_is_still_the_truth(monkeypatch, person):
     monkeypatch.setitem(providers.BACKENDS, "app_push", RecordingBackend())
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
     claim, (claimed,) = _claim([row.pk])
     attempt = _open_attempt(claimed, claim, "k1", timezone.now())
     deliveries_requeue_due(now=timezone.now() + timedelta(minutes=1))  # the scan gave up on us
@@ -164,7 +132,7 @@ def test_an_answer_that_comes_after_the_lease_ran_out_is_still_the_truth(monkeyp
 
 def test_aliyun_sms_answered_after_the_timeout_is_settled_from_query_send_details(fake_providers, aliyun, person):
     fake_providers.script("/aliyun/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person)
+    row = queued("sms", person)
 
     delivery_send(delivery_id=row.pk)
     assert (fresh(row).status, fresh(row).last_error_code) == (DeliveryStatus.UNKNOWN, "timeout")
@@ -184,7 +152,7 @@ def test_aliyun_sms_answered_after_the_timeout_is_settled_from_query_send_detail
 
 def test_aliyun_sms_with_no_record_is_resent_once_with_the_same_out_id(fake_providers, aliyun, person):
     fake_providers.script("/aliyun/", [{"drop": True}])  # the connection breaks; Aliyun never saw it
-    row = delivery("sms", person)
+    row = queued("sms", person)
 
     delivery_send(delivery_id=row.pk)
     assert (fresh(row).status, fresh(row).last_error_code) == (DeliveryStatus.UNKNOWN, "connection_lost")
@@ -204,7 +172,7 @@ def test_aliyun_sms_with_no_record_is_resent_once_with_the_same_out_id(fake_prov
 
 def test_tencent_sms_answered_late_is_settled_from_its_status_pull(fake_providers, tencent, person):
     fake_providers.script("/tencent/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person, params={"1": "李明"})
+    row = queued("sms", person, params={"1": "李明"})
 
     delivery_send(delivery_id=row.pk)
     assert fresh(row).status == DeliveryStatus.UNKNOWN
@@ -220,7 +188,7 @@ def test_a_code_sms_answered_late_is_not_sent_again_and_its_sealed_code_goes(fak
         otp = otp_issue(phone="13812345678", purpose="point.withdrawal_requested")
         otp_attach(otp, event_ref=777)
     fake_providers.script("/aliyun/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person, params={"code": "{code}"}, event_ref=777)
+    row = queued("sms", person, params={"code": "{code}"}, event_ref=777)
 
     delivery_send(delivery_id=row.pk)
     assert OtpCode.objects.get(pk=otp.pk).sealed_code  # unknown: kept, in case it must be resent
@@ -237,7 +205,7 @@ def test_a_code_sms_that_fails_for_good_after_retries_erases_its_sealed_code(fak
         otp_attach(otp, event_ref=778)
     busy = {"json": {"Code": "isp.SYSTEM_ERROR", "Message": "系统错误", "RequestId": "x"}}
     fake_providers.script("/aliyun/", [busy] * 4)
-    row = delivery("sms", person, params={"code": "{code}"}, event_ref=778)
+    row = queued("sms", person, params={"code": "{code}"}, event_ref=778)
 
     for _ in range(4):
         Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
@@ -250,7 +218,7 @@ def test_a_code_sms_that_fails_for_good_after_retries_erases_its_sealed_code(fak
 def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_providers, person):
     sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
-    row = delivery("wechat_oa_template", person)
+    row = queued("wechat_oa_template", person)
 
     delivery_send(delivery_id=row.pk)
     assert fresh(row).status == DeliveryStatus.UNKNOWN
@@ -266,7 +234,7 @@ def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_prov
 def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
     sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
-    row = delivery("wechat_oa_template", person)
+    row = queued("wechat_oa_template", person)
     delivery_send(delivery_id=row.pk)
     DeliveryAttempt.objects.filter(delivery=row).update(started_at=timezone.now() - timedelta(minutes=11))
 
@@ -280,7 +248,7 @@ def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
 def test_jpush_answered_late_is_resent_with_the_same_cid(fake_providers, person):
     sandbox_account("jpush")
     fake_providers.script("/jpush/v3/push", [{"latency_ms": LATE_MS}])
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
 
     delivery_send(delivery_id=row.pk)
     assert reconcile_now(row) == "resend_same_key"
@@ -300,7 +268,7 @@ def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_
     person.consents.create(template_id="tmpl-1", remaining=2)
     fake_providers.script("/wechat/cgi-bin/message/subscribe/send", [{"latency_ms": LATE_MS}])
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"latency_ms": LATE_MS}])
-    mini, robot = delivery("wechat_mini_subscribe", person, "m1"), delivery("wecom_robot", person, "r1")
+    mini, robot = queued("wechat_mini_subscribe", person, "m1"), queued("wecom_robot", person, "r1")
 
     for row in (mini, robot):
         delivery_send(delivery_id=row.pk)
@@ -316,7 +284,7 @@ def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_
 def test_at_least_once_bindings_are_resent_when_the_provider_cannot_be_asked(fake_providers, person):
     sandbox_account("robot")
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"drop": True}])
-    row = delivery("wecom_robot", person, options={"at_least_once": True})
+    row = queued("wecom_robot", person, options={"at_least_once": True})
 
     delivery_send(delivery_id=row.pk)
     assert reconcile_now(row) == "resend_at_least_once"
@@ -342,7 +310,7 @@ def test_a_daily_quota_is_not_retried_the_same_day(fake_providers, aliyun, perso
 
     sandbox_account("oa")
     fake_providers.script(path, [{"json": answer}])
-    row = delivery("wechat_oa_template" if "wechat" in path else "sms", person)
+    row = queued("wechat_oa_template" if "wechat" in path else "sms", person)
 
     delivery_send(delivery_id=row.pk)
 
@@ -354,7 +322,7 @@ def test_a_daily_quota_is_not_retried_the_same_day(fake_providers, aliyun, perso
 
 
 def test_a_duplicate_answer_points_at_the_delivery_it_repeated(monkeypatch, person):
-    first = delivery("app_push", person, key="first")
+    first = queued("app_push", person, key="first")
     monkeypatch.setitem(
         providers.BACKENDS,
         "app_push",
@@ -364,8 +332,8 @@ def test_a_duplicate_answer_points_at_the_delivery_it_repeated(monkeypatch, pers
         ),
     )
     Delivery.objects.filter(pk=first.pk).update(status=DeliveryStatus.SENT)
-    second = delivery("app_push", person, key="second")
-    third = delivery("app_push", person, key="third")
+    second = queued("app_push", person, key="second")
+    third = queued("app_push", person, key="third")
 
     delivery_send(delivery_id=third.pk)
     delivery_send(delivery_id=second.pk)

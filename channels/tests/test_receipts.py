@@ -60,16 +60,6 @@ def sent(channel, person, key, fake) -> Delivery:
     return row
 
 
-@pytest.fixture
-def fake(settings):
-    from channels.fakeproviders import serve
-
-    server = serve(port=0)
-    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-
-
 BUILD = {"aliyun": aliyun_reports, "tencent": tencent_reports}
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from channels.routing import circuit_open
-from channels.tests.conftest import sandbox_account
+from channels.tests.conftest import queued, sandbox_account
 from channels.tests.test_providers import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,11 +101,11 @@ def test_normal_traffic_is_shared_by_weight(accounts, doctor):
 
 
 def test_a_timeout_is_never_failed_over_until_reconciliation_finds_no_record(fake_providers, accounts, doctor):
-    from channels.tests.test_exactly_once import delivery, fresh, reconcile_now
+    from channels.tests.test_exactly_once import fresh, reconcile_now
 
     aliyun, tencent = accounts
     fake_providers.script("/aliyun/", [{"drop": True}])  # the connection breaks; Aliyun never saw it
-    row = delivery("sms", doctor)
+    row = queued("sms", doctor)
     from channels.sending import delivery_send
 
     delivery_send(delivery_id=row.pk)
