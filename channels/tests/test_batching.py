@@ -16,29 +16,10 @@ from channels.providers.http import drive
 from channels.providers.sms import SmsBackend
 from channels.reconcile import delivery_reconcile
 from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import LATE_MS, take_back_first_claimed
 
-pytestmark = pytest.mark.django_db(transaction=True)
-LATE_MS = 900  # the fake acts on the request, then answers after this; the client waits 0.3 s
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 SEND_SMS = "/tencent/"
-
-
-@pytest.fixture(autouse=True)
-def short_timeouts(settings):
-    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
-    settings.RECONCILE_AFTER_SECONDS = 0
-
-
-@pytest.fixture
-def tencent(db):
-    return ChannelAccount.objects.create(
-        name="tencent",
-        channel="sms",
-        provider="tencent",
-        app_id="1400000000",
-        is_default=True,
-        credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        options={"sign_name": "互联网医院"},
-    )
 
 
 def people(n: int, start: int = 0) -> list[Recipient]:
@@ -235,15 +216,7 @@ def test_a_request_level_error_is_every_members_result(fake_providers, tencent):
 
 def test_a_member_taken_back_before_the_open_holds_the_whole_batch(monkeypatch, fake_providers, tencent):
     rows = queued(people(3), tencent)
-    claim_for_real = flight.chunk_claim
-
-    def claim_then_lose_one(ids):
-        claim, claimed = claim_for_real(ids)
-        # The outbox scan took the first back in between (our lease ran out): queued again.
-        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
-        return claim, claimed
-
-    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_one)
+    take_back_first_claimed(monkeypatch)
 
     flight.chunk_send([r.pk for r in rows])
 
@@ -265,17 +238,6 @@ def test_a_batch_settles_the_same_through_the_orm(monkeypatch, fake_providers, t
     (call,) = sends(fake_providers)
     assert {d.status for d in fresh(rows)} == {DeliveryStatus.SENT}
     assert {attempt(d).provider_key for d in rows} == {call["SessionContext"]}
-
-
-@pytest.fixture
-def fake(settings):
-    """The fake server itself: its records build the status reports Tencent would push."""
-    from channels.fakeproviders import serve
-
-    server = serve(port=0)
-    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
 
 
 @pytest.mark.parametrize("answered", ["in time", "late"])

@@ -174,22 +174,27 @@ def test_channel_credentials_are_encrypted_at_rest():
     assert ChannelAccount.objects.get(pk=account.pk).credentials == {"app_secret": "s3cr3t-value"}
 
 
-def test_inbox_deliveries_are_written_in_bulk_once_each():
-    from channels.sending import deliveries_send
-    from inbox.models import InboxMessage
-
-    people = [Recipient.objects.create(audience="patient", external_id=f"p-{i}") for i in range(5)]
-    rows = deliveries_create(
+def inbox_rows(count: int, title: str, key: str) -> list[Delivery]:
+    """An inbox delivery to each of `count` patients (p-0, p-1, …), its key `{key}-p-{i}`."""
+    people = [Recipient.objects.create(audience="patient", external_id=f"p-{i}") for i in range(count)]
+    return deliveries_create(
         requests=[
             DeliveryRequest(
                 channel="inbox",
                 recipient=p,
-                content={"title": "群发", "body": "正文", "category": "system"},
-                idempotency_key=f"fan-{p.external_id}",
+                content={"title": title, "body": "正文", "category": "system"},
+                idempotency_key=f"{key}-{p.external_id}",
             )
             for p in people
         ]
     )
+
+
+def test_inbox_deliveries_are_written_in_bulk_once_each():
+    from channels.sending import deliveries_send
+    from inbox.models import InboxMessage
+
+    rows = inbox_rows(5, "群发", "fan")
     ids = [r.pk for r in rows]
 
     deliveries_send(delivery_ids=ids)
@@ -224,18 +229,7 @@ def test_a_task_for_one_inbox_row_takes_its_due_neighbours_along_once_each(djang
     from channels.sending import deliveries_send
     from inbox.models import InboxMessage
 
-    people = [Recipient.objects.create(audience="patient", external_id=f"p-{i}") for i in range(4)]
-    rows = deliveries_create(
-        requests=[
-            DeliveryRequest(
-                channel="inbox",
-                recipient=p,
-                content={"title": "单条", "body": "正文", "category": "system"},
-                idempotency_key=f"one-{p.external_id}",
-            )
-            for p in people
-        ]
-    )
+    rows = inbox_rows(4, "单条", "one")
     later = rows[-1]
     Delivery.objects.filter(pk=later.pk).update(not_before=timezone.now() + timedelta(hours=1))
 

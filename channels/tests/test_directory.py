@@ -15,7 +15,7 @@ from django.utils import timezone
 from channels.addresses import deliveries_fill_addresses, directory_rehash, recipients_find, recipients_matching
 from channels.fields import keyed_hash
 from channels.masking import scrub
-from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
+from channels.models import Delivery, DeliveryStatus, Recipient
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, deliveries_create, recipient_put, recipients_resolve
 
@@ -78,18 +78,6 @@ def test_key_rotation_and_a_new_hash_key_with_directory_rehash(settings):
     assert [r.pk for r in recipients_find(field="phone", value=PHONE)] == [person.pk]
     settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key retired: rows were re-encrypted
     assert Recipient.objects.get(pk=person.pk).wechat_oa_openid == OPENID
-
-
-@pytest.fixture
-def oa(db):
-    return ChannelAccount.objects.create(
-        name="oa",
-        channel="wechat_oa_template",
-        provider="wechat",
-        app_id="wx-oa",
-        is_default=True,
-        credentials={"app_secret": "s-oa"},
-    )
 
 
 def request(person, key="k1", channel="wechat_oa_template"):

@@ -12,7 +12,6 @@ from django.utils import timezone
 from channels import providers
 from channels.models import (
     AttemptOutcome,
-    ChannelAccount,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -24,16 +23,9 @@ from channels.providers import DeliveryResult
 from channels.providers.testing import RecordingBackend
 from channels.reconcile import delivery_reconcile
 from channels.sending import _claim, _open_attempt, deliveries_requeue_due, delivery_send
-from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import LATE_MS, queued, sandbox_account
 
-pytestmark = pytest.mark.django_db(transaction=True)
-LATE_MS = 900  # the fake answers after this, acting on the request first; the client waits 0.3 s
-
-
-@pytest.fixture(autouse=True)
-def short_timeouts(settings):
-    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
-    settings.RECONCILE_AFTER_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 
 
 @pytest.fixture
@@ -47,54 +39,6 @@ def person(db):
         push_registration_ids=["1a0018970aa"],
         wecom_userid="zhangsan",
     )
-
-
-def account(channel, provider, **kw):
-    defaults = {
-        "sms": {"app_id": "sandbox-access-key", "credentials": {"access_key_secret": "sandbox-access-secret"}},
-        "tencent": {
-            "app_id": "1400000000",
-            "credentials": {"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        },
-    }
-    base = defaults["tencent" if provider == "tencent" else channel] if channel == "sms" else {}
-    return ChannelAccount.objects.create(
-        name=f"{channel}-{provider}", channel=channel, provider=provider, is_default=True, **(base | kw)
-    )
-
-
-@pytest.fixture
-def aliyun(db):
-    return account("sms", "aliyun", options={"sign_name": "互联网医院"})
-
-
-@pytest.fixture
-def tencent(db):
-    return account("sms", "tencent", options={"sign_name": "互联网医院"})
-
-
-def delivery(channel, recipient, key="k1", params=None, options=None, event_ref=None) -> Delivery:
-    (row,) = deliveries_create(
-        requests=[
-            DeliveryRequest(
-                channel=channel,
-                recipient=recipient,
-                idempotency_key=key,
-                event_ref=event_ref,
-                # Not due yet, so that no worker (eager in tests) sends it before the test does.
-                not_before=timezone.now() + timedelta(hours=1),
-                content={
-                    "title": "医生已接诊",
-                    "body": f"李明医生已接诊您的问诊 {key}。",
-                    "template_id": "SMS_123" if channel == "sms" else "tmpl-1",
-                    "params": params or ({"name": "李明"} if channel == "sms" else {"thing1": "李明"}),
-                    "options": options or {},
-                },
-            )
-        ]
-    )
-    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
-    return row
 
 
 def fresh(d: Delivery) -> Delivery:
@@ -133,7 +77,7 @@ def test_the_attempt_and_its_key_are_committed_before_the_request_leaves(monkeyp
             return super().send(d)
 
     monkeypatch.setitem(providers.BACKENDS, "app_push", Peeking())
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
 
     delivery_send(delivery_id=row.pk)
 
@@ -149,7 +93,7 @@ def test_a_worker_killed_mid_call_leaves_an_unknown_delivery_not_a_queued_one(mo
     monkeypatch.setattr(sending, "enqueue", lambda due: handed["send"].extend(pk for pk, _ in due))
     monkeypatch.setattr(sending, "enqueue_reconcile", lambda ids: handed["reconcile"].extend(ids))
     monkeypatch.setitem(providers.BACKENDS, "app_push", RecordingBackend())
-    rows = [delivery("app_push", person, key=f"k{i}") for i in range(3)]
+    rows = [queued("app_push", person, key=f"k{i}") for i in range(3)]
     claim, claimed = _claim([r.pk for r in rows])
     assert _open_attempt(claimed[0], claim, "k0", timezone.now()) is not None
     # The worker dies here, with the first call in flight and two members not yet called.
@@ -171,7 +115,7 @@ def test_a_worker_killed_mid_call_leaves_an_unknown_delivery_not_a_queued_one(mo
 
 def test_an_answer_that_comes_after_the_lease_ran_out_is_still_the_truth(monkeypatch, person):
     monkeypatch.setitem(providers.BACKENDS, "app_push", RecordingBackend())
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
     claim, (claimed,) = _claim([row.pk])
     attempt = _open_attempt(claimed, claim, "k1", timezone.now())
     deliveries_requeue_due(now=timezone.now() + timedelta(minutes=1))  # the scan gave up on us
@@ -188,7 +132,7 @@ def test_an_answer_that_comes_after_the_lease_ran_out_is_still_the_truth(monkeyp
 
 def test_aliyun_sms_answered_after_the_timeout_is_settled_from_query_send_details(fake_providers, aliyun, person):
     fake_providers.script("/aliyun/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person)
+    row = queued("sms", person)
 
     delivery_send(delivery_id=row.pk)
     assert (fresh(row).status, fresh(row).last_error_code) == (DeliveryStatus.UNKNOWN, "timeout")
@@ -208,7 +152,7 @@ def test_aliyun_sms_answered_after_the_timeout_is_settled_from_query_send_detail
 
 def test_aliyun_sms_with_no_record_is_resent_once_with_the_same_out_id(fake_providers, aliyun, person):
     fake_providers.script("/aliyun/", [{"drop": True}])  # the connection breaks; Aliyun never saw it
-    row = delivery("sms", person)
+    row = queued("sms", person)
 
     delivery_send(delivery_id=row.pk)
     assert (fresh(row).status, fresh(row).last_error_code) == (DeliveryStatus.UNKNOWN, "connection_lost")
@@ -228,7 +172,7 @@ def test_aliyun_sms_with_no_record_is_resent_once_with_the_same_out_id(fake_prov
 
 def test_tencent_sms_answered_late_is_settled_from_its_status_pull(fake_providers, tencent, person):
     fake_providers.script("/tencent/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person, params={"1": "李明"})
+    row = queued("sms", person, params={"1": "李明"})
 
     delivery_send(delivery_id=row.pk)
     assert fresh(row).status == DeliveryStatus.UNKNOWN
@@ -244,7 +188,7 @@ def test_a_code_sms_answered_late_is_not_sent_again_and_its_sealed_code_goes(fak
         otp = otp_issue(phone="13812345678", purpose="point.withdrawal_requested")
         otp_attach(otp, event_ref=777)
     fake_providers.script("/aliyun/", [{"latency_ms": LATE_MS}])
-    row = delivery("sms", person, params={"code": "{code}"}, event_ref=777)
+    row = queued("sms", person, params={"code": "{code}"}, event_ref=777)
 
     delivery_send(delivery_id=row.pk)
     assert OtpCode.objects.get(pk=otp.pk).sealed_code  # unknown: kept, in case it must be resent
@@ -261,7 +205,7 @@ def test_a_code_sms_that_fails_for_good_after_retries_erases_its_sealed_code(fak
         otp_attach(otp, event_ref=778)
     busy = {"json": {"Code": "isp.SYSTEM_ERROR", "Message": "系统错误", "RequestId": "x"}}
     fake_providers.script("/aliyun/", [busy] * 4)
-    row = delivery("sms", person, params={"code": "{code}"}, event_ref=778)
+    row = queued("sms", person, params={"code": "{code}"}, event_ref=778)
 
     for _ in range(4):
         Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
@@ -272,9 +216,9 @@ def test_a_code_sms_that_fails_for_good_after_retries_erases_its_sealed_code(fak
 
 
 def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_providers, person):
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
-    row = delivery("wechat_oa_template", person)
+    row = queued("wechat_oa_template", person)
 
     delivery_send(delivery_id=row.pk)
     assert fresh(row).status == DeliveryStatus.UNKNOWN
@@ -288,9 +232,9 @@ def test_wechat_oa_answered_late_is_resent_with_the_same_client_msg_id(fake_prov
 
 
 def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script("/wechat/cgi-bin/message/template/send", [{"latency_ms": LATE_MS}])
-    row = delivery("wechat_oa_template", person)
+    row = queued("wechat_oa_template", person)
     delivery_send(delivery_id=row.pk)
     DeliveryAttempt.objects.filter(delivery=row).update(started_at=timezone.now() - timedelta(minutes=11))
 
@@ -302,9 +246,9 @@ def test_wechat_oa_past_the_dedup_window_stays_unknown(fake_providers, person):
 
 
 def test_jpush_answered_late_is_resent_with_the_same_cid(fake_providers, person):
-    account("app_push", "jpush", app_id="app-key", credentials={"master_secret": "m"})
+    sandbox_account("jpush")
     fake_providers.script("/jpush/v3/push", [{"latency_ms": LATE_MS}])
-    row = delivery("app_push", person)
+    row = queued("app_push", person)
 
     delivery_send(delivery_id=row.pk)
     assert reconcile_now(row) == "resend_same_key"
@@ -319,12 +263,12 @@ def test_jpush_answered_late_is_resent_with_the_same_cid(fake_providers, person)
 
 
 def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_providers, person):
-    account("wechat_mini_subscribe", "wechat", app_id="wx-mini", credentials={"app_secret": "s"})
-    account("wecom_robot", "wecom", credentials={"robot_key": "k-ops"})
+    sandbox_account("mini")
+    sandbox_account("robot")
     person.consents.create(template_id="tmpl-1", remaining=2)
     fake_providers.script("/wechat/cgi-bin/message/subscribe/send", [{"latency_ms": LATE_MS}])
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"latency_ms": LATE_MS}])
-    mini, robot = delivery("wechat_mini_subscribe", person, "m1"), delivery("wecom_robot", person, "r1")
+    mini, robot = queued("wechat_mini_subscribe", person, "m1"), queued("wecom_robot", person, "r1")
 
     for row in (mini, robot):
         delivery_send(delivery_id=row.pk)
@@ -338,9 +282,9 @@ def test_mini_program_and_robot_outcomes_that_cannot_be_asked_stay_unknown(fake_
 
 
 def test_at_least_once_bindings_are_resent_when_the_provider_cannot_be_asked(fake_providers, person):
-    account("wecom_robot", "wecom", credentials={"robot_key": "k-ops"})
+    sandbox_account("robot")
     fake_providers.script("/wecom/cgi-bin/webhook/send", [{"drop": True}])
-    row = delivery("wecom_robot", person, options={"at_least_once": True})
+    row = queued("wecom_robot", person, options={"at_least_once": True})
 
     delivery_send(delivery_id=row.pk)
     assert reconcile_now(row) == "resend_at_least_once"
@@ -364,9 +308,9 @@ def test_at_least_once_bindings_are_resent_when_the_provider_cannot_be_asked(fak
 def test_a_daily_quota_is_not_retried_the_same_day(fake_providers, aliyun, person, path, answer, waits_for_tomorrow):
     from zoneinfo import ZoneInfo
 
-    account("wechat_oa_template", "wechat", app_id="wx-oa", credentials={"app_secret": "s"})
+    sandbox_account("oa")
     fake_providers.script(path, [{"json": answer}])
-    row = delivery("wechat_oa_template" if "wechat" in path else "sms", person)
+    row = queued("wechat_oa_template" if "wechat" in path else "sms", person)
 
     delivery_send(delivery_id=row.pk)
 
@@ -378,7 +322,7 @@ def test_a_daily_quota_is_not_retried_the_same_day(fake_providers, aliyun, perso
 
 
 def test_a_duplicate_answer_points_at_the_delivery_it_repeated(monkeypatch, person):
-    first = delivery("app_push", person, key="first")
+    first = queued("app_push", person, key="first")
     monkeypatch.setitem(
         providers.BACKENDS,
         "app_push",
@@ -388,8 +332,8 @@ def test_a_duplicate_answer_points_at_the_delivery_it_repeated(monkeypatch, pers
         ),
     )
     Delivery.objects.filter(pk=first.pk).update(status=DeliveryStatus.SENT)
-    second = delivery("app_push", person, key="second")
-    third = delivery("app_push", person, key="third")
+    second = queued("app_push", person, key="second")
+    third = queued("app_push", person, key="third")
 
     delivery_send(delivery_id=third.pk)
     delivery_send(delivery_id=second.pk)

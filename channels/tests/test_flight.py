@@ -10,7 +10,6 @@ from django.utils import timezone
 from channels import flight, sending
 from channels.models import (
     AttemptOutcome,
-    ChannelAccount,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -18,66 +17,20 @@ from channels.models import (
     Recipient,
 )
 from channels.reconcile import delivery_reconcile
-from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import LATE_MS, queued, sandbox_account, take_back_first_claimed
 
-pytestmark = pytest.mark.django_db(transaction=True)
-LATE_MS = 900  # the fake acts on the request, then answers after this; the client waits 0.3 s
-
-
-@pytest.fixture(autouse=True)
-def short_timeouts(settings):
-    settings.PROVIDER_TIMEOUT = (1.0, 0.3)
-    settings.RECONCILE_AFTER_SECONDS = 0
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 
 
 @pytest.fixture
 def accounts(db):
-    sms = {"app_id": "sandbox-access-key", "credentials": {"access_key_secret": "sandbox-access-secret"}}
     return {
-        "aliyun": ChannelAccount.objects.create(
-            name="aliyun", channel="sms", provider="aliyun", is_default=True, options={"sign_name": "互联网医院"}, **sms
-        ),
-        "tencent": ChannelAccount.objects.create(
-            name="tencent",
-            channel="sms",
-            provider="tencent",
-            app_id="1400000000",
-            credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-            options={"sign_name": "互联网医院"},
-        ),
-        "oa": ChannelAccount.objects.create(
-            name="oa",
-            channel="wechat_oa_template",
-            provider="wechat",
-            app_id="wx-oa",
-            is_default=True,
-            credentials={"app_secret": "s-oa"},
-        ),
-        "mini": ChannelAccount.objects.create(
-            name="mini",
-            channel="wechat_mini_subscribe",
-            provider="wechat",
-            app_id="wx-mini",
-            is_default=True,
-            credentials={"app_secret": "s-mini"},
-        ),
-        "jpush": ChannelAccount.objects.create(
-            name="jpush",
-            channel="app_push",
-            provider="jpush",
-            app_id="app-key",
-            is_default=True,
-            credentials={"master_secret": "m-secret"},
-        ),
-        "wecom": ChannelAccount.objects.create(
-            name="wecom-app",
-            channel="wecom_app",
-            provider="wecom",
-            app_id="ww-corp",
-            is_default=True,
-            credentials={"corp_secret": "s-corp"},
-            options={"agentid": 1000002},
-        ),
+        "aliyun": sandbox_account("aliyun"),
+        "tencent": sandbox_account("tencent", is_default=False),  # Aliyun is the default; Tencent when named
+        "oa": sandbox_account("oa"),
+        "mini": sandbox_account("mini"),
+        "jpush": sandbox_account("jpush"),
+        "wecom": sandbox_account("wecom_app"),
     }
 
 
@@ -95,30 +48,6 @@ def people(db):
         )
         for i in range(60)
     ]
-
-
-def queued(channel, person, key, account=None) -> Delivery:
-    (row,) = deliveries_create(
-        requests=[
-            DeliveryRequest(
-                channel=channel,
-                recipient=person,
-                idempotency_key=key,
-                account=account,
-                # Not due yet, so that no eager worker sends it before the test does.
-                not_before=timezone.now() + timedelta(hours=1),
-                content={
-                    "title": "医生已接诊",
-                    "body": f"李明医生已接诊您的问诊 {key}。",
-                    "template_id": "SMS_123" if channel == "sms" else "tmpl-1",
-                    "params": {"name": "李明"} if channel == "sms" else {"thing1": "李明"},
-                    "options": {},
-                },
-            )
-        ]
-    )
-    Delivery.objects.filter(pk=row.pk).update(not_before=timezone.now())
-    return row
 
 
 def fresh(d: Delivery) -> Delivery:
@@ -235,15 +164,7 @@ def test_a_crash_between_open_and_settle_leaves_pending_attempts_that_reconcile(
 
 def test_a_row_taken_back_before_the_open_is_not_called(monkeypatch, fake_providers, accounts, people, statements):
     rows = [queued("sms", people[i], f"k{i}") for i in range(3)]
-    claim_for_real = flight.chunk_claim
-
-    def claim_then_lose_one(ids):
-        claim, claimed = claim_for_real(ids)
-        # The outbox scan took the first back in between (our lease ran out): queued again.
-        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
-        return claim, claimed
-
-    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_one)
+    take_back_first_claimed(monkeypatch)
 
     flight.chunk_send([r.pk for r in rows])
 
@@ -261,14 +182,7 @@ def test_a_row_taken_back_before_the_open_gives_back_the_consent_its_request_too
 
     row = queued("wechat_mini_subscribe", people[0], "mini")
     SubscribeConsent.objects.create(recipient=people[0], template_id="tmpl-1", remaining=1)
-    claim_for_real = flight.chunk_claim
-
-    def claim_then_lose_it(ids):
-        claim, claimed = claim_for_real(ids)
-        Delivery.objects.filter(pk=claimed[0].pk).update(status=DeliveryStatus.QUEUED, claim="", lease_until=None)
-        return claim, claimed
-
-    monkeypatch.setattr(flight, "chunk_claim", claim_then_lose_it)
+    take_back_first_claimed(monkeypatch)
 
     flight.chunk_send([row.pk])
 

@@ -14,7 +14,6 @@ from channels import tokens
 from channels.addresses import deliveries_fill_addresses
 from channels.checks import content_problems
 from channels.models import (
-    ChannelAccount,
     Delivery,
     DeliveryStatus,
     Recipient,
@@ -26,6 +25,7 @@ from channels.providers.wecom import cut_utf8, duplicate_check_seconds, markdown
 from channels.ratelimit import take, take_sliding
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, account_check, deliveries_create
+from channels.tests.conftest import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,46 +41,9 @@ def no_local_tokens():
 
 
 @pytest.fixture
-def oa(db):
-    return ChannelAccount.objects.create(
-        name="oa",
-        channel="wechat_oa_template",
-        provider="wechat",
-        app_id="wx-oa",
-        is_default=True,
-        credentials={"app_secret": "s-oa"},
-    )
-
-
-@pytest.fixture
-def robot(db):
-    return ChannelAccount.objects.create(
-        name="robot", channel="wecom_robot", provider="wecom", is_default=True, credentials={"robot_key": "k-ops"}
-    )
-
-
-@pytest.fixture
-def wecom_app(db):
-    return ChannelAccount.objects.create(
-        name="wecom-app",
-        channel="wecom_app",
-        provider="wecom",
-        app_id="ww-corp",
-        is_default=True,
-        credentials={"corp_secret": "s-corp"},
-        options={"agentid": 1000002},
-    )
-
-
-@pytest.fixture
 def jpush(db):
-    return ChannelAccount.objects.create(
-        name="jpush",
-        channel="app_push",
-        provider="jpush",
-        app_id="app-key",
-        is_default=True,
-        credentials={"master_secret": "m-secret"},
+    return sandbox_account(
+        "jpush",
         options={
             "third_party_channel": {
                 "xiaomi": {"channel_id": "120001"},

@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient, SubscribeConsent
+from channels.models import Delivery, DeliveryStatus, Recipient, SubscribeConsent
 from channels.providers.wechat import InvalidParam, checked_params
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,44 +23,15 @@ def fake(fake_providers):
 @pytest.fixture
 def accounts(db):
     return {
-        "oa": ChannelAccount.objects.create(
-            name="oa",
-            channel="wechat_oa_template",
-            provider="wechat",
-            app_id="wx-oa",
-            is_default=True,
-            credentials={"app_secret": "s-oa"},
-        ),
-        "mini": ChannelAccount.objects.create(
-            name="mini",
-            channel="wechat_mini_subscribe",
-            provider="wechat",
-            app_id="wx-mini",
-            is_default=True,
-            credentials={"app_secret": "s-mini"},
-            options={"miniprogram_state": "trial"},
-        ),
-        "robot": ChannelAccount.objects.create(
-            name="robot",
-            channel="wecom_robot",
-            provider="wecom",
-            is_default=True,
-            credentials={"robot_key": "k-ops"},
-        ),
+        "oa": sandbox_account("oa"),
+        "mini": sandbox_account("mini", options={"miniprogram_state": "trial"}),
+        "robot": sandbox_account("robot"),
     }
 
 
 @pytest.fixture
 def jpush(db):
-    return ChannelAccount.objects.create(
-        name="jpush",
-        channel="app_push",
-        provider="jpush",
-        app_id="app-key",
-        is_default=True,
-        credentials={"master_secret": "m-secret"},
-        options={"apns_production": True},
-    )
+    return sandbox_account("jpush", options={"apns_production": True})
 
 
 @pytest.fixture
@@ -277,15 +249,7 @@ def test_an_unreachable_provider_is_a_transient_failure_in_its_own_words(setting
 
 
 def test_wecom_app_messages_go_to_the_staff_user_with_a_duplicate_check(fake, db):
-    ChannelAccount.objects.create(
-        name="wecom-app",
-        channel="wecom_app",
-        provider="wecom",
-        app_id="ww-corp",
-        is_default=True,
-        credentials={"corp_secret": "s-corp"},
-        options={"agentid": 1000002},
-    )
+    sandbox_account("wecom_app")
     staff = Recipient.objects.create(audience="operations", external_id="ops-li", wecom_userid="LiSi")
 
     delivery = send("wecom_app", staff)
@@ -385,19 +349,6 @@ def _aliyun_sign_quoted(canonical: str, secret: str, method: str) -> str:
 
     to_sign = f"{method}&%2F&{quote(canonical, safe='-_.~')}"
     return base64.b64encode(hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
-
-
-@pytest.fixture
-def aliyun(db):
-    return ChannelAccount.objects.create(
-        name="aliyun",
-        channel="sms",
-        provider="aliyun",
-        app_id="sandbox-access-key",
-        is_default=True,
-        credentials={"access_key_secret": "sandbox-access-secret"},
-        options={"sign_name": "互联网医院"},
-    )
 
 
 def test_aliyun_sms_is_signed_and_sent_with_its_template_parameters(fake, aliyun):

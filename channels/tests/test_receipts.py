@@ -12,7 +12,6 @@ from wechatpy.crypto import WeChatCrypto
 from channels.fakeproviders import aliyun_reports, tencent_reports, wechat_signed_query, wechat_template_event
 from channels.models import (
     ChangeSource,
-    ChannelAccount,
     Delivery,
     DeliveryStatus,
     DeliveryStatusChange,
@@ -22,6 +21,7 @@ from channels.models import (
 )
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, deliveries_create
+from channels.tests.conftest import SANDBOX_ACCOUNTS, sandbox_account
 from channels.timeline import delivery_progress
 
 TOKEN = "cb-token-0123456789"
@@ -36,20 +36,9 @@ def person(db):
 
 
 def sms_account(provider):
-    creds = (
-        {"access_key_secret": "sandbox-access-secret", "callback_token": TOKEN}
-        if provider == "aliyun"
-        else {"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key", "callback_token": TOKEN}
-    )
-    return ChannelAccount.objects.create(
-        name=f"sms-{provider}",
-        channel="sms",
-        provider=provider,
-        is_default=True,
-        app_id="sandbox-access-key" if provider == "aliyun" else "1400000000",
-        credentials=creds,
-        options={"sign_name": "互联网医院"},
-    )
+    """The sandbox SMS account, with the token its receipt callbacks carry."""
+    credentials = SANDBOX_ACCOUNTS[provider]["credentials"] | {"callback_token": TOKEN}
+    return sandbox_account(provider, credentials=credentials)
 
 
 def sent(channel, person, key, fake) -> Delivery:
@@ -69,16 +58,6 @@ def sent(channel, person, key, fake) -> Delivery:
     row.refresh_from_db()
     assert row.status == DeliveryStatus.SENT, row.last_error_message
     return row
-
-
-@pytest.fixture
-def fake(settings):
-    from channels.fakeproviders import serve
-
-    server = serve(port=0)
-    settings.FAKE_PROVIDERS_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
 
 
 BUILD = {"aliyun": aliyun_reports, "tencent": tencent_reports}
@@ -174,11 +153,8 @@ def test_a_receipt_that_comes_while_sending_waits_and_is_applied_later(client, f
 
 @pytest.fixture
 def oa(db):
-    return ChannelAccount.objects.create(
-        name="oa",
-        channel="wechat_oa_template",
-        provider="wechat",
-        is_default=True,
+    return sandbox_account(
+        "oa",
         app_id="wx0123456789abcdef",
         credentials={
             "app_secret": "s",
@@ -298,14 +274,7 @@ def test_receipts_pulled_per_account_sms_and_jpush(fake, person):
     aliyun.options = {**aliyun.options, "pull_receipts": True}
     aliyun.save()
     d = sent("sms", person, "key-pull", fake)
-    jp = ChannelAccount.objects.create(
-        name="jpush",
-        channel="app_push",
-        provider="jpush",
-        is_default=True,
-        app_id="sandbox-app-key",
-        credentials={"master_secret": "sandbox-master-secret"},
-    )
+    jp = sandbox_account("jpush")
     Recipient.objects.filter(pk=person.pk).update(push_registration_ids=["1a0018970aa"])
     person.refresh_from_db()
     push = sent("app_push", person, "key-push", fake)
@@ -343,14 +312,7 @@ def test_wechat_duplicate_and_out_of_order_events(client, oa, person):
 def test_the_fake_server_pushes_wechat_template_events_signed(live_server, fake, person):
     import httpx
 
-    account = ChannelAccount.objects.create(
-        name="oa",
-        channel="wechat_oa_template",
-        provider="wechat",
-        is_default=True,
-        app_id="wx-sandbox-oa",
-        credentials={"app_secret": "sandbox-oa-secret", "token": "wechat-server-token"},
-    )
+    account = sandbox_account("oa", credentials={"app_secret": "sandbox-oa-secret", "token": "wechat-server-token"})
     (row,) = deliveries_create(
         requests=[
             DeliveryRequest(

@@ -5,6 +5,7 @@ import pytest
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from channels.routing import circuit_open
+from channels.tests.conftest import queued, sandbox_account
 from channels.tests.test_providers import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -12,24 +13,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def accounts(db):
-    tencent = ChannelAccount.objects.create(
-        name="tencent",
-        channel="sms",
-        provider="tencent",
-        app_id="1400000000",
-        credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        options={"sign_name": "互联网医院", "region": "ap-guangzhou"},
+    tencent = sandbox_account(
+        "tencent", is_default=False, options={"sign_name": "互联网医院", "region": "ap-guangzhou"}
     )
-    aliyun = ChannelAccount.objects.create(
-        name="aliyun",
-        channel="sms",
-        provider="aliyun",
-        app_id="sandbox-access-key",
-        is_default=True,
-        credentials={"access_key_secret": "sandbox-access-secret"},
-        options={"sign_name": "互联网医院"},
-        secondary=tencent,
-    )
+    aliyun = sandbox_account("aliyun", secondary=tencent)
     return aliyun, tencent
 
 
@@ -114,11 +101,11 @@ def test_normal_traffic_is_shared_by_weight(accounts, doctor):
 
 
 def test_a_timeout_is_never_failed_over_until_reconciliation_finds_no_record(fake_providers, accounts, doctor):
-    from channels.tests.test_exactly_once import delivery, fresh, reconcile_now
+    from channels.tests.test_exactly_once import fresh, reconcile_now
 
     aliyun, tencent = accounts
     fake_providers.script("/aliyun/", [{"drop": True}])  # the connection breaks; Aliyun never saw it
-    row = delivery("sms", doctor)
+    row = queued("sms", doctor)
     from channels.sending import delivery_send
 
     delivery_send(delivery_id=row.pk)

@@ -10,6 +10,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from channels.models import ChannelAccount, DeliveryStatus, Recipient
+from channels.tests.conftest import sandbox_account
 from channels.tests.test_providers import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,15 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def tencent(db):
-    return ChannelAccount.objects.create(
-        name="tencent",
-        channel="sms",
-        provider="tencent",
-        app_id="1400000000",
-        is_default=True,
-        credentials={"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"},
-        options={"sign_name": "互联网医院", "region": "ap-guangzhou"},
-    )
+    return sandbox_account("tencent", options={"sign_name": "互联网医院", "region": "ap-guangzhou"})
 
 
 @pytest.fixture
