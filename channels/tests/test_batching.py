@@ -16,7 +16,7 @@ from channels.providers.http import drive
 from channels.providers.sms import SmsBackend
 from channels.reconcile import delivery_reconcile
 from channels.services import DeliveryRequest, deliveries_create
-from channels.tests.conftest import LATE_MS, take_back_first_claimed
+from channels.tests.helpers import LATE_MS, take_back_first_claimed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 SEND_SMS = "/tencent/"

@@ -23,7 +23,7 @@ from channels.providers import DeliveryResult
 from channels.providers.testing import RecordingBackend
 from channels.reconcile import delivery_reconcile
 from channels.sending import _claim, _open_attempt, deliveries_requeue_due, delivery_send
-from channels.tests.conftest import LATE_MS, queued, sandbox_account
+from channels.tests.helpers import LATE_MS, queued, sandbox_account
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 

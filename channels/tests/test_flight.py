@@ -17,7 +17,7 @@ from channels.models import (
     Recipient,
 )
 from channels.reconcile import delivery_reconcile
-from channels.tests.conftest import LATE_MS, queued, sandbox_account, take_back_first_claimed
+from channels.tests.helpers import LATE_MS, queued, sandbox_account, take_back_first_claimed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("short_timeouts")]
 

@@ -25,7 +25,7 @@ from channels.providers.wecom import cut_utf8, duplicate_check_seconds, markdown
 from channels.ratelimit import take, take_sliding
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, account_check, deliveries_create
-from channels.tests.conftest import sandbox_account
+from channels.tests.helpers import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

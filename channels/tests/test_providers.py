@@ -10,7 +10,7 @@ from channels.models import Delivery, DeliveryStatus, Recipient, SubscribeConsen
 from channels.providers.wechat import InvalidParam, checked_params
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, deliveries_create
-from channels.tests.conftest import sandbox_account
+from channels.tests.helpers import sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from channels.models import (
 )
 from channels.sending import delivery_send
 from channels.services import DeliveryRequest, deliveries_create
-from channels.tests.conftest import SANDBOX_ACCOUNTS, sandbox_account
+from channels.tests.helpers import SANDBOX_ACCOUNTS, sandbox_account
 from channels.timeline import delivery_progress
 
 TOKEN = "cb-token-0123456789"

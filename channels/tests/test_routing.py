@@ -5,7 +5,7 @@ import pytest
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from channels.routing import circuit_open
-from channels.tests.conftest import queued, sandbox_account
+from channels.tests.helpers import queued, sandbox_account
 from channels.tests.test_providers import send
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from channels.models import ChannelAccount, DeliveryStatus, Recipient
-from channels.tests.conftest import sandbox_account
+from channels.tests.helpers import sandbox_account
 from channels.tests.test_providers import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
