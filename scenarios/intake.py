@@ -89,13 +89,14 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(payloads)
     first_with_key: dict[str, int] = {}
     accepted: list[_Accepted] = []
+    memo = _PlanMemo(enabled=len(payloads) > 1)
     for i, payload in enumerate(payloads):
         if keys[i] in stored:
             outcomes[i] = _replay(stored[keys[i]].request_hash, stored[keys[i]].answer, fingerprints[i])
         elif keys[i] not in first_with_key:
             first_with_key[keys[i]] = i
             try:
-                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now, version=version))
+                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now, version=version, memo=memo))
             except EventRejected as err:
                 outcomes[i] = Outcome(error=err)
 
@@ -156,8 +157,44 @@ def _replay(stored_fingerprint: str, answer: dict, fingerprint: str) -> Outcome:
     return Outcome(answer=answer, created=False)
 
 
+class _PlanMemo:
+    """What a batch decided once per (scenario or rule, data): the schema's and the conditions'
+    verdicts, a rule's timing and rendering. Events of a batch often carry the same data for
+    different people; the answer depends on the data (and the batch's clock) alone, never on the
+    recipients. Lives for one call of events_accept, so the catalog it saw cannot change under it."""
+
+    def __init__(self, *, enabled: bool = True):
+        self.enabled = enabled
+        self._seen: dict[tuple, object] = {}
+
+    def data_key(self, data: dict) -> str | None:
+        """The data's canonical JSON; None (no memo) for values JSON does not carry as they are."""
+        if not self.enabled:
+            return None
+        try:
+            return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError):
+            return None
+
+    def get(self, key: tuple, compute, *args, **kwargs):
+        """compute(*args, **kwargs), once per key; every time when the key ends in None (no data key)."""
+        if key[-1] is None:
+            return compute(*args, **kwargs)
+        try:
+            return self._seen[key]
+        except KeyError:
+            value = self._seen[key] = compute(*args, **kwargs)
+            return value
+
+
 def _validate_and_plan(
-    index: int, payload: dict, fingerprint: str, *, now: datetime, version: int | None = None
+    index: int,
+    payload: dict,
+    fingerprint: str,
+    *,
+    now: datetime,
+    version: int | None = None,
+    memo: _PlanMemo | None = None,
 ) -> _Accepted:
     config = scenario_config(payload["event"], version=version)
     if config is None:
@@ -167,10 +204,14 @@ def _validate_and_plan(
             "scenario_disabled", f"The scenario {config.scenario.code} is disabled.", {"event": ["disabled"]}, 409
         )
     data = payload.get("data") or {}
-    errors = schema_errors(config.data_validator, data, prefix="data")
+    memo = memo or _PlanMemo(enabled=False)
+    data_key = memo.data_key(data)
+    key = ("schema", config.scenario.pk, data_key)
+    errors = memo.get(key, schema_errors, config.data_validator, data, prefix="data")
     if errors:
+        errors = {path: list(problems) for path, problems in errors.items()}  # the memo's stay as they are
         raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
-    planned, skipped = _plan(config, payload, data, now=now)
+    planned, skipped = _plan(config, payload, data, now=now, memo=memo, data_key=data_key)
     effect = _check_effect(config.scenario, payload, data) if config.scenario.effect else None
     return _Accepted(
         index=index,
@@ -216,7 +257,7 @@ def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
     return "", ""
 
 
-def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
+def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime, memo: _PlanMemo, data_key: str | None):
     """Decide every message before anything is written, so a bad event changes nothing."""
     recipients = payload.get("recipients") or {}
     errors: dict[str, list[str]] = {}
@@ -227,7 +268,8 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
             # A code is made only by POST /api/v1/otp (scenarios/otp.py), never by a plain event.
             skipped.append({"rule": rule.code, "reason": "needs_otp_endpoint"})
             continue
-        if not condition_matches(config.conditions[rule.pk], data):
+        matches = memo.get(("if", rule.pk, data_key), condition_matches, config.conditions[rule.pk], data)
+        if not matches:
             skipped.append({"rule": rule.code, "reason": "condition_not_met"})
             continue
         entries = recipients.get(rule.audience) or rule.default_recipients
@@ -236,26 +278,15 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
                 f"The rule {rule.code} needs at least one {rule.audience}."
             )
             continue
-        due_at, immediate, skip_reason = now, True, ""
-        if rule.is_timed:
-            anchor = _anchor_time(data, rule, errors)
-            if anchor is None:
-                continue
-            due_at, immediate, skip_reason = timing(rule, anchor, now=now)
-        rendered = {}
-        if immediate:
-            try:
-                rendered = render_message(
-                    template=rule.template,
-                    bindings=config.bindings.get(rule.template_id, ()),
-                    context=render_context(rule.template, data),
-                )
-            except RenderError as err:
-                errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
-                continue
-            for path, problems in rendered_problems(rendered).items():
-                errors.setdefault(f"template.{rule.template.code}.{path}", []).extend(problems)
-        planned.extend(_Planned(rule, entry, due_at, immediate, rendered, skip_reason) for entry in entries)
+        decided = memo.get(("rule", rule.pk, data_key), _rule_decision, config, rule, data, now=now)
+        for path, problems in decided.errors.items():
+            errors.setdefault(path, []).extend(problems)
+        if decided.failed:
+            continue
+        planned.extend(
+            _Planned(rule, entry, decided.due_at, decided.immediate, decided.rendered, decided.skip_reason)
+            for entry in entries
+        )
     if errors:
         raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
     if config.rules and all(s["reason"] == "needs_otp_endpoint" for s in skipped) and len(skipped) == len(config.rules):
@@ -265,6 +296,42 @@ def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
             {"event": ["verification-code scenario"]},
         )
     return planned, skipped
+
+
+@dataclass(frozen=True)
+class _RuleDecision:
+    """What a rule makes of an event's data, whoever the recipients: when, and what it says."""
+
+    due_at: datetime | None = None
+    immediate: bool = False
+    rendered: dict = field(default_factory=dict)
+    skip_reason: str = ""
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    failed: bool = False  # no message for this rule (its errors say why)
+
+
+def _rule_decision(config: ScenarioConfig, rule: Rule, data: dict, *, now: datetime) -> _RuleDecision:
+    errors: dict[str, list[str]] = {}
+    due_at, immediate, skip_reason = now, True, ""
+    if rule.is_timed:
+        anchor = _anchor_time(data, rule, errors)
+        if anchor is None:
+            return _RuleDecision(errors=errors, failed=True)
+        due_at, immediate, skip_reason = timing(rule, anchor, now=now)
+    rendered = {}
+    if immediate:
+        try:
+            rendered = render_message(
+                template=rule.template,
+                bindings=config.bindings.get(rule.template_id, ()),
+                context=render_context(rule.template, data),
+            )
+        except RenderError as err:
+            errors[f"template.{rule.template.code}.{err.field}"] = [err.message]
+            return _RuleDecision(errors=errors, failed=True)
+        for path, problems in rendered_problems(rendered).items():
+            errors.setdefault(f"template.{rule.template.code}.{path}", []).extend(problems)
+    return _RuleDecision(due_at, immediate, rendered, skip_reason, errors)
 
 
 def timing(rule: Rule, anchor: datetime, *, now: datetime) -> tuple[datetime, bool, str]:
