@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 
 from django.db import connections, router
-from django.db.models import Model
+from django.db.models import Field, Model
 
 BULK_CHUNK = 5000  # rows per statement: bounds one parameter array, not the caller's batch
 # Up to this many parameters, one `VALUES` list of plain ones: a single event writes a few rows
@@ -138,17 +138,14 @@ def values_copy(model: type[Model], rows: list[dict], *, now: datetime | None = 
     connection = connections[router.db_for_write(model)]
     with_pk = model._meta.pk.attname in rows[0]
     columns, sql, types = _copy_plan(model, connection.alias, with_pk)
-    automatic = {f.attname for f, _ in columns if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)}
+    automatic = {f.attname for f, *_ in columns if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)}
     if automatic and now is None:
         raise ValueError(f"values_copy needs `now` for {model.__name__}'s automatic times")
-    defaults = {f.attname: now if f.attname in automatic else f.get_default() for f, _ in columns}
+    defaults = {f.attname: now if f.attname in automatic else f.get_default() for f, *_ in columns}
     if connection.vendor != "postgresql":
         model.objects.bulk_create([model(**{**defaults, **row}) for row in rows], batch_size=500)
         return
-    prepared = [
-        [_prepared(f, plain, row.get(f.attname, defaults[f.attname]), connection) for f, plain in columns]
-        for row in rows
-    ]
+    prepared = _copy_values(columns, rows, defaults, connection)
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     started = time.monotonic()
@@ -164,6 +161,8 @@ def values_copy(model: type[Model], rows: list[dict], *, now: datetime | None = 
 
 @functools.cache
 def _copy_plan(model: type[Model], alias: str, with_pk: bool) -> tuple[list, str, list[str]]:
+    """The COPY statement, its columns' types, and per column (field, kind, plain types): how a
+    value is prepared (_copy_values)."""
     connection = connections[alias]
     fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
     quote = connection.ops.quote_name
@@ -171,7 +170,59 @@ def _copy_plan(model: type[Model], alias: str, with_pk: bool) -> tuple[list, str
         f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN (FORMAT BINARY)"
     )
     types = [_array_type(f, connection)[:-2] for f in fields] if connection.vendor == "postgresql" else []
-    return [(f, (int,) if f.primary_key else _plain_types(f)) for f in fields], sql, types
+    return [(f, *_copy_kind(f)) for f in fields], sql, types
+
+
+_AS_IS, _MOMENT, _JSON, _DJANGO = range(4)
+
+
+def _copy_kind(field) -> tuple[int, tuple]:
+    django_own = type(field).__module__.startswith("django.")
+    if not django_own and type(field).pre_save is not Field.pre_save and not getattr(field, "pre_save_is_value", False):
+        # A plain row has no instance to compute it from (a keyed hash of an address): rows_insert.
+        raise ValueError(f"values_copy cannot compute {field.model.__name__}.{field.name}: use rows_insert")
+    if field.primary_key:
+        return _AS_IS, (int,)
+    if django_own and field.get_internal_type() == "DateTimeField":
+        return _MOMENT, ()  # auto_now too: values_copy gives it `now`
+    if django_own and field.get_internal_type() == "JSONField" and field.encoder is None:
+        return _JSON, ()
+    plain = _plain_types(field)
+    return (_DJANGO, ()) if plain is None else (_AS_IS, plain)
+
+
+def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) -> list[list]:
+    """Each row's values in column order, prepared as Django would prepare them for an INSERT:
+    strings, integers, aware date-times and JSON objects as they are (the cheap and common case),
+    anything else through the field's get_db_prep_save (an encrypted field of ours, a naive time,
+    a choices member)."""
+    from psycopg.types.json import Jsonb
+
+    out = []
+    for row in rows:
+        values = []
+        for field, kind, plain in columns:
+            value = row.get(field.attname, defaults[field.attname])
+            if value is None:
+                if kind == _DJANGO:
+                    value = field.get_db_prep_save(value, connection)
+            elif kind == _AS_IS:
+                if type(value) not in plain:  # a choices member is its string; anything else: Django
+                    value = (
+                        str(value)
+                        if str in plain and isinstance(value, str)
+                        else field.get_db_prep_save(value, connection)
+                    )
+            elif kind == _MOMENT:
+                if type(value) is not datetime or value.tzinfo is None:
+                    value = field.get_db_prep_save(value, connection)
+            elif kind == _JSON:
+                value = Jsonb(value) if type(value) in (dict, list) else field.get_db_prep_save(value, connection)
+            else:
+                value = field.get_db_prep_save(value, connection)
+            values.append(value)
+        out.append(values)
+    return out
 
 
 def _insert(model: type[Model], connection, rows: list[list]) -> list[int]:
