@@ -22,6 +22,7 @@ request: building the SQL cost more CPU than PostgreSQL spent answering it.
 """
 
 import functools
+import json
 import re
 import time
 from datetime import datetime
@@ -191,6 +192,16 @@ def _copy_kind(field) -> tuple[int, tuple]:
     return (_DJANGO, ()) if plain is None else (_AS_IS, plain)
 
 
+def _json_text(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(json.dumps(value).encode(), dumps=_as_is)
+
+
+def _as_is(text: bytes) -> bytes:
+    return text
+
+
 def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) -> list[list]:
     """Each row's values in column order, prepared as Django would prepare them for an INSERT:
     strings, integers, aware date-times and JSON objects as they are (the cheap and common case),
@@ -198,6 +209,7 @@ def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) ->
     a choices member)."""
     from psycopg.types.json import Jsonb
 
+    texts: dict[int, Jsonb] = {}  # one JSON text per object, however many rows share it
     out = []
     for row in rows:
         values = []
@@ -217,7 +229,10 @@ def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) ->
                 if type(value) is not datetime or value.tzinfo is None:
                     value = field.get_db_prep_save(value, connection)
             elif kind == _JSON:
-                value = Jsonb(value) if type(value) in (dict, list) else field.get_db_prep_save(value, connection)
+                if type(value) in (dict, list):
+                    value = texts.get(id(value)) or texts.setdefault(id(value), _json_text(value))
+                else:
+                    value = field.get_db_prep_save(value, connection)
             else:
                 value = field.get_db_prep_save(value, connection)
             values.append(value)

@@ -1,9 +1,10 @@
 """Event intake: from reported business events to stored events, messages and deliveries.
 
 One code path for one event and for a batch: every event is validated and planned on its own
-(a bad one sinks no other), then all the good new ones are written in one transaction with bulk
-inserts. Idempotency is per client and key: the same body again gets the first answer, another
-body under a used key is `idempotency_conflict`.
+(a bad one sinks no other; what depends on the data alone is decided once per distinct data in a
+batch), then all the good new ones are written in one transaction: their keys reserved in one
+statement, one COPY per table, no model instance per row. Idempotency is per client and key: the
+same body again gets the first answer, another body under a used key is `idempotency_conflict`.
 """
 
 import hashlib

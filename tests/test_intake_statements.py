@@ -13,10 +13,11 @@ from tests.factories import paid_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The API key; the idempotency read; BEGIN; the events; the recipients (one read, every audience);
-# the messages; the preferences; the deliveries; their status changes; the answers; COMMIT. Reads
-# before BEGIN see no transaction, like any request's. The channel accounts are kept with the
-# catalog (scenarios/catalog.py), reloaded when it changes.
+# The API key; the idempotency read; BEGIN; the recipients (one read, every audience); the keys of
+# the new events, messages and deliveries (one statement); the messages; the preferences; the
+# deliveries; their status changes; the events with their answers; COMMIT. A batch's rows go by
+# COPY, each counted as a statement. Reads before BEGIN see no transaction, like any request's.
+# The channel accounts are kept with the catalog (scenarios/catalog.py), reloaded when it changes.
 STATEMENTS = 11
 
 
