@@ -202,42 +202,47 @@ def _as_is(text: bytes) -> bytes:
     return text
 
 
-def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) -> list[list]:
+def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) -> list[tuple]:
     """Each row's values in column order, prepared as Django would prepare them for an INSERT:
     strings, integers, aware date-times and JSON objects as they are (the cheap and common case),
     anything else through the field's get_db_prep_save (an encrypted field of ours, a naive time,
-    a choices member)."""
-    from psycopg.types.json import Jsonb
+    a choices member). Column by column: one type check per column when all are plain."""
+    texts: dict[int, object] = {}  # one JSON text per object, however many rows share it
+    prepared = []
+    for field, kind, plain in columns:
+        name, default = field.attname, defaults[field.attname]
+        values = [row.get(name, default) for row in rows]
+        if kind == _AS_IS:
+            if not set(map(type, values)) <= {*plain, type(None)}:
+                values = [_as_plain(field, plain, v, connection) for v in values]
+        elif kind == _MOMENT:
+            values = [
+                v
+                if v is None or (type(v) is datetime and v.tzinfo is not None)
+                else field.get_db_prep_save(v, connection)
+                for v in values
+            ]
+        elif kind == _JSON:
+            values = [
+                v
+                if v is None
+                else (texts.get(id(v)) or texts.setdefault(id(v), _json_text(v)))
+                if type(v) in (dict, list)
+                else field.get_db_prep_save(v, connection)
+                for v in values
+            ]
+        else:
+            values = [field.get_db_prep_save(v, connection) for v in values]
+        prepared.append(values)
+    return list(zip(*prepared, strict=True))
 
-    texts: dict[int, Jsonb] = {}  # one JSON text per object, however many rows share it
-    out = []
-    for row in rows:
-        values = []
-        for field, kind, plain in columns:
-            value = row.get(field.attname, defaults[field.attname])
-            if value is None:
-                if kind == _DJANGO:
-                    value = field.get_db_prep_save(value, connection)
-            elif kind == _AS_IS:
-                if type(value) not in plain:  # a choices member is its string; anything else: Django
-                    value = (
-                        str(value)
-                        if str in plain and isinstance(value, str)
-                        else field.get_db_prep_save(value, connection)
-                    )
-            elif kind == _MOMENT:
-                if type(value) is not datetime or value.tzinfo is None:
-                    value = field.get_db_prep_save(value, connection)
-            elif kind == _JSON:
-                if type(value) in (dict, list):
-                    value = texts.get(id(value)) or texts.setdefault(id(value), _json_text(value))
-                else:
-                    value = field.get_db_prep_save(value, connection)
-            else:
-                value = field.get_db_prep_save(value, connection)
-            values.append(value)
-        out.append(values)
-    return out
+
+def _as_plain(field, plain: tuple, value, connection):
+    if value is None or type(value) in plain:
+        return value
+    if str in plain and isinstance(value, str):  # a choices member is its string
+        return str(value)
+    return field.get_db_prep_save(value, connection)
 
 
 def _insert(model: type[Model], connection, rows: list[list]) -> list[int]:
