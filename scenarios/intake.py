@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from channels.models import Delivery
-from channels.rows import ids_reserve, rows_where, values_copy
+from channels.rows import column_update, ids_reserve, rows_where, values_copy
 from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
@@ -227,8 +227,10 @@ def recipient_ids(recipients: dict) -> dict[str, list[str]]:
 
 def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: int | None = None) -> None:
     """Write the accepted events, their messages and deliveries: every row's key reserved first
-    (one statement), then one COPY per table, no model instance per row. The events go last, with
-    their answers: nothing reads an event row before commit (its references are checked then)."""
+    (one statement), then one COPY per table, no model instance per row. The events go first,
+    answered already (the keys of their messages are known): a concurrent request with one of
+    their idempotency keys waits there for this one, as with any insert. Only an event that
+    cancelled or moved reminders, or enrolled in a plan, has its answer written again."""
     received = timezone.now()  # the events' receipt time, after intake read its clock
     people = recipients_resolve(named=_named(accepted))
     bindings = {}
@@ -245,18 +247,23 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: in
         item.messages = [
             _NewMessage.planned(next(keys), item, plan, people, received=received) for plan in item.planned
         ]
+        item.event.answer = _answer(item, 0, 0)
+    values_copy(Event, [_event_row(item.event) for item in accepted], now=received)
     messages = [m for item in accepted for m in item.messages]
     values_copy(Message, [m.row() for m in messages], now=received)
     dispatched = [m for m in messages if m.status == MessageStatus.DISPATCHED]
     deliver_messages(dispatched, bindings=bindings, version=version, delivery_ids=delivery_ids)
 
+    answered = {}
     for item in accepted:
         cancelled = _cancel_pending(item.event) if item.config.cancels else 0
         moved = _reschedule_pending(item.event, now=now) if item.config.reschedules else 0
-        item.event.answer = _answer(item, cancelled, moved)
-        if item.effect:
-            item.event.answer["plan"] = _apply_effect(item, people, now=now)
-    values_copy(Event, [_event_row(item.event) for item in accepted], now=received)
+        if cancelled or moved or item.effect:
+            item.event.answer = _answer(item, cancelled, moved)
+            if item.effect:
+                item.event.answer["plan"] = _apply_effect(item, people, now=now)
+            answered[item.event.pk] = item.event.answer
+    column_update(Event, "answer", answered)
 
 
 def _named(accepted: list[_Accepted]) -> dict[str, list]:
