@@ -249,7 +249,9 @@ def _cancel_unsent(rows, *, reason: str, source: str) -> int:
     """Cancel those of `rows` (a Delivery queryset) that have not gone out yet, held ones too,
     with their status-change rows; the ones being sent finish as they go. Returns how many."""
     now = timezone.now()
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements each time): no caller goes on
+    # after a failure here, so all or nothing is the caller's transaction's.
+    with transaction.atomic(savepoint=False):
         ids = list(rows.select_for_update().filter(status__in=UNSENT).values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
