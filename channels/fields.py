@@ -122,6 +122,8 @@ class EncryptedTextField(models.TextField):
 
     descriptor_class = SealedAttribute
     empty = ""
+    # pre_save returns the value as set: a plain row's value is prepared the same (channels/rows.py).
+    pre_save_is_value = True
 
     def open(self, token: str):
         try:

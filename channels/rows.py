@@ -5,10 +5,17 @@ On PostgreSQL a list of model instances goes in as one `INSERT … SELECT … FR
 RETURNING id`, every column one array parameter bound on the server in binary: Django's
 `bulk_create` builds the same statement, but its cursor binds on the client, quoting each array
 element with a regular expression (a third of an event's CPU in the intake profile,
-bench/README.md). `COPY` with ids from a `nextval` block was measured too: as fast for 500 rows,
-but two statements where this is one. Elsewhere (SQLite) it is `bulk_create`.
+bench/README.md). Elsewhere (SQLite) it is `bulk_create`.
 
 Like `bulk_create`: no signals, no `save()`, defaults and `auto_now_add` applied, primary keys set.
+
+The intake's rows go without model instances at all: `ids_reserve` takes the new rows' keys from
+their tables' sequences (one statement for every table: a `nextval` block per table cost a
+statement each), so rows can name each other and be answered before they are written, and
+`values_copy` writes plain rows with one binary `COPY` per table, each value formatted by
+psycopg's C code (an array per column is dumped in Python, element by element). With the
+intake deciding a batch's rules once per distinct data, a batch of 100 went from 0.6 to 0.25 ms
+of CPU per event (bench/intake_cpu.py, 2026-11-30).
 
 The intake's few reads per event (the API key, the idempotency keys, the recipients, their
 preferences) go the other way with `rows_where`: one fixed statement per (model, condition), built
@@ -17,11 +24,13 @@ request: building the SQL cost more CPU than PostgreSQL spent answering it.
 """
 
 import functools
+import json
 import re
+import time
 from datetime import datetime
 
 from django.db import connections, router
-from django.db.models import Model
+from django.db.models import Field, Model
 
 BULK_CHUNK = 5000  # rows per statement: bounds one parameter array, not the caller's batch
 # Up to this many parameters, one `VALUES` list of plain ones: a single event writes a few rows
@@ -63,16 +72,179 @@ def values_insert(model: type[Model], rows: list[dict]) -> None:
         model.objects.bulk_create([model(**row) for row in rows], batch_size=500)
         return
     _, columns = _insert_plan(model, connection.alias)
-    defaults = {f.attname: f.get_default() for f, _ in columns}
     for field, _ in columns:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             raise ValueError(f"values_insert sets no automatic time: {model.__name__}.{field.name}")
+    if len(rows) * len(columns) > FEW_PARAMS:  # more than a few: COPY, no array dumped in Python
+        values_copy(model, rows)
+        return
+    defaults = {f.attname: f.get_default() for f, _ in columns}
     for start in range(0, len(rows), BULK_CHUNK):
         params = [
             [_prepared(f, plain, row.get(f.attname, defaults[f.attname]), connection) for f, plain in columns]
             for row in rows[start : start + BULK_CHUNK]
         ]
         _insert(model, connection, params)
+
+
+def ids_reserve(*wanted: tuple[type[Model], int]) -> list[list[int]]:
+    """New primary keys, `count` for each (model, count), from each table's own sequence, in one
+    statement (SQLite: its sequence table, in the caller's transaction). Keys reserved and not
+    used are a gap, as a rolled-back insert leaves."""
+    models = [(model, count) for model, count in wanted if count > 0]
+    if not models:
+        return [[] for _ in wanted]
+    connection = connections[router.db_for_write(models[0][0])]
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(
+            ["ARRAY(SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s))"] * len(models)
+        )
+        params = [p for model, count in models for p in (model._meta.db_table, model._meta.pk.column, count)]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {arrays}", params)
+            reserved = iter(cursor.fetchone())
+    elif connection.vendor == "sqlite":
+        reserved = iter([_sqlite_reserve(connection, model, count) for model, count in models])
+    else:
+        raise NotImplementedError(f"ids_reserve on {connection.vendor}")
+    return [list(next(reserved)) if count > 0 else [] for _, count in wanted]
+
+
+def _sqlite_reserve(connection, model: type[Model], count: int) -> list[int]:
+    # AUTOINCREMENT tables keep their last key in sqlite_sequence; moving it is a write, so the
+    # database's one writer lock keeps two transactions from taking the same keys.
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE sqlite_sequence SET seq = seq + %s WHERE name = %s RETURNING seq", [count, table])
+        row = cursor.fetchone()
+        if row is None:
+            quote = connection.ops.quote_name
+            last = f"COALESCE(MAX({quote(model._meta.pk.column)}), 0)"
+            cursor.execute(
+                f"INSERT INTO sqlite_sequence (name, seq) SELECT %s, {last} + %s FROM {quote(table)} RETURNING seq",  # noqa: S608 (names are the model's)
+                [table, count],
+            )
+            row = cursor.fetchone()
+    return list(range(row[0] - count + 1, row[0] + 1))
+
+
+def values_copy(model: type[Model], rows: list[dict], *, now: datetime | None = None) -> None:
+    """Insert plain rows (attname → value) with one `COPY` (binary), in the caller's transaction.
+    A row carries its primary key (from ids_reserve), or none does and the table gives them;
+    fields a row leaves out take their defaults (evaluated once per call), `auto_now` and
+    `auto_now_add` fields take `now`. Values are prepared as `values_insert` prepares them, so an
+    encrypted field of our own is written encrypted. A clash is an IntegrityError, a value too
+    long for its column a DataError, as with `bulk_create` (elsewhere than PostgreSQL, it is
+    `bulk_create`)."""
+    if not rows:
+        return
+    connection = connections[router.db_for_write(model)]
+    with_pk = model._meta.pk.attname in rows[0]
+    columns, sql, types = _copy_plan(model, connection.alias, with_pk)
+    automatic = {f.attname for f, *_ in columns if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)}
+    if automatic and now is None:
+        raise ValueError(f"values_copy needs `now` for {model.__name__}'s automatic times")
+    defaults = {f.attname: now if f.attname in automatic else f.get_default() for f, *_ in columns}
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**{**defaults, **row}) for row in rows], batch_size=500)
+        return
+    prepared = _copy_values(columns, rows, defaults, connection)
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    started = time.monotonic()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
+        copy.set_types(types)
+        for values in prepared:
+            copy.write_row(values)
+    if connection.queries_logged:  # counted as Django counts its own statements (assertNumQueries)
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {len(rows)} rows", "time": f"{time.monotonic() - started:.3f}"}
+        )
+
+
+@functools.cache
+def _copy_plan(model: type[Model], alias: str, with_pk: bool) -> tuple[list, str, list[str]]:
+    """The COPY statement, its columns' types, and per column (field, kind, plain types): how a
+    value is prepared (_copy_values)."""
+    connection = connections[alias]
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN (FORMAT BINARY)"
+    )
+    types = [_array_type(f, connection)[:-2] for f in fields] if connection.vendor == "postgresql" else []
+    return [(f, *_copy_kind(f)) for f in fields], sql, types
+
+
+_AS_IS, _MOMENT, _JSON, _DJANGO = range(4)
+
+
+def _copy_kind(field) -> tuple[int, tuple]:
+    django_own = type(field).__module__.startswith("django.")
+    if not django_own and type(field).pre_save is not Field.pre_save and not getattr(field, "pre_save_is_value", False):
+        # A plain row has no instance to compute it from (a keyed hash of an address): rows_insert.
+        raise ValueError(f"values_copy cannot compute {field.model.__name__}.{field.name}: use rows_insert")
+    if field.primary_key:
+        return _AS_IS, (int,)
+    if django_own and field.get_internal_type() == "DateTimeField":
+        return _MOMENT, ()  # auto_now too: values_copy gives it `now`
+    if django_own and field.get_internal_type() == "JSONField" and field.encoder is None:
+        return _JSON, ()
+    plain = _plain_types(field)
+    return (_DJANGO, ()) if plain is None else (_AS_IS, plain)
+
+
+def _json_text(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(json.dumps(value).encode(), dumps=_as_is)
+
+
+def _as_is(text: bytes) -> bytes:
+    return text
+
+
+def _copy_values(columns: list, rows: list[dict], defaults: dict, connection) -> list[tuple]:
+    """Each row's values in column order, prepared as Django would prepare them for an INSERT:
+    strings, integers, aware date-times and JSON objects as they are (the cheap and common case),
+    anything else through the field's get_db_prep_save (an encrypted field of ours, a naive time,
+    a choices member). Column by column: one type check per column when all are plain."""
+    texts: dict[int, object] = {}  # one JSON text per object, however many rows share it
+    prepared = []
+    for field, kind, plain in columns:
+        name, default = field.attname, defaults[field.attname]
+        values = [row.get(name, default) for row in rows]
+        if kind == _AS_IS:
+            if not set(map(type, values)) <= {*plain, type(None)}:
+                values = [_as_plain(field, plain, v, connection) for v in values]
+        elif kind == _MOMENT:
+            values = [
+                v
+                if v is None or (type(v) is datetime and v.tzinfo is not None)
+                else field.get_db_prep_save(v, connection)
+                for v in values
+            ]
+        elif kind == _JSON:
+            values = [
+                v
+                if v is None
+                else (texts.get(id(v)) or texts.setdefault(id(v), _json_text(v)))
+                if type(v) in (dict, list)
+                else field.get_db_prep_save(v, connection)
+                for v in values
+            ]
+        else:
+            values = [field.get_db_prep_save(v, connection) for v in values]
+        prepared.append(values)
+    return list(zip(*prepared, strict=True))
+
+
+def _as_plain(field, plain: tuple, value, connection):
+    if value is None or type(value) in plain:
+        return value
+    if str in plain and isinstance(value, str):  # a choices member is its string
+        return str(value)
+    return field.get_db_prep_save(value, connection)
 
 
 def _insert(model: type[Model], connection, rows: list[list]) -> list[int]:

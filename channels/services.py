@@ -22,7 +22,7 @@ from .models import (
 )
 from .providers import BACKENDS, backend_for
 from .routing import account_for
-from .rows import rows_insert, rows_where
+from .rows import rows_insert, rows_where, values_copy
 from .timeline import status_changes_record
 
 logger = logging.getLogger(__name__)
@@ -64,53 +64,98 @@ def deliveries_create(
     skipped `no_address`.
     """
     now = timezone.now()
-    if accounts is None:
-        accounts = {}
-        for a in ChannelAccount.objects.filter(enabled=True):
-            accounts.setdefault(a.channel, []).append(a)
+    accounts = _enabled_accounts() if accounts is None else accounts
+    created = rows_insert([Delivery(**_delivery_row(req, accounts, now=now)) for req in requests])
+    _after_create([(d.pk, d.channel, d.status, d.enqueued_at is not None) for d in created], now=now)
+    return created
+
+
+def deliveries_write(
+    *, requests: list[DeliveryRequest], accounts: dict[str, list[ChannelAccount]], ids: list[int]
+) -> None:
+    """deliveries_create for a batch that reserved the rows' keys (rows.ids_reserve, at least one
+    per request, in order): the same rows, timeline and enqueueing, written by COPY without a
+    model instance each."""
+    if len(ids) < len(requests):
+        raise ValueError(f"{len(requests)} deliveries for {len(ids)} reserved keys")
+    now = timezone.now()
     rows = []
-    for req in requests:
-        account, route = account_for(channel=req.channel, requested=req.account, accounts=accounts.get(req.channel, []))
-        address = address_for(channel=req.channel, recipient=req.recipient, account=account)
-        row = Delivery(
-            channel=req.channel,
-            account=account,
-            route_reason=route if account is not None else "",
-            recipient=req.recipient,
-            address=masked_address(req.channel, address),  # the real one stays in the directory
-            content=req.content,
-            idempotency_key=req.idempotency_key,
-            not_before=req.not_before or now,
-            event_ref=req.event_ref,
-            message_ref=req.message_ref,
-            template_code=req.template_code,
-        )
-        if not address:
-            row.status = DeliveryStatus.SKIPPED
-            row.last_error_code = "no_address"
-            row.last_error_message = f"The recipient has no address on {req.channel}."
-            row.finished_at = now
-        elif req.channel not in BACKENDS:
-            # Settled here, visibly: queueing work that no backend can do helps no one.
-            row.status = DeliveryStatus.SKIPPED
-            row.last_error_code = "channel_not_implemented"
-            row.last_error_message = f"No provider backend for the channel {req.channel} yet."
-            row.finished_at = now
-        elif req.status == DeliveryStatus.SKIPPED:
-            row.status, row.last_error_code, row.finished_at = DeliveryStatus.SKIPPED, req.reason, now
-            row.last_error_message = POLICY_WORDS.get(req.reason, req.reason)
-        elif req.status == DeliveryStatus.DEFERRED:
-            row.status, row.last_error_code = DeliveryStatus.DEFERRED, req.reason
-            row.last_error_message = POLICY_WORDS.get(req.reason, req.reason)
-        elif row.not_before <= now:
-            row.enqueued_at = now
+    for pk, req in zip(ids, requests, strict=False):
+        row = _delivery_row(req, accounts, now=now)
+        account, recipient = row.pop("account"), row.pop("recipient")
+        row.update(id=pk, account_id=account.pk if account is not None else None, recipient_id=recipient.pk)
         rows.append(row)
-    created = rows_insert(rows)
-    status_changes_record(changes=[(d.pk, d.status) for d in created], at=now, source=ChangeSource.CREATE)
-    due = [(d.pk, d.channel) for d in created if d.enqueued_at is not None]
+    values_copy(Delivery, rows, now=now)
+    _after_create([(r["id"], r["channel"], r["status"], r["enqueued_at"] is not None) for r in rows], now=now)
+
+
+def _enabled_accounts() -> dict[str, list[ChannelAccount]]:
+    accounts: dict[str, list[ChannelAccount]] = {}
+    for a in ChannelAccount.objects.filter(enabled=True):
+        accounts.setdefault(a.channel, []).append(a)
+    return accounts
+
+
+def _delivery_row(req: DeliveryRequest, accounts: dict[str, list[ChannelAccount]], *, now: datetime) -> dict:
+    """A new delivery's fields (attname → value) for one request: its account and masked address,
+    and its first status: queued (enqueued now if due), deferred, or skipped with the reason."""
+    account, route = account_for(channel=req.channel, requested=req.account, accounts=accounts.get(req.channel, []))
+    address = address_for(channel=req.channel, recipient=req.recipient, account=account)
+    row = {
+        "channel": req.channel,
+        "account": account,
+        "route_reason": route if account is not None else "",
+        "recipient": req.recipient,
+        "address": masked_address(req.channel, address),  # the real one stays in the directory
+        "content": req.content,
+        "idempotency_key": req.idempotency_key,
+        "not_before": req.not_before or now,
+        "event_ref": req.event_ref,
+        "message_ref": req.message_ref,
+        "template_code": req.template_code,
+        "status": DeliveryStatus.QUEUED,
+        "enqueued_at": None,
+    }
+    if not address:
+        row.update(
+            status=DeliveryStatus.SKIPPED,
+            last_error_code="no_address",
+            last_error_message=f"The recipient has no address on {req.channel}.",
+            finished_at=now,
+        )
+    elif req.channel not in BACKENDS:
+        # Settled here, visibly: queueing work that no backend can do helps no one.
+        row.update(
+            status=DeliveryStatus.SKIPPED,
+            last_error_code="channel_not_implemented",
+            last_error_message=f"No provider backend for the channel {req.channel} yet.",
+            finished_at=now,
+        )
+    elif req.status == DeliveryStatus.SKIPPED:
+        row.update(
+            status=DeliveryStatus.SKIPPED,
+            last_error_code=req.reason,
+            last_error_message=POLICY_WORDS.get(req.reason, req.reason),
+            finished_at=now,
+        )
+    elif req.status == DeliveryStatus.DEFERRED:
+        row.update(
+            status=DeliveryStatus.DEFERRED,
+            last_error_code=req.reason,
+            last_error_message=POLICY_WORDS.get(req.reason, req.reason),
+        )
+    elif row["not_before"] <= now:
+        row["enqueued_at"] = now
+    return row
+
+
+def _after_create(created: list[tuple[int, str, str, bool]], *, now: datetime) -> None:
+    """New deliveries' (id, channel, status, enqueued?): their first timeline rows, and the due
+    ones handed to the workers after commit."""
+    status_changes_record(changes=[(pk, status) for pk, _, status, _ in created], at=now, source=ChangeSource.CREATE)
+    due = [(pk, channel) for pk, channel, _, enqueued in created if enqueued]
     if due:
         transaction.on_commit(lambda: enqueue(due))
-    return created
 
 
 POLICY_WORDS = {
@@ -204,7 +249,9 @@ def _cancel_unsent(rows, *, reason: str, source: str) -> int:
     """Cancel those of `rows` (a Delivery queryset) that have not gone out yet, held ones too,
     with their status-change rows; the ones being sent finish as they go. Returns how many."""
     now = timezone.now()
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements each time): no caller goes on
+    # after a failure here, so all or nothing is the caller's transaction's.
+    with transaction.atomic(savepoint=False):
         ids = list(rows.select_for_update().filter(status__in=UNSENT).values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now

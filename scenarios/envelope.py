@@ -10,8 +10,8 @@ its own errors. scenarios/tests/test_envelope.py compares both on good and bad b
 
 from rest_framework import serializers
 
-from .intake import date_in_range
 from .limits import ID_MAX_LENGTH, RECIPIENTS_PER_EVENT, YEARS_AHEAD, data_size_problem, string_problem, value_problems
+from .planning import date_in_range
 
 AUDIENCES = ("patient", "doctor", "pharmacist", "operations")
 EVENT_MAX, KEY_MAX, SUBJECT_TYPE_MAX, SUBJECT_ID_MAX = 64, 128, 32, 64

@@ -1,34 +1,33 @@
 """Event intake: from reported business events to stored events, messages and deliveries.
 
 One code path for one event and for a batch: every event is validated and planned on its own
-(a bad one sinks no other), then all the good new ones are written in one transaction with bulk
-inserts. Idempotency is per client and key: the same body again gets the first answer, another
-body under a used key is `idempotency_conflict`.
+(a bad one sinks no other; what depends on the data alone is decided once per distinct data in a
+batch), then all the good new ones are written in one transaction: their keys reserved in one
+statement, one COPY per table, no model instance per row. Idempotency is per client and key: the
+same body again gets the first answer, another body under a used key is `idempotency_conflict`.
 """
 
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_date
 
-from channels.rows import column_update, rows_insert, rows_where
+from channels.models import Delivery
+from channels.rows import column_update, ids_reserve, rows_where, values_copy
 from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
 from .errors import EventRejected
-from .limits import YEARS_AHEAD, rendered_problems
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
+from .planning import PlanMemo, Planned, parse_anchor, plan_messages, timing
 from .plans import plan_cancel, plan_enroll
-from .rendering import RenderError, render_message
-from .services import condition_matches, deliver_messages, render_context, schema_errors
+from .services import deliver_messages, schema_errors
 
 ANSWER_LIST_LIMIT = 100
-# Set by the one-time-code flow on the events it makes; the API's serializers never pass it.
-OTP_FLAG = "_otp"
 
 
 @dataclass
@@ -41,16 +40,6 @@ class Outcome:
 
 
 @dataclass
-class _Planned:
-    rule: Rule
-    recipient_entry: object
-    due_at: datetime
-    immediate: bool
-    rendered: dict
-    skip_reason: str = ""
-
-
-@dataclass
 class _Accepted:
     """An event that passed validation, with every message decided, not yet written."""
 
@@ -59,11 +48,11 @@ class _Accepted:
     fingerprint: str
     config: ScenarioConfig
     subject: tuple[str, str]
-    planned: list[_Planned]
+    planned: list[Planned]
     skipped: list[dict]
     effect: dict | None = None
     event: Event | None = None
-    messages: list[Message] = field(default_factory=list)
+    messages: list["_NewMessage"] = field(default_factory=list)
 
 
 def request_fingerprint(payload: dict) -> str:
@@ -89,13 +78,14 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(payloads)
     first_with_key: dict[str, int] = {}
     accepted: list[_Accepted] = []
+    memo = PlanMemo(enabled=len(payloads) > 1)
     for i, payload in enumerate(payloads):
         if keys[i] in stored:
             outcomes[i] = _replay(stored[keys[i]].request_hash, stored[keys[i]].answer, fingerprints[i])
         elif keys[i] not in first_with_key:
             first_with_key[keys[i]] = i
             try:
-                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now, version=version))
+                accepted.append(_validate_and_plan(i, payload, fingerprints[i], now=now, version=version, memo=memo))
             except EventRejected as err:
                 outcomes[i] = Outcome(error=err)
 
@@ -157,7 +147,13 @@ def _replay(stored_fingerprint: str, answer: dict, fingerprint: str) -> Outcome:
 
 
 def _validate_and_plan(
-    index: int, payload: dict, fingerprint: str, *, now: datetime, version: int | None = None
+    index: int,
+    payload: dict,
+    fingerprint: str,
+    *,
+    now: datetime,
+    version: int | None = None,
+    memo: PlanMemo | None = None,
 ) -> _Accepted:
     config = scenario_config(payload["event"], version=version)
     if config is None:
@@ -167,10 +163,14 @@ def _validate_and_plan(
             "scenario_disabled", f"The scenario {config.scenario.code} is disabled.", {"event": ["disabled"]}, 409
         )
     data = payload.get("data") or {}
-    errors = schema_errors(config.data_validator, data, prefix="data")
+    memo = memo or PlanMemo(enabled=False)
+    data_key = memo.data_key(data)
+    key = ("schema", config.scenario.pk, data_key)
+    errors = memo.get(key, schema_errors, config.data_validator, data, prefix="data")
     if errors:
+        errors = {path: list(problems) for path, problems in errors.items()}  # the memo's stay as they are
         raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
-    planned, skipped = _plan(config, payload, data, now=now)
+    planned, skipped = plan_messages(config, payload, data, now=now, memo=memo, data_key=data_key)
     effect = _check_effect(config.scenario, payload, data) if config.scenario.effect else None
     return _Accepted(
         index=index,
@@ -216,98 +216,6 @@ def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
     return "", ""
 
 
-def _plan(config: ScenarioConfig, payload: dict, data: dict, *, now: datetime):
-    """Decide every message before anything is written, so a bad event changes nothing."""
-    recipients = payload.get("recipients") or {}
-    errors: dict[str, list[str]] = {}
-    planned: list[_Planned] = []
-    skipped: list[dict] = []
-    for rule in config.rules:
-        if rule.template.is_verification_code and not payload.get(OTP_FLAG):
-            # A code is made only by POST /api/v1/otp (scenarios/otp.py), never by a plain event.
-            skipped.append({"rule": rule.code, "reason": "needs_otp_endpoint"})
-            continue
-        if not condition_matches(config.conditions[rule.pk], data):
-            skipped.append({"rule": rule.code, "reason": "condition_not_met"})
-            continue
-        entries = recipients.get(rule.audience) or rule.default_recipients
-        if not entries:
-            errors.setdefault(f"recipients.{rule.audience}", []).append(
-                f"The rule {rule.code} needs at least one {rule.audience}."
-            )
-            continue
-        due_at, immediate, skip_reason = now, True, ""
-        if rule.is_timed:
-            anchor = _anchor_time(data, rule, errors)
-            if anchor is None:
-                continue
-            due_at, immediate, skip_reason = timing(rule, anchor, now=now)
-        rendered = {}
-        if immediate:
-            try:
-                rendered = render_message(
-                    template=rule.template,
-                    bindings=config.bindings.get(rule.template_id, ()),
-                    context=render_context(rule.template, data),
-                )
-            except RenderError as err:
-                errors.setdefault(f"template.{rule.template.code}.{err.field}", []).append(err.message)
-                continue
-            for path, problems in rendered_problems(rendered).items():
-                errors.setdefault(f"template.{rule.template.code}.{path}", []).extend(problems)
-        planned.extend(_Planned(rule, entry, due_at, immediate, rendered, skip_reason) for entry in entries)
-    if errors:
-        raise EventRejected("invalid_event", "The event cannot be delivered as sent.", errors)
-    if config.rules and all(s["reason"] == "needs_otp_endpoint" for s in skipped) and len(skipped) == len(config.rules):
-        raise EventRejected(
-            "use_otp_endpoint",
-            f"{config.scenario.code} sends one-time codes: ask for one with POST /api/v1/otp.",
-            {"event": ["verification-code scenario"]},
-        )
-    return planned, skipped
-
-
-def timing(rule: Rule, anchor: datetime, *, now: datetime) -> tuple[datetime, bool, str]:
-    """(due at, send now?, skip reason) for a timed rule. A reminder whose time has passed is sent
-    at once within the rule's grace window, and otherwise skipped as `too_late`."""
-    due_at = anchor + timedelta(minutes=rule.offset_minutes)
-    if due_at > now:
-        return due_at, False, ""
-    if now - due_at <= timedelta(minutes=rule.grace_minutes):
-        return now, True, ""
-    return due_at, False, "too_late"
-
-
-def date_in_range(value: datetime, *, now: datetime | None = None) -> bool:
-    """Within 100 years back and YEARS_AHEAD ahead: later dates are typos, and the far ones
-    overflow when a reminder's offset is added."""
-    now = now or timezone.now()
-    try:
-        return now - timedelta(days=36525) <= value <= now + timedelta(days=366 * YEARS_AHEAD)
-    except OverflowError:
-        return False
-
-
-def parse_anchor(raw) -> datetime | None:
-    """An anchor time from the data: ISO 8601, local time when naive; None when not one or out of range."""
-    try:
-        value = parse_datetime(raw) if isinstance(raw, str) else None
-        if value is not None and timezone.is_naive(value):
-            value = timezone.make_aware(value, timezone.get_default_timezone())
-    except (ValueError, OverflowError):
-        return None
-    return value if value is not None and date_in_range(value) else None
-
-
-def _anchor_time(data: dict, rule: Rule, errors: dict) -> datetime | None:
-    value = parse_anchor(data.get(rule.anchor_field))
-    if value is None:
-        errors.setdefault(f"data.{rule.anchor_field}", []).append(
-            f"The rule {rule.code} needs an ISO 8601 date-time here, at most {YEARS_AHEAD} years ahead."
-        )
-    return value
-
-
 def recipient_ids(recipients: dict) -> dict[str, list[str]]:
     """The recipients as the event keeps them: external ids only. Inline addresses go to the
     directory (channels.Recipient), the one place a phone or an openid is kept."""
@@ -318,80 +226,160 @@ def recipient_ids(recipients: dict) -> dict[str, list[str]]:
 
 
 def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: int | None = None) -> None:
-    """Write the accepted events, their messages and deliveries with one insert per table."""
-    events = rows_insert(
-        [
-            Event(
-                scenario=item.config.scenario,
-                client=client,
-                idempotency_key=item.payload["idempotency_key"],
-                request_hash=item.fingerprint,
-                subject_type=item.subject[0],
-                subject_id=item.subject[1],
-                data=item.payload.get("data") or {},
-                recipients=recipient_ids(item.payload.get("recipients") or {}),
-                occurred_at=item.payload.get("occurred_at") or now,
-            )
-            for item in accepted
-        ]
+    """Write the accepted events, their messages and deliveries: every row's key reserved first
+    (one statement), then one COPY per table, no model instance per row. The events go first,
+    answered already (the keys of their messages are known): a concurrent request with one of
+    their idempotency keys waits there for this one, as with any insert. Only an event that
+    cancelled or moved reminders, or enrolled in a plan, has its answer written again."""
+    received = timezone.now()  # the events' receipt time, after intake read its clock
+    people = recipients_resolve(named=_named(accepted))
+    bindings = {}
+    for item in accepted:
+        bindings.update(item.config.bindings)
+    planned = [plan for item in accepted for plan in item.planned]
+    bound = sum(len(bindings.get(plan.rule.template_id, ())) for plan in planned if plan.immediate)
+    event_ids, message_ids, delivery_ids = ids_reserve(
+        (Event, len(accepted)), (Message, len(planned)), (Delivery, bound)
     )
+    keys = iter(message_ids)
+    for item, event_id in zip(accepted, event_ids, strict=True):
+        item.event = _new_event(client, item, event_id, now=now, received=received)
+        item.messages = [
+            _NewMessage.planned(next(keys), item, plan, people, received=received) for plan in item.planned
+        ]
+        item.event.answer = _answer(item, 0, 0)
+    values_copy(Event, [_event_row(item.event) for item in accepted], now=received)
+    messages = [m for item in accepted for m in item.messages]
+    values_copy(Message, [m.row() for m in messages], now=received)
+    dispatched = [m for m in messages if m.status == MessageStatus.DISPATCHED]
+    deliver_messages(dispatched, bindings=bindings, version=version, delivery_ids=delivery_ids)
+
+    answered = {}
+    for item in accepted:
+        cancelled = _cancel_pending(item.event) if item.config.cancels else 0
+        moved = _reschedule_pending(item.event, now=now) if item.config.reschedules else 0
+        if cancelled or moved or item.effect:
+            item.event.answer = _answer(item, cancelled, moved)
+            if item.effect:
+                item.event.answer["plan"] = _apply_effect(item, people, now=now)
+            answered[item.event.pk] = item.event.answer
+    column_update(Event, "answer", answered)
+
+
+def _named(accepted: list[_Accepted]) -> dict[str, list]:
+    """The people the events name, by audience, as recipients_resolve takes them."""
     named: dict[str, list] = {}
-    for item, event in zip(accepted, events, strict=True):
-        item.event = event
+    for item in accepted:
         for plan in item.planned:
             named.setdefault(plan.rule.audience, []).append(plan.recipient_entry)
         if item.effect and item.effect.get("patient") is not None:
             named.setdefault("patient", []).append(item.effect["patient"])
-    people = recipients_resolve(named=named)
+    return named
 
-    rows, plans = [], []
-    for item in accepted:
-        for plan in item.planned:
-            external_id = str(
-                plan.recipient_entry["id"] if isinstance(plan.recipient_entry, dict) else plan.recipient_entry
-            )
-            rows.append(
-                Message(
-                    event=item.event,
-                    rule=plan.rule,
-                    template=plan.rule.template,
-                    recipient=people[(plan.rule.audience, external_id)],
-                    audience=plan.rule.audience,
-                    subject_type=item.subject[0],
-                    subject_id=item.subject[1],
-                    status=(
-                        MessageStatus.SKIPPED
-                        if plan.skip_reason
-                        else MessageStatus.DISPATCHED
-                        if plan.immediate
-                        else MessageStatus.SCHEDULED
-                    ),
-                    status_reason=plan.skip_reason,
-                    # Not before the event's own receipt time (set as it was inserted, after `now`
-                    # was read): the event's record lists them in that order.
-                    dispatched_at=max(now, item.event.received_at) if plan.immediate else None,
-                    due_at=plan.due_at,
-                    rendered=plan.rendered,
-                )
-            )
-            plans.append((item, plan))
-    rows_insert(rows)
-    bindings = {}
-    for item in accepted:
-        bindings.update(item.config.bindings)
-    for message, (item, _) in zip(rows, plans, strict=True):
-        item.messages.append(message)
-    deliver_messages(
-        [m for m, (_, plan) in zip(rows, plans, strict=True) if plan.immediate], bindings=bindings, version=version
+
+def _new_event(client: str, item: _Accepted, pk: int, *, now: datetime, received: datetime) -> Event:
+    """The event as it will be stored, its key reserved (written by _store once answered)."""
+    event = Event(
+        pk=pk,
+        scenario=item.config.scenario,
+        client=client,
+        idempotency_key=item.payload["idempotency_key"],
+        request_hash=item.fingerprint,
+        subject_type=item.subject[0],
+        subject_id=item.subject[1],
+        data=item.payload.get("data") or {},
+        recipients=recipient_ids(item.payload.get("recipients") or {}),
+        occurred_at=item.payload.get("occurred_at") or now,
+        received_at=received,
     )
+    event._state.adding, event._state.db = False, router.db_for_write(Event)
+    return event
 
-    for item in accepted:
-        cancelled = _cancel_pending(item.event) if item.config.cancels else 0
-        moved = _reschedule_pending(item.event, now=now) if item.config.reschedules else 0
-        item.event.answer = _answer(item, cancelled, moved)
-        if item.effect:
-            item.event.answer["plan"] = _apply_effect(item, people, now=now)
-    column_update(Event, "answer", {event.pk: event.answer for event in events})
+
+def _event_row(event: Event) -> dict:
+    return {f.attname: getattr(event, f.attname) for f in Event._meta.concrete_fields}
+
+
+@dataclass(slots=True)
+class _NewMessage:
+    """A message being written by COPY: what the policies (scenarios/policies.py, caps.py) and
+    the answer read of a Message, without making one (Model.__init__ was a quarter of a batch)."""
+
+    pk: int
+    event: Event
+    rule: Rule
+    recipient: object  # channels.Recipient
+    status: str
+    status_reason: str
+    due_at: datetime
+    dispatched_at: datetime | None
+    rendered: dict
+    data_overrides: dict = field(default_factory=dict)
+
+    @classmethod
+    def planned(cls, pk: int, item: _Accepted, plan: Planned, people: dict, *, received: datetime) -> "_NewMessage":
+        entry = plan.recipient_entry
+        external_id = str(entry["id"] if isinstance(entry, dict) else entry)
+        return cls(
+            pk=pk,
+            event=item.event,
+            rule=plan.rule,
+            recipient=people[(plan.rule.audience, external_id)],
+            status=(
+                MessageStatus.SKIPPED
+                if plan.skip_reason
+                else MessageStatus.DISPATCHED
+                if plan.immediate
+                else MessageStatus.SCHEDULED
+            ),
+            status_reason=plan.skip_reason,
+            # Not before the event's own receipt time: the event's record lists them in that order.
+            dispatched_at=received if plan.immediate else None,
+            due_at=plan.due_at,
+            rendered=plan.rendered,
+        )
+
+    @property
+    def event_id(self) -> int:
+        return self.event.pk
+
+    @property
+    def rule_id(self) -> int:
+        return self.rule.pk
+
+    @property
+    def template(self):
+        return self.rule.template
+
+    @property
+    def template_id(self) -> int:
+        return self.rule.template_id
+
+    @property
+    def recipient_id(self) -> int:
+        return self.recipient.pk
+
+    @property
+    def audience(self) -> str:
+        return self.rule.audience
+
+    def row(self) -> dict:
+        """The Message row (attname → value); the other fields take their defaults."""
+        return {
+            "id": self.pk,
+            "event_id": self.event.pk,
+            "rule_id": self.rule.pk,
+            "template_id": self.rule.template_id,
+            "recipient_id": self.recipient.pk,
+            "audience": self.rule.audience,
+            "subject_type": self.event.subject_type,
+            "subject_id": self.event.subject_id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "dispatched_at": self.dispatched_at,
+            "due_at": self.due_at,
+            "rendered": self.rendered,
+        }
 
 
 def _cancel_pending(event: Event) -> int:

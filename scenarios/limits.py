@@ -27,6 +27,8 @@ MAX_PROBLEMS = 20
 def value_problems(value, prefix: str = "") -> dict[str, list[str]]:
     """{field path: [problem]} for strings and numbers PostgreSQL or JSON cannot keep, and for
     nesting past MAX_DEPTH; empty when the value is fine. Iterative: depth cannot overflow it."""
+    if _plainly_fine(value):
+        return {}
     problems: dict[str, list[str]] = {}
     stack = [(value, prefix, 0)]
     while stack and len(problems) < MAX_PROBLEMS:
@@ -52,6 +54,25 @@ def value_problems(value, prefix: str = "") -> dict[str, list[str]]:
     return problems
 
 
+def _plainly_fine(value) -> bool:
+    """True only when value_problems would find nothing, told from the value's JSON text (C code,
+    no walk in Python): no NUL (JSON writes it as an escape), no lone surrogate (the text does not
+    encode), no NaN or infinity (refused), fewer brackets than MAX_DEPTH, and every string that
+    looks like a date-time within range. False is "look closer", never "a problem"."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    if "\\u0000" in text or text.count("{") + text.count("[") > MAX_DEPTH:
+        return False
+    starts = _JSON_DATETIME_START.findall(text)
+    if not starts:
+        return True
+    whole = _JSON_DATETIME.findall(text)
+    return len(whole) == len(starts) and all(_datetime_in_range(found) for found in whole)
+
+
 def string_problem(text: str) -> str:
     if "\x00" in text:
         return "Null characters are not allowed."
@@ -67,6 +88,9 @@ def string_problem(text: str) -> str:
 # A date-time at the ends of the calendar overflows when shifted to another zone (rendering,
 # storing in UTC); such a string anywhere in a body is refused on its own path.
 _LOOKS_LIKE_DATETIME = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2}")
+# The same at the start of a string in JSON text, and the whole string when it has no escape.
+_JSON_DATETIME_START = re.compile(r'"\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2}')
+_JSON_DATETIME = re.compile(r'"(\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2}[^"\\]*)"')
 
 
 def _datetime_in_range(text: str) -> bool:

@@ -11,7 +11,8 @@ from channels.models import Channel
 from channels.otp import OtpError, normalize_phone, otp_attach, otp_issue, phone_digest
 
 from .catalog import scenario_config
-from .intake import OTP_FLAG, event_accept
+from .intake import event_accept
+from .planning import OTP_FLAG
 
 
 def otp_request(*, client: str, phone: str, purpose: str, data: dict, subject_id: str = "") -> dict:

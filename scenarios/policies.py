@@ -102,19 +102,27 @@ def _is_critical(message: Message) -> bool:
     return message.template.critical or (message.rule is not None and message.rule.importance == Importance.CRITICAL)
 
 
-def _request(message: Message, binding: ChannelBinding, **extra) -> DeliveryRequest:
+def _request(message: Message, binding: ChannelBinding, *, contents: dict | None = None, **extra) -> DeliveryRequest:
+    """`contents`: the contents made so far, by (rendered message, channel): messages rendered
+    once for many people (a batch's) share one content, written as one JSON text."""
     rendered = message.rendered
-    return DeliveryRequest(
-        channel=binding.channel,
-        recipient=message.recipient,
-        content={
+    key = (id(rendered), binding.channel)
+    content = contents.get(key) if contents is not None else None
+    if content is None:
+        content = {
             "title": rendered["title"],
             "body": rendered["body"],
             "category": rendered["category"],
             "link": rendered["link"],
             "actions": rendered.get("actions", []),
             **rendered["channels"].get(binding.channel, {}),
-        },
+        }
+        if contents is not None:
+            contents[key] = content
+    return DeliveryRequest(
+        channel=binding.channel,
+        recipient=message.recipient,
+        content=content,
         idempotency_key=f"m{message.pk}:{binding.channel}",
         event_ref=message.event_id,
         message_ref=message.pk,
@@ -186,6 +194,7 @@ def policy_requests(
             lock({(m.rule_id, m.recipient_id) for m in limited})
             counts = Counts(now, [m.pk for m in messages])
     requests, chained = [], []
+    contents: dict = {}  # the messages' rendered dicts are alive as long as this: ids stay theirs
     for message in messages:
         rule = message.rule
         duplicate = bool(rule and rule.dedup_field and counts.duplicate(message, rule))
@@ -205,7 +214,7 @@ def policy_requests(
                 counts=counts,
                 duplicate=duplicate,
             )
-            requests.append(_request(message, binding, **decision))
+            requests.append(_request(message, binding, contents=contents, **decision))
         if first_link is not None and not duplicate and len([c for c in chain if any(b.channel == c for b in own)]) > 1:
             chained.append(message.pk)
     if chained:

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from channels.providers.sms import CODE_SLOT  # verification-code templates render this slot
-from channels.services import deliveries_create
+from channels.services import deliveries_create, deliveries_write
 
 from .catalog import bindings_for, channel_accounts
 from .models import ChannelBinding, Message, MessageStatus, Template
@@ -57,14 +57,25 @@ def render_context(template: Template, data: dict) -> dict:
 
 
 def deliver_messages(
-    messages: list[Message], *, bindings: dict[int, tuple[ChannelBinding, ...]], version: int | None = None
+    messages: list[Message],
+    *,
+    bindings: dict[int, tuple[ChannelBinding, ...]],
+    version: int | None = None,
+    delivery_ids: list[int] | None = None,
 ) -> None:
     """Hand rendered messages to channels, one delivery per enabled binding of the template, each
     decided by the delivery policies (scenarios/policies.py). `version`: the catalog version the
-    caller read (the intake's), so the policies' settings and the accounts need no second read."""
+    caller read (the intake's), so the policies' settings and the accounts need no second read.
+    `delivery_ids`: keys the caller reserved (one per binding of each message, at least), so the
+    deliveries go by COPY."""
     requests = policy_requests(messages, bindings=bindings, version=version)
-    if requests:
-        deliveries_create(requests=requests, accounts=channel_accounts(version=version))
+    if not requests:
+        return
+    accounts = channel_accounts(version=version)
+    if delivery_ids is None:
+        deliveries_create(requests=requests, accounts=accounts)
+    else:
+        deliveries_write(requests=requests, accounts=accounts, ids=delivery_ids)
 
 
 def messages_fire_due(

@@ -13,10 +13,11 @@ from tests.factories import paid_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The API key; the idempotency read; BEGIN; the events; the recipients (one read, every audience);
-# the messages; the preferences; the deliveries; their status changes; the answers; COMMIT. Reads
-# before BEGIN see no transaction, like any request's. The channel accounts are kept with the
-# catalog (scenarios/catalog.py), reloaded when it changes.
+# The API key; the idempotency read; BEGIN; the recipients (one read, every audience); the keys of
+# the new events, messages and deliveries (one statement); the messages; the preferences; the
+# deliveries; their status changes; the events with their answers; COMMIT. A batch's rows go by
+# COPY, each counted as a statement. Reads before BEGIN see no transaction, like any request's.
+# The channel accounts are kept with the catalog (scenarios/catalog.py), reloaded when it changes.
 STATEMENTS = 11
 
 
@@ -80,3 +81,43 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(warm, handed_over, 
 
 def _event_ids(response) -> list[int]:
     return [r["body"]["event_id"] for r in response.json()["results"]]
+
+
+# An event cancelling the subject's reminders: an event's statements up to its deliveries' status
+# changes (as above, COMMIT aside), then the pending reminders locked and read, cancelled, their
+# unsent deliveries looked up (a reminder has none yet), the event's answer written again with the
+# count; COMMIT. No savepoint around the cancelling (channels/services.py _cancel_unsent).
+CANCELLING = 15
+
+
+def test_an_event_cancelling_reminders_costs_a_fixed_number_of_statements(warm, django_assert_num_queries):
+    people = {"patient": ["p-42"], "doctor": ["d-17"]}
+    booked = {
+        "inquiry_id": "9101",
+        "order_no": "IQ1",
+        "consultation_type": "video",
+        "patient_name": "张三",
+        "appointment_time": "2030-01-10T15:00:00+08:00",
+    }
+    started = {"event": "inquiry.video_call_started", "recipients": people}
+    for key, data in (("w-booked", {**booked, "inquiry_id": "1"}), ("w-started", {"inquiry_id": "1"})):
+        scenario = "inquiry.appointment_booked" if key == "w-booked" else started["event"]
+        body = {
+            "event": scenario,
+            "idempotency_key": key,
+            "recipients": people,
+            "data": {"doctor_name": "李明", **data},
+        }
+        assert warm.post("/api/v1/events", body, format="json").status_code == 202  # both scenarios loaded
+    booking = {"event": "inquiry.appointment_booked", "idempotency_key": "s-booked", "data": booked}
+    assert warm.post("/api/v1/events", {**booking, "recipients": people}, format="json").status_code == 202
+
+    with django_assert_num_queries(CANCELLING):
+        response = warm.post(
+            "/api/v1/events",
+            {**started, "idempotency_key": "s-started", "data": {"inquiry_id": "9101", "doctor_name": "李明"}},
+            format="json",
+        )
+
+    assert response.status_code == 202 and response.json()["cancelled_reminders"] > 0
+    assert Event.objects.get(pk=response.json()["event_id"]).answer == response.json()

@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange, Recipient
-from channels.rows import column_update, rows_insert, rows_where, values_insert
+from channels.rows import column_update, ids_reserve, rows_insert, rows_where, values_copy, values_insert
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +109,51 @@ def test_one_column_of_many_rows_set_by_id(statement):
     assert stored[rows[0].pk].content == {"a": 1}
     assert stored[rows[1].pk].content == rows[1].content and stored[rows[1].pk].not_before == later
     assert stored[rows[2].pk].content == {"b": [2]}
+
+
+def test_rows_by_copy_under_reserved_keys_read_back_as_written():
+    """A batch's rows: keys reserved first (one statement), then one COPY per table, no instance."""
+    (first_id, second_id), none = ids_reserve((Delivery, 2), (DeliveryStatusChange, 0))
+    at = timezone.now()
+    naive = datetime(2026, 11, 25, 15, 0)
+    base = {"channel": "inbox", "not_before": at, "content": {"title": '标题 "引号" \\', "n": [None, True, 1.5]}}
+
+    values_copy(
+        Delivery,
+        [
+            {**base, "id": first_id, "idempotency_key": "copy-1", "status": DeliveryStatus.SKIPPED},
+            {**base, "id": second_id, "idempotency_key": "copy-2", "finished_at": naive, "attempt_count": 2},
+        ],
+        now=at,
+    )
+    values_copy(DeliveryStatusChange, [{"delivery_id": first_id, "status": "queued", "at": at, "source": "create"}])
+
+    assert none == [] and second_id > first_id
+    first, second = Delivery.objects.filter(pk__in=[first_id, second_id]).order_by("pk")
+    assert first.content == base["content"] and first.status == "skipped" and type(first.status) is str
+    assert (first.attempt_count, first.claim, first.account_id) == (0, "", None)  # the model's defaults
+    assert first.created_at == first.updated_at == at  # automatic times: the caller's `now`
+    assert second.status == DeliveryStatus.QUEUED and second.attempt_count == 2
+    assert second.finished_at == timezone.make_aware(naive, timezone.get_default_timezone())
+    (change,) = DeliveryStatusChange.objects.filter(delivery_id=first_id)
+    assert change.applied is True and change.code == ""
+
+
+def test_a_copy_is_one_counted_statement_and_refuses_what_bulk_create_refuses():
+    row = {"channel": "inbox", "not_before": timezone.now(), "idempotency_key": "copy-clash"}
+    with CaptureQueriesContext(connection) as statements:
+        values_copy(Delivery, [row, {**row, "idempotency_key": "copy-other"}], now=timezone.now())
+
+    assert len(statements) == 1 and statements[0]["sql"].startswith("COPY")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        values_copy(Delivery, [row], now=timezone.now())
+    with pytest.raises(DataError), transaction.atomic():
+        values_copy(Delivery, [{**row, "idempotency_key": "copy-long", "template_code": "t" * 65}], now=timezone.now())
+    assert Delivery.objects.count() == 2
+
+
+def test_a_copy_refuses_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="phone_hash"):
+        values_copy(Recipient, [{"audience": "patient", "external_id": "p-copy", "phone": "13800138000"}], now=None)
+    with pytest.raises(ValueError, match="now"):
+        values_copy(Delivery, [{"channel": "inbox", "not_before": timezone.now(), "idempotency_key": "copy-now"}])

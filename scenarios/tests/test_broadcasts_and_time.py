@@ -8,8 +8,8 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from inbox.models import InboxMessage
 from scenarios.broadcasts import broadcast_delete, broadcast_schedule_sync, broadcast_send
-from scenarios.intake import timing
 from scenarios.models import ChannelBinding, Message, RecurringBroadcast, Rule, Scenario, Template
+from scenarios.planning import timing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
