@@ -10,8 +10,8 @@ Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaults as `make test`) a
 server and Celery workers itself, and prints one table with every number measured in the same run.
 
 The web server: `--server uvicorn` (the default) is what `make run` and deploy/ run, the ASGI
-application on uvicorn, each request's sync code in a thread of its own, PostgreSQL through a pool
-of DATABASE_POOL_MAX_SIZE (8) per process; `--server gunicorn` is gunicorn's threaded workers
+application on uvicorn (Django on WEB_THREADS threads per process, PostgreSQL through a pool of
+DATABASE_POOL_MAX_SIZE, 8, per process); `--server gunicorn` is gunicorn's threaded workers
 (--web-threads each) on the WSGI application, which the figures before the sixth session used.
 """
 
@@ -125,7 +125,7 @@ def start_web(port: int, args, env: dict) -> subprocess.Popen:
 def server_label(args) -> str:
     if args.server == "gunicorn":
         return f"gunicorn {args.web_workers}×{args.web_threads} gthread"
-    return f"uvicorn ×{args.web_workers} (ASGI, a thread per request, pool of 8 connections each)"
+    return f"uvicorn ×{args.web_workers} serving notifycenter.asgi as deployed (8 database connections each)"
 
 
 def bare_view(args, env, body: str) -> dict:

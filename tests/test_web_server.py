@@ -2,7 +2,9 @@
 fixed pool of threads (a2wsgi), over real sockets: the API's answers, its error shape, and the
 threads reused from request to request."""
 
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -27,7 +29,7 @@ def web():
 def test_django_is_served_on_the_pool_of_threads(catalog, web):
     from notifycenter import asgi
 
-    assert settings.WEB_THREADS > 0 and isinstance(asgi.django_application, WSGIMiddleware)
+    assert settings.WEB_THREADS > 0 and isinstance(asgi.django_threads, WSGIMiddleware)
     _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
     backend = {"Authorization": f"Api-Key {raw}"}
     patient = {"Authorization": f"Bearer {issue_inbox_token(role='patient', external_id='p-42')}"}
@@ -62,3 +64,28 @@ def test_bad_input_gets_the_api_error_shape_through_the_server(web):
     assert (answer.status_code, answer.json()["code"]) == (400, "malformed_json")
     unauthenticated = httpx.get(f"{web}/api/v1/inbox/messages", timeout=30)
     assert unauthenticated.status_code == 401 and unauthenticated.json()["code"]
+
+
+def test_a_request_whose_client_left_before_its_body_was_whole_runs_no_view(web, monkeypatch):
+    """wrk leaves requests half sent when a run ends; so do phones going into a tunnel. No view
+    may run on the part that came (a2wsgi alone gave Django a short body: a 400 or a 500)."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    served = []
+    handle = WSGIHandler.__call__
+
+    def counted(self, environ, start_response):
+        served.append(environ["PATH_INFO"])
+        return handle(self, environ, start_response)
+
+    monkeypatch.setattr(WSGIHandler, "__call__", counted)
+    host, port = web.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 500\r\n\r\n{"event": "inquiry.paid", "idempo'
+        )
+        time.sleep(0.3)
+    time.sleep(0.3)
+    assert httpx.get(f"{web}/healthz", timeout=30).status_code == 200
+    assert served == ["/healthz"]
