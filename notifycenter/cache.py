@@ -13,6 +13,7 @@ every call its connect timeout.
 import logging
 import threading
 import time
+from functools import cached_property
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -51,10 +52,25 @@ class ReusedRedisClient(RedisCacheClient):
 class FailSoftRedisCache(RedisCache):
     _down_until = 0.0
     _lock = threading.Lock()
+    _clients: dict = {}  # one client (and its connection pools) per process and configuration
 
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusedRedisClient
+
+    @cached_property
+    def _cache(self):
+        """The process's client for this configuration. Django keeps a cache object per context,
+        not per thread, and the web server runs each request in a context of its own
+        (notifycenter.asgi): Django's own `_cache` made a new client, new pools and a new Redis
+        connection for every request (11% of a web process's time under load, py-spy). redis-py's
+        pools are thread-safe and make themselves anew after a fork."""
+        key = (tuple(self._servers), repr(sorted(self._options.items())))
+        with FailSoftRedisCache._lock:
+            client = FailSoftRedisCache._clients.get(key)
+            if client is None:
+                client = FailSoftRedisCache._clients[key] = self._class(self._servers, **self._options)
+        return client
 
     def _call(self, name, fallback, *args, **kwargs):
         return self._soft(getattr(super(), name), fallback, *args, **kwargs)

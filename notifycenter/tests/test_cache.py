@@ -38,3 +38,21 @@ def test_add_many_adds_nothing_while_the_cache_is_away(settings):
         assert FailSoftRedisCache.is_down()  # and the next calls skip it for a second
     finally:
         FailSoftRedisCache._down_until = 0.0
+
+
+def test_each_request_context_reuses_the_processs_redis_connection(shared):
+    """The web server runs each request in a context of its own, and Django keeps a cache object
+    per context: each must use the process's client, not connect to Redis anew."""
+    import contextvars
+
+    def in_a_request():
+        cache = caches["default"]
+        cache.get("nc:test:a")
+        return cache, cache._cache.get_client()
+
+    first_cache, first_client = contextvars.Context().run(in_a_request)
+    second_cache, second_client = contextvars.Context().run(in_a_request)
+    assert first_cache is not second_cache  # Django's per-context objects, as the server makes them
+    assert first_client is second_client
+    pool = first_client.connection_pool
+    assert len(pool._available_connections) + len(pool._in_use_connections) == 1
