@@ -116,34 +116,22 @@ def _delivery_row(req: DeliveryRequest, accounts: dict[str, list[ChannelAccount]
         "status": DeliveryStatus.QUEUED,
         "enqueued_at": None,
     }
+    # Settled or held here, visibly, with the reason: no address; a channel no backend can send
+    # (queueing work that no one can do helps no one); the delivery policies' decision.
     if not address:
-        row.update(
-            status=DeliveryStatus.SKIPPED,
-            last_error_code="no_address",
-            last_error_message=f"The recipient has no address on {req.channel}.",
-            finished_at=now,
-        )
+        held = (DeliveryStatus.SKIPPED, "no_address", f"The recipient has no address on {req.channel}.")
     elif req.channel not in BACKENDS:
-        # Settled here, visibly: queueing work that no backend can do helps no one.
-        row.update(
-            status=DeliveryStatus.SKIPPED,
-            last_error_code="channel_not_implemented",
-            last_error_message=f"No provider backend for the channel {req.channel} yet.",
-            finished_at=now,
-        )
-    elif req.status == DeliveryStatus.SKIPPED:
-        row.update(
-            status=DeliveryStatus.SKIPPED,
-            last_error_code=req.reason,
-            last_error_message=POLICY_WORDS.get(req.reason, req.reason),
-            finished_at=now,
-        )
-    elif req.status == DeliveryStatus.DEFERRED:
-        row.update(
-            status=DeliveryStatus.DEFERRED,
-            last_error_code=req.reason,
-            last_error_message=POLICY_WORDS.get(req.reason, req.reason),
-        )
+        words = f"No provider backend for the channel {req.channel} yet."
+        held = (DeliveryStatus.SKIPPED, "channel_not_implemented", words)
+    elif req.status in (DeliveryStatus.SKIPPED, DeliveryStatus.DEFERRED):
+        held = (req.status, req.reason, POLICY_WORDS.get(req.reason, req.reason))
+    else:
+        held = None
+    if held is not None:
+        status, code, words = held
+        row.update(status=status, last_error_code=code, last_error_message=words)
+        if status == DeliveryStatus.SKIPPED:
+            row["finished_at"] = now
     elif row["not_before"] <= now:
         row["enqueued_at"] = now
     return row
