@@ -345,6 +345,9 @@ TOKEN_REFRESH_RETENTION_DAYS = env.int("TOKEN_REFRESH_RETENTION_DAYS", default=9
 # Threads per web process serving Django (notifycenter.asgi): a fixed pool, each thread keeping its
 # database connection; 0 hands Django's own ASGI handler every request (a new thread each).
 WEB_THREADS = env.int("WEB_THREADS", default=8)
+# Single events that a web process's threads hold at the same moment are written by one
+# transaction, each answered as if alone (scenarios/groupcommit.py); off: one transaction each.
+EVENT_GROUP_COMMIT = env.bool("EVENT_GROUP_COMMIT", default=True)
 # Live inbox (inbox/live.py, served by notifycenter.asgi). Events are kept this long for clients
 # resuming with a last event id; older ones are told to reload (`resync`).
 INBOX_LIVE_EVENT_RETENTION_HOURS = env.int("INBOX_LIVE_EVENT_RETENTION_HOURS", default=72)

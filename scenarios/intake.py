@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date
@@ -22,6 +23,7 @@ from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
 from .errors import EventRejected
+from .groupcommit import GroupCommit
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
 from .planning import PlanMemo, Planned, parse_anchor, plan_messages, timing
 from .plans import plan_cancel, plan_enroll
@@ -61,8 +63,13 @@ def request_fingerprint(payload: dict) -> str:
 
 
 def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
-    """Accept one event. Returns (answer, created); raises EventRejected, having stored nothing."""
-    (outcome,) = events_accept(client=client, payloads=[payload])
+    """Accept one event. Returns (answer, created); raises EventRejected, having stored nothing.
+    Outside a transaction, with the other single events of this process's threads at that moment
+    (scenarios/groupcommit.py); inside one, alone, so that it commits or rolls back with it."""
+    if settings.EVENT_GROUP_COMMIT and not transaction.get_connection().in_atomic_block:
+        outcome = _single_events.submit(client, payload)
+    else:
+        (outcome,) = events_accept(client=client, payloads=[payload])
     if outcome.error is not None:
         raise outcome.error
     return outcome.answer, outcome.created
@@ -108,6 +115,10 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
             else:
                 outcomes[i] = events_accept(client=client, payloads=[payloads[i]])[0]
     return outcomes
+
+
+# At most a web process's threads at once (WEB_THREADS, 8), so the limit is seldom reached.
+_single_events = GroupCommit(lambda client, payloads: events_accept(client=client, payloads=payloads), limit=32)
 
 
 def _stored_events(client: str, keys: set[str]) -> dict[str, Event]:
