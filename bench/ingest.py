@@ -52,9 +52,13 @@ PAID = {
     "recipients": {"patient": ["p-42"], "doctor": ["d-17"]},
 }
 
+# Each wrk thread gets its own number as the global `tid` (thread:set), which the request function
+# reads. (Until the seventh session `tid` was also a chunk local here, which the request function
+# read instead: 0 in every thread, so wrk's two threads sent the same keys and half the "single
+# events" measured were replays or races of the other thread's.)
 WRK_SCRIPT = """
-local tid = 0
-function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+local made = 0
+function setup(thread) made = made + 1; thread:set("tid", made) end
 function init(args) counter = 0; run = os.time() end
 request = function()
   counter = counter + 1
