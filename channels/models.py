@@ -263,8 +263,9 @@ class Delivery(models.Model):
     account = models.ForeignKey(
         ChannelAccount, verbose_name=_("account"), null=True, blank=True, on_delete=models.PROTECT
     )
+    # No index of its own: delivery_recent (below) begins with it, and serves its lookups.
     recipient = models.ForeignKey(
-        Recipient, verbose_name=_("recipient"), null=True, blank=True, on_delete=models.SET_NULL
+        Recipient, verbose_name=_("recipient"), null=True, blank=True, on_delete=models.SET_NULL, db_index=False
     )
     # Masked (what the admin and the API show); the engine reads the real one from the directory
     # entry `recipient`, for this channel, into memory only (channels/addresses.py).
@@ -279,8 +280,15 @@ class Delivery(models.Model):
     # until when. A lease that ran out belongs to a worker that died (channels/sending.py).
     claim = models.CharField(_("claim"), max_length=32, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    # Indexed where set only (delivery_duplicate_of): almost every row holds NULL here.
     duplicate_of = models.ForeignKey(
-        "self", verbose_name=_("duplicate of"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        verbose_name=_("duplicate of"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
     last_error_message = models.TextField(_("last error message"), blank=True)
@@ -319,6 +327,10 @@ class Delivery(models.Model):
             models.Index(fields=["not_before"], condition=Q(status="deferred"), name="delivery_deferred"),
             # Frequency caps: one person's recent deliveries on a channel (scenarios/policies.py).
             models.Index(fields=["recipient", "channel", "created_at"], name="delivery_recent"),
+            # Provider de-duplication: which deliveries repeat this one (few rows; NULL elsewhere).
+            models.Index(
+                fields=["duplicate_of"], condition=Q(duplicate_of__isnull=False), name="delivery_duplicate_of"
+            ),
         ]
 
     def __str__(self):

@@ -443,8 +443,15 @@ class Message(models.Model):
     rule = models.ForeignKey(
         Rule, verbose_name=_("rule"), null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
     )
+    # No index of its own: message_unique_plan_occurrence (below) begins with it, where it is set.
     plan_step = models.ForeignKey(
-        "PlanStep", verbose_name=_("plan step"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "PlanStep",
+        verbose_name=_("plan step"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     template = models.ForeignKey(Template, verbose_name=_("template"), on_delete=models.PROTECT, related_name="+")
     recipient = models.ForeignKey(Recipient, verbose_name=_("recipient"), on_delete=models.PROTECT, related_name="+")
