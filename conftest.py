@@ -56,12 +56,15 @@ def no_broker_leftovers():
 
 @pytest.fixture(autouse=True)
 def fresh_catalog_cache():
-    """Each test's database has its own catalog rows; forget what an earlier test loaded."""
+    """Each test's database has its own catalog rows and API keys; forget what an earlier test loaded."""
+    from notifycenter.auth import api_keys_forget
     from scenarios import catalog, policies
 
     catalog._loaded.clear()
     policies._settings_cache.clear()
+    api_keys_forget()
     yield
+    api_keys_forget()
     catalog._loaded.clear()
     policies._settings_cache.clear()
 

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from .auth import api_keys_forget
 from .models import WEBHOOK_EVENTS, ApiKey, WebhookDelivery, WebhookEndpoint
 from .webhooks import send_soon, webhook_replay
 
@@ -21,6 +22,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request, queryset):
         queryset.update(is_active=False)
+        api_keys_forget()  # an update sends no signal; other processes refuse it within 2 s
 
     actions = ["revoke"]
 

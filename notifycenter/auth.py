@@ -6,6 +6,7 @@ The views below this layer never import these classes; they read the principal's
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -72,18 +73,45 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now  # the kept key too: written once a minute, not each request
         return ApiClient(client=key.client, key_id=key.pk, scopes=frozenset(key.scopes)), key
 
     def authenticate_header(self, request):
         return self.keyword
 
 
+# Active keys as authentication read them, kept per process for KEY_CACHE_SECONDS: every backend
+# request asked PostgreSQL for its key, one statement of the dozen a single event cost. A save,
+# delete or revoke in this process forgets them at once (api_keys_forget); other processes stop
+# accepting a revoked key within KEY_CACHE_SECONDS. Unknown prefixes are never kept.
+KEY_CACHE_SECONDS = 2.0
+KEY_CACHE_MAX = 1000
+_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
 def _active_key(prefix: str) -> ApiKey | None:
-    # Every backend request asks this: one statement built once (channels/rows.py), not the ORM's.
+    now = time.monotonic()
+    kept = _keys.get(prefix)
+    if kept is not None and now - kept[0] < KEY_CACHE_SECONDS:
+        return kept[1]
+    # One statement built once (channels/rows.py), not the ORM's.
     found = rows_where(ApiKey, "prefix = %s AND is_active", [prefix])
     if found is None:
-        return ApiKey.objects.filter(prefix=prefix, is_active=True).first()
-    return found[0] if found else None
+        found = ApiKey.objects.filter(prefix=prefix, is_active=True)[:1]
+    key = found[0] if found else None
+    if key is None:
+        _keys.pop(prefix, None)
+        return None
+    if len(_keys) >= KEY_CACHE_MAX:
+        _keys.clear()
+    _keys[prefix] = (now, key)
+    return key
+
+
+def api_keys_forget(**kwargs) -> None:
+    """Forget the kept keys (after any change to a key: connected to ApiKey's save and delete,
+    and called by the revoke action, whose update sends no signal)."""
+    _keys.clear()
 
 
 class InboxTokenAuthentication(authentication.BaseAuthentication):

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from channels.models import ChannelAccount
+from notifycenter.auth import api_keys_forget
 from notifycenter.models import ApiKey
 
 # Sandbox accounts aimed at `manage.py fakeproviders`; their credentials are throwaway values the
@@ -96,6 +97,7 @@ class Command(BaseCommand):
 
         if not key_file.exists() or not ApiKey.objects.filter(client="local-dev", is_active=True).exists():
             ApiKey.objects.filter(client="local-dev").update(is_active=False)
+            api_keys_forget()
             _, raw = ApiKey.generate(
                 client="local-dev", name="make-run", scopes=["events", "recipients", "otp", "inbox-read"]
             )
