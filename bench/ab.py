@@ -1,0 +1,147 @@
+"""A/B of settings on the intake: one database, one web server per setting, alternating rounds.
+
+    .venv/bin/python bench/ab.py [--seconds 10] [--rounds 2] [--connections 16] [--batch 0]
+                                 [SETTING ...]   # e.g. EVENT_GROUP_COMMIT=false EVENT_GROUP_COMMIT=true
+
+Each SETTING is one or more comma-separated environment variables for the web server
+(`WEB_THREADS=4,DATABASE_POOL_MAX_SIZE=4`). Every round starts a server per setting, as
+bench/ingest.py does (uvicorn ×3 on notifycenter.asgi), warms it for 2 s and loads it with wrk;
+rounds alternate the settings, so that this shared machine's drift falls on each alike. Each row:
+events/s, latency, CPU per event of the web processes and of the whole machine (from /proc), and
+how many transactions wrote them (events sharing a receipt time were written together: the mean
+group of group commit, or the batch size).
+
+--batch N posts batches of N events to /api/v1/events/batch instead of single events.
+--drop-foreign-keys (an experiment, not a setting) drops the foreign keys of the tables intake
+writes before the runs, to price their checks.
+
+Needs what bench/ingest.py needs (PostgreSQL, Redis, wrk); it creates and drops its own database.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+import psycopg
+from ingest import PAID, bench_database, start_web, wait_http, wrk  # bench/ingest.py, beside this script
+from table import print_table
+
+INTAKE_TABLES = ("scenarios_event", "scenarios_message", "channels_delivery", "channels_deliverystatuschange")
+
+
+def process_cpu(parent: int) -> float:
+    """CPU seconds of a process and its children (uvicorn's workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(pid) == parent or int(fields[1]) == parent:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def machine_cpu() -> float:
+    """CPU seconds the machine spent busy (all but idle and iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def written(db: str) -> tuple[int, int]:
+    with psycopg.connect(db) as conn:
+        return conn.execute("SELECT count(*), count(DISTINCT received_at) FROM scenarios_event").fetchone()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("settings", nargs="*", default=["EVENT_GROUP_COMMIT=false", "EVENT_GROUP_COMMIT=true"])
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--web-workers", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=0, help="events per batch (0: single events)")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--drop-foreign-keys", action="store_true")
+    args = ap.parse_args()
+    args.server, args.web_threads = "uvicorn", 0
+
+    db, env, key = bench_database()
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")  # as bench/ingest.py
+        if args.drop_foreign_keys:
+            for table, name in conn.execute(
+                "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+                "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
+                [list(INTAKE_TABLES)],
+            ).fetchall():
+                conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+                print(f"dropped {table}.{name}", flush=True)
+    per_request = max(1, args.batch)
+    if args.batch:
+        path = "/api/v1/events/batch"
+        body = json.dumps([{**PAID, "idempotency_key": f"KEY-{i}"} for i in range(args.batch)], ensure_ascii=False)
+    else:
+        path, body = "/api/v1/events", json.dumps(PAID, ensure_ascii=False)
+    auth, url = f"Api-Key {key}", f"http://127.0.0.1:{args.port}"
+
+    rows = []
+    for round_no in range(1, args.rounds + 1):
+        for setting in args.settings:
+            extra = dict(kv.split("=", 1) for kv in setting.split(","))
+            web = start_web(args.port, args, {**env, **extra})
+            try:
+                wait_http(f"{url}/healthz")
+                wrk(url, path, body, auth, 2, args.connections)  # warm up
+                events0, groups0 = written(db)
+                web0, machine0 = process_cpu(web.pid), machine_cpu()
+                r = wrk(url, path, body, auth, args.seconds, args.connections)
+                web1, machine1 = process_cpu(web.pid), machine_cpu()
+                events1, groups1 = written(db)
+            finally:
+                web.send_signal(signal.SIGTERM)
+                web.wait(30)
+            events = events1 - events0
+            rows.append(
+                (
+                    str(round_no),
+                    setting,
+                    f"{(r['requests'] - r['non2xx']) * per_request / r['seconds']:,.0f}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    f"{(web1 - web0) / max(1, events) * 1000:.2f}",
+                    f"{(machine1 - machine0) / max(1, events) * 1000:.2f}",
+                    f"{events / max(1, groups1 - groups0):.2f}",
+                    f"{r['non2xx']} / {r['errors']}",
+                )
+            )
+            print(" | ".join(rows[-1]), flush=True)
+    print()
+    print_table(
+        (
+            "round",
+            "setting",
+            "events/s",
+            "p50 ms",
+            "p99 ms",
+            "web CPU ms/event",
+            "machine CPU ms/event",
+            "events per transaction",
+            "non-2xx / errors",
+        ),
+        rows,
+    )
+    kind = f"batches of {args.batch}" if args.batch else "single events"
+    print(
+        f"\n{kind}; {os.cpu_count()} cores; uvicorn ×{args.web_workers}; wrk {args.connections} connections, "
+        f"{args.seconds} s per run; load average {os.getloadavg()[0]:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
