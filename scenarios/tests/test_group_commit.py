@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from django.db import OperationalError
+from prometheus_client import REGISTRY
 
 from channels.models import Delivery
 from notifycenter.models import ApiKey
@@ -55,11 +56,16 @@ def run_threads(commit: GroupCommit, submissions: list[tuple[str, int]]) -> list
         return [first.result(timeout=20)] + [f.result(timeout=20) for f in rest]
 
 
+def _counted(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
 def test_items_queued_behind_a_leader_go_through_as_one_group_each_with_its_own_answer():
     ref = []
     run = Recorder(ref, others=6)
     commit = GroupCommit(run, limit=32)
     ref.append(commit)
+    groups, grouped = _counted("nc_intake_groups_total"), _counted("nc_intake_grouped_events_total")
 
     results = run_threads(commit, [("his", i) for i in range(7)])
 
@@ -67,6 +73,8 @@ def test_items_queued_behind_a_leader_go_through_as_one_group_each_with_its_own_
     assert run.calls[0] == [0]  # the leader did not wait for company
     assert sorted(run.calls[1]) == [1, 2, 3, 4, 5, 6]  # what came meanwhile: one group
     assert (commit.groups, commit.grouped) == (2, 7)
+    assert _counted("nc_intake_groups_total") - groups == 2  # /metrics: the mean group is 3.5
+    assert _counted("nc_intake_grouped_events_total") - grouped == 7
     assert not commit._busy and not commit._queue
 
 
