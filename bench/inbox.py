@@ -243,6 +243,15 @@ def queries(args, people, rows):
         mixed,
         "p99 ≤ 5 ms, ≥ 5× peer",
     )
+    # The same people again, right after: what a count costs once the pages it reads are in
+    # PostgreSQL's buffers, as an open app's person's are (the first pass is mostly first reads
+    # of pages no sample touched before, on both sides).
+    pair(
+        "unread count, the same people again (warm)",
+        lambda u: inbox_unread_counts(audience="patient", recipient_id=f"p-{u}"),
+        lambda u: Notification.objects.filter(recipient_id=u + 1).unread().count(),
+        mixed,
+    )
     # The floor under both: one statement's round trip through Django's cursor, nothing read.
     # A count that is one row read cannot be much under it; the peer's index count is a few times it.
     from django.db import connection

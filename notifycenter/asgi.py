@@ -7,9 +7,9 @@ Django is served as a WSGI application on a fixed pool of `WEB_THREADS` threads 
 (a2wsgi). Every view here is synchronous: Django's ASGI handler ran each request's code in a new
 thread of its own and crossed between the event loop and threads again for its signals, and on
 2 cores that cost more than half of what a process serves (bench/README.md, 2026-11-30: the bare
-view 695 requests/s that way against 1,785/s on the pool; single events 229/s against 310/s). The pool's
-threads keep their database connections between requests. `WEB_THREADS=0` goes back to Django's
-ASGI handler, for a deployment that adds async views.
+view 695 requests/s that way against 1,785/s on the pool). The pool's threads keep their database
+connections between requests. `WEB_THREADS=0` goes back to Django's ASGI handler, for a
+deployment that adds async views.
 """
 
 import gc
