@@ -3,9 +3,10 @@ cheaper than `bulk_create` in Python and with the same one statement per table.
 
 On PostgreSQL a list of model instances goes in as one `INSERT … SELECT … FROM unnest(…)
 RETURNING id`, every column one array parameter bound on the server in binary: Django's
-`bulk_create` builds the same statement, but its cursor binds on the client, quoting each array
-element with a regular expression (a third of an event's CPU in the intake profile,
-bench/README.md). Elsewhere (SQLite) it is `bulk_create`.
+`bulk_create` builds the same statement, but with a cursor binding on the client (Django's default,
+and ours with DATABASE_SERVER_SIDE_BINDING=false) it quotes each array element with a regular
+expression (a third of an event's CPU in the intake profile, bench/README.md). Elsewhere (SQLite)
+it is `bulk_create`.
 
 Like `bulk_create`: no signals, no `save()`, defaults and `auto_now_add` applied, primary keys set.
 

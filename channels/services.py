@@ -64,7 +64,7 @@ def deliveries_create(
     skipped `no_address`.
     """
     now = timezone.now()
-    accounts = _enabled_accounts() if accounts is None else accounts
+    accounts = accounts_enabled() if accounts is None else accounts
     created = rows_insert([Delivery(**_delivery_row(req, accounts, now=now)) for req in requests])
     _after_create([(d.pk, d.channel, d.status, d.enqueued_at is not None) for d in created], now=now)
     return created
@@ -89,7 +89,8 @@ def deliveries_write(
     _after_create([(r["id"], r["channel"], r["status"], r["enqueued_at"] is not None) for r in rows], now=now)
 
 
-def _enabled_accounts() -> dict[str, list[ChannelAccount]]:
+def accounts_enabled() -> dict[str, list[ChannelAccount]]:
+    """The enabled channel accounts by channel, as new deliveries are routed over them."""
     accounts: dict[str, list[ChannelAccount]] = {}
     for a in ChannelAccount.objects.filter(enabled=True):
         accounts.setdefault(a.channel, []).append(a)

@@ -16,6 +16,7 @@ from django.db.models.signals import post_delete, post_save
 from redis.exceptions import RedisError
 
 from channels.models import ChannelAccount, PreferenceDefault
+from channels.services import accounts_enabled
 
 from .models import AudiencePolicy, ChannelBinding, LinkTarget, Rule, Scenario, Template
 from .schemas import CompiledSchema, compiled
@@ -67,9 +68,7 @@ def channel_accounts(*, version: int | None = None) -> dict[str, list[ChannelAcc
     entry = _loaded.get(ACCOUNTS)
     if entry is not None and entry[0] == version and time.monotonic() - entry[1] < MAX_AGE:
         return entry[2]
-    accounts: dict[str, list[ChannelAccount]] = {}
-    for account in ChannelAccount.objects.filter(enabled=True):
-        accounts.setdefault(account.channel, []).append(account)
+    accounts = accounts_enabled()
     with _lock:
         _loaded[ACCOUNTS] = (version, time.monotonic(), accounts)
     return accounts

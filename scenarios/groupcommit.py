@@ -50,8 +50,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._busy = False
-        self.groups = 0  # groups run, and events in them: what the tests and benches read
-        self.grouped = 0
 
     def submit(self, key: Hashable, item) -> object:
         me = _Waiting(key, item)
@@ -80,8 +78,6 @@ class GroupCommit:
             GROUPS.inc()
             GROUPED.inc(len(group))
             with self._lock:
-                self.groups += 1
-                self.grouped += len(group)
                 if self._queue:
                     self._queue[0].lead = True
                     self._queue[0].woken.set()
