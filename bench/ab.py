@@ -11,7 +11,9 @@ events/s, latency, CPU per event of the web processes and of the whole machine (
 how many transactions wrote them (events sharing a receipt time were written together: the mean
 group of group commit, or the batch size).
 
---batch N posts batches of N events to /api/v1/events/batch instead of single events.
+--batch N posts batches of N events to /api/v1/events/batch instead of single events; --bare
+posts to the bare view (bench/bare_urls.py, the peer of bench/ingest.py) instead: what the web
+server and Django cost per request under each setting, with no intake in it.
 --drop-foreign-keys (an experiment, not a setting) drops the foreign keys of the tables intake
 writes before the runs, to price their checks.
 
@@ -23,6 +25,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import psycopg
 from ingest import PAID, bench_database, start_web, wait_http, wrk  # bench/ingest.py, beside this script
@@ -68,12 +71,18 @@ def main():
     ap.add_argument("--batch", type=int, default=0, help="events per batch (0: single events)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--drop-foreign-keys", action="store_true")
+    ap.add_argument("--bare", action="store_true", help="the bare view (bench/bare_urls.py) instead of the events")
     args = ap.parse_args()
     args.server, args.web_threads = "uvicorn", 0
 
     db, env, key = bench_database()
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")  # as bench/ingest.py
+        if args.bare:  # the bare view's table, as bench/ingest.py's raw peer makes it
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS bench_raw"
+                " (id bigserial primary key, k text unique, body jsonb, at timestamptz)"
+            )
         if args.drop_foreign_keys:
             for table, name in conn.execute(
                 "SELECT conrelid::regclass::text, conname FROM pg_constraint "
@@ -83,7 +92,10 @@ def main():
                 conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
                 print(f"dropped {table}.{name}", flush=True)
     per_request = max(1, args.batch)
-    if args.batch:
+    if args.bare:
+        path, body = "/bare", json.dumps(PAID, ensure_ascii=False)
+        env = {**env, "DJANGO_SETTINGS_MODULE": "bare_settings", "PYTHONPATH": str(Path(__file__).parent)}
+    elif args.batch:
         path = "/api/v1/events/batch"
         body = json.dumps([{**PAID, "idempotency_key": f"KEY-{i}"} for i in range(args.batch)], ensure_ascii=False)
     else:
@@ -103,6 +115,8 @@ def main():
                 r = wrk(url, path, body, auth, args.seconds, args.connections)
                 web1, machine1 = process_cpu(web.pid), machine_cpu()
                 events1, groups1 = written(db)
+                if args.bare:
+                    events0, groups0, events1, groups1 = 0, 0, r["requests"], r["requests"]
             finally:
                 web.send_signal(signal.SIGTERM)
                 web.wait(30)

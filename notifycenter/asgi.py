@@ -4,12 +4,12 @@ paths go to inbox.live, everything else to Django.
     uvicorn notifycenter.asgi:application
 
 Django is served as a WSGI application on a fixed pool of `WEB_THREADS` threads per process
-(a2wsgi). Every view here is synchronous: Django's ASGI handler ran each request's code in a new
-thread of its own and crossed between the event loop and threads again for its signals, and on
-2 cores that cost more than half of what a process serves (bench/README.md, 2026-11-30: the bare
-view 695 requests/s that way against 1,785/s on the pool). The pool's threads keep their database
-connections between requests. `WEB_THREADS=0` goes back to Django's ASGI handler, for a
-deployment that adds async views.
+(notifycenter/threads.py, one hand-off each way per request). Every view here is synchronous:
+Django's ASGI handler ran each request's code in a new thread of its own and crossed between the
+event loop and threads again for its signals, and on 2 cores that cost more than half of what a
+process serves (bench/README.md, 2026-11-30: the bare view 695 requests/s that way against
+1,785/s on the pool). The pool's threads keep their database connections between requests.
+`WEB_THREADS=0` goes back to Django's ASGI handler, for a deployment that adds async views.
 """
 
 import gc
@@ -20,13 +20,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
 django_application = get_asgi_application()  # sets Django up before the imports below
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from inbox.live import CLOSE_UNAUTHORIZED, PATHS, LiveError, Person, live_app  # noqa: E402
 
 from .auth import AuthError, inbox_token_read  # noqa: E402
+from .threads import ThreadedWSGI  # noqa: E402
 
 
 def live_person(token: str) -> Person:
@@ -70,7 +70,7 @@ def body_first(app, *, limit: int):
 live_application = live_app(authenticate=live_person)
 django_threads = None  # the pool serving Django's views (None: Django's own ASGI handler)
 if settings.WEB_THREADS:
-    django_threads = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
+    django_threads = ThreadedWSGI(get_wsgi_application(), workers=settings.WEB_THREADS)
     django_application = body_first(django_threads, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 # A process holding thousands of live connections has millions of long-lived objects; each full

@@ -1,6 +1,6 @@
 """The web server as `make run` and deploy/ run it: uvicorn serving notifycenter.asgi, Django on a
-fixed pool of threads (a2wsgi), over real sockets: the API's answers, its error shape, and the
-threads reused from request to request."""
+fixed pool of threads (notifycenter/threads.py), over real sockets: the API's answers, its error
+shape, and the threads reused from request to request."""
 
 import socket
 import threading
@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from a2wsgi import WSGIMiddleware
 from django.conf import settings
 
 from inbox.tests.live_clients import Server
 from notifycenter.auth import issue_inbox_token
 from notifycenter.models import ApiKey
+from notifycenter.threads import ThreadedWSGI
 from tests.factories import paid_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +29,7 @@ def web():
 def test_django_is_served_on_the_pool_of_threads(catalog, web):
     from notifycenter import asgi
 
-    assert settings.WEB_THREADS > 0 and isinstance(asgi.django_threads, WSGIMiddleware)
+    assert settings.WEB_THREADS > 0 and isinstance(asgi.django_threads, ThreadedWSGI)
     _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
     backend = {"Authorization": f"Api-Key {raw}"}
     patient = {"Authorization": f"Bearer {issue_inbox_token(role='patient', external_id='p-42')}"}
