@@ -93,7 +93,7 @@ def main():
                 print(f"dropped {table}.{name}", flush=True)
     per_request = max(1, args.batch)
     if args.bare:
-        path, body = "/bare", json.dumps(PAID, ensure_ascii=False)
+        path, body = "/api/bare", json.dumps(PAID, ensure_ascii=False)
         env = {**env, "DJANGO_SETTINGS_MODULE": "bare_settings", "PYTHONPATH": str(Path(__file__).parent)}
     elif args.batch:
         path = "/api/v1/events/batch"

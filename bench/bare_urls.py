@@ -21,4 +21,5 @@ def insert_one(request):
     return JsonResponse({"id": row_id}, status=202)
 
 
-urlpatterns = [path("bare", insert_one), path("", include("notifycenter.urls"))]
+# Under /api/, as the events are: the same chain of middleware (notifycenter/handlers.py).
+urlpatterns = [path("api/bare", insert_one), path("", include("notifycenter.urls"))]

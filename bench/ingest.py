@@ -140,8 +140,8 @@ def bare_view(args, env, body: str) -> dict:
     server = start_web(port, args, bare_env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        wrk(f"http://127.0.0.1:{port}", "/bare", body, "none", 2, args.connections)  # warm up
-        return wrk(f"http://127.0.0.1:{port}", "/bare", body, "none", args.seconds, args.connections)
+        wrk(f"http://127.0.0.1:{port}", "/api/bare", body, "none", 2, args.connections)  # warm up
+        return wrk(f"http://127.0.0.1:{port}", "/api/bare", body, "none", args.seconds, args.connections)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

@@ -112,7 +112,7 @@ def child(args):
         else:
             bodies = [event(kind) for _ in range(args.events)]
             count = args.events
-        path = {"bare": "/bare", "single": "/api/v1/events", "batch": "/api/v1/events/batch"}[kind]
+        path = {"bare": "/api/bare", "single": "/api/v1/events", "batch": "/api/v1/events/batch"}[kind]
         expect = 200 if kind == "batch" else 202
         if profiler:
             profiler.enable()

@@ -21,11 +21,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
 django_application = get_asgi_application()  # sets Django up before the imports below
 
 from django.conf import settings  # noqa: E402
-from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from inbox.live import CLOSE_UNAUTHORIZED, PATHS, LiveError, Person, live_app  # noqa: E402
 
 from .auth import AuthError, inbox_token_read  # noqa: E402
+from .handlers import wsgi_application  # noqa: E402
 from .threads import ThreadedWSGI  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def body_first(app, *, limit: int):
 live_application = live_app(authenticate=live_person)
 django_threads = None  # the pool serving Django's views (None: Django's own ASGI handler)
 if settings.WEB_THREADS:
-    django_threads = ThreadedWSGI(get_wsgi_application(), workers=settings.WEB_THREADS)
+    django_threads = ThreadedWSGI(wsgi_application(), workers=settings.WEB_THREADS)
     django_application = body_first(django_threads, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 # A process holding thousands of live connections has millions of long-lived objects; each full

@@ -64,6 +64,17 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Under /api/ (notifycenter/handlers.py): requests authenticated by key or token, never by a
+# session, go through these only.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "notifycenter.middleware.DependencyDownMiddleware",
+    "notifycenter.metrics.EventsCountMiddleware",
+    "notifycenter.middleware.ApiInEnglishMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
 # Admin logins: after AXES_FAILURE_LIMIT failed tries for one user name from one address, that
 # pair is locked out for AXES_COOLOFF_MINUTES (django-axes, counted in the database).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]

@@ -53,6 +53,26 @@ def test_django_is_served_on_the_pool_of_threads(catalog, web):
     assert replay.status_code == 200 and replay.json()["event_id"] == answers[0].json()["event_id"]
 
 
+def test_the_api_goes_through_its_own_middleware_and_the_admin_through_all(catalog, web):
+    """notifycenter/handlers.py: no session, CSRF or language cookie machinery under /api/, the
+    same security headers as everywhere; the admin keeps every middleware it needs."""
+    _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
+    answer = httpx.post(
+        f"{web}/api/v1/events", json=paid_event(key="chain-1"), headers={"Authorization": f"Api-Key {raw}"}, timeout=30
+    )
+    assert answer.status_code == 202
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in answer.headers and "cookie" not in answer.headers.get("vary", "").lower()
+    assert "content-language" not in answer.headers  # the admin's language middleware: not here
+    assert int(answer.headers["content-length"]) == len(answer.content)
+
+    login = httpx.get(f"{web}/admin/login/", timeout=30)
+    assert login.status_code == 200 and login.headers["content-language"] == "zh-hans"
+    assert "csrftoken" in login.headers.get("set-cookie", "")
+    assert login.headers["x-frame-options"] == "DENY"
+
+
 def test_bad_input_gets_the_api_error_shape_through_the_server(web):
     _, raw = ApiKey.generate(client="his", name="web", scopes=["events"])
     answer = httpx.post(
