@@ -4,6 +4,7 @@ body longer than the loop read, the lifespan, a view's exception."""
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.http import HttpResponse, StreamingHttpResponse
@@ -43,7 +44,9 @@ def serve(app, messages: list[dict], scope=SCOPE) -> list[dict]:
 
         await app(dict(scope), receive, send)
 
-    asyncio.run(main())
+    # A loop of its own on a thread of its own: the suite's main thread may have one running.
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        runner.submit(asyncio.run, main()).result()
     return sent
 
 
