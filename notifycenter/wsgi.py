@@ -1,9 +1,9 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifycenter.settings")
-get_wsgi_application()  # sets Django up before the import below
+django.setup(set_prefix=False)  # as get_wsgi_application does, before the import below
 
 from notifycenter.handlers import wsgi_application  # noqa: E402
 
