@@ -198,7 +198,7 @@ REST_FRAMEWORK = {
         "notifycenter.auth.InboxTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["notifycenter.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["notifycenter.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "notifycenter.errors.api_exception_handler",
