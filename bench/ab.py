@@ -28,32 +28,11 @@ import sys
 from pathlib import Path
 
 import psycopg
-from ingest import PAID, bench_database, start_web, wait_http, wrk  # bench/ingest.py, beside this script
+from ingest import PAID, bare_table, bench_database, start_web, wait_http, wrk  # bench/ingest.py, beside this script
+from procstat import machine_cpu, tree_cpu
 from table import print_table
 
 INTAKE_TABLES = ("scenarios_event", "scenarios_message", "channels_delivery", "channels_deliverystatuschange")
-
-
-def process_cpu(parent: int) -> float:
-    """CPU seconds of a process and its children (uvicorn's workers), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(pid) == parent or int(fields[1]) == parent:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def machine_cpu() -> float:
-    """CPU seconds the machine spent busy (all but idle and iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def written(db: str) -> tuple[int, int]:
@@ -78,11 +57,8 @@ def main():
     db, env, key = bench_database()
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")  # as bench/ingest.py
-        if args.bare:  # the bare view's table, as bench/ingest.py's raw peer makes it
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS bench_raw"
-                " (id bigserial primary key, k text unique, body jsonb, at timestamptz)"
-            )
+        if args.bare:
+            bare_table(conn)
         if args.drop_foreign_keys:
             for table, name in conn.execute(
                 "SELECT conrelid::regclass::text, conname FROM pg_constraint "
@@ -111,9 +87,9 @@ def main():
                 wait_http(f"{url}/healthz")
                 wrk(url, path, body, auth, 2, args.connections)  # warm up
                 events0, groups0 = written(db)
-                web0, machine0 = process_cpu(web.pid), machine_cpu()
+                web0, machine0 = tree_cpu(web.pid), machine_cpu()
                 r = wrk(url, path, body, auth, args.seconds, args.connections)
-                web1, machine1 = process_cpu(web.pid), machine_cpu()
+                web1, machine1 = tree_cpu(web.pid), machine_cpu()
                 events1, groups1 = written(db)
                 if args.bare:
                     events0, groups0, events1, groups1 = 0, 0, r["requests"], r["requests"]

@@ -25,7 +25,6 @@ and PostgreSQL's. Needs PostgreSQL and Redis
 """
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
@@ -37,11 +36,11 @@ from pathlib import Path
 
 import psycopg
 from ingest import db_url_for, reset_database, run, wait_http  # bench/ingest.py, beside this script
+from procstat import machine_cpu, stat_cpu, tree_cpu  # bench/procstat.py, beside this script
 from table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-TICK = os.sysconf("SC_CLK_TCK")
 
 SEED = """
 import os, django
@@ -106,21 +105,6 @@ print(len(ids))
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its live children (prefork's pool processes)."""
-    total = 0.0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except OSError:
-            pass
-    return total
-
-
 def named_cpu_seconds(prefix: str) -> float:
     """utime + stime of every live process whose name starts with `prefix` (PostgreSQL's
     backends: "postgres")."""
@@ -131,8 +115,7 @@ def named_cpu_seconds(prefix: str) -> float:
         except OSError:
             continue
         if text[text.index("(") + 1 :].startswith(prefix):
-            fields = text.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
+            total += stat_cpu(text.rsplit(")", 1)[1].split())
     return total
 
 
@@ -152,13 +135,7 @@ HEAD = (
 def split_cpu() -> tuple[float, float]:
     """CPU seconds so far of the fake provider server and of PostgreSQL: on this machine they
     share the cores with the workers; in production the providers are elsewhere."""
-    return cpu_seconds(FAKE_PID), named_cpu_seconds("postgres")
-
-
-def machine_cpu_seconds() -> float:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = sum(int(x) for i, x in enumerate(fields) if i not in (3, 4))  # all but idle and iowait
-    return busy / TICK
+    return tree_cpu(FAKE_PID), named_cpu_seconds("postgres")
 
 
 def settled(db: str, run_no: int) -> tuple[int, int, int]:
@@ -184,7 +161,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
         stderr=subprocess.DEVNULL,
     )
     time.sleep(6)  # Django and the pool up before the clock starts
-    cpu0, machine0, split0 = cpu_seconds(worker.pid), machine_cpu_seconds(), split_cpu()
+    cpu0, machine0, split0 = tree_cpu(worker.pid), machine_cpu(), split_cpu()
     t0 = time.monotonic()
     run([PY, "-c", RELEASE, "0", "0", str(run_no)], {**env, **extra_env})
     while True:
@@ -193,7 +170,7 @@ def measure(label: str, pool: list[str], run_no: int, db: str, env: dict, n: int
             break
         time.sleep(0.1)
     elapsed = time.monotonic() - t0
-    cpu, machine = cpu_seconds(worker.pid) - cpu0, machine_cpu_seconds() - machine0
+    cpu, machine = tree_cpu(worker.pid) - cpu0, machine_cpu() - machine0
     fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
@@ -236,13 +213,13 @@ def http_alone(fake_url: str, n: int, threads: int) -> tuple:
                 errors.append(answer.data)
 
     pool_threads = [threading.Thread(target=one) for _ in range(threads)]
-    cpu0, machine0, t0, split0 = time.process_time(), machine_cpu_seconds(), time.monotonic(), split_cpu()
+    cpu0, machine0, t0, split0 = time.process_time(), machine_cpu(), time.monotonic(), split_cpu()
     for t in pool_threads:
         t.start()
     for t in pool_threads:
         t.join()
     elapsed = time.monotonic() - t0
-    cpu, machine = time.process_time() - cpu0, machine_cpu_seconds() - machine0
+    cpu, machine = time.process_time() - cpu0, machine_cpu() - machine0
     fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     total = per_thread * threads
     return (
@@ -300,7 +277,7 @@ def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
         return r.ru_utime + r.ru_stime
 
     cores = os.cpu_count()
-    cpu0, machine0, t0, split0 = children_cpu(), machine_cpu_seconds(), time.monotonic(), split_cpu()
+    cpu0, machine0, t0, split0 = children_cpu(), machine_cpu(), time.monotonic(), split_cpu()
     procs = [
         subprocess.Popen(
             [PY, "-c", ASYNC_PEER, fake_url, str(n // cores), str(in_flight), f"{t0:.0f}-{k}", kind],
@@ -310,7 +287,7 @@ def async_alone(fake_url: str, n: int, in_flight: int, kind: str) -> tuple:
     ]
     errors = sum(int(p.communicate()[0] or 0) for p in procs)
     elapsed = time.monotonic() - t0
-    machine = machine_cpu_seconds() - machine0
+    machine = machine_cpu() - machine0
     cpu = children_cpu() - cpu0
     fake_cpu, pg_cpu = (b - a for a, b in zip(split0, split_cpu(), strict=True))
     total = n // cores * cores

@@ -194,11 +194,16 @@ def wrk(url, path, body: str, auth: str, seconds: int, connections: int) -> dict
     return json.loads(line[len("RESULT ") :])
 
 
+def bare_table(conn) -> None:
+    """The table the raw peer and the bare view (bench/bare_urls.py) insert into, made anew."""
+    conn.execute("DROP TABLE IF EXISTS bench_raw")
+    conn.execute("CREATE TABLE bench_raw (id bigserial primary key, k text unique, body jsonb, at timestamptz)")
+
+
 def raw_psycopg(url: str, seconds: int, connections: int) -> dict:
     """The ceiling: single-row INSERT + COMMIT per transaction, as many connections as wrk uses."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_raw")
-        conn.execute("CREATE TABLE bench_raw (id bigserial primary key, k text unique, body jsonb, at timestamptz)")
+        bare_table(conn)
     counts = [0] * connections
     latencies: list[list[float]] = [[] for _ in range(connections)]
     stop = time.monotonic() + seconds

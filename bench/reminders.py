@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+from procstat import tree_cpu  # bench/procstat.py, beside this script
 from table import print_table  # bench/table.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,8 +80,8 @@ def setup(pending: int, due: int) -> tuple[datetime, list[int]]:
         scenario = conn.execute(SETUP_SQL).fetchone()[0]
         template = conn.execute(
             "INSERT INTO scenarios_template (code, name, audience, category, title, body, is_verification_code,"
-            " created_at, updated_at) VALUES ('pt_plan_bench', '随访提醒', 'patient', 'system', '随访提醒',"
-            " '请按时完成今天的随访。', false, now(), now()) RETURNING id"
+            " buttons, critical, created_at, updated_at) VALUES ('pt_plan_bench', '随访提醒', 'patient', 'system',"
+            " '随访提醒', '请按时完成今天的随访。', false, '[]', false, now(), now()) RETURNING id"
         ).fetchone()[0]
         conn.execute(
             "INSERT INTO scenarios_channelbinding (template_id, channel, enabled, external_template_id, params,"
@@ -89,8 +90,10 @@ def setup(pending: int, due: int) -> tuple[datetime, list[int]]:
         )
         rule = conn.execute(
             "INSERT INTO scenarios_rule (scenario_id, code, audience, template_id, enabled, condition,"
-            " default_recipients, anchor_field, offset_minutes, grace_minutes, cancel_on, reschedule_on)"
-            " VALUES (%s, 'r', 'patient', %s, true, '{}', '[]', 'at', 0, 0, '[]', '[]') RETURNING id",
+            " default_recipients, anchor_field, offset_minutes, grace_minutes, cancel_on, reschedule_on,"
+            " importance, quiet_hours, cap_window_minutes, dedup_field, dedup_window_minutes, fallback_chain)"
+            " VALUES (%s, 'r', 'patient', %s, true, '{}', '[]', 'at', 0, 0, '[]', '[]',"
+            " 'transactional', 'hold', 10, '', 10, '[]') RETURNING id",
             (scenario, template),
         ).fetchone()[0]
         event = conn.execute(
@@ -105,21 +108,23 @@ def setup(pending: int, due: int) -> tuple[datetime, list[int]]:
                 "COPY channels_recipient (audience, external_id, name, phone,"
                 " wechat_mini_openid, wechat_oa_openid, wechat_unionid,"
                 " push_registration_ids, wecom_userid, locale, created_at,"
-                " updated_at) FROM STDIN"
+                " updated_at, phone_hash, wechat_mini_openid_hash, wechat_oa_openid_hash, wechat_unionid_hash,"
+                " wecom_userid_hash) FROM STDIN"
             ) as copy,
         ):
             for i in range(1000):
-                copy.write(f"patient\tp-{i}\t\t\t\t\t\t[]\t\tzh-hans\t2026-01-01\t2026-01-01\n")
+                copy.write(f"patient\tp-{i}\t\t\t\t\t\t[]\t\tzh-hans\t2026-01-01\t2026-01-01\t\t\t\t\t\n")
         people = [r[0] for r in conn.execute("SELECT id FROM channels_recipient ORDER BY id")]
         copy_sql = (
             "COPY scenarios_message (event_id, rule_id, template_id, recipient_id, audience, subject_type,"
-            " subject_id, status, status_reason, due_at, rendered, data_overrides, created_at) FROM STDIN"
+            " subject_id, status, status_reason, due_at, rendered, data_overrides, created_at, chain_pending,"
+            " dedup_key) FROM STDIN"
         )
 
         def line(i, at):
             return (
                 f"{event}\t{rule}\t{template}\t{people[i % 1000]}\tpatient\tplan\t{i}\tscheduled\t\t"
-                f"{at.isoformat()}\t{{}}\t{{}}\t{datetime.now(UTC).isoformat()}\n"
+                f"{at.isoformat()}\t{{}}\t{{}}\t{datetime.now(UTC).isoformat()}\tf\t\n"
             )
 
         # The pending mass first, spread over the 30 days after tomorrow …
@@ -138,27 +143,6 @@ def setup(pending: int, due: int) -> tuple[datetime, list[int]]:
                 copy.write(line(i, start + timedelta(seconds=60 * i / due)))
         ids = [r[0] for r in conn.execute("SELECT id FROM scenarios_message WHERE due_at < %s", (tomorrow,))]
     return start, ids
-
-
-def tree_cpu(pid: int) -> float:
-    """User+system CPU seconds of a process and all its descendants (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents, cpu = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += cpu.get(p, 0.0)
-        todo.extend(c for c, parent in parents.items() if parent == p)
-    return total
 
 
 def run(label: str, start: datetime, ids: list[int], env: dict) -> tuple:

@@ -201,7 +201,7 @@ def _json_text(value):
 
     try:  # several times json.dumps's speed; the text differs only in spacing and escapes
         text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except (orjson.JSONEncodeError, TypeError):  # an integer past 64 bits: as before
+    except orjson.JSONEncodeError:  # what orjson cannot write (an integer past 64 bits): as before
         text = json.dumps(value).encode()
     return Jsonb(text, dumps=_as_is)
 

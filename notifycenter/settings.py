@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -155,6 +156,8 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env.bool(
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
     _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="off")
     if _prepare != "off":
+        if not _prepare.isdigit():
+            raise ImproperlyConfigured(f"DATABASE_PREPARE_THRESHOLD: a count of runs or `off`, not {_prepare!r}")
         DATABASES["default"]["OPTIONS"]["prepare_threshold"] = int(_prepare)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
