@@ -27,6 +27,7 @@ from inbox.live import CLOSE_UNAUTHORIZED, PATHS, LiveError, Person, live_app  #
 from .auth import AuthError, inbox_token_read  # noqa: E402
 from .handlers import wsgi_application  # noqa: E402
 from .threads import ThreadedWSGI  # noqa: E402
+from .warmup import process_warm_up  # noqa: E402
 
 
 def live_person(token: str) -> Person:
@@ -72,6 +73,9 @@ django_threads = None  # the pool serving Django's views (None: Django's own ASG
 if settings.WEB_THREADS:
     django_threads = ThreadedWSGI(wsgi_application(), workers=settings.WEB_THREADS)
     django_application = body_first(django_threads, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+if settings.WEB_WARM_UP:
+    process_warm_up()
 
 # A process holding thousands of live connections has millions of long-lived objects; each full
 # pass of the cyclic collector over them stops every connection for hundreds of milliseconds

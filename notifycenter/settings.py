@@ -371,6 +371,8 @@ TOKEN_REFRESH_RETENTION_DAYS = env.int("TOKEN_REFRESH_RETENTION_DAYS", default=9
 # Threads per web process serving Django (notifycenter.asgi): a fixed pool, each thread keeping its
 # database connection; 0 hands Django's own ASGI handler every request (a new thread each).
 WEB_THREADS = env.int("WEB_THREADS", default=8)
+# A web process loads at start what its first requests would load on first use (notifycenter/warmup.py).
+WEB_WARM_UP = env.bool("WEB_WARM_UP", default=True)
 # Single events that a web process's threads hold at the same moment are written by one
 # transaction, each answered as if alone (scenarios/groupcommit.py); off: one transaction each.
 EVENT_GROUP_COMMIT = env.bool("EVENT_GROUP_COMMIT", default=True)

@@ -18,6 +18,9 @@ from .settings import *  # noqa: F403
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # static files found per request (no collectstatic before tests)
 WHITENOISE_USE_FINDERS = True
+# The tests' in-process servers import notifycenter.asgi inside a test, on the test's own connection;
+# tests/test_warmup.py runs the warm-up in a process of its own.
+WEB_WARM_UP = env.bool("WEB_WARM_UP", default=False)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Unit tests run tasks in process; the end-to-end tests switch this off and use a real worker.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"

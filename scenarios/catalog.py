@@ -19,6 +19,7 @@ from channels.models import ChannelAccount, PreferenceDefault
 from channels.services import accounts_enabled
 
 from .models import AudiencePolicy, ChannelBinding, LinkTarget, Rule, Scenario, Template
+from .rendering import text_compile
 from .schemas import CompiledSchema, compiled
 
 VERSION_KEY = "nc:catalog-version"
@@ -72,6 +73,26 @@ def channel_accounts(*, version: int | None = None) -> dict[str, list[ChannelAcc
     with _lock:
         _loaded[ACCOUNTS] = (version, time.monotonic(), accounts)
     return accounts
+
+
+def catalog_warm() -> int:
+    """Load every scenario and the channel accounts, and compile what their messages render, as a
+    new process's first events would one by one (notifycenter/warmup.py). The compiled schemas
+    and templates are kept by their text, so they outlive each reload of the catalog. Returns how
+    many scenarios were loaded."""
+    version = catalog_version()
+    codes = list(Scenario.objects.values_list("code", flat=True))
+    for code in codes:
+        config = scenario_config(code, version=version)
+        for rule in config.rules if config else ():
+            template = rule.template
+            for text in (template.title, template.body):
+                text_compile(text)
+            for binding in config.bindings.get(rule.template_id, ()):
+                for value in binding.params.values():
+                    text_compile(str(value))
+    channel_accounts(version=version)
+    return len(codes)
 
 
 def bindings_for(template_ids) -> dict[int, tuple[ChannelBinding, ...]]:

@@ -4,6 +4,7 @@ Jinja2's SandboxedEnvironment: a template can neither call into Python internals
 settings. StrictUndefined: a missing variable is an error, never a blank in a patient's message.
 """
 
+import contextlib
 from functools import lru_cache
 
 from django.utils import timezone
@@ -42,6 +43,13 @@ def _compiled(source: str):
     # Compiling is most of a render's cost; a template's source is its own cache key, so an edit
     # in the admin is a new entry and never a stale one.
     return _env.from_string(source)
+
+
+def text_compile(source: str) -> None:
+    """Compile a template text ahead of its first render (a new process's warm-up); a broken one
+    is left for that render to report, in its own words."""
+    with contextlib.suppress(TemplateError):
+        _compiled(source)
 
 
 def render_text(source: str, context: dict, *, field: str) -> str:
