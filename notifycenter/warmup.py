@@ -14,6 +14,7 @@ requests pay, as before): a process never refuses to start for it. With a connec
 """
 
 import logging
+import threading
 
 from django.db import DatabaseError, connections
 from django.urls import get_resolver
@@ -22,20 +23,31 @@ logger = logging.getLogger(__name__)
 
 
 def process_warm_up() -> dict:
-    """Load what a request would load on first use; returns what was done, for the log."""
-    done = {"urls": len(get_resolver().url_patterns)}
-    from .celery import app
+    """Load what a request would load on first use, in a thread of its own: uvicorn with several
+    workers imports the application inside its event loop, where Django refuses database work,
+    and the thread's connection is closed with it. Returns what was done, for the log."""
+    done: dict = {}
+    thread = threading.Thread(target=_warm_up, args=(done,), name="warm-up")
+    thread.start()
+    thread.join()
+    return done
 
-    app.loader.import_default_modules()  # every app's tasks.py
-    done["tasks"] = len(app.tasks)
-    app.amqp.producer_pool  # noqa: B018  (the publishing machinery; no connection is made)
-    app.connection_for_write().transport  # noqa: B018  (the broker's transport module)
-    from scenarios.catalog import catalog_warm
 
+def _warm_up(done: dict) -> None:
     try:
+        done["urls"] = len(get_resolver().url_patterns)
+        from .celery import app
+
+        app.loader.import_default_modules()  # every app's tasks.py
+        done["tasks"] = len(app.tasks)
+        app.amqp.producer_pool  # noqa: B018  (the publishing machinery; no connection is made)
+        app.connection_for_write().transport  # noqa: B018  (the broker's transport module)
+        from scenarios.catalog import catalog_warm
+
         done["scenarios"] = catalog_warm()
     except DatabaseError as err:
         logger.warning("warm-up: the catalog was not loaded (%s); the first events will load it", err)
+    except Exception:  # a process never refuses to start for its warm-up
+        logger.exception("warm-up: stopped early; the first requests will load the rest")
     finally:
-        connections.close_all()  # this thread serves nothing: its connection goes back
-    return done
+        connections.close_all()  # this thread's connection goes back (to the pool, if one)

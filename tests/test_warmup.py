@@ -15,10 +15,15 @@ from tests.test_e2e_worker import ROOT, _database_url
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-# What the process reports after `import notifycenter.asgi`, before any request.
+# What the process reports after importing the ASGI application inside an event loop, as uvicorn
+# with several workers does (where Django refuses database work), before any request.
 PROBE = """
-import json, sys
-import notifycenter.asgi
+import asyncio, importlib, json, sys
+
+async def load():
+    importlib.import_module("notifycenter.asgi")
+
+asyncio.run(load())
 from scenarios import catalog, rendering
 print(json.dumps({
     "tasks": "channels.tasks" in sys.modules and "scenarios.tasks" in sys.modules,
