@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "notifycenter.middleware.DrfCyclesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app server (uvicorn or gunicorn), in `make run` as in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -68,6 +69,7 @@ MIDDLEWARE = [
 # Under /api/ (notifycenter/handlers.py): requests authenticated by key or token, never by a
 # session, go through these only.
 API_MIDDLEWARE = [
+    "notifycenter.middleware.DrfCyclesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "notifycenter.middleware.DependencyDownMiddleware",
     "notifycenter.metrics.EventsCountMiddleware",
