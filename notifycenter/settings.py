@@ -147,17 +147,17 @@ elif env.int("DATABASE_POOL_MAX_SIZE", default=0):
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# PostgreSQL: parameters sent apart from the statement (bench/README.md: 1.1-1.3× the events/s),
-# and a statement prepared once a connection has run it DATABASE_PREPARE_THRESHOLD times (5;
-# Django turns psycopg's preparing off unless told): less CPU in PostgreSQL per event, and at low
-# load a better p99 (bench/ab.py, the ninth session). Both off behind a pooler in transaction
-# mode that cannot keep prepared statements (PgBouncer before 1.21): DATABASE_PREPARE_THRESHOLD=off,
-# or DATABASE_SERVER_SIDE_BINDING=false for both.
+# PostgreSQL: parameters sent apart from the statement (bench/README.md: 1.1-1.3× the events/s).
+# Off behind a pooler in transaction mode that cannot keep prepared statements (PgBouncer before
+# 1.21). DATABASE_PREPARE_THRESHOLD=N prepares a statement once a connection has run it N times
+# (Django turns psycopg's preparing off unless told). Off by default: the measurements disagree
+# (bench/README.md, the ninth session): bench/ab.py's short runs on fresh servers found it better,
+# bench/ingest.py's long run on one server over a growing database 15-20% worse.
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env.bool(
     "DATABASE_SERVER_SIDE_BINDING", default=True
 ):
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
-    _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="off")
     if _prepare != "off":
         if not _prepare.isdigit():
             raise ImproperlyConfigured(f"DATABASE_PREPARE_THRESHOLD: a count of runs or `off`, not {_prepare!r}")

@@ -1,47 +1,50 @@
-"""PostgreSQL connection settings (notifycenter/settings.py): parameters bound on the server, and
-a statement prepared once a connection has run it DATABASE_PREPARE_THRESHOLD times. Django passes
-psycopg `prepare_threshold=None` unless told, so "prepared" must be seen on the server."""
+"""PostgreSQL connection settings (notifycenter/settings.py): DATABASE_PREPARE_THRESHOLD=N makes
+psycopg prepare a statement once a connection has run it N times. Django passes psycopg
+`prepare_threshold=None` (never) unless told, so "prepared" is checked on the server itself, in a
+process of its own on the test database."""
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.test_e2e_worker import ROOT, _database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Runs one statement six times, then asks the server which of this connection's are prepared.
+PROBE = """
+import django
+django.setup()
+from django.conf import settings
 from django.db import connection
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.mark.django_db
-def test_a_statement_run_often_is_prepared_on_the_server():
-    statement = "SELECT %s::int + 17"
-    with connection.cursor() as cursor:
-        for n in range(6):
-            cursor.execute(statement, [n])
-        cursor.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [statement.replace("%s", "$1")]
-        )
-        assert cursor.fetchone()[0] == 1
+with connection.cursor() as cursor:
+    for n in range(6):
+        cursor.execute("SELECT %s::int + 17", [n])
+    cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 17'")
+    print(settings.DATABASES["default"]["OPTIONS"].get("prepare_threshold"), cursor.fetchone()[0])
+"""
 
 
-def _prepare_option(value: str) -> subprocess.CompletedProcess:
-    probe = (
-        "import django; django.setup(); from django.conf import settings; "
-        "print(settings.DATABASES['default']['OPTIONS'].get('prepare_threshold'))"
+def _probe(value: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "notifycenter.settings_test", "DATABASE_URL": _database_url()}
+    env.pop("DATABASE_PREPARE_THRESHOLD", None)
+    if value is not None:
+        env["DATABASE_PREPARE_THRESHOLD"] = value
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "notifycenter.settings_test", "DATABASE_PREPARE_THRESHOLD": value}
-    return subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize(("value", "option"), [("5", "5"), ("1", "1"), ("off", "None")])
-def test_the_threshold_is_a_count_of_runs_or_off(value, option):
-    done = _prepare_option(value)
+@pytest.mark.parametrize(("value", "seen"), [("5", "5 1"), ("1", "1 1"), ("off", "None 0"), (None, "None 0")])
+def test_a_statement_is_prepared_on_the_server_once_run_the_threshold_times(value, seen):
+    done = _probe(value)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == option
+    assert done.stdout.strip().splitlines()[-1] == seen
 
 
 def test_anything_else_is_refused_at_start_with_a_clear_error():
-    done = _prepare_option("five")
+    done = _probe("five")
     assert done.returncode != 0
     assert "DATABASE_PREPARE_THRESHOLD: a count of runs or `off`, not 'five'" in done.stderr
