@@ -14,7 +14,7 @@ class DrfCyclesMiddleware:
     but the collector frees such a cycle, nor what hangs from it (Django's request, the headers,
     the body): 58 objects a request. Under load they piled up to 40,000-44,000 objects at each
     young collection, and each such collection stopped every thread of the web process for 37-103
-    ms (bench/ab.py, 2026-11-30): most of the single events' p99. Both contexts have served once the
+    ms (bench/ab.py, 2026-11-30), a share of the single events' p99. Both contexts have served once the
     answer is rendered (Django renders it before any middleware sees it); emptied, no cycle is left."""
 
     def __init__(self, get_response):
