@@ -86,7 +86,10 @@ class Command(BaseCommand):
         key_file = data_dir / "dev-api-key"
         User = get_user_model()
 
-        if not User.objects.filter(username="admin").exists() or not login_file.exists():
+        admin = User.objects.filter(username="admin").first()
+        saved = login_file.read_text().split() if login_file.exists() else []
+        # As with the key: the login printed must be one this database accepts.
+        if admin is None or len(saved) != 2 or not admin.check_password(saved[1]):
             password = secrets.token_urlsafe(12)
             user, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
             user.is_staff = user.is_superuser = True
@@ -95,7 +98,10 @@ class Command(BaseCommand):
             _write_private(login_file, f"admin {password}\n")
         username, password = login_file.read_text().split()
 
-        if not key_file.exists() or not ApiKey.objects.filter(client="local-dev", is_active=True).exists():
+        # The key in the file must be one this database knows: a file written against another
+        # database (a test run's, say) would print a key every request refuses.
+        kept = key_file.read_text().strip() if key_file.exists() else ""
+        if not ApiKey.objects.filter(client="local-dev", is_active=True, hashed_key=ApiKey.hash(kept)).exists():
             ApiKey.objects.filter(client="local-dev").update(is_active=False)
             api_keys_forget()
             _, raw = ApiKey.generate(
