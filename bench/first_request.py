@@ -18,23 +18,10 @@ import statistics
 import sys
 import time
 import types
-import urllib.request
 
 import psycopg
-from ingest import PAID, bench_database, start_web  # bench/ingest.py, beside this script
+from ingest import PAID, bench_database, start_web, wait_http  # bench/ingest.py, beside this script
 from table import print_table
-
-
-def healthy(port: int, deadline: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("the web server did not come up")
 
 
 def events(port: int, key: str, count: int, tag: str) -> list[float]:
@@ -70,7 +57,8 @@ def main():
             t0 = time.monotonic()
             web = start_web(args.port, server, {**env, "WEB_WARM_UP": warm})
             try:
-                up = healthy(args.port, t0 + 60)
+                wait_http(f"http://127.0.0.1:{args.port}/healthz", timeout=60, interval=0.02)
+                up = time.monotonic() - t0
                 took = events(args.port, key, args.events + 1, f"first-{round_no}-{warm}-{time.time_ns()}")
             finally:
                 web.send_signal(signal.SIGTERM)

@@ -147,7 +147,7 @@ def bare_view(args, env, body: str) -> dict:
         server.wait(30)
 
 
-def wait_http(url, timeout=30):
+def wait_http(url, timeout=30, interval=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -155,7 +155,7 @@ def wait_http(url, timeout=30):
                 if r.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(interval)
     raise RuntimeError(f"{url} did not come up")
 
 
