@@ -17,6 +17,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notifycenter.cycles import validated
+
 from .answers import PLATFORMS, message_answer
 from .models import Category, InboxMessage
 from .selectors import inbox_counts, inbox_message_get, inbox_page
@@ -133,7 +135,7 @@ class ActionOutput(serializers.Serializer):
 
 
 class MessageOutput(serializers.ModelSerializer):
-    """Declares the answer's shape for the schema; the values come from answers.message_answer,
+    """Declares the answer's shape for the schema; the views answer answers.message_answer itself,
     the one place that also builds the live `message.created` event."""
 
     unread = serializers.BooleanField()
@@ -158,9 +160,6 @@ class MessageOutput(serializers.ModelSerializer):
             "unread",
             "unseen",
         ]
-
-    def to_representation(self, instance):
-        return message_answer(instance, self.context.get("platform"))
 
 
 def _encode_cursor(message_id: int) -> str:
@@ -196,9 +195,7 @@ class MessageListApi(InboxApi):
         summary="List an inbox, newest first (keyset cursor)",
     )
     def get(self, request, **kwargs):
-        filters = self.FilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        params = filters.validated_data
+        params = validated(self.FilterInput(data=request.query_params))
         before_id = _decode_cursor(params["cursor"]) if params.get("cursor") else None
         limit = params["limit"]
         rows = inbox_page(
@@ -211,7 +208,8 @@ class MessageListApi(InboxApi):
             before_id=before_id,
         )
         next_cursor = _encode_cursor(rows[limit - 1].pk) if len(rows) > limit else None
-        data = MessageOutput(rows[:limit], many=True, context={"platform": self.platform()}).data
+        platform = self.platform()
+        data = [message_answer(row, platform) for row in rows[:limit]]  # as MessageOutput declares
         return Response({"results": data, "next_cursor": next_cursor})
 
 
@@ -259,7 +257,7 @@ class MessageReadApi(InboxApi):
     )
     def post(self, request, message_id: int, **kwargs):
         message = inbox_message_mark_read(message=self.get_own(message_id))
-        return Response(MessageOutput(message, context={"platform": self.platform()}).data)
+        return Response(message_answer(message, self.platform()))
 
 
 class ReadAllApi(InboxApi):
@@ -273,9 +271,8 @@ class ReadAllApi(InboxApi):
         summary="Mark every unread message read (optionally one category)",
     )
     def post(self, request, **kwargs):
-        body = self.ReadAllInput(data=request.data or {})
-        body.is_valid(raise_exception=True)
-        marked = inbox_messages_mark_read(**self.owner(), category=body.validated_data.get("category"))
+        params = validated(self.ReadAllInput(data=request.data or {}))
+        marked = inbox_messages_mark_read(**self.owner(), category=params.get("category"))
         return Response({"marked": marked})
 
 
@@ -304,9 +301,7 @@ class BulkMarkApi(InboxApi):
         summary="Mark messages seen, read or archived: by ids, by category, or all",
     )
     def post(self, request, **kwargs):
-        body = self.BulkInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        params = body.validated_data
+        params = validated(self.BulkInput(data=request.data))
         marked = inbox_messages_mark(
             **self.owner(), action=params["action"], ids=params.get("ids"), category=params.get("category")
         )
@@ -326,4 +321,4 @@ class ActionPressApi(InboxApi):
             raise NotFound("The message has no such button.")
         inbox_action_press(message=message, key=key, platform=self.platform() or "")
         message.refresh_from_db()
-        return Response(MessageOutput(message, context={"platform": self.platform()}).data)
+        return Response(message_answer(message, self.platform()))

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils import translation
 
+from .cycles import view_release
 from .errors import error_body, unavailable, unavailable_response
 
 
@@ -15,7 +16,9 @@ class DrfCyclesMiddleware:
     the body): 58 objects a request. Under load they piled up to 40,000-44,000 objects at each
     young collection, and each such collection stopped every thread of the web process for 37-103
     ms (bench/ab.py, 2026-11-30), a share of the single events' p99. Both contexts have served once the
-    answer is rendered (Django renders it before any middleware sees it); emptied, no cycle is left."""
+    answer is rendered (Django renders it before any middleware sees it); emptied, no cycle is left.
+    A view with `get` also holds itself (Django's `head`): dropped too (notifycenter/cycles.py).
+    Serializers are released where a view uses them (`cycles.validated`)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -27,6 +30,7 @@ class DrfCyclesMiddleware:
             parsed = getattr(context.get("request"), "parser_context", None)
             if isinstance(parsed, dict):
                 parsed.clear()
+            view_release(context.get("view"))
             context.clear()
         return response
 
