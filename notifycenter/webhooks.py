@@ -66,6 +66,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 KICK_KEY = "nc:webhooks-kick"
 KICK_QUIET = 0.9  # seconds: within the key's one-second life, taken before the add was sent
+KICK_RETRY = 0.2  # seconds after another process's key refused the add: a publish at most this late
 _kicked_until = [0.0]
 
 
@@ -78,7 +79,8 @@ def kick() -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return
     # While the key this process set lives, any add fails: no need to ask Redis (a round trip
-    # per single event otherwise). A key another process set is not known here: asked as before.
+    # per single event otherwise). A key another process set lives for at most a second more:
+    # asked again KICK_RETRY later, not at every commit (most of them, with several processes).
     if time.monotonic() < _kicked_until[0]:
         return
     try:
@@ -86,6 +88,8 @@ def kick() -> None:
         if cache.add(KICK_KEY, 1, timeout=1):
             _kicked_until[0] = at + KICK_QUIET
             publish_webhooks.delay()
+        else:
+            _kicked_until[0] = at + KICK_RETRY
     except Exception:  # the broker or Redis down: the beat scan publishes them
         logger.exception("webhook kick failed; the beat scan will publish")
 

@@ -195,15 +195,31 @@ def test_a_kick_asks_redis_once_while_its_own_key_lives(settings, monkeypatch):
     assert (len(adds), len(published)) == (2, 2)
 
 
-def test_a_kick_refused_by_another_process_key_asks_again(settings, monkeypatch):
+def test_a_kick_refused_by_another_process_key_asks_again_a_little_later(settings, monkeypatch):
+    """Another process's key lives at most a second: this process asks again KICK_RETRY later,
+    not at every commit of its own meanwhile (a Redis round trip each), and kicks once it may."""
     from notifycenter import webhooks
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    adds = []
-    monkeypatch.setattr(webhooks.cache, "add", lambda key, value, timeout: adds.append(key) and False)
-    monkeypatch.setattr("notifycenter.tasks.publish_webhooks.delay", lambda: pytest.fail("not this process's kick"))
+    adds, published, held_until = [], [], [1000.5]
+    clock = [1000.0]
+
+    def add(key, value, timeout):
+        adds.append(key)
+        return clock[0] >= held_until[0]
+
+    monkeypatch.setattr(webhooks.cache, "add", add)
+    monkeypatch.setattr("notifycenter.tasks.publish_webhooks.delay", lambda: published.append(clock[0]))
+    monkeypatch.setattr(webhooks, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     monkeypatch.setattr(webhooks, "_kicked_until", [0.0])
 
+    for at in (0.0, 0.07, 0.14, 0.21, 0.28, 0.35, 0.42, 0.49):  # commits while the other key lives
+        clock[0] = 1000.0 + at
+        webhooks.kick()
+    assert (len(adds), published) == (3, [])  # asked at 0, 0.21 and 0.42 s
+    clock[0] = 1000.56  # the other key is gone; this process asks again at 0.62 s
     webhooks.kick()
+    assert (len(adds), published) == (3, [])
+    clock[0] = 1000.63
     webhooks.kick()
-    assert len(adds) == 2
+    assert (len(adds), published) == (4, [1000.63])
