@@ -14,8 +14,11 @@ group of group commit, or the batch size).
 --batch N posts batches of N events to /api/v1/events/batch instead of single events; --bare
 posts to the bare view (bench/bare_urls.py, the peer of bench/ingest.py) instead: what the web
 server and Django cost per request under each setting, with no intake in it.
+--inbox PATH gets an inbox path instead (`/api/v1/inbox/messages`, `/api/v1/inbox/unread-count`),
+as a patient holding 50 messages, with an inbox token: the apps' reads, a row per request.
 --drop-foreign-keys (an experiment, not a setting) drops the foreign keys of the tables intake
-writes before the runs, to price their checks.
+writes before the runs, to price their checks; --drop-indexes REGEX likewise their non-unique
+indexes whose names match.
 
 Needs what bench/ingest.py needs (PostgreSQL, Redis, wrk); it creates and drops its own database.
 """
@@ -23,12 +26,18 @@ Needs what bench/ingest.py needs (PostgreSQL, Redis, wrk); it creates and drops 
 import argparse
 import json
 import os
+import secrets
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import jwt
 import psycopg
-from ingest import PAID, bare_table, bench_database, start_web, wait_http, wrk  # bench/ingest.py, beside this script
+
+# bench/ingest.py, beside this script
+from ingest import PAID, ROOT, bare_table, bench_database, start_web, wait_http, wrk
 from procstat import machine_cpu, tree_cpu
 from table import print_table
 
@@ -50,7 +59,11 @@ def main():
     ap.add_argument("--batch", type=int, default=0, help="events per batch (0: single events)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--drop-foreign-keys", action="store_true")
+    ap.add_argument("--drop-indexes", metavar="REGEX", help="drop the intake tables' non-unique indexes matching REGEX")
     ap.add_argument("--bare", action="store_true", help="the bare view (bench/bare_urls.py) instead of the events")
+    ap.add_argument(
+        "--inbox", metavar="PATH", help="GET an inbox path (/api/v1/inbox/messages) as a patient with 50 messages"
+    )
     args = ap.parse_args()
     args.server, args.web_threads = "uvicorn", 0
 
@@ -67,8 +80,21 @@ def main():
             ).fetchall():
                 conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
                 print(f"dropped {table}.{name}", flush=True)
+        if args.drop_indexes:
+            for (name,) in conn.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index "
+                "WHERE NOT indisunique AND indrelid::regclass::text = ANY(%s) AND indexrelid::regclass::text ~ %s",
+                [list(INTAKE_TABLES), args.drop_indexes],
+            ).fetchall():
+                conn.execute(f'DROP INDEX "{name}"')
+                print(f"dropped index {name}", flush=True)
     per_request = max(1, args.batch)
-    if args.bare:
+    method = "POST"
+    if args.inbox:
+        env = {**env, "INBOX_JWT_SECRET": secrets.token_urlsafe(32)}
+        inbox_seed(env)
+        path, body, method = args.inbox, "", "GET"
+    elif args.bare:
         path, body = "/api/bare", json.dumps(PAID, ensure_ascii=False)
         env = {**env, "DJANGO_SETTINGS_MODULE": "bare_settings", "PYTHONPATH": str(Path(__file__).parent)}
     elif args.batch:
@@ -77,6 +103,9 @@ def main():
     else:
         path, body = "/api/v1/events", json.dumps(PAID, ensure_ascii=False)
     auth, url = f"Api-Key {key}", f"http://127.0.0.1:{args.port}"
+    if args.inbox:
+        claims = {"sub": "p-bench", "role": "patient", "aud": "notifycenter", "exp": int(time.time()) + 86400}
+        auth = "Bearer " + jwt.encode(claims, env["INBOX_JWT_SECRET"], algorithm="HS256")
 
     rows = []
     for round_no in range(1, args.rounds + 1):
@@ -85,13 +114,13 @@ def main():
             web = start_web(args.port, args, {**env, **extra})
             try:
                 wait_http(f"{url}/healthz")
-                wrk(url, path, body, auth, 2, args.connections)  # warm up
+                wrk(url, path, body, auth, 2, args.connections, method)  # warm up
                 events0, groups0 = written(db)
                 web0, machine0 = tree_cpu(web.pid), machine_cpu()
-                r = wrk(url, path, body, auth, args.seconds, args.connections)
+                r = wrk(url, path, body, auth, args.seconds, args.connections, method)
                 web1, machine1 = tree_cpu(web.pid), machine_cpu()
                 events1, groups1 = written(db)
-                if args.bare:
+                if args.bare or args.inbox:
                     events0, groups0, events1, groups1 = 0, 0, r["requests"], r["requests"]
             finally:
                 web.send_signal(signal.SIGTERM)
@@ -127,10 +156,23 @@ def main():
         rows,
     )
     kind = f"batches of {args.batch}" if args.batch else "single events"
+    kind = f"GET {args.inbox} (a row is a request)" if args.inbox else "the bare view" if args.bare else kind
     print(
         f"\n{kind}; {os.cpu_count()} cores; uvicorn ×{args.web_workers}; wrk {args.connections} connections, "
         f"{args.seconds} s per run; load average {os.getloadavg()[0]:.1f}"
     )
+
+
+def inbox_seed(env: dict) -> None:
+    """50 inbox messages, 10 of them read, for the patient the --inbox requests read as."""
+    code = (
+        "from inbox.services import inbox_message_put as put\n"
+        "for i in range(50):\n"
+        "    put(audience='patient', recipient_id='p-bench', title=f'消息{i}', body='您的问诊已接诊，请及时查看。',"
+        " category='consultation', link={'target': 'inquiry', 'route': 'inquiry_detail', 'params': {'id': i}},"
+        " source_key=f'bench:{i}')\n"
+    )
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=env, cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

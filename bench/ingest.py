@@ -66,6 +66,7 @@ request = function()
   local body = string.gsub(BODY, "KEY", key)
   -- 64 doctors, so per-person policies (caps, de-duplication) meet realistic traffic, not one hot person
   body = string.gsub(body, "d%-17", "d-" .. (counter % 64))
+  if METHOD == "GET" then return wrk.format("GET", PATH, {["Authorization"] = AUTH}) end
   return wrk.format("POST", PATH, {["Content-Type"] = "application/json", ["Authorization"] = AUTH}, body)
 end
 function done(summary, latency, requests)
@@ -159,10 +160,11 @@ def wait_http(url, timeout=30, interval=0.2):
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url, path, body: str, auth: str, seconds: int, connections: int) -> dict:
+def wrk(url, path, body: str, auth: str, seconds: int, connections: int, method: str = "POST") -> dict:
     # wrk's LuaJIT knows no \u escapes: the body goes in as a UTF-8 string literal.
     script = (
-        WRK_SCRIPT.replace("BODY", json.dumps(body, ensure_ascii=False), 1)
+        WRK_SCRIPT.replace("METHOD", json.dumps(method), 1)
+        .replace("BODY", json.dumps(body, ensure_ascii=False), 1)
         .replace("PATH", json.dumps(path), 1)
         .replace("AUTH", json.dumps(auth), 1)
     )
