@@ -6,6 +6,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inbox.cycles import validated
+
 from .masking import mask_id, mask_phone
 from .models import Audience, Recipient
 from .otp import MAINLAND_MOBILE, otp_verify
@@ -89,10 +91,9 @@ class RecipientPutApi(APIView):
         summary="Create or update a person's addresses",
     )
     def put(self, request, audience: str, external_id: str):
-        body = RecipientInput(data=request.data)
-        body.is_valid(raise_exception=True)
+        values = validated(RecipientInput(data=request.data))
         recipient, created = recipient_put(
-            audience=_audience(audience), external_id=_external_id(external_id), **body.validated_data
+            audience=_audience(audience), external_id=_external_id(external_id), **values
         )
         return Response(RecipientOutput(recipient).data, status=status.HTTP_201_CREATED if created else 200)
 
@@ -113,12 +114,9 @@ class SubscriptionsApi(APIView):
         summary="Record mini-program subscribe consents (each allows one send)",
     )
     def post(self, request, audience: str, external_id: str):
-        body = self.SubscriptionsInput(data=request.data)
-        body.is_valid(raise_exception=True)
+        values = validated(self.SubscriptionsInput(data=request.data))
         recipient = consents_grant(
-            audience=_audience(audience),
-            external_id=_external_id(external_id),
-            template_ids=body.validated_data["template_ids"],
+            audience=_audience(audience), external_id=_external_id(external_id), template_ids=values["template_ids"]
         )
         return Response(RecipientOutput(recipient).data)
 
@@ -136,7 +134,5 @@ class OtpVerifyApi(APIView):
         summary="Check a one-time SMS code: accepted once; 5 wrong tries lock it",
     )
     def post(self, request):
-        body = OtpVerifyInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        otp_verify(**body.validated_data)
+        otp_verify(**validated(OtpVerifyInput(data=request.data)))
         return Response({"verified": True})

@@ -17,9 +17,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifycenter.cycles import validated
-
 from .answers import PLATFORMS, message_answer
+from .cycles import validated
 from .models import Category, InboxMessage
 from .selectors import inbox_counts, inbox_message_get, inbox_page
 from .services import (
@@ -135,7 +134,7 @@ class ActionOutput(serializers.Serializer):
 
 
 class MessageOutput(serializers.ModelSerializer):
-    """Declares the answer's shape for the schema; the views answer answers.message_answer itself,
+    """Declares the answer's shape for the schema; the values come from answers.message_answer,
     the one place that also builds the live `message.created` event."""
 
     unread = serializers.BooleanField()

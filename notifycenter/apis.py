@@ -6,6 +6,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inbox.cycles import validated
+
 from .models import WEBHOOK_EVENTS, WebhookEndpoint
 from .webhooks import webhook_endpoint_create
 
@@ -36,9 +38,7 @@ class WebhookListApi(APIView):
         summary="Register a status webhook endpoint (signed POSTs; see README).",
     )
     def post(self, request):
-        body = WebhookInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        endpoint = webhook_endpoint_create(client=request.user.client, **body.validated_data)
+        endpoint = webhook_endpoint_create(client=request.user.client, **validated(WebhookInput(data=request.data)))
         return Response(WebhookOutput(endpoint).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="webhooks_list", responses={200: WebhookOutput(many=True)})

@@ -2,7 +2,8 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils import translation
 
-from .cycles import view_release
+from inbox.cycles import view_release
+
 from .errors import error_body, unavailable, unavailable_response
 
 
@@ -17,7 +18,7 @@ class DrfCyclesMiddleware:
     young collection, and each such collection stopped every thread of the web process for 37-103
     ms (bench/ab.py, 2026-11-30), a share of the single events' p99. Both contexts have served once the
     answer is rendered (Django renders it before any middleware sees it); emptied, no cycle is left.
-    A view with `get` also holds itself (Django's `head`): dropped too (notifycenter/cycles.py).
+    A view with `get` also holds itself (Django's `head`): dropped too (inbox/cycles.py).
     Serializers are released where a view uses them (`cycles.validated`)."""
 
     def __init__(self, get_response):

@@ -18,6 +18,7 @@ from channels.preferences import (
     preferences_for,
 )
 from channels.services import recipients_resolve
+from inbox.cycles import validated
 
 from .envelope import date_in_range_check, envelope_fast, external_id_problem
 from .intake import event_accept
@@ -203,9 +204,7 @@ class EventCreateApi(APIView):
     def post(self, request):
         payload = envelope_fast(request.data)
         if payload is None:  # EventInput decides, and answers with its errors
-            body = EventInput(data=request.data)
-            body.is_valid(raise_exception=True)
-            payload = body.validated_data
+            payload = validated(EventInput(data=request.data))
         answer, created = event_accept(client=request.user.client, payload=payload)
         return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
@@ -262,9 +261,7 @@ class OtpRequestApi(APIView):
         summary="Send a one-time SMS code (5-minute life; 1/min, 5/h, 10/day per phone)",
     )
     def post(self, request):
-        body = OtpInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        answer = otp_request(client=request.user.client, **body.validated_data)
+        answer = otp_request(client=request.user.client, **validated(OtpInput(data=request.data)))
         return Response(OtpOutput(answer).data, status=status.HTTP_201_CREATED)
 
 

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels.models import Channel
+from inbox.cycles import validated
 
 from .audiences import LIST_MAX
 from .errors import EventRejected
@@ -71,9 +72,7 @@ class BroadcastCreateApi(APIView):
         summary="Send one message to a large audience",
     )
     def post(self, request):
-        body = BroadcastInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
+        values = validated(BroadcastInput(data=request.data))
         segment = values.get("segment")
         broadcast, created = broadcast_create(
             name=values["name"],

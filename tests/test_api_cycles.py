@@ -5,13 +5,15 @@ web servers run it (the API's own middleware).
 
 The inbox's reads and marks too (the apps' most frequent calls): a view with `get` held itself
 (Django's `head`: 66 objects an unread count), and a DRF serializer is a cycle of its own (its
-fields hold their parent: 134 objects an inbox list); the inbox views release the serializers they
-validate with (notifycenter/cycles.py) and answer without an output serializer.
+fields hold their parent: 134 objects an inbox list, 71 a refused event); the API's views release
+the serializers they validate with (inbox/cycles.py), and the inbox's answer without an output
+serializer.
 
-Not yet so elsewhere: the other views that validate with a serializer (a refused event leaves 62
-objects); a request refused by one of Django's validators (`min_value`: 146 objects), whose
-ValidationError holds itself (`error_list = [self]`) and, through its traceback, the whole stack
-of the moment (DRF catches it inside the field: out of our reach); and under the full chain (the
+Not yet so elsewhere: the output serializers of the other views (recipients, webhooks, OTP; a
+broadcast's answer), the batch's per-item validation; a request refused by one of Django's
+validators (`min_value`: 146 objects), whose ValidationError holds itself (`error_list = [self]`)
+and, through its traceback, the whole stack of the moment (DRF catches it inside the field: out
+of our reach); and under the full chain (the
 admin's) Django's message storage and the request hold each other."""
 
 import gc
@@ -21,8 +23,8 @@ import json
 import pytest
 from rest_framework.exceptions import ValidationError
 
+from inbox.cycles import serializer_release, validated
 from inbox.tests.test_inbox_api import put, token
-from notifycenter.cycles import serializer_release, validated
 from notifycenter.handlers import wsgi_application
 from notifycenter.models import ApiKey
 from tests.factories import paid_event
@@ -117,3 +119,17 @@ def test_a_released_serializer_keeps_what_it_validated_and_its_errors():
     assert refused.fields["ids"].child.parent is refused.fields["ids"]  # and bound again if asked
     serializer_release(refused)
     assert _unreachable_after(lambda: validated(BulkMarkApi.BulkInput(data={"action": "seen"}))) == 0
+
+
+def test_a_refused_event_leaves_no_cycle_behind(catalog):
+    handler = wsgi_application()
+    _, key = ApiKey.generate(client="his", name="cycles", scopes=["events"])
+    backend = f"Api-Key {key}"
+    refused = {**paid_event(key="x"), "idempotency_key": ""}
+    assert _call(handler, "POST", "/api/v1/events", backend, refused).startswith("400")
+
+    def events():
+        for _ in range(10):
+            assert _call(handler, "POST", "/api/v1/events", backend, refused).startswith("400")
+
+    assert _unreachable_after(events) == 0

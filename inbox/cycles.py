@@ -8,6 +8,8 @@ Three kinds are known and undone here:
 - a DRF serializer and its fields: each bound field holds its serializer (`parent`), the
   serializer's cached `fields` hold the fields and the serializer again, a list field holds its
   `child` and the child its list field.
+
+Here, in the lowest layer, so that every layer's views can use it (imports point down).
 """
 
 from rest_framework.fields import Field
