@@ -57,6 +57,7 @@ PAID = {
 # read instead: 0 in every thread, so wrk's two threads sent the same keys and half the "single
 # events" measured were replays or races of the other thread's.)
 WRK_SCRIPT = """
+local method, path, auth = METHOD, PATH, AUTH
 local made = 0
 function setup(thread) made = made + 1; thread:set("tid", made) end
 function init(args) counter = 0; run = os.time() end
@@ -66,8 +67,8 @@ request = function()
   local body = string.gsub(BODY, "KEY", key)
   -- 64 doctors, so per-person policies (caps, de-duplication) meet realistic traffic, not one hot person
   body = string.gsub(body, "d%-17", "d-" .. (counter % 64))
-  if METHOD == "GET" then return wrk.format("GET", PATH, {["Authorization"] = AUTH}) end
-  return wrk.format("POST", PATH, {["Content-Type"] = "application/json", ["Authorization"] = AUTH}, body)
+  if method == "GET" then return wrk.format("GET", path, {["Authorization"] = auth}) end
+  return wrk.format("POST", path, {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
 end
 function done(summary, latency, requests)
   io.write(string.format('RESULT {"requests": %d, "seconds": %f, "non2xx": %d, "errors": %d, '
@@ -163,7 +164,7 @@ def wait_http(url, timeout=30, interval=0.2):
 def wrk(url, path, body: str, auth: str, seconds: int, connections: int, method: str = "POST") -> dict:
     # wrk's LuaJIT knows no \u escapes: the body goes in as a UTF-8 string literal.
     script = (
-        WRK_SCRIPT.replace("METHOD", json.dumps(method), 1)
+        WRK_SCRIPT.replace("METHOD", json.dumps(method), 1)  # each name's first place: the locals above
         .replace("BODY", json.dumps(body, ensure_ascii=False), 1)
         .replace("PATH", json.dumps(path), 1)
         .replace("AUTH", json.dumps(auth), 1)
