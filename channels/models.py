@@ -254,6 +254,10 @@ AFTER_SENT = (
 # It reached the person (read or clicked imply delivered).
 REACHED = (DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.CLICKED)
 OPENED = (DeliveryStatus.READ, DeliveryStatus.CLICKED)
+# On the way, not an outcome: a change to one of these is news to nobody outside (no status webhook
+# names it, and it finishes no delivery, so it settles no message), so its timeline row is written
+# published already (channels/timeline.py) and the webhooks' publisher never rewrites it.
+QUIET = frozenset({DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED})
 
 
 class Delivery(models.Model):
@@ -472,7 +476,7 @@ class ChangeSource(models.TextChoices):
 class DeliveryStatusChange(models.Model):
     """One change of a delivery's status, written in the transaction that made it: the delivery's
     timeline, and the outbox the status webhooks are driven from (`published_at` empty: not yet
-    handed to notifycenter/webhooks.py)."""
+    handed to notifycenter/webhooks.py; a QUIET change, or a late report, is written published)."""
 
     delivery = models.ForeignKey(
         Delivery, verbose_name=_("delivery"), on_delete=models.CASCADE, related_name="status_changes"
@@ -492,7 +496,6 @@ class DeliveryStatusChange(models.Model):
         ordering = ["delivery", "id"]
         indexes = [
             models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="status_change_unpublished"),
-            models.Index(fields=["status", "at"], name="status_change_funnel"),
         ]
 
     def __str__(self):

@@ -23,7 +23,7 @@ from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
-from .models import Delivery, DeliveryStatus, DeliveryStatusChange
+from .models import QUIET, Delivery, DeliveryStatus, DeliveryStatusChange
 from .rows import values_insert
 
 # Sent (no arguments) after a transaction that wrote status changes commits.
@@ -54,7 +54,8 @@ def status_changes_record(
     codes: dict[int, str] | None = None,
 ) -> None:
     """Write one timeline row per (delivery id, new status), in the caller's transaction, in one
-    INSERT; `codes` gives a code per delivery where they differ (a chunk's answers)."""
+    INSERT; `codes` gives a code per delivery where they differ (a chunk's answers). A QUIET
+    change is written published, and announced to nobody."""
     codes = codes or {}
     rows = [
         {
@@ -64,12 +65,14 @@ def status_changes_record(
             "source": source,
             "code": codes.get(pk, code)[:64],
             "detail": detail[:500],
+            "published_at": at if status in QUIET else None,
         }
         for pk, status in changes
     ]
     if rows:
         values_insert(DeliveryStatusChange, rows)
-        transaction.on_commit(_announce)
+        if any(row["published_at"] is None for row in rows):
+            transaction.on_commit(_announce)
 
 
 @dataclass(frozen=True)

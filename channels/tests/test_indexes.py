@@ -1,5 +1,6 @@
 """The indexes every new delivery and message writes into are the ones something reads by; the
-lookups the dropped ones served use an index that stays (channels 0012, scenarios 0014)."""
+lookups the dropped ones served use an index that stays (channels 0012, scenarios 0014); the
+timeline's (status, at) index served no query at all (channels 0013)."""
 
 import pytest
 from django.db import connection
@@ -48,6 +49,17 @@ def test_a_dropped_index_is_gone_and_its_lookup_uses_one_that_stays(table, gone,
     assert gone not in indexes
     assert served_by in indexes
     assert served_by in _plan(lookup)
+
+
+def test_the_timeline_keeps_its_key_its_delivery_index_and_the_outbox_index_only():
+    assert set(_indexes("channels_deliverystatuschange")) == {
+        "channels_deliverystatuschange_pkey",
+        "channels_deliverystatuschange_delivery_id_b9b3bd05",
+        "status_change_unpublished",
+    }
+    assert "status_change_unpublished" in _plan(
+        "SELECT id FROM channels_deliverystatuschange WHERE published_at IS NULL ORDER BY id LIMIT 10"
+    )
 
 
 def test_the_duplicate_index_holds_only_rows_that_have_one():

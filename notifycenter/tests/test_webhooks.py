@@ -223,3 +223,26 @@ def test_a_kick_refused_by_another_process_key_asks_again_a_little_later(setting
     clock[0] = 1000.63
     webhooks.kick()
     assert (len(adds), published) == (4, [1000.63])
+
+
+def test_quiet_changes_are_written_published_and_the_publisher_leaves_them(catalog, receiver):
+    """A delivery queued, held or being sent is news to no subscriber: its timeline row is born
+    published, so the publisher reads and rewrites only the rows a webhook may come of."""
+    from channels.models import QUIET
+    from notifycenter.webhooks import EVENT_FOR_STATUS
+
+    assert not QUIET & set(EVENT_FOR_STATUS)  # no webhook names a quiet status
+    his = backend_client(scopes=("events", "webhooks"))
+    events = ["delivery.sent", "message.settled"]
+    assert his.post("/api/v1/webhooks", {"url": receiver.url, "secret": SECRET, "events": events}, format="json")
+    assert his.post("/api/v1/events", paid_event(), format="json").status_code == 202
+
+    created = DeliveryStatusChange.objects.filter(source="create")
+    quiet = created.filter(status__in=QUIET)
+    assert quiet.exists() and not quiet.filter(published_at__isnull=True).exists()
+    loud = created.exclude(status__in=QUIET)  # skipped at once (no address): it may settle a message
+    assert set(loud.values_list("published_at", flat=True)) <= {None}
+    before = {row.pk: row.published_at for row in quiet}
+    webhooks_publish()
+    assert {row.pk: row.published_at for row in quiet.all()} == before  # not rewritten
+    assert not DeliveryStatusChange.objects.filter(published_at__isnull=True).exists()
