@@ -33,6 +33,11 @@ class DrfCyclesMiddleware:
                 parsed.clear()
             view_release(context.get("view"))
             context.clear()
+        # Django's own, in the full chain: the lazy user and its async twin close over the request
+        # (AuthenticationMiddleware), the message storage holds it (MessageMiddleware). Read by
+        # nothing once the answer is out.
+        for name in ("user", "auser", "_messages"):
+            request.__dict__.pop(name, None)
         return response
 
 
