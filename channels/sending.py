@@ -265,7 +265,9 @@ LOCAL_BATCH = 200
 
 def _send_locally(backend: Backend, ids: list[int], channel: str = "") -> None:
     now = timezone.now()
-    with transaction.atomic():
+    # The backend's rows that every chunk locks (the inbox's counters) are written last, after
+    # the bookkeeping below: their locks are held to the commit only.
+    with transaction.atomic(), backend.writes_last():
         due = Delivery.objects.select_for_update(of=("self",), skip_locked=True).select_related("recipient")
         rows = list(due.filter(pk__in=ids, status=DeliveryStatus.QUEUED, not_before__lte=now).order_by("pk"))
         if channel and len(rows) < LOCAL_BATCH:

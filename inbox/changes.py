@@ -11,6 +11,8 @@ finds the event in the table by its number; nothing is lost, only late.
 import json
 import logging
 from collections import Counter, defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import redis
@@ -58,10 +60,39 @@ def counter_lock(*, audience: str, recipient_id: str) -> None:
         )
 
 
+_held: ContextVar[dict | None] = ContextVar("inbox_changes_held", default=None)
+
+
+@contextmanager
+def changes_last():
+    """Inside one transaction, for a caller with more to write after its inbox writes (the
+    delivery engine's bookkeeping of a chunk): `changes_commit` gathers the changes, merged per
+    person, and writes them when the block ends without error, as the transaction's last writes.
+    A person's counter row lock, which every write to that person waits for, is then held from
+    there to the commit only (an operations duty account that every event names has one row for
+    all the workers). Counter_lock, taken first by the single-message writes, is not moved."""
+    held: dict[tuple[str, str], PersonChange] = {}
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+    changes_commit(held)  # not reached when the block raised: the transaction rolls back
+
+
 def changes_commit(changes: dict[tuple[str, str], PersonChange]) -> None:
     """Apply count deltas and record events for each person, in the caller's transaction;
     events are published after commit. People are handled in a fixed order, so two writes
-    touching many people cannot deadlock on their counter rows."""
+    touching many people cannot deadlock on their counter rows. Inside `changes_last`, kept
+    for its end."""
+    held = _held.get()
+    if held is not None:
+        for key, change in changes.items():
+            into = held.setdefault(key, PersonChange())
+            into.unread.update(change.unread)
+            into.unseen += change.unseen
+            into.events.extend(change.events)
+        return
     people = sorted(key for key, change in changes.items() if change.events or change.counts_changed)
     if not people:
         return

@@ -1,3 +1,4 @@
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -79,6 +80,12 @@ class Backend:
     def prepare(self, delivery: Delivery) -> DeliveryResult | None:
         """Anything needed before the attempt is recorded (a JPush cid); a result ends the try."""
         return None
+
+    def writes_last(self):
+        """For a local backend: a context around a chunk's transaction (send_many and the
+        engine's bookkeeping after it) whose end writes what the backend keeps for last (rows
+        every chunk locks, so that their locks last to the commit only). Nothing by default."""
+        return nullcontext()
 
     def reconcile_for(self, delivery: Delivery) -> str:
         """How this delivery's unknown outcome is settled; the channel's way unless the delivery

@@ -1,3 +1,4 @@
+from inbox.changes import changes_last
 from inbox.services import inbox_message_put, inbox_messages_put_many
 
 from ..models import AttemptOutcome, Delivery
@@ -29,6 +30,11 @@ class InboxBackend(Backend):
     def problems(self, content: dict) -> list[str]:
         title = content.get("title", "")
         return [f"title is {len(title)} characters; the inbox keeps at most 200"] if len(title) > 200 else []
+
+    def writes_last(self):
+        """The people's counters and live events: every chunk for the same person (an operations
+        duty account that every event names) waits for that person's counter row."""
+        return changes_last()
 
     def check(self, account) -> DeliveryResult:
         return DeliveryResult(AttemptOutcome.SENT, message="built in: nothing to connect to")
