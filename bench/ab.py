@@ -26,7 +26,6 @@ Needs what bench/ingest.py needs (PostgreSQL, Redis, wrk); it creates and drops 
 import argparse
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -91,8 +90,7 @@ def main():
     per_request = max(1, args.batch)
     method = "POST"
     if args.inbox:
-        env = {**env, "INBOX_JWT_SECRET": secrets.token_urlsafe(32)}
-        inbox_seed(env)
+        inbox_seed(env)  # signed below with bench_database's INBOX_JWT_SECRET
         path, body, method = args.inbox, "", "GET"
     elif args.bare:
         path, body = "/api/bare", json.dumps(PAID, ensure_ascii=False)
@@ -164,7 +162,7 @@ def main():
 
 
 def inbox_seed(env: dict) -> None:
-    """50 inbox messages, 10 of them read, for the patient the --inbox requests read as."""
+    """50 unread inbox messages for the patient the --inbox requests read as."""
     code = (
         "from inbox.services import inbox_message_put as put\n"
         "for i in range(50):\n"

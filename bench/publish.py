@@ -32,6 +32,7 @@ import django
 django.setup()
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from channels.models import QUIET, Delivery, DeliveryStatusChange
 from notifycenter.models import WebhookDelivery
 from notifycenter.webhooks import webhook_endpoint_create, webhooks_publish
@@ -60,7 +61,7 @@ for round_no in range(1, args["rounds"] + 1):
         if variant.startswith("quiet rows unpublished"):
             rows.filter(status__in=quiet_statuses).update(published_at=None)
         else:
-            rows.filter(status__in=quiet_statuses).update(published_at=django.utils.timezone.now())
+            rows.filter(status__in=quiet_statuses).update(published_at=timezone.now())
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE channels_deliverystatuschange")
             cursor.execute("VACUUM ANALYZE notifycenter_webhookdelivery")

@@ -2,8 +2,8 @@
 counting frees a request's objects when its answer is out and Python's cyclic collector has
 nothing to stop the web process's threads for (notifycenter/middleware.py, DrfCyclesMiddleware).
 
-Three kinds are known and undone here:
-- DRF's view, request and response hold one another through the parser and renderer contexts;
+Beside the contexts through which DRF's view, request and response hold one another (emptied by
+the middleware itself), two kinds are undone here:
 - Django's `View.setup` gives a view with `get` a `head` attribute, its own bound `get`;
 - a DRF serializer and its fields: each bound field holds its serializer (`parent`), the
   serializer's cached `fields` hold the fields and the serializer again, a list field holds its
