@@ -1,10 +1,11 @@
 """A delivery's timeline and the provider receipts, in the console (beside channels/admin.py)."""
 
 from django.contrib import admin
+from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
 from .masking import mask_phone
-from .models import DeliveryStatusChange, ProviderReceipt
+from .models import QUIET, DeliveryStatusChange, ProviderReceipt
 
 
 class DeliveryStatusChangeInline(admin.TabularInline):
@@ -13,12 +14,24 @@ class DeliveryStatusChangeInline(admin.TabularInline):
     model = DeliveryStatusChange
     extra = 0
     can_delete = False
-    fields = ["at", "status", "source", "applied", "code", "detail", "published_at"]
+    fields = ["at", "status", "source", "applied", "code", "detail", "webhook"]
     readonly_fields = fields
     verbose_name_plural = _("timeline")
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=_("status webhook"))
+    def webhook(self, obj):
+        """What the status webhooks made of the row: a row's `published_at` alone would show a time
+        for changes no webhook is ever sent for (QUIET ones, late reports: born published)."""
+        if obj.status in QUIET:
+            return _("none: on its way, not an outcome")
+        if not obj.applied:
+            return _("none: a late report, not applied")
+        if obj.published_at is None:
+            return _("waiting to be published")
+        return formats.localize(timezone.localtime(obj.published_at))
 
 
 @admin.register(ProviderReceipt)
