@@ -1,8 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from inbox.admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values, latest_values
 
 from .addresses import recipients_matching
 from .admin_timeline import DeliveryStatusChangeInline
@@ -23,7 +27,7 @@ from .models import (
 from .providers.jpush import push_option_problems, push_options
 from .ratelimit import ROBOT_PER_MINUTE
 from .services import account_check, deliveries_cancel_ids, deliveries_retry, masked_address
-from .wording import reason_label
+from .wording import REASONS, reason_label
 
 
 class HistoryRecordAdmin(admin.ModelAdmin):
@@ -252,7 +256,9 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         for account in queryset:
             ok = account_check(account=account)
             level = messages.SUCCESS if ok else messages.ERROR
-            self.message_user(request, f"{account.name}: {account.check_message}", level)
+            # The name first would be capitalized by the admin ("Sandbox-…"): it is shown as stored.
+            words = _("Channel account “%(name)s”: %(result)s")
+            self.message_user(request, words % {"name": account.name, "result": account.check_message}, level)
 
     @admin.display(description=_("stored credentials"))
     def stored_credentials(self, obj):
@@ -282,6 +288,28 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class TemplateCodeFilter(ValuesListFilter):
+    """Every template code deliveries were made for, read off the coverage index (not the table)."""
+
+    title = _("template code")
+    parameter_name = field_name = "template_code"
+
+    def values(self, request, model_admin):
+        return [(code, code) for code in distinct_values(Delivery, "template_code") if code]
+
+
+class ReasonFilter(ValuesListFilter):
+    """The engine's own reason codes, and whatever codes the latest deliveries ended with (the
+    providers' own: they come and go)."""
+
+    title = _("reason")
+    parameter_name = field_name = "last_error_code"
+
+    def values(self, request, model_admin):
+        codes = set(REASONS) | set(latest_values(model_admin, "last_error_code"))
+        return [(code, reason_label(code)) for code in sorted(codes)]
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(HistoryRecordAdmin):
     list_display = [
@@ -295,20 +323,36 @@ class DeliveryAdmin(HistoryRecordAdmin):
         "created",
         "finished",
     ]
-    list_filter = ["status", "channel", "template_code", "last_error_code", "created_at", "finished_at"]
-    search_fields = ["template_code", "recipient__external_id", "=event_ref", "=message_ref", "idempotency_key"]
-    search_help_text = _("A template code, an external id, an event or message id, a key, or a full phone or openid.")
+    list_filter = ["status", "channel", TemplateCodeFilter, ReasonFilter, "created_at", "finished_at"]
+    # Whole values only, each read through an index (a table of tens of millions: a substring
+    # would read every row, and Django's own search casts numbers to text): get_search_results.
+    search_fields = ["template_code"]
+    search_help_text = _(
+        "A delivery, event or message id, a template code, a key, an external id, or a full phone or openid."
+    )
     list_select_related = ["recipient"]
-    readonly_fields = [f.name for f in Delivery._meta.fields if f.name != "address"] + ["masked"]
-    exclude = ["address"]
+    # The stored English reason shown in the console's language where the catalog has it.
+    readonly_fields = [
+        "error_words" if f.name == "last_error_message" else f.name
+        for f in Delivery._meta.fields
+        if f.name != "address"
+    ] + ["masked"]
+    exclude = ["address", "last_error_message"]
     inlines = [DeliveryAttemptInline, DeliveryStatusChangeInline]
     show_full_result_count = False
+    paginator = LargeTablePaginator
     actions = ["retry_now", "cancel"]
 
     def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        ids = recipients_matching(search_term.strip()) if search_term.strip() else []
-        return (found | queryset.filter(recipient_id__in=ids) if ids else found), may_have_duplicates
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        people = set(recipients_matching(term))
+        people |= set(Recipient.objects.filter(external_id=term).values_list("pk", flat=True))
+        match = Q(template_code=term) | Q(idempotency_key=term) | Q(recipient_id__in=people)
+        if term.isdigit() and len(term) < 19:
+            match |= Q(pk=int(term)) | Q(event_ref=int(term)) | Q(message_ref=int(term))
+        return queryset.filter(match), False
 
     @admin.action(description=_("Retry now"), permissions=["retry"])
     def retry_now(self, request, queryset):
@@ -329,6 +373,10 @@ class DeliveryAdmin(HistoryRecordAdmin):
     @admin.display(description=_("address"))
     def masked(self, obj):
         return masked_address(obj.channel, obj.address)
+
+    @admin.display(description=_("last error message"))
+    def error_words(self, obj):
+        return gettext(obj.last_error_message) if obj.last_error_message else "—"
 
     @admin.display(description=_("reason"), ordering="last_error_code")
     def reason(self, obj):

@@ -1,11 +1,14 @@
 """A delivery's timeline and the provider receipts, in the console (beside channels/admin.py)."""
 
+import json
+
 from django.contrib import admin
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .masking import mask_phone
-from .models import QUIET, DeliveryStatusChange, ProviderReceipt
+from .models import QUIET, DeliveryStatus, DeliveryStatusChange, ProviderReceipt
 
 
 class DeliveryStatusChangeInline(admin.TabularInline):
@@ -34,17 +37,40 @@ class DeliveryStatusChangeInline(admin.TabularInline):
         return formats.localize(timezone.localtime(obj.published_at))
 
 
+def _status_words(status: str) -> str:
+    """A reported status (one of the delivery statuses) as the console says it; else as it came."""
+    return DeliveryStatus(status).label if status in DeliveryStatus.values else status
+
+
+class ReportedStatusFilter(admin.SimpleListFilter):
+    """The statuses receipts report, in words (a fixed list: no DISTINCT over the receipts)."""
+
+    title = _("reported status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        reported = (DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.READ, DeliveryStatus.CLICKED)
+        return [(s.value, s.label) for s in reported]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
 @admin.register(ProviderReceipt)
 class ProviderReceiptAdmin(admin.ModelAdmin):
     """What providers reported, matched or not; refused calls with the reason."""
 
-    list_display = ["received_at", "provider", "account", "status", "code", "outcome", "delivery", "reference"]
-    list_filter = ["outcome", "provider", "status", "received_at"]
+    list_display = ["received_at", "provider", "account", "reported", "code", "outcome", "delivery", "reference"]
+    list_filter = ["outcome", "provider", ReportedStatusFilter, "received_at"]
     search_fields = ["=provider_message_id", "=our_key", "=delivery__id"]
     list_select_related = ["account"]
     readonly_fields = [f.name for f in ProviderReceipt._meta.fields if f.name != "raw"] + ["shown_raw"]
     exclude = ["raw"]
     date_hierarchy = "received_at"
+
+    @admin.display(description=_("reported status"), ordering="status")
+    def reported(self, obj):
+        return _status_words(obj.status) or "—"
 
     @admin.display(description=_("message"))
     def reference(self, obj):
@@ -56,7 +82,7 @@ class ProviderReceiptAdmin(admin.ModelAdmin):
         for key in ("phone_number", "mobile", "PhoneNumber"):
             if key in raw:
                 raw[key] = mask_phone(str(raw[key]))
-        return raw
+        return format_html("<pre>{}</pre>", json.dumps(raw, ensure_ascii=False, indent=2, default=str))
 
     def has_add_permission(self, request):
         return False

@@ -275,7 +275,9 @@ class Delivery(models.Model):
     # entry `recipient`, for this channel, into memory only (channels/addresses.py).
     address = models.CharField(_("address"), max_length=256, blank=True)
     content = models.JSONField(_("content"), default=dict)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=100, unique=True)
+    # Unique (Meta.constraints): a constraint, not unique=True, which on PostgreSQL also builds a
+    # LIKE index nothing reads (channels 0014).
+    idempotency_key = models.CharField(_("idempotency key"), max_length=100)
     status = models.CharField(_("status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     not_before = models.DateTimeField(_("not before"))
     enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
@@ -310,6 +312,10 @@ class Delivery(models.Model):
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
         permissions = [("retry_delivery", _("Can retry deliveries")), ("cancel_delivery", _("Can cancel deliveries"))]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="channels_delivery_idempotency_key_key")
+        ]
+        # On PostgreSQL also a BRIN index of created_at (channels 0014): the home page's "today".
         indexes = [
             # The beat tick's claim: queued rows whose time has come.
             models.Index(fields=["not_before"], condition=Q(status="queued"), name="delivery_due"),
@@ -331,6 +337,8 @@ class Delivery(models.Model):
             models.Index(fields=["not_before"], condition=Q(status="deferred"), name="delivery_deferred"),
             # Frequency caps: one person's recent deliveries on a channel (scenarios/policies.py).
             models.Index(fields=["recipient", "channel", "created_at"], name="delivery_recent"),
+            # The home page's deliveries needing attention: outcomes unknown, finished or not (few rows).
+            models.Index(fields=["updated_at"], condition=Q(status="unknown"), name="delivery_unknown"),
             # Provider de-duplication: which deliveries repeat this one (few rows; NULL elsewhere).
             models.Index(
                 fields=["duplicate_of"], condition=Q(duplicate_of__isnull=False), name="delivery_duplicate_of"
@@ -338,7 +346,8 @@ class Delivery(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.channel} #{self.pk}"
+        # The console's breadcrumbs and links: the channel as staff call it.
+        return f"{self.get_channel_display()} #{self.pk}"
 
     def save(self, *args, **kwargs):
         # The engine holds the real address in memory while it sends (channels/addresses.py);
@@ -399,7 +408,7 @@ class DeliveryAttempt(models.Model):
         indexes = [models.Index(fields=["delivery"], condition=Q(outcome="pending"), name="attempt_open")]
 
     def __str__(self):
-        return f"#{self.number} {self.outcome}"
+        return f"#{self.number} {self.get_outcome_display()}"
 
 
 class OtpCode(models.Model):
@@ -499,7 +508,8 @@ class DeliveryStatusChange(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.status} @ {self.at:%Y-%m-%d %H:%M:%S}"
+        # A timeline row's heading in the console: the status in words, the time in the console's zone.
+        return f"{self.get_status_display()} @ {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}"
 
 
 class ReceiptOutcome(models.TextChoices):

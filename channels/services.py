@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from .addresses import address_for, masked_address
 from .models import (
@@ -147,11 +148,12 @@ def _after_create(created: list[tuple[int, str, str, bool]], *, now: datetime) -
         transaction.on_commit(lambda: enqueue(due))
 
 
+# Stored in English, as every reason is; the console shows them translated (gettext_noop: in the catalog).
 POLICY_WORDS = {
-    "opted_out": "The person turned this off in their preferences.",
-    "quiet_hours": "Quiet hours: held until the window ends, or dropped when stale by then.",
-    "capped": "Over the rule's frequency cap for this person.",
-    "deduplicated": "The same message (same de-duplication key) went to this person within the window.",
+    "opted_out": gettext_noop("The person turned this off in their preferences."),
+    "quiet_hours": gettext_noop("Quiet hours: held until the window ends, or dropped when stale by then."),
+    "capped": gettext_noop("Over the rule's frequency cap for this person."),
+    "deduplicated": gettext_noop("The same message (same de-duplication key) went to this person within the window."),
 }
 
 
@@ -368,14 +370,18 @@ def consents_grant(*, audience: str, external_id: str, template_ids: list[str]) 
 def account_check(*, account: ChannelAccount) -> bool:
     """The admin's "test connection": asks the provider through the account's backend (no
     person is messaged, except a WeCom group robot's test line) and keeps the answer on the
-    account, in the provider's own words."""
+    account: what the check proved, in the active language, or the provider's code and words.
+    Never blank: a check that passes without words is kept as "connection works"."""
     backend = backend_for(account.channel)
     if backend is None:
         ok, text = False, "channel_not_implemented"
     else:
         result = backend.check(account)
         ok = result.outcome == AttemptOutcome.SENT
-        text = result.message if ok else f"{result.code}: {result.message}"
+        if ok:
+            text = result.message or gettext("connection works")
+        else:
+            text = f"{result.code}: {result.message}" if result.message else result.code
     ChannelAccount.objects.filter(pk=account.pk).update(
         checked_at=timezone.now(), check_ok=ok, check_message=text[:500]
     )

@@ -16,6 +16,7 @@ REASONS = {
     "channel_not_implemented": gettext_lazy("channel not built yet"),
     "too_late": gettext_lazy("too late: past its time and grace"),
     "cancelled": gettext_lazy("cancelled"),
+    "cancelled_by_operator": gettext_lazy("cancelled in the console"),
     "opted_out": gettext_lazy("opted out"),
     "quiet_hours": gettext_lazy("quiet hours"),
     "capped": gettext_lazy("over the cap"),

@@ -1,13 +1,34 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
+from .admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values
 from .models import InboxActionPress, InboxMessage
+
+# The audiences as the console names them (the same words as the directory's, channels.models.Audience).
+AUDIENCES = {
+    "patient": _("Patient"),
+    "doctor": _("Doctor"),
+    "pharmacist": _("Pharmacist"),
+    "operations": _("Operations staff"),
+}
+
+
+class AudienceFilter(ValuesListFilter):
+    """The audiences holding messages, read off the owners' index (not the table)."""
+
+    title = _("audience")
+    parameter_name = field_name = "audience"
+
+    def values(self, request, model_admin):
+        audiences = distinct_values(InboxMessage, "audience", where="deleted_at IS NULL")
+        return [(a, AUDIENCES.get(a, a)) for a in audiences]
 
 
 @admin.register(InboxMessage)
 class InboxMessageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "audience",
+        "audience_label",
         "recipient_id",
         "category",
         "title",
@@ -18,15 +39,29 @@ class InboxMessageAdmin(admin.ModelAdmin):
         "deleted_at",
     ]
     list_filter = [
-        "audience",
+        AudienceFilter,
         "category",
         ("read_at", admin.EmptyFieldListFilter),
         ("archived_at", admin.EmptyFieldListFilter),
         "created_at",
     ]
-    search_fields = ["recipient_id", "title", "template_code"]
+    # A person's messages through the owners' index (audience, recipient id): their external id, whole.
+    search_fields = ["recipient_id__exact"]
+    search_help_text = _("A recipient's external id.")
     readonly_fields = [f.name for f in InboxMessage._meta.fields]
     show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    @admin.display(description=_("audience"), ordering="audience")
+    def audience_label(self, obj):
+        return AUDIENCES.get(obj.audience, obj.audience)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        audiences = distinct_values(InboxMessage, "audience", where="deleted_at IS NULL")
+        return queryset.filter(audience__in=audiences, recipient_id=term), False
 
 
 @admin.register(InboxActionPress)

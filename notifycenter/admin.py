@@ -27,6 +27,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
 
+# What each webhook event means, in the console's language; the code (what the backend receives) beside it.
+EVENT_WORDS = {
+    "delivery.sent": _("handed to the provider"),
+    "delivery.delivered": _("delivered"),
+    "delivery.undelivered": _("not delivered"),
+    "delivery.failed": _("failed"),
+    "delivery.read": _("read"),
+    "delivery.clicked": _("link followed"),
+    "message.settled": _("message settled: every channel ended"),
+}
+
+
+def _event_choices() -> list[tuple[str, str]]:
+    return [(e, f"{EVENT_WORDS[e]} ({e})" if e in EVENT_WORDS else e) for e in WEBHOOK_EVENTS]
+
+
 class WebhookEndpointForm(forms.ModelForm):
     """The secret is typed in, kept encrypted and never shown again; empty keeps the current one."""
 
@@ -34,13 +50,22 @@ class WebhookEndpointForm(forms.ModelForm):
         label=_("signing secret"), required=False, min_length=16, widget=forms.PasswordInput(render_value=False)
     )
     url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
-    events = forms.MultipleChoiceField(
-        label=_("events"), choices=[(e, e) for e in WEBHOOK_EVENTS], widget=forms.CheckboxSelectMultiple
-    )
+    events = forms.MultipleChoiceField(label=_("events"), choices=_event_choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
         model = WebhookEndpoint
         fields = ["client", "url", "events", "is_active"]
+        help_texts = {"client": _("The client name of the API key whose events these are (manage.py create_api_key).")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The clients that hold API keys, as a list to pick from (and the endpoint's own, kept).
+        clients = sorted(set(ApiKey.objects.values_list("client", flat=True)) | {self.instance.client} - {""})
+        self.fields["client"] = forms.ChoiceField(
+            label=self.fields["client"].label,
+            help_text=self.fields["client"].help_text,
+            choices=[("", "---------"), *((c, c) for c in clients)],
+        )
 
     def clean(self):
         cleaned = super().clean()

@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -13,9 +14,10 @@ from import_export.admin import ImportExportMixin
 from simple_history.admin import SimpleHistoryAdmin
 
 from channels.admin import HistoryRecordAdmin
-from channels.models import Channel, Delivery
+from channels.models import Channel, Delivery, Recipient
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
+from inbox.admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values
 
 from . import admin_broadcasts  # noqa: F401 (registers the broadcasts' admin)
 from .admin_funnel import FunnelMixin
@@ -109,7 +111,18 @@ class TemplateForm(forms.ModelForm):
 
     class Meta:
         model = Template
-        fields = ["code", "name", "audience", "category", "title", "body", "link", "buttons", "is_verification_code"]
+        fields = [
+            "code",
+            "name",
+            "audience",
+            "category",
+            "title",
+            "body",
+            "link",
+            "buttons",
+            "is_verification_code",
+            "critical",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -132,9 +145,11 @@ class ChannelBindingFormSet(BaseInlineFormSet):
             for form in self.forms
             if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.instance.enabled
         ]
-        problems = template_preview(template=self.instance, bindings=bindings, data=self.sample_data).problems
-        if problems:
-            raise ValidationError([_("Not saved: %(problem)s") % {"problem": p} for p in problems])
+        preview = template_preview(template=self.instance, bindings=bindings, data=self.sample_data)
+        # The page's preview shows this one, so what it shows is what was refused, said once there.
+        self.instance._submitted_preview = preview
+        if preview.problems:
+            raise ValidationError(_("Not saved: the preview above says what to correct."))
 
 
 class ChannelBindingInline(admin.TabularInline):
@@ -149,7 +164,7 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
     form = TemplateForm
     change_form_template = "admin/scenarios/template/change_form.html"  # adds "preview and test send"
     list_display = ["code", "name", "audience", "category", "link", "channels"]
-    list_filter = ["audience", "category", "bindings__channel", "is_verification_code"]
+    list_filter = ["audience", "category", "bindings__channel", "is_verification_code", "critical"]
     search_fields = ["code", "name", "title", "body"]
     inlines = [ChannelBindingInline]
     list_select_related = ["link"]
@@ -158,6 +173,12 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
     @admin.display(description=_("channels"))
     def channels(self, obj):
         return "、".join(b.get_channel_display() for b in obj.bindings.all() if b.enabled) or "—"
+
+    def set_history_delta_changes(self, request, historical_records, **kwargs):
+        super().set_history_delta_changes(request, historical_records, **kwargs)
+        for record in historical_records:
+            # An admin save gives no reason (NULL): the history page shows it blank, not "None".
+            record.history_change_reason = record.history_change_reason or ""
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("bindings")
@@ -180,12 +201,16 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
 
     @admin.display(description=_("preview"))
     def preview(self, obj):
-        if not obj.pk:
-            return "—"
-        bindings = list(obj.bindings.filter(enabled=True).select_related("account"))
-        result = template_preview(template=obj, bindings=bindings, data=sample_data_for(obj))
-        url = reverse("admin:scenarios_template_preview", args=[obj.pk])
-        return render_to_string("admin/scenarios/template/preview_panel.html", {"preview": result, "preview_url": url})
+        # A refused save: the text, sample data and bindings as submitted (ChannelBindingFormSet).
+        result = getattr(obj, "_submitted_preview", None)
+        if result is None:
+            if not obj.pk:
+                return "—"
+            bindings = list(obj.bindings.filter(enabled=True).select_related("account"))
+            result = template_preview(template=obj, bindings=bindings, data=sample_data_for(obj))
+        url = reverse("admin:scenarios_template_preview", args=[obj.pk]) if obj.pk else ""
+        context = {"preview": result, "preview_url": url, "unsaved": hasattr(obj, "_submitted_preview")}
+        return render_to_string("admin/scenarios/template/preview_panel.html", context)
 
     def get_urls(self):
         urls = [
@@ -306,16 +331,47 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+class ClientFilter(ValuesListFilter):
+    """The clients that reported events, read off the idempotency index (not the table)."""
+
+    title = _("client")
+    parameter_name = field_name = "client"
+
+    def values(self, request, model_admin):
+        return [(client, client) for client in distinct_values(Event, "client")]
+
+
+def _number(term: str) -> int | None:
+    return int(term) if term.isdigit() and len(term) < 19 else None
+
+
 @admin.register(Event)
 class EventAdmin(HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
-    list_filter = ["scenario__domain", "scenario", "client", "received_at"]
-    search_fields = ["=id", "idempotency_key", "subject_id", "scenario__code"]
+    list_filter = ["scenario__domain", "scenario", ClientFilter, "received_at"]
+    # Whole values, each through an index (get_search_results; Django's own search casts numbers
+    # to text, which no index serves): the table holds tens of millions. Named here for the box.
+    search_fields = ["id"]
+    search_help_text = _(
+        "An event id, an idempotency key, a subject id (an order or consultation number), or a scenario code."
+    )
     # request_hash is the replay check's own (no one reads it); the rest is the record as received.
     readonly_fields = [f.name for f in Event._meta.fields if f.name != "request_hash"] + ["timeline"]
     exclude = ["request_hash"]
     inlines = [MessageInline]
     show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(client__in=distinct_values(Event, "client"), idempotency_key=term)
+        match |= Q(subject_type__in=distinct_values(Event, "subject_type"), subject_id=term)
+        match |= Q(scenario_id__in=list(Scenario.objects.filter(code=term).values_list("pk", flat=True)))
+        if _number(term) is not None:
+            match |= Q(pk=_number(term))
+        return queryset.filter(match), False
 
     @admin.display(description=_("timeline"))
     def timeline(self, obj):
@@ -330,10 +386,24 @@ class EventAdmin(HistoryRecordAdmin):
 class MessageAdmin(HistoryRecordAdmin):
     list_display = ["id", "template", "audience", "recipient", "status", "due_at", "dispatched_at"]
     list_filter = ["status", "audience", "template__category", "due_at"]
-    search_fields = ["=id", "template__code", "recipient__external_id", "subject_id"]
+    # Whole values, each through an index (get_search_results; Django's own search casts numbers
+    # to text, which no index serves): the table holds tens of millions. Named here for the box.
+    search_fields = ["id"]
+    search_help_text = _("A message or event id, a template code, or a recipient's external id.")
     list_select_related = ["template", "recipient"]
     readonly_fields = [f.name for f in Message._meta.fields] + ["deliveries", "timeline"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(template_id__in=list(Template.objects.filter(code=term).values_list("pk", flat=True)))
+        match |= Q(recipient_id__in=list(Recipient.objects.filter(external_id=term).values_list("pk", flat=True)))
+        if _number(term) is not None:
+            match |= Q(pk=_number(term)) | Q(event_id=_number(term))
+        return queryset.filter(match), False
 
     @admin.display(description=_("timeline"))
     def timeline(self, obj):

@@ -15,6 +15,7 @@ from channels.models import Channel
 from .audiences import LIST_MAX
 from .fanout import OPEN, broadcast_cancel, broadcast_create, broadcast_enqueue, broadcast_problems
 from .models import Broadcast, BroadcastSource
+from .preview import render_problem
 
 UPLOAD_MAX_BYTES = 4 * 1024 * 1024
 
@@ -90,7 +91,7 @@ class BroadcastForm(forms.ModelForm):
             elif head == "segment":
                 self.add_error("segment_channel", words)
             else:  # the template, and what it renders to
-                self.add_error("template", [f"{rest}: {w}" if rest else w for w in words])
+                self.add_error("template", [render_problem(rest, w) if rest else w for w in words])
         return cleaned
 
 

@@ -4,11 +4,12 @@ records (the seed's progress sheet, kept by the system instead of by hand)."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from channels.models import AFTER_SENT, OPENED, REACHED, Channel, Delivery, DeliveryStatus
 from channels.wording import reason_label
+from inbox.admin_lists import distinct_values
 
 from .models import ChannelBinding, Rule
 from .selectors import policy_reason_label
@@ -33,6 +34,7 @@ class Cell:
     error_code: str = ""
     error_message: str = ""
     skipped_total: int = 0
+    skipped_more: bool = False  # more skips than counted (SKIPS_COUNTED): "more than skipped_total"
     skip_code: str = ""  # the latest skip's reason, when every try so far was skipped
 
     @property
@@ -72,6 +74,10 @@ class ChannelVolume:
 
 
 def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Row]:
+    """Every enabled rule's row, a cell per channel. Read through the deliveries' coverage index
+    (template code, channel, status, finished at) one key at a time, never the whole table: the
+    last 24 hours' counts, each bound cell's latest success and failure, and for a cell never sent
+    nor failed, its skips (counted up to SKIPS_COUNTED)."""
     now = now or timezone.now()
     since = now - timedelta(hours=24)
     rules = list(
@@ -86,39 +92,9 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
             "template_id", "channel"
         )
     )
-    deliveries = Delivery.objects.filter(template_code__in=codes)
-    recent = {
-        (d["template_code"], d["channel"]): d
-        for d in deliveries.filter(finished_at__gte=since)
-        .values("template_code", "channel")
-        .annotate(
-            sent=Count("id", filter=Q(status__in=AFTER_SENT)),
-            delivered=Count("id", filter=Q(status__in=REACHED)),
-            opened=Count("id", filter=Q(status__in=OPENED)),
-            failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
-            skipped=Count("id", filter=Q(status=DeliveryStatus.SKIPPED)),
-        )
-    }
-    last = {}
-    for status, among in ((DeliveryStatus.SENT, AFTER_SENT), (DeliveryStatus.FAILED, [DeliveryStatus.FAILED])):
-        for d in deliveries.filter(status__in=among).values("template_code", "channel").annotate(at=Max("finished_at")):
-            last.setdefault((d["template_code"], d["channel"]), {})[status] = d["at"]
-
-    skips: dict[tuple[str, str], dict] = {}
-    # The last 24 hours' skips per reason (opted_out, quiet_hours, capped, no_address…) too.
-    skip_reasons: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for d in (
-        deliveries.filter(status=DeliveryStatus.SKIPPED)
-        .values("template_code", "channel", "last_error_code")
-        .annotate(n=Count("id"), at=Max("finished_at"), recent=Count("id", filter=Q(finished_at__gte=since)))
-        .order_by("at")
-    ):
-        seen = skips.setdefault((d["template_code"], d["channel"]), {"n": 0})
-        seen["n"] += d["n"]
-        seen["code"] = d["last_error_code"]  # ordered by time: the latest wins
-        if d["recent"]:
-            label = policy_reason_label(d["last_error_code"] or "skipped")
-            skip_reasons.setdefault((d["template_code"], d["channel"]), []).append((label, d["recent"]))
+    keys = {(r.template.code, channel) for r in rules for channel in CHANNELS if (r.template_id, channel) in bound}
+    recent, skip_reasons = _last_day(codes, since)
+    last = _latest([r.template_id for r in rules])
 
     rows = []
     failing: dict[tuple[str, str], Cell] = {}
@@ -139,22 +115,105 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
                 last_failure=seen.get(DeliveryStatus.FAILED),
                 skipped_by_reason=skip_reasons.get(key, []),
             )
-            if (rule.template_id, channel) in bound:
+            if key in keys:
                 if cell.last_failure and (cell.last_success is None or cell.last_failure > cell.last_success):
                     cell.state = "failing"
                     failing[key] = cell
                 elif cell.last_success:
                     cell.state = "working"
-                elif key in skips:
+                elif _skips(cell, key):
                     # Tried, but never reached anyone: e.g. 32 deliveries all skipped for no_address.
                     cell.state = "skipped_only"
-                    cell.skipped_total, cell.skip_code = skips[key]["n"], skips[key]["code"]
                 else:
                     cell.state = "never_sent"
             row.cells.append(cell)
         rows.append(row)
-    _add_last_errors(deliveries, failing)
+    _add_last_errors(Delivery.objects.all(), failing)
     return rows
+
+
+# Channels where a send is the delivery: an inbox message written is in the person's inbox (no
+# receipt comes); its sends count as delivered in the matrix and the volumes.
+DELIVERED_ON_SEND = {Channel.INBOX}
+
+
+# A cell whose every try was skipped shows how many: counted up to here, "more than" beyond.
+SKIPS_COUNTED = 10_000
+# The statuses a cell's counts and dates read (one descent of the coverage index each).
+COUNTED = (*AFTER_SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
+
+def _last_day(codes: set[str], since: datetime) -> tuple[dict, dict]:
+    """The last 24 hours by (template code, channel): sent, delivered, opened, failed and skipped
+    counts, and the skips per reason as (label, count) pairs. Two statements whose every key the
+    coverage index leads with (each code × channel × status a range of finished times): the
+    counts from the index alone, the skips' reasons from their rows."""
+    recent: dict[tuple[str, str], dict] = {}
+    last_day = Delivery.objects.filter(template_code__in=sorted(codes), channel__in=CHANNELS, finished_at__gte=since)
+    counted = last_day.filter(status__in=COUNTED).values("template_code", "channel", "status").annotate(n=Count("id"))
+    for d in counted.order_by():
+        key, status, n = (d["template_code"], d["channel"]), d["status"], d["n"]
+        counts = recent.setdefault(key, {})
+        reached = (*REACHED, DeliveryStatus.SENT) if key[1] in DELIVERED_ON_SEND else REACHED
+        for name, among in (
+            ("sent", AFTER_SENT),
+            ("delivered", reached),
+            ("opened", OPENED),
+            ("failed", (DeliveryStatus.FAILED,)),
+            ("skipped", (DeliveryStatus.SKIPPED,)),
+        ):
+            if status in among:
+                counts[name] = counts.get(name, 0) + n
+    reasons: dict[tuple[str, str], dict[str, int]] = {}
+    skipped = last_day.filter(status=DeliveryStatus.SKIPPED).values("template_code", "channel", "last_error_code")
+    for d in skipped.annotate(n=Count("id")).order_by():
+        by_code = reasons.setdefault((d["template_code"], d["channel"]), {})
+        code = d["last_error_code"] or "skipped"
+        by_code[code] = by_code.get(code, 0) + d["n"]
+    skip_reasons = {
+        key: [(policy_reason_label(code), n) for code, n in sorted(by_code.items())] for key, by_code in reasons.items()
+    }
+    return recent, skip_reasons
+
+
+def _latest(template_ids: list[int]) -> dict[tuple[str, str], dict[str, datetime]]:
+    """Each enabled binding's latest success (any status after sent) and latest failure, ever:
+    per binding and status the top of the coverage index, correlated probes in one statement."""
+    probes = {}
+    for status in (*AFTER_SENT, DeliveryStatus.FAILED):
+        probes[f"at_{status}"] = Subquery(
+            Delivery.objects.filter(
+                template_code=OuterRef("template__code"),
+                channel=OuterRef("channel"),
+                status=status,
+                finished_at__isnull=False,
+            )
+            .order_by("-finished_at")
+            .values("finished_at")[:1]
+        )
+    latest: dict[tuple[str, str], dict[str, datetime]] = {}
+    bindings = ChannelBinding.objects.filter(template__in=template_ids, enabled=True)
+    for row in bindings.values("template__code", "channel").annotate(**probes).order_by():
+        successes = [row[f"at_{s}"] for s in AFTER_SENT if row[f"at_{s}"] is not None]
+        latest[(row["template__code"], row["channel"])] = {
+            DeliveryStatus.SENT: max(successes, default=None),
+            DeliveryStatus.FAILED: row["at_failed"],
+        }
+    return latest
+
+
+def _skips(cell: Cell, key: tuple[str, str]) -> bool:
+    """A bound cell never sent nor failed: its skips, if any, counted up to SKIPS_COUNTED, and
+    the latest one's reason. True if there are any."""
+    code, channel = key
+    skipped = Delivery.objects.filter(template_code=code, channel=channel, status=DeliveryStatus.SKIPPED)
+    count = skipped[: SKIPS_COUNTED + 1].count()
+    if not count:
+        return False
+    latest = skipped.filter(finished_at__isnull=False).order_by("-finished_at").values_list("last_error_code")[:1]
+    cell.skipped_total, cell.skipped_more = min(count, SKIPS_COUNTED), count > SKIPS_COUNTED
+    cell.skip_code = next(iter(latest), ("",))[0]
+    return True
 
 
 def _add_last_errors(deliveries, failing: dict[tuple[str, str], Cell]) -> None:
@@ -175,14 +234,21 @@ def _add_last_errors(deliveries, failing: dict[tuple[str, str], Cell]) -> None:
 def channel_volumes(*, now: datetime | None = None) -> list[ChannelVolume]:
     """Each channel's last 24 hours, whatever the template: volume and success rate."""
     since = (now or timezone.now()) - timedelta(hours=24)
+    # Every template code deliveries were made for (the coverage index's own, read value by
+    # value), so that the statement reads each code × channel × status's last day through it.
+    codes = distinct_values(Delivery, "template_code")
     counts = {
         d["channel"]: d
-        for d in Delivery.objects.filter(finished_at__gte=since)
+        for d in Delivery.objects.filter(
+            template_code__in=codes, channel__in=CHANNELS, status__in=COUNTED, finished_at__gte=since
+        )
         .exclude(TEST_SENDS)
         .values("channel")
         .annotate(
             sent=Count("id", filter=Q(status__in=AFTER_SENT)),
-            delivered=Count("id", filter=Q(status__in=REACHED)),
+            delivered=Count(
+                "id", filter=Q(status__in=REACHED) | Q(status=DeliveryStatus.SENT, channel__in=DELIVERED_ON_SEND)
+            ),
             opened=Count("id", filter=Q(status__in=OPENED)),
             failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
         )

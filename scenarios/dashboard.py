@@ -40,7 +40,8 @@ class ChannelDay:
 
 
 def channels_today(*, now: datetime | None = None) -> list[ChannelDay]:
-    """Each channel's deliveries created since local midnight, test sends left out."""
+    """Each channel's deliveries created since local midnight, test sends left out (on PostgreSQL
+    read through the BRIN index of created_at, channels 0014: the day's block ranges only)."""
     midnight = timezone.localtime(now or timezone.now()).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = {
         row["channel"]: row
@@ -62,7 +63,8 @@ def channels_today(*, now: datetime | None = None) -> list[ChannelDay]:
 
 def deliveries_needing_attention(*, now: datetime | None = None, limit: int = 20):
     """Deliveries in an unknown state (the provider may or may not have sent them) and sends
-    stuck for longer than STUCK_AFTER."""
+    stuck for longer than STUCK_AFTER: each read through its partial index (delivery_unknown,
+    delivery_lease), whatever the table holds."""
     now = now or timezone.now()
     match = Q(status="sending", updated_at__lt=now - STUCK_AFTER)
     if "unknown" in DeliveryStatus.values:

@@ -13,7 +13,7 @@ from channels.providers.sms import CODE_SLOT
 from channels.services import DeliveryRequest, deliveries_create, recipients_resolve
 
 from .models import ChannelBinding, Template, TestRecipient
-from .rendering import RenderError, render_link, render_mapping, render_text
+from .rendering import RenderError, render_link, render_mapping, render_text, undefined_variable
 from .services import render_context
 
 SAMPLE_CODE = "123456"  # what a verification-code template shows in a preview instead of a code
@@ -48,11 +48,24 @@ class TemplatePreview:
         return [(PLATFORMS[k], self.link[k]) for k in PLATFORMS if self.link.get(k)]
 
     @property
+    def error_lines(self) -> list[str]:
+        """What keeps the title, body or link from rendering, one line each."""
+        return [render_problem(f, m) for f, m in self.errors.items()]
+
+    @property
     def problems(self) -> list[str]:
         """Everything that keeps the template from being saved, one line each."""
-        return [f"{f}: {m}" for f, m in self.errors.items()] + [
-            f"{c.label}: {p}" for c in self.channels for p in c.problems
-        ]
+        return self.error_lines + [f"{c.label}: {p}" for c in self.channels for p in c.problems]
+
+
+def render_problem(field: str, message: str) -> str:
+    """A render error as one line for the console: a missing variable named in the reader's
+    language, title and body under their labels; any other error in Jinja's own words."""
+    label = Template._meta.get_field(field).verbose_name if field in ("title", "body") else field
+    name = undefined_variable(message)
+    if name:
+        return _("%(field)s: the variable %(name)s is not in the data") % {"field": label, "name": name}
+    return f"{label}: {message}"
 
 
 def sample_data_for(template: Template) -> dict:
@@ -88,7 +101,7 @@ def template_preview(*, template: Template, bindings: list[ChannelBinding], data
         try:
             content["params"] = render_mapping(binding.params or {}, context, field="params")
         except RenderError as err:
-            problems.append(f"{err.field}: {err.message}")
+            problems.append(render_problem(err.field, err.message))
         if template.is_verification_code and binding.channel == Channel.SMS:
             if not any(CODE_SLOT in str(v) for v in content["params"].values()):
                 problems.append("a verification-code template must put {{ code }} in a parameter")

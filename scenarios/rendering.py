@@ -5,6 +5,7 @@ settings. StrictUndefined: a missing variable is an error, never a blank in a pa
 """
 
 import contextlib
+import re
 from functools import lru_cache
 
 from django.utils import timezone
@@ -29,6 +30,16 @@ def _local_datetime(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 _env.filters["datetime"] = _local_datetime
+
+
+# Jinja's words for a top-level name the data does not hold (StrictUndefined).
+_UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
+
+
+def undefined_variable(message: str) -> str:
+    """The variable a render error says the data lacks ("'x' is undefined"), or "" for any other error."""
+    match = _UNDEFINED.fullmatch(message)
+    return match["name"] if match else ""
 
 
 class RenderError(Exception):

@@ -62,7 +62,11 @@ notifycenter is running (data in $NOTIFYCENTER_DATA_DIR):
 Ctrl-C stops everything.
 
 MSG
-# If any one of them exits, stop the rest: half a system is worse than none.
+# If any one of them exits, stop the rest: half a system is worse than none. Ctrl-C reaches
+# them too (they end with 0, or 130 for SIGINT): that is no failure to report.
 wait -n "${pids[@]}"
-echo "a process exited; stopping the others" >&2
+code=$?
+if [ "$code" -ne 0 ] && [ "$code" -ne 130 ]; then
+  echo "a process exited with status $code; stopping the others" >&2
+fi
 stop

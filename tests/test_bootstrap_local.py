@@ -49,3 +49,15 @@ def test_a_login_this_database_does_not_accept_is_replaced(settings, tmp_path):
 
     username, password = (tmp_path / "admin-login.txt").read_text().split()
     assert get_user_model().objects.get(username=username).check_password(password)
+
+
+def test_the_local_key_may_use_every_part_of_the_api(settings, tmp_path):
+    from notifycenter.models import SCOPES
+
+    first = _bootstrap(settings, tmp_path)
+    key = ApiKey.objects.get(client="local-dev", is_active=True)
+    assert sorted(key.scopes) == sorted(SCOPES)  # webhooks too: README's POST /api/v1/webhooks
+    ApiKey.objects.filter(pk=key.pk).update(scopes=["events"])  # as an older version made it
+
+    assert _bootstrap(settings, tmp_path) == first  # the same key, its scopes brought up to date
+    assert sorted(ApiKey.objects.get(pk=key.pk).scopes) == sorted(SCOPES)

@@ -1,6 +1,7 @@
 """The operations console (issue 7): template preview and checks, test send, coverage matrix,
 delivery timeline with retry and cancel, import and export, the permission groups, history."""
 
+import html
 import json
 import re
 from datetime import timedelta
@@ -9,7 +10,8 @@ import pytest
 import tablib
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from channels.models import ChannelAccount, Delivery, DeliveryStatus, Recipient
 from scenarios.models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template, TestRecipient
@@ -47,6 +49,18 @@ def sandbox(fake_providers):
     return fake_providers
 
 
+def label(field: str) -> str:
+    return str(Template._meta.get_field(field).verbose_name)
+
+
+def missing_variable(field: str, name: str) -> str:
+    """The refusal of a missing variable as the page writes it (English until the lead adds its
+    translation: hence gettext here, not the Chinese words)."""
+    with translation.override("zh-hans"):
+        words = gettext("%(field)s: the variable %(name)s is not in the data") % {"field": label(field), "name": name}
+    return html.escape(words)
+
+
 def change_form_data(template: Template, **changes) -> dict:
     """The template's change form as the browser would post it, with `changes` applied."""
     data = {
@@ -57,10 +71,13 @@ def change_form_data(template: Template, **changes) -> dict:
         "title": template.title,
         "body": template.body,
         "link": template.link_id or "",
+        "buttons": json.dumps(template.buttons, ensure_ascii=False),
         "sample_data": json.dumps(changes.pop("sample_data", None) or {}),
     }
     if template.is_verification_code:
         data["is_verification_code"] = "on"
+    if template.critical:
+        data["critical"] = "on"
     bindings = list(template.bindings.order_by("pk"))
     binding_changes = changes.pop("bindings", {})
     data.update(
@@ -106,9 +123,36 @@ def test_a_template_with_a_missing_variable_is_not_saved(editor_client):
         sample_data={"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
     )
     page = editor_client.post(url, data).content.decode()
-    assert "doctor_nmae" in page and "is undefined" in page
     template.refresh_from_db()
     assert "doctor_nmae" not in template.body
+    # Said once, in the reader's words.
+    assert page.count(missing_variable("body", "doctor_nmae")) == 1 and "is undefined" not in page
+    with translation.override("zh-hans"):
+        refused = gettext("Not saved: the preview above says what to correct.")
+    assert html.escape(refused) in page
+    # The preview is of the refused text, says so, and claims no channel passes with it.
+    start = page.index('class="nc-preview"')
+    panel = page[start : page.index("</div>", start)]
+    assert 'id="preview-unsaved"' in panel and "✔" not in panel
+    assert 'data-channel="wechat_oa_template"' in panel
+
+
+def test_the_preview_after_a_refused_save_is_of_what_was_submitted(editor_client):
+    template = Template.objects.get(code=TEMPLATE)
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    params = {"thing1": "{{ doctor_name }}", "thing2": "{{ department }}", "character_string3": "订单{{ order_no }}"}
+    data = change_form_data(
+        template,
+        title="新标题{{ doctor_name }}",
+        sample_data={"doctor_name": "王五", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"},
+        bindings={"wechat_oa_template": {"params": json.dumps(params, ensure_ascii=False)}},
+    )
+    page = editor_client.post(url, data).content.decode()
+    start = page.index('class="nc-preview"')
+    panel = page[start : page.index("</div>", start)]
+    assert "新标题王五" in panel and "李明" not in panel  # as submitted, from the submitted sample data
+    row = re.search(r'data-channel="wechat_oa_template".*?</tr>', panel, re.S).group(0)
+    assert "character_string3: not a valid character_string" in row and "✔" not in row
 
 
 def test_a_template_breaking_a_wechat_parameter_type_is_not_saved_and_the_page_says_why(editor_client):
@@ -121,7 +165,8 @@ def test_a_template_breaking_a_wechat_parameter_type_is_not_saved_and_the_page_s
         bindings={"wechat_oa_template": {"params": json.dumps(params, ensure_ascii=False)}},
     )
     page = editor_client.post(url, data).content.decode()
-    assert "微信服务号模板消息: character_string3: not a valid character_string" in page
+    row = re.search(r'<tr class="nc-channel" data-channel="wechat_oa_template".*?</tr>', page, re.S).group(0)
+    assert "微信服务号模板消息" in row and "character_string3: not a valid character_string" in row
     assert ChannelBinding.objects.get(template=template, channel="wechat_oa_template").params["character_string3"] == (
         "{{ order_no }}"
     )
@@ -286,6 +331,65 @@ def test_the_home_page_shows_today_per_channel_stuck_deliveries_and_the_next_hou
     assert re.findall(r'class="app-(\w+) module', page) == ["scenarios", "channels", "django_celery_beat"]
     everything = re.findall(r'class="app-(\w+) module', admin_client.get(reverse("admin:index")).content.decode())
     assert everything == ["scenarios", "channels", "inbox", "notifycenter", "auth", "django_celery_beat"]
+
+
+def test_critical_is_ticked_on_the_change_page_and_saved(editor_client):
+    rejected = Template.objects.get(code="dc_prescription_0000002")  # critical in the catalog
+    url = reverse("admin:scenarios_template_change", args=[rejected.pk])
+    page = editor_client.get(url).content.decode()
+    assert re.search(r'<input type="checkbox" name="critical"[^>]*checked', page)
+    with translation.override("zh-hans"):
+        assert html.escape(str(Template._meta.get_field("critical").help_text)) in page
+    template = Template.objects.get(code=TEMPLATE)
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    assert not template.critical
+    sample = {"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"}
+    response = editor_client.post(url, change_form_data(template, critical="on", sample_data=sample))
+    assert response.status_code == 302, re.findall(r"errorlist[^>]*>(.*?)</ul>", response.content.decode(), re.S)
+    template.refresh_from_db()
+    assert template.critical
+    data = change_form_data(template, sample_data=sample)
+    del data["critical"]  # an unticked box is not posted
+    assert editor_client.post(url, data).status_code == 302
+    template.refresh_from_db()
+    assert not template.critical
+
+
+def test_the_first_edit_of_a_catalog_template_lists_its_changed_fields(editor_client):
+    from django.core.management import call_command
+
+    # What `make setup` does after loading the catalog into a new database (Makefile).
+    call_command("populate_history", "--auto", verbosity=0)
+    template = Template.objects.get(code=TEMPLATE)
+    assert template.history.count() == 1
+    url = reverse("admin:scenarios_template_change", args=[template.pk])
+    sample = {"doctor_name": "李明", "department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"}
+    response = editor_client.post(url, change_form_data(template, title="医生已接诊（改）", sample_data=sample))
+    assert response.status_code == 302, re.findall(r"errorlist[^>]*>(.*?)</ul>", response.content.decode(), re.S)
+    first_edit = template.history.latest()
+    assert first_edit.diff_against(first_edit.prev_record).changed_fields == ["title"]
+    page = editor_client.get(reverse("admin:scenarios_template_history", args=[template.pk])).content.decode()
+    rows = re.findall(r"<tr>\s*<td>.*?</tr>", page[page.index('id="change-history"') :], re.S)
+    assert len(rows) == 2  # newest first: the edit, then the catalog's row
+    cells = re.findall(r"<td>(.*?)</td>", rows[0], re.S)
+    assert label("title") in cells[-1] and "医生已接诊（改）" in cells[-1]  # which field, from what to what
+    assert cells[-2].strip() == ""  # no reason given: blank, not "None"
+
+
+def test_a_broadcast_with_a_missing_variable_is_refused_in_the_readers_words(catalog, admin_client):
+    template = Template.objects.get(code=TEMPLATE)
+    form = {
+        "name": "测试群发",
+        "template": template.pk,
+        "channels": ["inbox"],
+        "importance": "transactional",
+        "source": "list",
+        "segment_channel": "",
+        "data": json.dumps({"department": "心内科", "order_no": "IQ1", "inquiry_id": "9001"}),
+        "ids_text": "p-1\n",
+    }
+    page = admin_client.post(reverse("admin:scenarios_broadcast_add"), form).content.decode()
+    assert page.count(missing_variable("body", "doctor_name")) == 1 and "is undefined" not in page
 
 
 def test_history_records_are_read_only_with_a_clear_title(editor_client, backend, admin_client):
@@ -513,8 +617,23 @@ def test_a_new_template_is_checked_against_the_sample_data_typed_with_it(editor_
         "bindings-0-options": "{}",
     }
     refused = editor_client.post(url, {**data, "sample_data": "{}"}).content.decode()
-    assert "name" in refused and "is undefined" in refused
+    assert missing_variable("title", "name") in refused and 'id="preview-unsaved"' in refused
     assert not Template.objects.filter(code="pt_new_0000001").exists()
     created = editor_client.post(url, {**data, "sample_data": '{"name": "张三"}'})
     assert created.status_code == 302
     assert Template.objects.get(code="pt_new_0000001").bindings.get().channel == "inbox"
+
+
+def test_an_inbox_message_sent_counts_as_delivered(editor_client):
+    # Written into the person's inbox is in their inbox: no receipt ever comes for it.
+    _delivery(TEMPLATE, "inbox", "sent", ago=timedelta(hours=1))
+    _delivery(TEMPLATE, "inbox", "read", ago=timedelta(hours=2))
+    _delivery(TEMPLATE, "wechat_oa_template", "sent", ago=timedelta(hours=1))  # no receipt yet: not delivered
+
+    page = editor_client.get(reverse("admin:scenarios_scenario_coverage") + "?domain=inquiry").content.decode()
+    volumes = page.split('id="channel-volumes"')[1].split("</table>")[0]
+    # Channels in order: inbox, mini subscribe, OA template…; each row's rates: success, delivered, read.
+    rates = [re.findall(r"(\d+)%", row) for row in volumes.split("<tr><td>")[1:]]
+    assert rates[0] == ["100", "100", "50"] and rates[2] == ["100", "0", "0"]
+    row = page.split(f'data-template="{TEMPLATE}"')[1].split("</tr>")[0]
+    assert "送达 2 · 已读 1" in row

@@ -3,6 +3,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext as _
+
 from ..masking import scrub
 from ..models import AttemptOutcome, Delivery
 
@@ -155,4 +157,4 @@ class Backend:
     def check(self, account) -> DeliveryResult:
         """Ask the provider whether the account works, reaching no patient or doctor: SENT when
         it does, otherwise the provider's own code and words."""
-        return DeliveryResult(AttemptOutcome.SKIPPED, "no_check", "This channel has no connection check.")
+        return DeliveryResult(AttemptOutcome.SKIPPED, "no_check", _("This channel has no connection check."))

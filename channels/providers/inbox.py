@@ -1,3 +1,5 @@
+from django.utils.translation import gettext as _
+
 from inbox.changes import changes_last
 from inbox.services import inbox_message_put, inbox_messages_put_many
 
@@ -37,7 +39,7 @@ class InboxBackend(Backend):
         return changes_last()
 
     def check(self, account) -> DeliveryResult:
-        return DeliveryResult(AttemptOutcome.SENT, message="built in: nothing to connect to")
+        return DeliveryResult(AttemptOutcome.SENT, message=_("built in: nothing to connect to"))
 
     def send(self, delivery: Delivery) -> DeliveryResult:
         if delivery.recipient is None:

@@ -10,6 +10,8 @@ Xiaomi, Huawei, OPPO and vivo treat a transactional push as marketing and cap it
 
 from datetime import timedelta
 
+from django.utils.translation import gettext as _
+
 from ..models import AttemptOutcome, Delivery
 from ..rows import column_update
 from .base import DeliveryResult, Reconcile
@@ -205,7 +207,7 @@ class JPushBackend(HttpBackend):
         except ProviderHttpError as err:
             return err.result
         if _first_cid(answer):
-            return DeliveryResult(AttemptOutcome.SENT, message="app key and master secret accepted", raw=answer)
+            return DeliveryResult(AttemptOutcome.SENT, message=_("app key and master secret accepted"), raw=answer)
         code, message = _error(answer)
         return DeliveryResult(AttemptOutcome.PERMANENT, str(code), message, answer)
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
@@ -319,11 +320,12 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(
                     AttemptOutcome.PERMANENT, answer.get("Code", ""), answer.get("Message", ""), answer
                 )
-            return DeliveryResult(
-                AttemptOutcome.SENT, message=f"signature {sign_name}: status {answer.get('SignStatus')}", raw=answer
-            )
+            words = _("signature %(name)s: status %(status)s") % {"name": sign_name, "status": answer.get("SignStatus")}
+            return DeliveryResult(AttemptOutcome.SENT, message=words, raw=answer)
         if account.provider == "tencent":
-            today = datetime.now(UTC).strftime("%Y%m%d")
+            # BeginTime and EndTime: "格式为yyyymmddhh，精确到小时，例如2021050113，表示2021年5月1号13时",
+            # hours as Tencent's SMS console counts them, in China time: today there, not in UTC.
+            today = datetime.now(CHINA).strftime("%Y%m%d")
             answer = self.tencent_call(
                 account,
                 "SendStatusStatistics",
@@ -340,7 +342,8 @@ class SmsBackend(HttpBackend):
             error = (answer.get("Response") or {}).get("Error")
             if error:
                 return DeliveryResult(AttemptOutcome.PERMANENT, error.get("Code", ""), error.get("Message", ""), answer)
-            return DeliveryResult(AttemptOutcome.SENT, message=f"SMS app {account.app_id} answered", raw=answer)
+            words = _("SMS app %(app_id)s answered") % {"app_id": account.app_id}
+            return DeliveryResult(AttemptOutcome.SENT, message=words, raw=answer)
         return DeliveryResult(
             AttemptOutcome.PERMANENT, "provider_not_supported", f"No SMS backend for {account.provider!r}."
         )

@@ -2,6 +2,8 @@
 account and cached (channels/tokens.py), and on an expired token one refresh and an immediate
 second try. Subclasses give their token request and their table of codes."""
 
+from django.utils.translation import gettext as _
+
 from ..models import AttemptOutcome, ChannelAccount, TokenRefreshReason
 from ..tokens import TokenUnavailable, access_token, refresh_recorded, token_expired, token_store
 from .base import DeliveryResult, next_china_day
@@ -65,7 +67,9 @@ class TokenBackend(HttpBackend):
         except ProviderHttpError as err:
             return err.result
         token_store(account.pk, token, expires_in)
-        return DeliveryResult(AttemptOutcome.SENT, message=f"access token issued, valid for {expires_in} s")
+        return DeliveryResult(
+            AttemptOutcome.SENT, message=_("access token issued, valid for %(seconds)s s") % {"seconds": expires_in}
+        )
 
     def fetch_token(self, account: ChannelAccount) -> tuple[str, int]:
         answer = self.request("GET", f"{self.base_url(account)}{self.token_path}", params=self.token_params(account))

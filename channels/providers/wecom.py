@@ -10,10 +10,12 @@ boundary and never inside a link, with an ellipsis.
 
 import hashlib
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from ..models import AttemptOutcome, Channel, Delivery
 from ..rows import column_update
@@ -114,10 +116,14 @@ class WeComRobotBackend(HttpBackend):
         return [f"{kind} is {size} bytes; a robot takes at most {limit}"] if size > limit else []
 
     def check(self, account) -> DeliveryResult:
-        """A group robot has no read-only call: the check posts one short text to its group."""
-        return drive(
+        """A group robot has no read-only call: the check posts one short text to its group, and
+        says so (WeCom's "ok" carries no words of its own)."""
+        result = drive(
             self.post_robot(account, {"msgtype": "text", "text": {"content": "【通知中心】连接测试，请忽略。"}})
         )
+        if result.outcome == AttemptOutcome.SENT:
+            return replace(result, message=_("test message posted to the group"))
+        return result
 
     def post_robot(self, account, body: dict) -> Steps:
         key = (account.credentials or {}).get("robot_key") if account else None

@@ -1,12 +1,17 @@
 """The admin's "test connection" on channel accounts, over real HTTP against the fake providers."""
 
 import io
+from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import translation
+from django.utils.translation import trans_real
 
 from channels.models import ChannelAccount
+from channels.providers import sms
 from channels.services import account_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,12 +23,28 @@ def sandbox_accounts(fake_providers):
     return fake_providers
 
 
+@pytest.fixture
+def chinese(monkeypatch):
+    """Simplified Chinese with the given English texts read as given, over the shipped catalog
+    (locale/ is merged apart): what shows them proves they go through gettext."""
+
+    def translate(texts: dict[str, str]):
+        catalog = trans_real.translation("zh-hans")._catalog._catalogs[0]  # the first one looked up
+        for english, words in texts.items():
+            monkeypatch.setitem(catalog, english, words)
+
+    return translate
+
+
 def test_every_sandbox_account_passes_its_check_without_messaging_a_person(sandbox_accounts):
-    results = {a.name: account_check(account=a) for a in ChannelAccount.objects.all()}
+    with translation.override("en"):
+        results = {a.name: account_check(account=a) for a in ChannelAccount.objects.all()}
     assert results == {name: True for name in results}, {
         a.name: a.check_message for a in ChannelAccount.objects.filter(check_ok=False)
     }
     assert len(results) == 7
+    # Each passing check says what it proved, on the account: none is left blank.
+    assert not ChannelAccount.objects.filter(check_message="").exists()
     paths = {c["path"] for c in sandbox_accounts.calls()}
     # Token fetches, a push id, signed reads for SMS, and one test line to the ops robot's group.
     assert paths == {
@@ -39,6 +60,34 @@ def test_every_sandbox_account_passes_its_check_without_messaging_a_person(sandb
     account = ChannelAccount.objects.get(name="sandbox-wechat-oa")
     assert (account.check_ok, account.check_message) == (True, "access token issued, valid for 7200 s")
     assert account.checked_at is not None
+
+
+def test_the_group_robot_check_says_it_posted_the_test_line(sandbox_accounts):
+    robot = ChannelAccount.objects.get(name="sandbox-wecom-ops-robot")
+    with translation.override("en"):
+        assert account_check(account=robot) is True
+    robot.refresh_from_db()
+    assert (robot.check_ok, robot.check_message) == (True, "test message posted to the group")
+    assert robot.checked_at is not None
+    (call,) = sandbox_accounts.calls("/wecom/cgi-bin/webhook/send")
+    assert call["body"]["text"]["content"] == "【通知中心】连接测试，请忽略。"
+
+
+class NightInBeijing(datetime):
+    """02:25 on 1 December in Beijing: still 30 November in UTC."""
+
+    @classmethod
+    def now(cls, tz=None):
+        moment = datetime(2026, 11, 30, 18, 25, tzinfo=UTC)
+        return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
+
+
+def test_the_tencent_check_asks_for_todays_hours_in_china(sandbox_accounts, monkeypatch):
+    monkeypatch.setattr(sms, "datetime", NightInBeijing)
+    tencent = ChannelAccount.objects.get(name="sandbox-tencent-sms")
+    assert account_check(account=tencent) is True
+    (call,) = sandbox_accounts.calls("/tencent/")
+    assert (call["body"]["BeginTime"], call["body"]["EndTime"]) == ("2026120100", "2026120123")
 
 
 @pytest.mark.parametrize(
@@ -71,20 +120,54 @@ def test_a_failing_check_keeps_the_providers_words(sandbox_accounts, name, crede
 def test_the_admin_action_reports_each_account(sandbox_accounts, client):
     admin = User.objects.create_superuser("ops", password="pw")
     client.force_login(admin)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # the console's language switch
     broken = ChannelAccount.objects.get(name="sandbox-aliyun-sms")
     broken.credentials = {"access_key_secret": "wrong"}
     broken.save()
-    ids = list(
-        ChannelAccount.objects.filter(name__in=["sandbox-jpush", "sandbox-aliyun-sms"]).values_list("pk", flat=True)
-    )
+    names = ["sandbox-jpush", "sandbox-aliyun-sms", "sandbox-wecom-ops-robot"]
+    ids = list(ChannelAccount.objects.filter(name__in=names).values_list("pk", flat=True))
     page = client.post(
         "/admin/channels/channelaccount/",
         {"action": "test_connection", "_selected_action": ids},
         follow=True,
-        HTTP_ACCEPT_LANGUAGE="en",
     )
     text = page.content.decode()
-    assert "Sandbox-jpush: app key and master secret accepted" in text
-    assert "Sandbox-aliyun-sms: SignatureDoesNotMatch" in text
-    # (The admin capitalizes messages.) The secret never comes back in full.
+    # Each name as it is stored (the admin capitalizes a message's first letter: the name is not first).
+    assert "Channel account “sandbox-jpush”: app key and master secret accepted" in text
+    assert "Channel account “sandbox-aliyun-sms”: SignatureDoesNotMatch" in text
+    assert "Channel account “sandbox-wecom-ops-robot”: test message posted to the group" in text
+    # The secret never comes back in full.
     assert "wrong" not in text
+
+
+def test_the_admin_action_speaks_the_consoles_language_chinese_by_default(sandbox_accounts, client, chinese):
+    chinese(
+        {
+            "Channel account “%(name)s”: %(result)s": "渠道账号“%(name)s”：%(result)s",
+            "access token issued, valid for %(seconds)s s": "已获取 access token，有效期 %(seconds)s 秒",
+            "test message posted to the group": "测试消息已发送到群",
+            "app key and master secret accepted": "AppKey 与 Master Secret 验证通过",
+            "signature %(name)s: status %(status)s": "签名 %(name)s：审核状态 %(status)s",
+            "SMS app %(app_id)s answered": "短信应用 %(app_id)s 已响应",
+        }
+    )
+    client.force_login(User.objects.create_superuser("ops", password="pw"))
+    ids = list(ChannelAccount.objects.values_list("pk", flat=True))
+    page = client.post(
+        "/admin/channels/channelaccount/",
+        {"action": "test_connection", "_selected_action": ids},
+        follow=True,
+    )
+    text = page.content.decode()
+    for line in [
+        "渠道账号“sandbox-wechat-oa”：已获取 access token，有效期 7200 秒",
+        "渠道账号“sandbox-wechat-mini”：已获取 access token，有效期 7200 秒",
+        "渠道账号“sandbox-wecom-app”：已获取 access token，有效期 ",  # WeCom: what is left of its token
+        "渠道账号“sandbox-wecom-ops-robot”：测试消息已发送到群",
+        "渠道账号“sandbox-jpush”：AppKey 与 Master Secret 验证通过",
+        "渠道账号“sandbox-aliyun-sms”：签名 互联网医院：审核状态 1",
+        "渠道账号“sandbox-tencent-sms”：短信应用 1400000000 已响应",
+    ]:
+        assert line in text
+    robot = ChannelAccount.objects.get(name="sandbox-wecom-ops-robot")
+    assert (robot.check_ok, robot.check_message) == (True, "测试消息已发送到群")

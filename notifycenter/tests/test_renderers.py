@@ -10,7 +10,14 @@ from django.utils.translation import gettext_lazy
 from rest_framework.renderers import JSONRenderer
 
 from channels.rows import _json_text
-from notifycenter.renderers import FastJSONRenderer
+from notifycenter.renderers import FastJSONRenderer, LocalTimeEncoder
+
+
+class DrfRenderer(JSONRenderer):
+    """DRF's own renderer with the API's encoder (date-times in the hospital's zone)."""
+
+    encoder_class = LocalTimeEncoder
+
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -31,21 +38,28 @@ ANSWERS = [
 
 @pytest.mark.parametrize("data", ANSWERS)
 def test_the_answer_is_drfs_byte_for_byte(data):
-    assert FastJSONRenderer().render(data) == JSONRenderer().render(data)
+    assert FastJSONRenderer().render(data) == DrfRenderer().render(data)
+
+
+def test_a_date_time_is_written_in_the_hospital_s_zone(settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    utc = {"created_at": datetime.datetime(2026, 11, 30, 18, 30, 37, 945819, tzinfo=datetime.UTC)}
+    assert FastJSONRenderer().render(utc) == b'{"created_at":"2026-12-01T02:30:37.945819+08:00"}'
+    assert JSONRenderer().render(utc) == b'{"created_at":"2026-11-30T18:30:37.945819Z"}'  # what DRF alone says
 
 
 def test_a_float_in_exponent_form_is_the_same_number_written_shorter():
     import json
 
     data = {"small": 1e-7, "large": 1.5e300}
-    fast, drf = FastJSONRenderer().render(data), JSONRenderer().render(data)
+    fast, drf = FastJSONRenderer().render(data), DrfRenderer().render(data)
     assert (fast, drf) == (b'{"small":1e-7,"large":1.5e+300}', b'{"small":1e-07,"large":1.5e+300}')
     assert json.loads(fast) == json.loads(drf)
 
 
 def test_what_orjson_cannot_write_goes_through_drf():
     huge = {"n": 2**70}
-    assert FastJSONRenderer().render(huge) == JSONRenderer().render(huge) == b'{"n":1180591620717411303424}'
+    assert FastJSONRenderer().render(huge) == DrfRenderer().render(huge) == b'{"n":1180591620717411303424}'
 
 
 def test_no_data_renders_nothing():

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 
 from channels.models import ChannelAccount
 from notifycenter.auth import api_keys_forget
-from notifycenter.models import ApiKey
+from notifycenter.models import SCOPES, ApiKey
 
 # Sandbox accounts aimed at `manage.py fakeproviders`; their credentials are throwaway values the
 # fake server accepts, encrypted at rest like real ones.
@@ -104,10 +104,15 @@ class Command(BaseCommand):
         if not ApiKey.objects.filter(client="local-dev", is_active=True, hashed_key=ApiKey.hash(kept)).exists():
             ApiKey.objects.filter(client="local-dev").update(is_active=False)
             api_keys_forget()
-            _, raw = ApiKey.generate(
-                client="local-dev", name="make-run", scopes=["events", "recipients", "otp", "inbox-read"]
-            )
+            _, raw = ApiKey.generate(client="local-dev", name="make-run", scopes=list(SCOPES))
             _write_private(key_file, raw + "\n")
+        # The local key may do all the API offers (a key made by an older version lacked webhooks).
+        if (
+            ApiKey.objects.filter(client="local-dev", is_active=True)
+            .exclude(scopes=list(SCOPES))
+            .update(scopes=list(SCOPES))
+        ):
+            api_keys_forget()
 
         for spec in SANDBOX_ACCOUNTS:
             if not ChannelAccount.objects.filter(name=spec["name"]).exists():
