@@ -97,7 +97,8 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
     last = _latest([r.template_id for r in rules])
 
     rows = []
-    failing: dict[tuple[str, str], Cell] = {}
+    # Rules sharing a template share its cells' deliveries: every such cell gets the error.
+    failing: dict[tuple[str, str], list[Cell]] = {}
     for rule in rules:
         row = Row(rule)
         for channel in CHANNELS:
@@ -118,7 +119,7 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
             if key in keys:
                 if cell.last_failure and (cell.last_success is None or cell.last_failure > cell.last_success):
                     cell.state = "failing"
-                    failing[key] = cell
+                    failing.setdefault(key, []).append(cell)
                 elif cell.last_success:
                     cell.state = "working"
                 elif _skips(cell, key):
@@ -221,19 +222,19 @@ def _skips(cell: Cell, key: tuple[str, str]) -> bool:
     return True
 
 
-def _add_last_errors(deliveries, failing: dict[tuple[str, str], Cell]) -> None:
+def _add_last_errors(deliveries, failing: dict[tuple[str, str], list[Cell]]) -> None:
     """Each failing cell's last error, in one query: the failures that ended at the cell's last
     failure time (one of them, should two end in the same microsecond)."""
     if not failing:
         return
     match = Q()
-    for (code, channel), cell in failing.items():
-        match |= Q(template_code=code, channel=channel, finished_at=cell.last_failure)
+    for (code, channel), cells in failing.items():
+        match |= Q(template_code=code, channel=channel, finished_at=cells[0].last_failure)
     for d in deliveries.filter(match, status=DeliveryStatus.FAILED).values(
         "template_code", "channel", "last_error_code", "last_error_message"
     ):
-        cell = failing[(d["template_code"], d["channel"])]
-        cell.error_code, cell.error_message = d["last_error_code"], d["last_error_message"]
+        for cell in failing[(d["template_code"], d["channel"])]:
+            cell.error_code, cell.error_message = d["last_error_code"], d["last_error_message"]
 
 
 def channel_volumes(*, now: datetime | None = None) -> list[ChannelVolume]:

@@ -637,3 +637,15 @@ def test_an_inbox_message_sent_counts_as_delivered(editor_client):
     assert rates[0] == ["100", "100", "50"] and rates[2] == ["100", "0", "0"]
     row = page.split(f'data-template="{TEMPLATE}"')[1].split("</tr>")[0]
     assert "送达 2 · 已读 1" in row
+
+
+def test_rules_sharing_a_template_each_show_its_last_error(editor_client):
+    # inquiry.completed and inquiry.timed_out both tell operations with yy_inquiry_0000001.
+    ago = timedelta(minutes=5)
+    _delivery("yy_inquiry_0000001", "wecom_robot", "failed", ago=ago, code="93000", words="invalid key")
+
+    page = editor_client.get(reverse("admin:scenarios_scenario_coverage") + "?domain=inquiry").content.decode()
+    rows = page.split('data-template="yy_inquiry_0000001"')[1:]
+    assert len(rows) == 2
+    for row in rows:
+        assert 'data-state="failing"' in row.split("</tr>")[0] and "93000" in row.split("</tr>")[0]
