@@ -435,6 +435,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's own console handler (its default logging, active with DEBUG: `make run`) wrote
+        # each request warning a second time, bare; the root's handler is the one.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
         # Beat ticks every second: one line per tick would bury what matters.

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
@@ -88,6 +89,8 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
         name="redoc",
     ),
+    # Browsers ask for it at every console page: no icon, and no "Not Found" line in the log each time.
+    path("favicon.ico", lambda request: HttpResponse(status=204), name="favicon"),
     path("healthz", healthz, name="healthz"),
     path("r/<str:token>", follow, name="click"),  # a tracked link (channels/clicks.py)
     path("readyz", readyz, name="readyz"),
