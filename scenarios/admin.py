@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404, redirect
@@ -156,6 +157,8 @@ class ChannelBindingInline(admin.TabularInline):
     model = ChannelBinding
     formset = ChannelBindingFormSet
     extra = 0
+    # JSON boxes of Django's default width (40 columns each) pushed the table past 1400 px.
+    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"rows": 4, "cols": 28})}}
 
 
 @admin.register(Template)
