@@ -1,5 +1,9 @@
 from django import forms
+from django.apps import apps
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .auth import api_keys_forget
@@ -119,3 +123,51 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Django keeps a permission's name as written when it was made, in English ("Can add log entry");
+# the group and user pages show them in the console's language: the action and the model's own
+# name, or our own permissions' names through the catalog.
+PERMISSION_ACTIONS = {
+    "add": _("Can add %(model)s"),
+    "change": _("Can change %(model)s"),
+    "delete": _("Can delete %(model)s"),
+    "view": _("Can view %(model)s"),
+}
+
+
+def permission_label(permission) -> str:
+    model = permission.content_type.model_class()
+    if model is None:
+        return str(permission)
+    app = apps.get_app_config(permission.content_type.app_label).verbose_name
+    action, _sep, rest = permission.codename.partition("_")
+    if action in PERMISSION_ACTIONS and rest == model._meta.model_name:
+        words = PERMISSION_ACTIONS[action] % {"model": model._meta.verbose_name}
+    else:
+        words = gettext(permission.name)
+    return f"{app} | {model._meta.verbose_name} | {words}"
+
+
+class PermissionLabels:
+    """The permissions' boxes of a group's and a user's page, labelled by permission_label."""
+
+    def formfield_for_manytomany(self, db_field, request=None, **kwargs):
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if db_field.name in ("permissions", "user_permissions") and field is not None:
+            field.label_from_instance = permission_label
+        return field
+
+
+admin.site.unregister(Group)
+admin.site.unregister(User)
+
+
+@admin.register(Group)
+class OpsGroupAdmin(PermissionLabels, GroupAdmin):
+    pass
+
+
+@admin.register(User)
+class OpsUserAdmin(PermissionLabels, UserAdmin):
+    pass

@@ -63,3 +63,10 @@ def test_the_broadcast_list_does_not_query_once_per_row(catalog, admin_client, d
     # Fifteen rows: a query per row for each broadcast's periodic task would pass this bound.
     with django_assert_max_num_queries(12):
         assert admin_client.get(reverse("admin:scenarios_recurringbroadcast_changelist")).status_code == 200
+
+
+def test_permissions_are_named_in_the_console_s_language(admin_client):
+    page = admin_client.get(reverse("admin:auth_group_add")).content.decode()
+    assert "Can add log entry" not in page and "Can view delivery" not in page  # as Django keeps them
+    assert "渠道与投递 | 投递 | 可以查看投递" in page
+    assert "渠道与投递 | 投递 | 可以重试投递" in page  # our own permission, through the catalog
