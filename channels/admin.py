@@ -334,13 +334,13 @@ class DeliveryAdmin(HistoryRecordAdmin):
         "A delivery, event or message id, a template code, a key, an external id, or a full phone or openid."
     )
     list_select_related = ["recipient"]
-    # The stored English reason shown in the console's language where the catalog has it.
+    # The stored code and English reason shown in the console's language where the catalog has them.
     readonly_fields = [
-        "error_words" if f.name == "last_error_message" else f.name
+        {"last_error_code": "reason", "last_error_message": "error_words"}.get(f.name, f.name)
         for f in Delivery._meta.fields
         if f.name != "address"
     ] + ["masked"]
-    exclude = ["address", "last_error_message"]
+    exclude = ["address", "last_error_code", "last_error_message"]
     inlines = [DeliveryAttemptInline, DeliveryStatusChangeInline]
     show_full_result_count = False
     paginator = LargeTablePaginator

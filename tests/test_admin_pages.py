@@ -70,3 +70,27 @@ def test_permissions_are_named_in_the_console_s_language(admin_client):
     assert "Can add log entry" not in page and "Can view delivery" not in page  # as Django keeps them
     assert "渠道与投递 | 投递 | 可以查看投递" in page
     assert "渠道与投递 | 投递 | 可以重试投递" in page  # our own permission, through the catalog
+
+
+def test_a_delivery_s_page_says_its_reason_and_timeline_in_chinese_and_local_time(admin_client):
+    from datetime import UTC, datetime
+
+    from channels.models import ChangeSource, DeliveryStatusChange
+    from channels.services import POLICY_WORDS
+
+    at = datetime(2026, 11, 30, 18, 23, 4, tzinfo=UTC)  # 02:23:04 the next day in Shanghai
+    held = Delivery.objects.create(
+        channel="wechat_oa_template",
+        idempotency_key="held-1",
+        status="deferred",
+        not_before=at,
+        last_error_code="quiet_hours",
+        last_error_message=POLICY_WORDS["quiet_hours"],
+    )
+    DeliveryStatusChange.objects.create(delivery=held, status="deferred", at=at, source=ChangeSource.CREATE)
+
+    page = admin_client.get(reverse("admin:channels_delivery_change", args=[held.pk])).content.decode()
+    assert "免打扰时段 (quiet_hours)" in page and "免打扰时段：暂缓到时段结束后发送" in page
+    assert "Quiet hours: held" not in page
+    assert "暂缓 @ 2026-12-01 02:23:04" in page  # the timeline row's heading, not "deferred @ … 18:23:04"
+    assert "微信服务号模板消息 #" in page  # the breadcrumb names the channel as staff do
