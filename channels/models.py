@@ -548,7 +548,13 @@ class ProviderReceipt(models.Model):
     class Meta:
         verbose_name = _("provider receipt")
         verbose_name_plural = _("provider receipts")
-        indexes = [models.Index(fields=["received_at"], condition=Q(outcome="early"), name="receipt_early")]
+        indexes = [
+            models.Index(fields=["received_at"], condition=Q(outcome="early"), name="receipt_early"),
+            # The console's search: a receipt by the provider's message id or by our key, one a
+            # message sent (a table as large as the SMS deliveries).
+            models.Index(fields=["provider_message_id"], name="receipt_message_id"),
+            models.Index(fields=["our_key"], name="receipt_our_key"),
+        ]
 
     def __str__(self):
         return f"{self.provider} {self.provider_message_id or self.our_key} {self.status}"

@@ -20,7 +20,7 @@ from tests.factories import paid_event
 
 pytestmark = pytest.mark.django_db
 
-LARGE = ("channels_delivery", "scenarios_event", "scenarios_message", "inbox_inboxmessage")
+LARGE = ("channels_delivery", "scenarios_event", "scenarios_message", "inbox_inboxmessage", "channels_providerreceipt")
 
 
 def _plan(sql: str) -> str:
@@ -53,6 +53,9 @@ def test_every_statement_of_the_console_s_pages_over_the_large_tables_can_use_an
         reverse("admin:scenarios_message_changelist") + f"?q={event.pk}",
         reverse("admin:scenarios_scenario_coverage"),
         reverse("admin:inbox_inboxmessage_changelist") + "?q=p-42",
+        reverse("admin:channels_providerreceipt_changelist"),
+        reverse("admin:channels_providerreceipt_changelist") + "?q=17850000001^0",
+        reverse("admin:channels_providerreceipt_changelist") + f"?q={delivery.pk}",
     ]
     scanned = []
     for page in pages:
