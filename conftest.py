@@ -84,6 +84,10 @@ class FakeProviders:
     def expire_tokens(self):
         httpx.post(f"{self.url}/_expire_tokens")
 
+    def signs(self, states: dict[str, int]):
+        """Aliyun signatures' review states by name (0 in review, 1 approved, 2 failed, 10 cancelled)."""
+        httpx.post(f"{self.url}/_signs", json=states)
+
     def advance(self, seconds):
         """The fake's clock runs ahead (token lives, rate and de-duplication windows)."""
         httpx.post(f"{self.url}/_advance", json={"seconds": seconds})

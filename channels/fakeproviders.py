@@ -19,7 +19,8 @@ duplicated, some for unknown ids, and WeChat's signed events for the template an
 messages accepted: push_receipts), POST /_latency
 ({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
 answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"seconds": 600}: the
-fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_reset.
+fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_signs
+({"互联网医院": 2}: an Aliyun signature's review state), POST /_reset.
 """
 
 import asyncio
@@ -55,6 +56,8 @@ class State:
         # SMS each provider accepted, for its query APIs (Aliyun QuerySendDetails, Tencent
         # PullSmsSendStatusByPhoneNumber).
         self.sms: list[dict] = []
+        # Aliyun signatures' review states by name (POST /_signs): 1 approved unless set.
+        self.signs: dict[str, int] = {}
         # What reached a person: one entry per message a real provider would have shown, after its
         # own de-duplication (GET /_delivered). Tests and bench/faults.py count duplicates here.
         self.delivered: list[dict] = []
@@ -379,11 +382,16 @@ def aliyun(state: State, method: str, path: str, query: dict, body, headers=None
                 "Message": "该账号下找不到对应签名",
                 "RequestId": request_id,
             }
+        # SignStatus: "0:审核中。1:审核通过。2:审核失败,请在返回参数 Reason 中查看审核失败原因。
+        # 10:取消审核。" Reason: "如果审核状态为审核通过审核中,参数 Reason 显示为“无审核备注”"
+        # (QuerySmsSign, help.aliyun.com/document_detail/419283.html).
+        status = state.signs.get(query["SignName"], 1)
         return 200, {
             "Code": "OK",
             "Message": "OK",
             "SignName": query["SignName"],
-            "SignStatus": 1,  # 1: approved
+            "SignStatus": status,
+            "Reason": "文件不能证明信息真实性,请重新上传" if status == 2 else "无审核备注",
             "CreateDate": "2026-01-01 00:00:00",
             "RequestId": request_id,
         }
@@ -958,6 +966,9 @@ def _control(state: State, method: str, path: str, body) -> Answer:
             state.latency_max_ms = int(body.get("max_ms", 0))
             state.late_share = float(body.get("late_share", 0))
             state.late_ms = int(body.get("late_ms", 0))
+            return Answer(200, {"ok": True})
+        if path == "/_signs" and method == "POST":
+            state.signs.update({name: int(status) for name, status in body.items()})
             return Answer(200, {"ok": True})
         if path == "/_delivered" and method == "GET":
             return Answer(200, list(state.delivered))

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..models import AttemptKind, AttemptOutcome, Delivery, DeliveryAttempt
 from ..otp import CODE_SLOT, otp_code_for_delivery, otp_code_spent
@@ -124,6 +125,14 @@ def tencent_outcome(code: str) -> str:
     if code.startswith(TENCENT_TRANSIENT_PREFIXES) and code not in TENCENT_NOT_TRANSIENT:
         return AttemptOutcome.TRANSIENT
     return AttemptOutcome.PERMANENT
+
+
+# An Aliyun signature's review states other than approved (1), as the check reports them.
+SIGN_STATES = {
+    0: gettext_lazy("signature %(name)s is still under review"),
+    2: gettext_lazy("signature %(name)s failed review:"),
+    10: gettext_lazy("signature %(name)s: review cancelled"),
+}
 
 
 class SmsBackend(HttpBackend):
@@ -320,7 +329,19 @@ class SmsBackend(HttpBackend):
                 return DeliveryResult(
                     AttemptOutcome.PERMANENT, answer.get("Code", ""), answer.get("Message", ""), answer
                 )
-            words = _("signature %(name)s: status %(status)s") % {"name": sign_name, "status": answer.get("SignStatus")}
+            # SignStatus "0:审核中。1:审核通过。2:审核失败…10:取消审核。" (QuerySmsSign): only an
+            # approved signature sends; any other state fails the check, with Aliyun's reason.
+            status = answer.get("SignStatus")
+            if status != 1:
+                words = SIGN_STATES.get(status, _("signature %(name)s: status %(status)s")) % {
+                    "name": sign_name,
+                    "status": status,
+                }
+                reason = answer.get("Reason") or ""
+                return DeliveryResult(
+                    AttemptOutcome.PERMANENT, f"sign_status_{status}", f"{words} {reason}".strip(), answer
+                )
+            words = _("signature %(name)s approved") % {"name": sign_name}
             return DeliveryResult(AttemptOutcome.SENT, message=words, raw=answer)
         if account.provider == "tencent":
             # BeginTime and EndTime: "格式为yyyymmddhh，精确到小时，例如2021050113，表示2021年5月1号13时",

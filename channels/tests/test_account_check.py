@@ -147,7 +147,7 @@ def test_the_admin_action_speaks_the_consoles_language_chinese_by_default(sandbo
             "access token issued, valid for %(seconds)s s": "已获取 access token，有效期 %(seconds)s 秒",
             "test message posted to the group": "测试消息已发送到群",
             "app key and master secret accepted": "AppKey 与 Master Secret 验证通过",
-            "signature %(name)s: status %(status)s": "签名 %(name)s：审核状态 %(status)s",
+            "signature %(name)s approved": "签名 %(name)s 已审核通过",
             "SMS app %(app_id)s answered": "短信应用 %(app_id)s 已响应",
         }
     )
@@ -165,9 +165,27 @@ def test_the_admin_action_speaks_the_consoles_language_chinese_by_default(sandbo
         "渠道账号“sandbox-wecom-app”：已获取 access token，有效期 ",  # WeCom: what is left of its token
         "渠道账号“sandbox-wecom-ops-robot”：测试消息已发送到群",
         "渠道账号“sandbox-jpush”：AppKey 与 Master Secret 验证通过",
-        "渠道账号“sandbox-aliyun-sms”：签名 互联网医院：审核状态 1",
+        "渠道账号“sandbox-aliyun-sms”：签名 互联网医院 已审核通过",
         "渠道账号“sandbox-tencent-sms”：短信应用 1400000000 已响应",
     ]:
         assert line in text
     robot = ChannelAccount.objects.get(name="sandbox-wecom-ops-robot")
     assert (robot.check_ok, robot.check_message) == (True, "测试消息已发送到群")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [
+        (0, "sign_status_0", "signature 互联网医院 is still under review 无审核备注"),
+        (2, "sign_status_2", "signature 互联网医院 failed review: 文件不能证明信息真实性,请重新上传"),
+        (10, "sign_status_10", "signature 互联网医院: review cancelled 无审核备注"),
+    ],
+)
+def test_an_aliyun_signature_not_approved_fails_the_check(sandbox_accounts, status, code, words):
+    # Aliyun answers Code OK whatever the review state: only SignStatus 1 (审核通过) sends.
+    sandbox_accounts.signs({"互联网医院": status})
+    aliyun = ChannelAccount.objects.get(name="sandbox-aliyun-sms")
+    with translation.override("en"):
+        assert account_check(account=aliyun) is False
+    aliyun.refresh_from_db()
+    assert aliyun.check_message == f"{code}: {words}"
