@@ -7,7 +7,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from inbox.admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values, latest_values
+from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_values, latest_values, whole_number
 
 from .addresses import recipients_matching
 from .admin_timeline import DeliveryStatusChangeInline
@@ -314,7 +314,7 @@ class ReasonFilter(ValuesListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(HistoryRecordAdmin):
+class DeliveryAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = [
         "id",
         "channel",
@@ -342,20 +342,15 @@ class DeliveryAdmin(HistoryRecordAdmin):
     ] + ["masked"]
     exclude = ["address", "last_error_code", "last_error_message"]
     inlines = [DeliveryAttemptInline, DeliveryStatusChangeInline]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     actions = ["retry_now", "cancel"]
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_match(self, term):
         people = set(recipients_matching(term))
         people |= set(Recipient.objects.filter(external_id=term).values_list("pk", flat=True))
         match = Q(template_code=term) | Q(idempotency_key=term) | Q(recipient_id__in=people)
-        if term.isdigit() and len(term) < 19:
-            match |= Q(pk=int(term)) | Q(event_ref=int(term)) | Q(message_ref=int(term))
-        return queryset.filter(match), False
+        if (number := whole_number(term)) is not None:
+            match |= Q(pk=number) | Q(event_ref=number) | Q(message_ref=number)
+        return match
 
     @admin.action(description=_("Retry now"), permissions=["retry"])
     def retry_now(self, request, queryset):

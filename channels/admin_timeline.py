@@ -8,7 +8,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from inbox.admin_lists import LargeTablePaginator
+from inbox.admin_lists import WholeValueSearch, whole_number
 
 from .masking import mask_phone
 from .models import QUIET, DeliveryStatus, DeliveryStatusChange, ProviderReceipt
@@ -60,7 +60,7 @@ class ReportedStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProviderReceipt)
-class ProviderReceiptAdmin(admin.ModelAdmin):
+class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
     """What providers reported, matched or not; refused calls with the reason."""
 
     list_display = ["received_at", "provider", "account", "reported", "code", "outcome", "delivery", "reference"]
@@ -73,17 +73,12 @@ class ProviderReceiptAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in ProviderReceipt._meta.fields if f.name != "raw"] + ["shown_raw"]
     exclude = ["raw"]
     # No date_hierarchy: its year/month links read every row's date at each page (a DISTINCT over the table).
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_match(self, term):
         match = Q(provider_message_id=term) | Q(our_key=term)
-        if term.isdigit() and len(term) < 19:
-            match |= Q(delivery_id=int(term))
-        return queryset.filter(match), False
+        if (number := whole_number(term)) is not None:
+            match |= Q(delivery_id=number)
+        return match
 
     @admin.display(description=_("reported status"), ordering="status")
     def reported(self, obj):

@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from .admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values
+from .admin_lists import ValuesListFilter, WholeValueSearch, distinct_values
 from .models import InboxActionPress, InboxMessage
 
 # The audiences as the console names them (the same words as the directory's, channels.models.Audience).
@@ -25,7 +26,7 @@ class AudienceFilter(ValuesListFilter):
 
 
 @admin.register(InboxMessage)
-class InboxMessageAdmin(admin.ModelAdmin):
+class InboxMessageAdmin(WholeValueSearch, admin.ModelAdmin):
     list_display = [
         "id",
         "audience_label",
@@ -49,19 +50,13 @@ class InboxMessageAdmin(admin.ModelAdmin):
     search_fields = ["recipient_id__exact"]
     search_help_text = _("A recipient's external id.")
     readonly_fields = [f.name for f in InboxMessage._meta.fields]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
     @admin.display(description=_("audience"), ordering="audience")
     def audience_label(self, obj):
         return AUDIENCES.get(obj.audience, obj.audience)
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        audiences = distinct_values(InboxMessage, "audience", where="deleted_at IS NULL")
-        return queryset.filter(audience__in=audiences, recipient_id=term), False
+    def search_match(self, term):
+        return Q(audience__in=distinct_values(InboxMessage, "audience", where="deleted_at IS NULL"), recipient_id=term)
 
 
 @admin.register(InboxActionPress)

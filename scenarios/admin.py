@@ -18,7 +18,7 @@ from channels.admin import HistoryRecordAdmin
 from channels.models import Channel, Delivery, Recipient
 from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
-from inbox.admin_lists import LargeTablePaginator, ValuesListFilter, distinct_values
+from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_values, whole_number
 
 from . import admin_broadcasts  # noqa: F401 (registers the broadcasts' admin)
 from .admin_funnel import FunnelMixin
@@ -344,12 +344,8 @@ class ClientFilter(ValuesListFilter):
         return [(client, client) for client in distinct_values(Event, "client")]
 
 
-def _number(term: str) -> int | None:
-    return int(term) if term.isdigit() and len(term) < 19 else None
-
-
 @admin.register(Event)
-class EventAdmin(HistoryRecordAdmin):
+class EventAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", ClientFilter, "received_at"]
     # Whole values, each through an index (get_search_results; Django's own search casts numbers
@@ -362,19 +358,14 @@ class EventAdmin(HistoryRecordAdmin):
     readonly_fields = [f.name for f in Event._meta.fields if f.name != "request_hash"] + ["timeline"]
     exclude = ["request_hash"]
     inlines = [MessageInline]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_match(self, term):
         match = Q(client__in=distinct_values(Event, "client"), idempotency_key=term)
         match |= Q(subject_type__in=distinct_values(Event, "subject_type"), subject_id=term)
         match |= Q(scenario_id__in=list(Scenario.objects.filter(code=term).values_list("pk", flat=True)))
-        if _number(term) is not None:
-            match |= Q(pk=_number(term))
-        return queryset.filter(match), False
+        if (number := whole_number(term)) is not None:
+            match |= Q(pk=number)
+        return match
 
     @admin.display(description=_("timeline"))
     def timeline(self, obj):
@@ -386,7 +377,7 @@ class EventAdmin(HistoryRecordAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(HistoryRecordAdmin):
+class MessageAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "template", "audience", "recipient", "status", "due_at", "dispatched_at"]
     list_filter = ["status", "audience", "template__category", "due_at"]
     # Whole values, each through an index (get_search_results; Django's own search casts numbers
@@ -395,18 +386,13 @@ class MessageAdmin(HistoryRecordAdmin):
     search_help_text = _("A message or event id, a template code, or a recipient's external id.")
     list_select_related = ["template", "recipient"]
     readonly_fields = [f.name for f in Message._meta.fields] + ["deliveries", "timeline"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_match(self, term):
         match = Q(template_id__in=list(Template.objects.filter(code=term).values_list("pk", flat=True)))
         match |= Q(recipient_id__in=list(Recipient.objects.filter(external_id=term).values_list("pk", flat=True)))
-        if _number(term) is not None:
-            match |= Q(pk=_number(term)) | Q(event_id=_number(term))
-        return queryset.filter(match), False
+        if (number := whole_number(term)) is not None:
+            match |= Q(pk=number) | Q(event_id=number)
+        return match
 
     @admin.display(description=_("timeline"))
     def timeline(self, obj):
