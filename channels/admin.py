@@ -328,7 +328,7 @@ class DeliveryAdmin(WholeValueSearch, HistoryRecordAdmin):
     ]
     list_filter = ["status", "channel", TemplateCodeFilter, ReasonFilter, "created_at", "finished_at"]
     # Whole values only, each read through an index (a table of tens of millions: a substring
-    # would read every row, and Django's own search casts numbers to text): get_search_results.
+    # would read every row, and Django's own search casts numbers to text): search_match.
     search_fields = ["template_code"]
     search_help_text = _(
         "A delivery, event or message id, a template code, a key, an external id, or a full phone or openid."

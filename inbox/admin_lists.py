@@ -5,8 +5,10 @@ messages): what Django's admin does on every list page, made not to read the who
   table that is a second or more at each page. Counted exactly when that fits in COUNT_BUDGET_MS,
   otherwise PostgreSQL's planner's estimate, shown as "about N" (`LargeTablePaginator`).
 - Filters whose choices Django reads as `SELECT DISTINCT column` over the whole table
-  (`AllValuesFieldListFilter`): `ValuesListFilter` takes its choices from where they are kept (the
-  templates, the API keys, a fixed list) or from the latest rows only.
+  (`AllValuesFieldListFilter`): `ValuesListFilter` takes its choices from a loose index scan
+  (`distinct_values`), a fixed list, or the latest rows only (`latest_values`).
+- Search: Django's takes substrings and casts numbers to text, which no index serves:
+  `WholeValueSearch` matches whole values, each through an index.
 
 Here, in the lowest layer, so that every layer's admin can use it (imports point down).
 """
@@ -18,6 +20,7 @@ from django.core.paginator import Paginator
 from django.db import OperationalError, connections, transaction
 from django.utils.functional import cached_property
 from django.utils.translation import gettext
+from psycopg.errors import QueryCanceled
 
 # How long the pager may spend counting before it takes the planner's estimate.
 COUNT_BUDGET_MS = 200
@@ -49,7 +52,9 @@ class LargeTablePaginator(Paginator):
                 count = queryset.count()
                 cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
                 return count
-        except OperationalError:  # canceled by the timeout
+        except OperationalError as error:
+            if not isinstance(error.__cause__, QueryCanceled):
+                raise  # not the budget: the database's own trouble, as anywhere else
             sql, params = queryset.order_by().query.sql_with_params()
             with connection.cursor() as cursor:
                 cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
@@ -88,21 +93,6 @@ def latest_values(model_admin, field_name: str, *, exclude_blank: bool = True) -
         values.discard("")
         values.discard(None)
     return sorted(values)
-
-
-def values_filter(field_name: str, title, values) -> type[ValuesListFilter]:
-    """A ValuesListFilter class for `field_name` titled `title`, its choices from `values`."""
-
-    class Filter(ValuesListFilter):
-        parameter_name = field_name
-
-        def values(self, request, model_admin):
-            return values(request, model_admin)
-
-    Filter.title = title
-    Filter.field_name = field_name
-    Filter.__name__ = f"{field_name.title().replace('_', '')}Filter"
-    return Filter
 
 
 def distinct_values(model, column: str, *, where: str = "") -> list:

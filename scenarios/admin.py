@@ -348,7 +348,7 @@ class ClientFilter(ValuesListFilter):
 class EventAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", ClientFilter, "received_at"]
-    # Whole values, each through an index (get_search_results; Django's own search casts numbers
+    # Whole values, each through an index (search_match; Django's own search casts numbers
     # to text, which no index serves): the table holds tens of millions. Named here for the box.
     search_fields = ["id"]
     search_help_text = _(
@@ -380,7 +380,7 @@ class EventAdmin(WholeValueSearch, HistoryRecordAdmin):
 class MessageAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "template", "audience", "recipient", "status", "due_at", "dispatched_at"]
     list_filter = ["status", "audience", "template__category", "due_at"]
-    # Whole values, each through an index (get_search_results; Django's own search casts numbers
+    # Whole values, each through an index (search_match; Django's own search casts numbers
     # to text, which no index serves): the table holds tens of millions. Named here for the box.
     search_fields = ["id"]
     search_help_text = _("A message or event id, a template code, or a recipient's external id.")
