@@ -327,9 +327,6 @@ class DeliveryAdmin(WholeValueSearch, HistoryRecordAdmin):
         "finished",
     ]
     list_filter = ["status", "channel", TemplateCodeFilter, ReasonFilter, "created_at", "finished_at"]
-    # Whole values only, each read through an index (a table of tens of millions: a substring
-    # would read every row, and Django's own search casts numbers to text): search_match.
-    search_fields = ["template_code"]
     search_help_text = _(
         "A delivery, event or message id, a template code, a key, an external id, or a full phone or openid."
     )

@@ -65,9 +65,6 @@ class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
 
     list_display = ["received_at", "provider", "account", "reported", "code", "outcome", "delivery", "reference"]
     list_filter = ["outcome", "provider", ReportedStatusFilter, "received_at"]
-    # Whole values, each through an index (search_match): "=" was UPPER(…) = UPPER(…), and
-    # the delivery's id cast to text: no index served either.
-    search_fields = ["provider_message_id"]
     search_help_text = _("A provider's message id, our key, or a delivery id.")
     list_select_related = ["account"]
     readonly_fields = [f.name for f in ProviderReceipt._meta.fields if f.name != "raw"] + ["shown_raw"]

@@ -47,7 +47,6 @@ class InboxMessageAdmin(WholeValueSearch, admin.ModelAdmin):
         "created_at",
     ]
     # A person's messages through the owners' index (audience, recipient id): their external id, whole.
-    search_fields = ["recipient_id__exact"]
     search_help_text = _("A recipient's external id.")
     readonly_fields = [f.name for f in InboxMessage._meta.fields]
 

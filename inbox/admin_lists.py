@@ -129,6 +129,8 @@ class WholeValueSearch:
 
     show_full_result_count = False
     paginator = LargeTablePaginator
+    # Only so that Django shows the search box: get_search_results below does the searching.
+    search_fields = ("pk",)
 
     def search_match(self, term: str):
         raise NotImplementedError

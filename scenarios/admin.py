@@ -65,8 +65,18 @@ class RuleInline(admin.StackedInline):
     autocomplete_fields = ["template"]
 
 
+class ConfigHistoryAdmin(SimpleHistoryAdmin):
+    """simple_history's admin for every configuration table: an admin save gives no reason (NULL),
+    which the history page printed as "None"; it shows blank."""
+
+    def set_history_delta_changes(self, request, historical_records, **kwargs):
+        super().set_history_delta_changes(request, historical_records, **kwargs)
+        for record in historical_records:
+            record.history_change_reason = record.history_change_reason or ""
+
+
 @admin.register(Scenario)
-class ScenarioAdmin(FunnelMixin, ImportExportMixin, SimpleHistoryAdmin):
+class ScenarioAdmin(FunnelMixin, ImportExportMixin, ConfigHistoryAdmin):
     resource_classes = [ScenarioResource]
     list_display = ["code", "name", "domain", "enabled", "subject_type", "backend_call"]
     list_filter = ["domain", "enabled"]
@@ -162,7 +172,7 @@ class ChannelBindingInline(admin.TabularInline):
 
 
 @admin.register(Template)
-class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
+class TemplateAdmin(ImportExportMixin, ConfigHistoryAdmin):
     resource_classes = [TemplateResource]
     form = TemplateForm
     change_form_template = "admin/scenarios/template/change_form.html"  # adds "preview and test send"
@@ -176,12 +186,6 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
     @admin.display(description=_("channels"))
     def channels(self, obj):
         return "、".join(b.get_channel_display() for b in obj.bindings.all() if b.enabled) or "—"
-
-    def set_history_delta_changes(self, request, historical_records, **kwargs):
-        super().set_history_delta_changes(request, historical_records, **kwargs)
-        for record in historical_records:
-            # An admin save gives no reason (NULL): the history page shows it blank, not "None".
-            record.history_change_reason = record.history_change_reason or ""
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("bindings")
@@ -280,7 +284,7 @@ class TemplateAdmin(ImportExportMixin, SimpleHistoryAdmin):
 
 
 @admin.register(LinkTarget)
-class LinkTargetAdmin(ImportExportMixin, SimpleHistoryAdmin):
+class LinkTargetAdmin(ImportExportMixin, ConfigHistoryAdmin):
     resource_classes = [LinkTargetResource]
     list_display = [
         "code",
@@ -298,7 +302,7 @@ class LinkTargetAdmin(ImportExportMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Rule)
-class RuleAdmin(ImportExportMixin, SimpleHistoryAdmin):
+class RuleAdmin(ImportExportMixin, ConfigHistoryAdmin):
     resource_classes = [RuleResource]
     list_display = [
         "__str__",
@@ -317,7 +321,7 @@ class RuleAdmin(ImportExportMixin, SimpleHistoryAdmin):
 
 
 @admin.register(AudiencePolicy)
-class AudiencePolicyAdmin(SimpleHistoryAdmin):
+class AudiencePolicyAdmin(ConfigHistoryAdmin):
     """Quiet hours per audience, in the hospital's time zone (docs/operations.md)."""
 
     list_display = ["audience", "quiet_start", "quiet_end"]
@@ -348,9 +352,6 @@ class ClientFilter(ValuesListFilter):
 class EventAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "scenario", "client", "subject_type", "subject_id", "occurred_at", "received_at"]
     list_filter = ["scenario__domain", "scenario", ClientFilter, "received_at"]
-    # Whole values, each through an index (search_match; Django's own search casts numbers
-    # to text, which no index serves): the table holds tens of millions. Named here for the box.
-    search_fields = ["id"]
     search_help_text = _(
         "An event id, an idempotency key, a subject id (an order or consultation number), or a scenario code."
     )
@@ -380,9 +381,6 @@ class EventAdmin(WholeValueSearch, HistoryRecordAdmin):
 class MessageAdmin(WholeValueSearch, HistoryRecordAdmin):
     list_display = ["id", "template", "audience", "recipient", "status", "due_at", "dispatched_at"]
     list_filter = ["status", "audience", "template__category", "due_at"]
-    # Whole values, each through an index (search_match; Django's own search casts numbers
-    # to text, which no index serves): the table holds tens of millions. Named here for the box.
-    search_fields = ["id"]
     search_help_text = _("A message or event id, a template code, or a recipient's external id.")
     list_select_related = ["template", "recipient"]
     readonly_fields = [f.name for f in Message._meta.fields] + ["deliveries", "timeline"]
@@ -449,7 +447,7 @@ class UpcomingReminderAdmin(HistoryRecordAdmin):
 
 
 @admin.register(RecurringBroadcast)
-class RecurringBroadcastAdmin(SimpleHistoryAdmin):
+class RecurringBroadcastAdmin(ConfigHistoryAdmin):
     list_display = ["name", "scenario", "crontab", "enabled", "last_run"]
     # periodic_task is nullable, so Django's automatic join would leave it to a query per row.
     list_select_related = ["scenario", "crontab", "periodic_task"]
@@ -480,7 +478,7 @@ class PlanStepInline(admin.TabularInline):
 
 
 @admin.register(FollowUpPlan)
-class FollowUpPlanAdmin(SimpleHistoryAdmin):
+class FollowUpPlanAdmin(ConfigHistoryAdmin):
     list_display = ["code", "name", "enabled"]
     search_fields = ["code", "name"]
     inlines = [PlanStepInline]
@@ -496,7 +494,7 @@ class PlanEnrollmentAdmin(HistoryRecordAdmin):
 
 
 @admin.register(ChannelBinding)
-class ChannelBindingAdmin(ImportExportMixin, SimpleHistoryAdmin):
+class ChannelBindingAdmin(ImportExportMixin, ConfigHistoryAdmin):
     """Bindings are edited on their template's page; this list is for import, export and search."""
 
     resource_classes = [ChannelBindingResource]

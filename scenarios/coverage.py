@@ -122,7 +122,7 @@ def coverage_matrix(*, domain: str = "", now: datetime | None = None) -> list[Ro
                     failing.setdefault(key, []).append(cell)
                 elif cell.last_success:
                     cell.state = "working"
-                elif _skips(cell, key):
+                elif _skips(cell, key, seen.get(DeliveryStatus.SKIPPED)):
                     # Tried, but never reached anyone: e.g. 32 deliveries all skipped for no_address.
                     cell.state = "skipped_only"
                 else:
@@ -182,12 +182,13 @@ def _last_day(codes: set[str], since: datetime) -> tuple[dict, dict]:
     return recent, skip_reasons
 
 
-def _latest(template_ids: list[int]) -> dict[tuple[str, str], dict[str, datetime]]:
-    """Each enabled binding's latest success (any status after sent) and latest failure, ever:
-    per binding and status the top of the coverage index, correlated probes in one statement."""
-    probes = {}
-    for status in (*AFTER_SENT, DeliveryStatus.FAILED):
-        probes[f"at_{status}"] = Subquery(
+def _latest(template_ids: list[int]) -> dict[tuple[str, str], dict]:
+    """Each enabled binding's latest success (any status after sent), latest failure and latest
+    skip's reason (None: never skipped), ever: per binding and status the top of the coverage
+    index, correlated probes in one statement."""
+
+    def top(status: str, column: str) -> Subquery:
+        return Subquery(
             Delivery.objects.filter(
                 template_code=OuterRef("template__code"),
                 channel=OuterRef("channel"),
@@ -195,8 +196,11 @@ def _latest(template_ids: list[int]) -> dict[tuple[str, str], dict[str, datetime
                 finished_at__isnull=False,
             )
             .order_by("-finished_at")
-            .values("finished_at")[:1]
+            .values(column)[:1]
         )
+
+    probes = {f"at_{status}": top(status, "finished_at") for status in (*AFTER_SENT, DeliveryStatus.FAILED)}
+    probes["skip_code"] = top(DeliveryStatus.SKIPPED, "last_error_code")
     latest: dict[tuple[str, str], dict[str, datetime]] = {}
     bindings = ChannelBinding.objects.filter(template__in=template_ids, enabled=True)
     for row in bindings.values("template__code", "channel").annotate(**probes).order_by():
@@ -204,21 +208,21 @@ def _latest(template_ids: list[int]) -> dict[tuple[str, str], dict[str, datetime
         latest[(row["template__code"], row["channel"])] = {
             DeliveryStatus.SENT: max(successes, default=None),
             DeliveryStatus.FAILED: row["at_failed"],
+            DeliveryStatus.SKIPPED: row["skip_code"],
         }
     return latest
 
 
-def _skips(cell: Cell, key: tuple[str, str]) -> bool:
-    """A bound cell never sent nor failed: its skips, if any, counted up to SKIPS_COUNTED, and
-    the latest one's reason. True if there are any."""
+def _skips(cell: Cell, key: tuple[str, str], skip_code: str | None) -> bool:
+    """A bound cell never sent nor failed: if it was ever skipped (`skip_code`, its latest skip's
+    reason, from _latest), its skips counted up to SKIPS_COUNTED. True if there are any."""
+    if skip_code is None:
+        return False
     code, channel = key
     skipped = Delivery.objects.filter(template_code=code, channel=channel, status=DeliveryStatus.SKIPPED)
     count = skipped[: SKIPS_COUNTED + 1].count()
-    if not count:
-        return False
-    latest = skipped.filter(finished_at__isnull=False).order_by("-finished_at").values_list("last_error_code")[:1]
     cell.skipped_total, cell.skipped_more = min(count, SKIPS_COUNTED), count > SKIPS_COUNTED
-    cell.skip_code = next(iter(latest), ("",))[0]
+    cell.skip_code = skip_code
     return True
 
 

@@ -145,3 +145,15 @@ def test_a_cell_whose_every_try_was_skipped_counts_them_up_to_a_bound(catalog, a
     row = page.split('data-template="dc_inquiry_0000006"')[1].split("</tr>")[0]
     assert 'data-state="skipped_only"' in row and "超过 2 条，全部跳过" in row
     assert InboxMessage.objects.count() == 0
+
+
+def test_each_large_list_has_its_search_box_and_says_what_it_takes(admin_client):
+    for name in (
+        "channels_delivery",
+        "scenarios_event",
+        "scenarios_message",
+        "inbox_inboxmessage",
+        "channels_providerreceipt",
+    ):
+        page = admin_client.get(reverse(f"admin:{name}_changelist")).content.decode()
+        assert 'id="searchbar"' in page and "整值匹配" in page, name
