@@ -22,11 +22,10 @@ setup: $(VENV)/.installed
 	@$(PY) scripts/local_env.py
 	$(PY) manage.py migrate --noinput -v0
 	@# The catalog goes into a new database only, so local edits in the admin survive a restart;
-	@# `manage.py loaddata catalog` refreshes it on purpose. loaddata writes no history, so
-	@# populate_history gives each row its first record: the first edit then shows what it changed.
+	@# `manage.py load_catalog` refreshes it on purpose (each added or changed row gets a history
+	@# record, so the first edit in the console shows what it changed).
 	@test -f "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded" || \
-	  ($(PY) manage.py loaddata catalog policy_defaults -v0 && $(PY) manage.py populate_history --auto -v0 && \
-	   touch "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded")
+	  ($(PY) manage.py load_catalog -v0 && touch "$(NOTIFYCENTER_DATA_DIR)/catalog-loaded")
 	@$(PY) manage.py bootstrap_local
 
 run: setup

@@ -17,7 +17,8 @@ server and Django cost per request under each setting, with no intake in it.
 --inbox PATH gets an inbox path instead (`/api/v1/inbox/messages`, `/api/v1/inbox/unread-count`),
 as a patient holding 50 messages, with an inbox token: the apps' reads, a row per request.
 --drop-foreign-keys (an experiment, not a setting) drops the foreign keys of the tables intake
-writes before the runs, to price their checks; --drop-indexes REGEX likewise their non-unique
+writes before the runs, to price their checks (--drop-foreign-keys-to REGEX: only those to the
+tables matching it); --drop-indexes REGEX likewise their non-unique
 indexes whose names match.
 
 Needs what bench/ingest.py needs (PostgreSQL, Redis, wrk); it creates and drops its own database.
@@ -57,7 +58,10 @@ def main():
     ap.add_argument("--web-workers", type=int, default=3)
     ap.add_argument("--batch", type=int, default=0, help="events per batch (0: single events)")
     ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--drop-foreign-keys", action="store_true")
+    ap.add_argument("--drop-foreign-keys", action="store_true", help="drop the intake tables' foreign keys")
+    ap.add_argument(
+        "--drop-foreign-keys-to", metavar="REGEX", help="drop only their foreign keys to tables matching REGEX"
+    )
     ap.add_argument("--drop-indexes", metavar="REGEX", help="drop the intake tables' non-unique indexes matching REGEX")
     ap.add_argument("--bare", action="store_true", help="the bare view (bench/bare_urls.py) instead of the events")
     ap.add_argument(
@@ -71,11 +75,11 @@ def main():
         conn.execute("UPDATE notifycenter_apikey SET rate_limit_per_minute = 0")  # as bench/ingest.py
         if args.bare:
             bare_table(conn)
-        if args.drop_foreign_keys:
+        if args.drop_foreign_keys or args.drop_foreign_keys_to:
             for table, name in conn.execute(
                 "SELECT conrelid::regclass::text, conname FROM pg_constraint "
-                "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
-                [list(INTAKE_TABLES)],
+                "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s) AND confrelid::regclass::text ~ %s",
+                [list(INTAKE_TABLES), args.drop_foreign_keys_to or "."],
             ).fetchall():
                 conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
                 print(f"dropped {table}.{name}", flush=True)

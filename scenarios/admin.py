@@ -67,12 +67,16 @@ class RuleInline(admin.StackedInline):
 
 class ConfigHistoryAdmin(SimpleHistoryAdmin):
     """simple_history's admin for every configuration table: an admin save gives no reason (NULL),
-    which the history page printed as "None"; it shows blank."""
+    which the history page printed as "None"; it shows blank. Reasons our own commands store (in
+    English, as stored text is) are shown in the reader's language."""
+
+    REASONS = {"catalog loaded": _("catalog loaded")}  # scenarios/management/commands/load_catalog.py
 
     def set_history_delta_changes(self, request, historical_records, **kwargs):
         super().set_history_delta_changes(request, historical_records, **kwargs)
         for record in historical_records:
-            record.history_change_reason = record.history_change_reason or ""
+            reason = record.history_change_reason or ""
+            record.history_change_reason = self.REASONS.get(reason, reason)
 
 
 @admin.register(Scenario)

@@ -78,6 +78,33 @@ def test_loading_the_catalog_twice_changes_nothing(db):
     assert {row[0] for row in ROWS} == set(range(1, 18))
 
 
+def test_load_catalog_records_what_it_added_or_changed_and_keeps_creation_times(db):
+    call_command("load_catalog", verbosity=0)
+    template = Template.objects.get(code="dc_inquiry_0000001")
+    first = template.history.get()
+    assert (first.history_type, first.history_change_reason) == ("+", "catalog loaded")
+    assert all(m.history.count() == m.objects.count() > 0 for m in (Scenario, Rule, Template, ChannelBinding))
+    created, updated = template.created_at, template.updated_at
+
+    call_command("load_catalog", verbosity=0)  # nothing changed: nothing recorded, times kept
+    template.refresh_from_db()
+    assert template.history.count() == 1
+    assert (template.created_at, template.updated_at) == (created, updated)
+
+    Template.objects.filter(pk=template.pk).update(title="改过的标题")  # an edit the reload undoes
+    call_command("load_catalog", verbosity=0)
+    template.refresh_from_db()
+    assert template.title != "改过的标题"
+    assert template.created_at == created and template.updated_at > updated
+    assert [(h.history_type, h.history_change_reason) for h in template.history.all()] == [
+        ("~", "catalog loaded"),
+        ("+", "catalog loaded"),
+    ]
+    assert sum(m.history.count() for m in (Scenario, Rule, ChannelBinding)) == sum(
+        m.objects.count() for m in (Scenario, Rule, ChannelBinding)
+    )  # only the changed row got a second record
+
+
 @pytest.mark.parametrize(("row", "event", "audience", "template", "channels", "opens"), ROWS)
 def test_each_row_is_in_the_catalog(catalog, row, event, audience, template, channels, opens):
     rule = Rule.objects.get(scenario__code=event, audience=audience, template__code=template)

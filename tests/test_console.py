@@ -358,8 +358,8 @@ def test_critical_is_ticked_on_the_change_page_and_saved(editor_client):
 def test_the_first_edit_of_a_catalog_template_lists_its_changed_fields(editor_client):
     from django.core.management import call_command
 
-    # What `make setup` does after loading the catalog into a new database (Makefile).
-    call_command("populate_history", "--auto", verbosity=0)
+    # What `make setup` does on a new database (Makefile): the catalog, with its first records.
+    call_command("load_catalog", verbosity=0)
     template = Template.objects.get(code=TEMPLATE)
     assert template.history.count() == 1
     url = reverse("admin:scenarios_template_change", args=[template.pk])
@@ -374,6 +374,8 @@ def test_the_first_edit_of_a_catalog_template_lists_its_changed_fields(editor_cl
     cells = re.findall(r"<td>(.*?)</td>", rows[0], re.S)
     assert label("title") in cells[-1] and "医生已接诊（改）" in cells[-1]  # which field, from what to what
     assert cells[-2].strip() == ""  # no reason given: blank, not "None"
+    catalog_row = re.findall(r"<td>(.*?)</td>", rows[1], re.S)
+    assert catalog_row[-2].strip() == "载入目录"  # the command's reason, in the reader's language
 
 
 def test_a_broadcast_with_a_missing_variable_is_refused_in_the_readers_words(catalog, admin_client):
