@@ -78,7 +78,8 @@ def _check_limits(phone_hash: str, now) -> None:
             retry_after = int((inside[most - 1] + timedelta(seconds=window) - now).total_seconds()) + 1
             raise OtpError(
                 "otp_rate_limited",
-                f"At most {most} codes per {window} seconds for one phone; try again in {retry_after} s.",
+                f"At most {most} code{'s' * (most != 1)} per {window} seconds for one phone; "
+                f"try again in {retry_after} s.",
                 {"phone": [f"limit {most}/{window}s reached"]},
                 http_status=429,
                 retry_after=retry_after,
@@ -128,8 +129,13 @@ def otp_verify(*, phone: str, purpose: str, code: str) -> OtpCode:
             # The wrong try is counted and committed before the refusal is raised.
             OtpCode.objects.filter(pk=otp.pk).update(failed_tries=F("failed_tries") + 1)
             left = settings.OTP_MAX_TRIES - otp.failed_tries - 1
+            tries = "try" if left == 1 else "tries"  # API messages are English, whatever the admin's language
             refusal = (
-                OtpError("otp_invalid", f"Wrong code; {left} tries left.", {"code": [f"wrong, {left} tries left"]})
+                OtpError(
+                    "otp_invalid",
+                    f"Wrong code; {left} {tries} left.",
+                    {"code": [f"wrong, {left} {tries} left"]},
+                )
                 if left > 0
                 else _locked()
             )

@@ -71,7 +71,9 @@ def body_first(app, *, limit: int):
 live_application = live_app(authenticate=live_person)
 django_threads = None  # the pool serving Django's views (None: Django's own ASGI handler)
 if settings.WEB_THREADS:
-    django_threads = ThreadedWSGI(wsgi_application(), workers=settings.WEB_THREADS)
+    django_threads = ThreadedWSGI(
+        wsgi_application(), workers=settings.WEB_THREADS, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    )
     django_application = body_first(django_threads, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 if settings.WEB_WARM_UP:

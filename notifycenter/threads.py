@@ -12,6 +12,9 @@ longer than the loop read streams from the loop as the view reads it, and a stre
 thread that made it: one thread iterates it, as Django's database connections need.
 
 The WSGI environ is a2wsgi's (`build_environ`), and so is the reader of a longer body (`Body`).
+A body without a Content-Length (sent chunked) is read whole on the loop first, up to `limit`,
+and given its length: Django reads no more of a body than CONTENT_LENGTH says, and nothing
+without it. Past the limit the length says so, and the view refuses it as a sized one (413).
 """
 
 import asyncio
@@ -19,6 +22,7 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 from a2wsgi.wsgi import Body, build_environ
+from django.conf import settings
 
 
 class _Answer:
@@ -40,11 +44,13 @@ class _Answer:
 
 class ThreadedWSGI:
     """An ASGI application (HTTP only) running `app`, a WSGI application, on `workers` threads.
-    `receive` may already hold the whole body as its first message (asgi.body_first)."""
+    `receive` may already hold the whole body as its first message (asgi.body_first). A body of
+    no declared length is read here up to `limit` bytes (DATA_UPLOAD_MAX_MEMORY_SIZE unless told)."""
 
-    def __init__(self, app, *, workers: int):
+    def __init__(self, app, *, workers: int, limit: int | None = None):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="WSGI")
+        self.limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if limit is None else limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":  # nothing to start or stop
@@ -58,6 +64,14 @@ class ThreadedWSGI:
         body.buffer.extend(first.get("body", b""))
         body._has_more = first.get("more_body", False)
         environ = build_environ(scope, body)
+        if "CONTENT_LENGTH" not in environ and (body.buffer or body._has_more):
+            while body._has_more and len(body.buffer) <= self.limit:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client left before its body was whole: no view runs
+                body.buffer.extend(message.get("body", b""))
+                body._has_more = message.get("more_body", False)
+            environ["CONTENT_LENGTH"] = str(len(body.buffer))
         context = contextvars.copy_context()
         answer = await loop.run_in_executor(self.executor, context.run, self._run, environ, loop, send)
         if answer.streamed:

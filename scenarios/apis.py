@@ -70,7 +70,7 @@ class RecipientsField(serializers.DictField):
                     if not addresses.is_valid():
                         for name, messages in addresses.errors.items():
                             errors[f"{path}.{name}"] = [str(m) for m in messages]
-                    else:
+                    elif not problem:  # without a usable id the entry is refused above
                         entries[index] = {"id": entry["id"], **addresses.validated_data}
                 else:
                     problem = external_id_problem(entry)

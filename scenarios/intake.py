@@ -10,12 +10,13 @@ same body again gets the first answer, another body under a used key is `idempot
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
 
 from channels.models import Delivery
 from channels.rows import column_update, ids_reserve, rows_where, values_copy
@@ -24,6 +25,7 @@ from channels.services import deliveries_cancel, recipients_resolve
 from .catalog import ScenarioConfig, catalog_version, scenario_config
 from .errors import EventRejected
 from .groupcommit import GroupCommit
+from .limits import ID_MAX_LENGTH, YEARS_AHEAD
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
 from .planning import PlanMemo, Planned, parse_anchor, plan_messages, timing
 from .plans import plan_cancel, plan_enroll
@@ -182,7 +184,7 @@ def _validate_and_plan(
         errors = {path: list(problems) for path, problems in errors.items()}  # the memo's stay as they are
         raise EventRejected("invalid_data", "The event data does not match the scenario's schema.", errors)
     planned, skipped = plan_messages(config, payload, data, now=now, memo=memo, data_key=data_key)
-    effect = _check_effect(config.scenario, payload, data) if config.scenario.effect else None
+    effect = _check_effect(config.scenario, payload, data, now=now) if config.scenario.effect else None
     return _Accepted(
         index=index,
         payload=payload,
@@ -195,20 +197,26 @@ def _validate_and_plan(
     )
 
 
-def _check_effect(scenario: Scenario, payload: dict, data: dict) -> dict:
-    """A plan effect needs `data.plan` (an enabled plan's code), `data.enrollment_id`, and to enrol,
-    `data.start_date` and one patient."""
+def _check_effect(scenario: Scenario, payload: dict, data: dict, *, now: datetime) -> dict:
+    """A plan effect needs `data.plan` (an enabled plan's code), `data.enrollment_id` (at most
+    ID_MAX_LENGTH characters), and to enrol, `data.start_date` and one patient."""
     errors: dict[str, list[str]] = {}
     plan = FollowUpPlan.objects.filter(code=str(data.get("plan", "")), enabled=True).first()
     if plan is None:
         errors["data.plan"] = ["Not the code of an enabled follow-up plan."]
+    key = str(data.get("enrollment_id", ""))
     if not data.get("enrollment_id"):
         errors["data.enrollment_id"] = ["Required: the hospital's id of this enrollment."]
-    effect = {"kind": scenario.effect, "plan": plan, "key": str(data.get("enrollment_id", ""))}
+    elif len(key) > ID_MAX_LENGTH:  # the enrollment's column holds no more
+        errors["data.enrollment_id"] = [_("At most %(limit)d characters.") % {"limit": ID_MAX_LENGTH}]
+    effect = {"kind": scenario.effect, "plan": plan, "key": key}
     if scenario.effect == Effect.PLAN_ENROLL:
-        start = parse_date(str(data.get("start_date", "")))
+        start = plan_start(data.get("start_date"), today=timezone.localdate(now))
         if start is None:
-            errors["data.start_date"] = ["Required: the plan's first day, YYYY-MM-DD."]
+            errors["data.start_date"] = [
+                _("Required: the plan's first day, a real date (YYYY-MM-DD) at most %(years)d years from today.")
+                % {"years": YEARS_AHEAD}
+            ]
         patients = (payload.get("recipients") or {}).get("patient") or []
         if len(patients) != 1:
             errors["recipients.patient"] = ["Exactly one patient is enrolled per event."]
@@ -218,12 +226,33 @@ def _check_effect(scenario: Scenario, payload: dict, data: dict) -> dict:
     return effect
 
 
+def plan_start(raw, *, today: date) -> date | None:
+    """A plan's first day from the data: a real date, YYYY-MM-DD, at most YEARS_AHEAD years from
+    `today` either way (a typo otherwise, and the far ones overflow when a step's offset is added);
+    None when it is not one."""
+    try:
+        start = parse_date(raw) if isinstance(raw, str) else None
+    except ValueError:  # the shape of a date but none of the calendar's: 2026-02-30
+        return None
+    if start is None or abs((start - today).days) > 366 * YEARS_AHEAD:
+        return None
+    return start
+
+
 def _subject(scenario: Scenario, payload: dict, data: dict) -> tuple[str, str]:
     subject = payload.get("subject") or {}
     if subject:
         return str(subject.get("type", "")), str(subject.get("id", ""))
-    if scenario.subject_type and f"{scenario.subject_type}_id" in data:
-        return scenario.subject_type, str(data[f"{scenario.subject_type}_id"])
+    name = f"{scenario.subject_type}_id"
+    if scenario.subject_type and name in data:
+        subject_id = str(data[name])
+        if len(subject_id) > ID_MAX_LENGTH:  # the subject's column holds no more
+            raise EventRejected(
+                "invalid_event",
+                "The event cannot be delivered as sent.",
+                {f"data.{name}": [_("An id of at most %(limit)d characters.") % {"limit": ID_MAX_LENGTH}]},
+            )
+        return scenario.subject_type, subject_id
     return "", ""
 
 

@@ -11,6 +11,7 @@ import math
 import re
 
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 RECIPIENTS_PER_EVENT = 1000  # larger audiences: a broadcast (admin), not one event
 RECIPIENTS_PER_BATCH = 5000
@@ -58,7 +59,7 @@ def _plainly_fine(value) -> bool:
     """True only when value_problems would find nothing, told from the value's JSON text (C code,
     no walk in Python): no NUL (JSON writes it as an escape), no lone surrogate (the text does not
     encode), no NaN or infinity (refused), fewer brackets than MAX_DEPTH, and every string that
-    looks like a date-time within range. False is "look closer", never "a problem"."""
+    looks like a date-time is real and within range. False is "look closer", never "a problem"."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text.encode("utf-8")
@@ -80,8 +81,8 @@ def string_problem(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "Lone surrogate characters are not allowed."
-    if _LOOKS_LIKE_DATETIME.match(text) and not _datetime_in_range(text):
-        return "Date-time out of range (years 2 to 9998)."
+    if _LOOKS_LIKE_DATETIME.match(text):
+        return _datetime_problem(text)
     return ""
 
 
@@ -94,11 +95,17 @@ _JSON_DATETIME = re.compile(r'"(\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2}[^"\\]*)
 
 
 def _datetime_in_range(text: str) -> bool:
+    return not _datetime_problem(text)
+
+
+def _datetime_problem(text: str) -> str:
     try:
         value = parse_datetime(text)
-    except ValueError:
-        return True  # not a real date-time: the schema or the template says so
-    return value is None or 2 <= value.year <= 9998
+    except ValueError:  # shaped as one, but no time on the calendar (2026-02-30T10:00)
+        return _("Not a real date-time.")
+    if value is not None and not 2 <= value.year <= 9998:
+        return "Date-time out of range (years 2 to 9998)."
+    return ""  # None: not a date-time at all (the schema or the template says so)
 
 
 def data_size_problem(data: dict) -> str:

@@ -18,10 +18,12 @@ _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_tr
 
 def _local_datetime(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """`{{ appointment_time | datetime }}`: an ISO 8601 time as the hospital's local wall time."""
-    parsed = parse_datetime(value) if isinstance(value, str) else value
-    if parsed is None:
-        raise TemplateError(f"not a date-time: {value!r}")
     try:
+        # parse_datetime raises for a well-formed impossible one (02-30, hour 25): the intake refuses
+        # those (scenarios/limits.py), this filter never crashes on its own either.
+        parsed = parse_datetime(value) if isinstance(value, str) else value
+        if parsed is None:
+            raise TemplateError(f"not a date-time: {value!r}")
         if timezone.is_naive(parsed):
             parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
         return timezone.localtime(parsed).strftime(fmt)

@@ -238,3 +238,11 @@ def test_a_phone_with_or_without_plus_86_is_one_phone(api, aliyun):
     again = ask(api)  # the same phone, spelled without +86: the per-minute limit holds
     assert (again.status_code, again.json()["code"]) == (429, "otp_rate_limited")
     assert verify(api, code_received_by(aliyun)).json() == {"verified": True}
+
+
+def test_the_last_try_left_is_said_in_the_singular(api, aliyun, settings):
+    settings.OTP_MAX_TRIES = 2
+    assert ask(api).status_code == 201
+    code = code_received_by(aliyun)
+    refused = verify(api, "000000" if code != "000000" else "111111")
+    assert refused.json()["message"] == "Wrong code; 1 try left."
