@@ -146,6 +146,20 @@ class PreferenceDefault(models.Model):
     def __str__(self):
         return self.get_audience_display()
 
+    def clean(self):
+        """The checks of the preferences API (PreferenceError), so a default it would refuse is
+        refused here, not kept and silently ignored."""
+        from django.core.exceptions import ValidationError
+
+        from .preferences import preference_errors  # it imports this module
+
+        super().clean()
+        errors: dict[str, list[str]] = {}
+        for path, problems in preference_errors(channels=self.channels, categories=self.categories).items():
+            errors.setdefault(path.split(".")[0], []).extend(f"{path}: {p}" for p in problems)
+        if errors:
+            raise ValidationError(errors)
+
 
 class Provider(models.TextChoices):
     BUILTIN = "builtin", _("Built in")
@@ -467,7 +481,8 @@ class TokenRefresh(models.Model):
         indexes = [models.Index(fields=["account", "-at"], name="token_refresh_account")]
 
     def __str__(self):
-        return f"{self.account_id} {self.reason} {self.at:%Y-%m-%d %H:%M:%S}"
+        # The account by its name, the reason in words, the time in the console's time zone.
+        return f"{self.account} · {self.get_reason_display()} · {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}"
 
 
 class ChangeSource(models.TextChoices):
@@ -557,4 +572,5 @@ class ProviderReceipt(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.provider} {self.provider_message_id or self.our_key} {self.status}"
+        status = DeliveryStatus(self.status).label if self.status in DeliveryStatus.values else self.status
+        return f"{self.get_provider_display()} {self.provider_message_id or self.our_key} {status}"

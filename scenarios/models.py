@@ -2,9 +2,9 @@
 targets, and the events and messages that flow through them."""
 
 import re
-from datetime import time
+from datetime import datetime, time
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -14,6 +14,8 @@ from simple_history.models import HistoricalRecords
 
 from channels.models import Audience, Channel, ChannelAccount, Recipient
 from inbox.models import Category
+
+from .schemas import schema_problem
 
 
 class NaturalKeyManager(models.Manager):
@@ -148,6 +150,28 @@ class Scenario(Timestamped):
     def natural_key(self):
         return (self.code,)
 
+    def clean(self):
+        super().clean()
+        problem = json_schema_problem(self, "data_schema")
+        if problem:
+            raise ValidationError({"data_schema": problem})
+
+
+def field_label(model, name: str) -> str:
+    return str(model._meta.get_field(name).verbose_name)
+
+
+def json_schema_problem(instance, name: str) -> str:
+    """Why the JSON field `name` is no JSON Schema, naming the field, or "" (empty: no schema)."""
+    schema = getattr(instance, name)
+    problem = schema_problem(schema) if schema not in ({}, None) else None
+    if problem is None:
+        return ""
+    return gettext("%(field)s is not a valid JSON Schema (Draft 2020-12): %(problem)s") % {
+        "field": field_label(type(instance), name),
+        "problem": problem,
+    }
+
 
 class Template(Timestamped):
     """What a person reads, per the hospital's template code (e.g. pt_inquiry_0000001).
@@ -196,11 +220,41 @@ class Template(Timestamped):
     def natural_key(self):
         return (self.code,)
 
+    # The admin's change form sets it: its bindings formset previews the template with the
+    # bindings and sample data as submitted, which the stored ones would contradict.
+    previewed_as_submitted = False
+
     def clean(self):
         super().clean()
+        errors = {}
         problems = button_problems(self.buttons)
         if problems:
-            raise ValidationError({"buttons": problems})
+            errors["buttons"] = problems
+        if not self.previewed_as_submitted:
+            for field, lines in self.preview_problems().items():
+                errors.setdefault(field, []).extend(lines)
+        if errors:
+            raise ValidationError(errors)
+
+    def preview_problems(self) -> dict[str, list[str]]:
+        """What the change form's preview would refuse, by field (so an import refuses it too):
+        title, body, link and the stored enabled bindings, rendered from the sample data of the
+        first scenario using the template. Without one (a new template imported before its
+        rules), what needs no data: a syntax error, a link pattern naming an unknown parameter."""
+        from .preview import render_problem, sample_data_for, template_preview  # preview imports models
+        from .rendering import undefined_variable
+
+        data = sample_data_for(self)
+        bindings = list(self.bindings.filter(enabled=True).select_related("account")) if self.pk and data else []
+        preview = template_preview(template=self, bindings=bindings, data=data)
+        errors: dict[str, list[str]] = {}
+        for field, message in preview.errors.items():
+            if data or not undefined_variable(message):
+                errors.setdefault(field.split(".")[0], []).append(render_problem(field, message))
+        for channel in preview.channels:
+            if channel.problems:
+                errors.setdefault(NON_FIELD_ERRORS, []).extend(f"{channel.label}: {p}" for p in channel.problems)
+        return errors
 
 
 BUTTON_STYLES = ("primary", "default", "danger")
@@ -400,6 +454,94 @@ class Rule(models.Model):
     def is_timed(self) -> bool:
         return bool(self.anchor_field)
 
+    def clean(self):
+        super().clean()
+        errors = self.policy_problems()
+        problem = json_schema_problem(self, "condition")
+        if problem:
+            errors["condition"] = [problem]
+        if errors:
+            raise ValidationError(errors)
+
+    def _related(self, name: str):
+        """The scenario or a template, or None while the form has not one (its own error says so)."""
+        try:
+            return getattr(self, name)
+        except ObjectDoesNotExist:
+            return None
+
+    def policy_problems(self) -> dict[str, list[str]]:
+        """Delivery-policy values scenarios/policies.py would silently ignore or that would
+        silence the rule, by field, each message naming its field."""
+        errors: dict[str, list[str]] = {}
+
+        def refuse(field: str, message: str, **values):
+            errors.setdefault(field, []).append(message % {"field": field_label(Rule, field), **values})
+
+        if self.cap_count == 0:
+            # 0 would skip every external channel as capped: disabling a binding says that plainly.
+            message = gettext("%(field)s: at least 1 (empty: no cap; to stop a channel, disable its binding).")
+            refuse("cap_count", message)
+        if self.cap_count and not self.cap_window_minutes:
+            refuse("cap_window_minutes", gettext("%(field)s: at least 1 minute when there is a cap."))
+        if self.dedup_field and not self.dedup_window_minutes:
+            refuse("dedup_window_minutes", gettext("%(field)s: at least 1 minute when there is a key."))
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            missing = "quiet_end" if self.quiet_end is None else "quiet_start"
+            refuse(missing, gettext("%(field)s: set both ends of the quiet hours, or neither."))
+        elif self.quiet_start is not None and self.quiet_start == self.quiet_end:
+            refuse("quiet_end", gettext("%(field)s: the same as the start, which makes no quiet hours."))
+        scenario = self._related("scenario")
+        properties = (scenario.data_schema or {}).get("properties") if scenario is not None else None
+        if self.dedup_field and isinstance(properties, dict) and self.dedup_field not in properties:
+            refuse(
+                "dedup_field",
+                gettext("%(field)s: %(name)s is not a field of the scenario's data (one of: %(names)s)."),
+                name=self.dedup_field,
+                names=", ".join(properties),
+            )
+        collapse = self._related("collapse_template")
+        if collapse is not None:
+            if collapse.audience != self.audience:
+                refuse(
+                    "collapse_template",
+                    gettext("%(field)s: %(code)s is for another audience (%(its)s); this rule tells %(ours)s."),
+                    code=collapse.code,
+                    its=collapse.get_audience_display(),
+                    ours=self.get_audience_display(),
+                )
+            if self.cap_count is None:
+                refuse("collapse_template", gettext("%(field)s: only used over a cap; set the cap too."))
+        errors.update(self._chain_problems())
+        return errors
+
+    def _chain_problems(self) -> dict[str, list[str]]:
+        chain, label = self.fallback_chain, field_label(Rule, "fallback_chain")
+        if chain in (None, []):
+            return {}
+        if not isinstance(chain, list) or not all(isinstance(c, str) for c in chain):
+            message = gettext('%(field)s: a list of channels, e.g. ["wechat_mini_subscribe", "sms"].')
+            return {"fallback_chain": [message % {"field": label}]}
+        problems = []
+        unknown = [c for c in chain if c not in Channel.values]
+        if unknown:
+            problems.append(
+                gettext("%(field)s: unknown channel %(names)s; one of %(known)s.")
+                % {"field": label, "names": ", ".join(unknown), "known": ", ".join(Channel.values)}
+            )
+        if len(set(chain)) != len(chain):
+            problems.append(gettext("%(field)s: each channel once.") % {"field": label})
+        template = self._related("template")
+        if template is not None and not unknown:
+            bound = set(ChannelBinding.objects.filter(template=template).values_list("channel", flat=True))
+            unbound = [c for c in chain if c not in bound]
+            if unbound:
+                problems.append(
+                    gettext("%(field)s: the template %(code)s has no binding for %(names)s.")
+                    % {"field": label, "code": template.code, "names": ", ".join(unbound)}
+                )
+        return {"fallback_chain": problems} if problems else {}
+
 
 class Event(models.Model):
     """A business event as received, unique per client and idempotency key."""
@@ -597,13 +739,45 @@ class PlanStep(models.Model):
     natural_key.dependencies = ["scenarios.followupplan", "scenarios.template"]
 
     def clean(self):
-        if self.rrule:
-            from dateutil.rrule import rrulestr
+        super().clean()
+        problem = self.rrule_problem()
+        if problem:
+            raise ValidationError({"rrule": problem})
 
-            try:
-                rrulestr(self.rrule)
-            except (ValueError, TypeError) as err:
-                raise ValidationError({"rrule": str(err)}) from err
+    def rrule_problem(self) -> str:
+        """Why the RRULE cannot be a step's, naming the field, or "" (none, or a good one). One
+        rule line, starting at the enrollment's start at `time_of_day`, at most once a day: a
+        follow-up is daily at most, and a minutely rule would write a reminder a minute."""
+        if not self.rrule:
+            return ""
+        from dateutil.rrule import rrulestr
+
+        label = field_label(PlanStep, "rrule")
+        text = self.rrule.strip()
+        rule = text[6:] if text.upper().startswith("RRULE:") else text
+        if "\n" in text or ":" in rule:
+            return gettext(
+                "%(field)s: one rule, e.g. FREQ=WEEKLY;BYDAY=MO;COUNT=4 (no DTSTART, EXDATE or RDATE: "
+                "it starts on the enrollment's start date at the time of day)."
+            ) % {"field": label}
+        tz = timezone.get_default_timezone()
+        start = datetime.combine(timezone.localdate(), self.time_of_day or time(9), tzinfo=tz)
+        try:
+            rrulestr(text, dtstart=start)
+        except (ValueError, TypeError) as err:
+            return gettext(
+                "%(field)s: not a valid recurrence rule (RFC 5545), e.g. FREQ=WEEKLY;BYDAY=MO;COUNT=4 (%(error)s)."
+            ) % {"field": label, "error": err}
+        parts = dict(part.split("=", 1) for part in rule.upper().split(";") if "=" in part)
+        sub_daily = {"BYHOUR", "BYMINUTE", "BYSECOND"} & set(parts)
+        if parts.get("FREQ") not in ("YEARLY", "MONTHLY", "WEEKLY", "DAILY") or sub_daily:
+            return gettext(
+                "%(field)s: at most once a day (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY, without BYHOUR, BYMINUTE "
+                "or BYSECOND); the time comes from the time of day."
+            ) % {"field": label}
+        if "COUNT" in parts and int(parts["COUNT"]) < 1:  # a valid rule here: COUNT is a number
+            return gettext("%(field)s: COUNT must be at least 1.") % {"field": label}
+        return ""
 
 
 class EnrollmentStatus(models.TextChoices):

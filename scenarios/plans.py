@@ -5,10 +5,16 @@ fires through the same one-second scan as every reminder and stands in the admin
 reminders. Occurrences are computed in the hospital's wall-clock time (a 09:00 step is 09:00
 local on either side of a DST change) and materialized once (a unique constraint), however often
 the horizon scan runs.
+
+An RRULE is walked lazily and at most SCAN_LIMIT occurrences from its start, never listed whole,
+and a step whose RRULE the admin would now refuse (more than once a day, saved before that
+check) is never materialized: no stored row can make a scan enumerate without end.
 """
 
+import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from itertools import islice
 
 from dateutil.rrule import rrulestr
 from django.db import transaction
@@ -18,16 +24,28 @@ from channels.models import Recipient
 
 from .models import EnrollmentStatus, Event, FollowUpPlan, Message, MessageStatus, PlanEnrollment, PlanStep
 
+logger = logging.getLogger(__name__)
+
 HORIZON = timedelta(hours=48)
 SUBJECT = "plan_enrollment"
+# Occurrences looked at per step and scan, counted from the step's start: a daily step's 27 years.
+SCAN_LIMIT = 10_000
 
 
 def occurrences(step: PlanStep, start: date, *, after: datetime, until: datetime) -> Iterator[datetime]:
     """The step's times in (after, until], aware, in the hospital's time zone."""
     tz = timezone.get_default_timezone()
     if step.rrule:
+        problem = step.rrule_problem()
+        if problem:
+            logger.error("plan step %s not materialized: %s", step.pk, problem)
+            return
         first = datetime.combine(start, step.time_of_day, tzinfo=tz)
-        yield from rrulestr(step.rrule, dtstart=first).between(after, until, inc=False)
+        for at in islice(rrulestr(step.rrule, dtstart=first), SCAN_LIMIT):
+            if at > until:
+                return
+            if at > after:
+                yield at
         return
     at = datetime.combine(start + timedelta(days=step.day_offset), step.time_of_day, tzinfo=tz)
     if after < at <= until:

@@ -8,6 +8,11 @@ schemas made of keywords that mean the same in draft 7 and 2020-12; a value it r
 every schema using anything else, goes to jsonschema, whose errors (messages, field paths) are
 the API's answer. `format` is an annotation in 2020-12 (jsonschema checks none by default), so
 the compiled code checks none either, and it fills in no `default` (it would change the data).
+
+A schema that is no JSON Schema is refused where it is saved (the admin and the import:
+`schema_problem` in the models' clean). One stored before that refuses the event it is asked
+about (409 `scenario_misconfigured`, like a disabled scenario: operations must act, the data is
+not at fault), never a 500.
 """
 
 import functools
@@ -16,7 +21,10 @@ import logging
 
 import fastjsonschema
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, UnknownType
+from referencing.exceptions import Unresolvable
+
+from .errors import EventRejected
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +46,11 @@ class CompiledSchema:
 
     def __init__(self, schema: dict):
         self.schema = schema
+        self.problem = schema_problem(schema)
+        if self.problem is not None:  # once per process and schema text (compiled() keeps it)
+            logger.error("a stored JSON Schema is invalid, its events are refused: %s", self.problem)
         self.slow = Draft202012Validator(schema)
-        self.fast = _compile(schema)
+        self.fast = _compile(schema) if self.problem is None else None
 
     def fast_says_valid(self, instance) -> bool:
         if self.fast is None:
@@ -53,12 +64,53 @@ class CompiledSchema:
         return True
 
     def is_valid(self, instance) -> bool:
-        return self.fast_says_valid(instance) or self.slow.is_valid(instance)
+        self._refuse_if_broken()
+        try:
+            return self.fast_says_valid(instance) or self.slow.is_valid(instance)
+        except _BROKEN as err:
+            raise _misconfigured(str(err)) from err
 
     def iter_errors(self, instance):
+        self._refuse_if_broken()
         if self.fast_says_valid(instance):
             return iter(())
-        return self.slow.iter_errors(instance)
+        return self._guarded(self.slow.iter_errors(instance))
+
+    def _refuse_if_broken(self):
+        if self.problem is not None:
+            raise _misconfigured(self.problem)
+
+    @staticmethod
+    def _guarded(errors):
+        # check_schema passes an unresolvable $ref: jsonschema only finds it while validating.
+        try:
+            yield from errors
+        except _BROKEN as err:
+            raise _misconfigured(str(err)) from err
+
+
+# What jsonschema raises while validating with a schema that is not one.
+_BROKEN = (SchemaError, UnknownType, Unresolvable)
+
+
+def _misconfigured(problem: str) -> EventRejected:
+    return EventRejected(
+        "scenario_misconfigured",
+        "The scenario's configuration is broken: its data schema or a rule's condition is not a valid JSON Schema; "
+        "operations must correct it.",
+        {"event": [f"misconfigured: {problem}"[:300]]},
+        409,
+    )
+
+
+def schema_problem(schema) -> str | None:
+    """What makes `schema` no Draft 2020-12 JSON Schema, with where in it (e.g. `$.type: 'objekt' is
+    not valid under any of the given schemas`), or None when it is one."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        return f"{err.json_path}: {err.message}"
+    return None
 
 
 def compiled(schema: dict | None) -> CompiledSchema | None:
@@ -74,10 +126,6 @@ def _compiled_by_text(text: str) -> CompiledSchema:
 
 def _compile(schema: dict):
     if not _portable(schema):
-        return None
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError:  # jsonschema refuses it at each use (a condition then never matches)
         return None
     try:
         return fastjsonschema.compile(schema, use_default=False, use_formats=False)

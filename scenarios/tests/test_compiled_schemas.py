@@ -85,6 +85,7 @@ def test_formats_are_annotations_and_defaults_change_nothing():
 
 @pytest.mark.parametrize("schema", [{"type": "nonsense"}, {"minLength": "x"}, {"items": [{"type": "string"}]}])
 def test_a_schema_jsonschema_refuses_is_not_compiled(schema):
-    # jsonschema refuses it at use (a condition then never matches); the compiled code must not say
-    # yes. A list under `items` is a tuple in draft 7 and no schema at all in 2020-12.
+    # jsonschema refuses it at use (the event is then refused as scenario_misconfigured, and the admin
+    # and the import refuse such a schema at save); the compiled code must not say yes. A list under
+    # `items` is a tuple in draft 7 and no schema at all in 2020-12.
     assert CompiledSchema(schema).fast is None
