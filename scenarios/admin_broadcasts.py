@@ -6,6 +6,7 @@ import io
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -13,11 +14,23 @@ from django.utils.translation import gettext_lazy as _
 from channels.models import Channel
 
 from .audiences import LIST_MAX
+from .broadcasts import recurring_broadcast_problems, schedule_problem
 from .fanout import OPEN, broadcast_cancel, broadcast_create, broadcast_enqueue, broadcast_problems
-from .models import Broadcast, BroadcastSource
+from .models import Broadcast, BroadcastSource, RecurringBroadcast, Scenario
 from .preview import render_problem
 
 UPLOAD_MAX_BYTES = 4 * 1024 * 1024
+
+# `done` and `failed` count people whose message was or was not written (inbox row stored,
+# provider message queued); a provider message that fails later is its delivery's status.
+COUNT_LABELS = {"done": _("written"), "failed": _("not written")}
+COUNT_HELP = {
+    "done": _("People whose message was written: stored in the inbox, or queued for the chosen channels."),
+    "failed": _(
+        "People whose message could not be written (given up after errors). SMS or pushes that fail "
+        "later are not counted here: see the deliveries."
+    ),
+}
 
 
 def ids_from_text(text: str) -> list[str]:
@@ -54,6 +67,14 @@ class BroadcastForm(forms.ModelForm):
     class Meta:
         model = Broadcast
         fields = ["name", "template", "channels", "importance", "source", "segment_channel", "data"]
+        # The progress page's words for the counts: what was written, not what the providers did.
+        labels = {"done": COUNT_LABELS["done"], "failed": COUNT_LABELS["failed"]}
+        help_texts = {"done": COUNT_HELP["done"], "failed": COUNT_HELP["failed"]}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "template" in self.fields:  # a verification code goes to one person at a time, never broadcast
+            self.fields["template"].queryset = self.fields["template"].queryset.filter(is_verification_code=False)
 
     def clean(self):
         cleaned = super().clean()
@@ -105,9 +126,9 @@ class BroadcastAdmin(admin.ModelAdmin):
         "status",
         "progress",
         "total",
-        "done",
+        "written",
         "skipped",
-        "failed",
+        "not_written",
         "finished_at",
     ]
     list_filter = ["status", "audience", "source"]
@@ -157,6 +178,14 @@ class BroadcastAdmin(admin.ModelAdmin):
         labels = dict(Channel.choices)
         return "、".join(str(labels.get(code, code)) for code in obj.channels)
 
+    @admin.display(description=COUNT_LABELS["done"], ordering="done")
+    def written(self, obj):
+        return obj.done
+
+    @admin.display(description=COUNT_LABELS["failed"], ordering="failed")
+    def not_written(self, obj):
+        return obj.failed
+
     @admin.display(description=_("progress"))
     def progress(self, obj):
         handled = obj.done + obj.skipped + obj.failed
@@ -197,3 +226,65 @@ class BroadcastAdmin(admin.ModelAdmin):
         for pk in open_ids:
             broadcast_enqueue(broadcast_id=pk)
         self.message_user(request, gettext("%(n)s broadcasts handed to a worker.") % {"n": len(open_ids)})
+
+
+class RecurringBroadcastForm(forms.ModelForm):
+    """A recurring broadcast (scenarios/admin.py) whose runs would be refused is refused at save:
+    the checks each run's event meets (broadcasts.recurring_broadcast_problems), and a timetable of
+    at most once an hour."""
+
+    class Meta:
+        model = RecurringBroadcast
+        fields = ["name", "scenario", "data", "recipients", "crontab", "enabled"]
+        help_texts = {
+            "crontab": _("At most once an hour: one minute value, e.g. minute 0, hour 9 (every day at 09:00)."),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("scenario")
+        if field is not None:  # scenarios with a rule a plain event sends (not only verification codes)
+            sendable = Q(rules__enabled=True, rules__template__is_verification_code=False)
+            kept = Q(pk=self.instance.scenario_id) if self.instance.scenario_id else Q(pk__in=[])
+            field.queryset = Scenario.objects.filter(sendable | kept).distinct()
+
+    def clean(self):
+        cleaned = super().clean()
+        crontab = cleaned.get("crontab")
+        if crontab is not None and (problem := schedule_problem(crontab)):
+            self.add_error("crontab", problem)
+        if cleaned.get("data") is None and "data" not in self.errors:
+            cleaned["data"] = {}  # an emptied box: no data, not JSON null
+        scenario = cleaned.get("scenario")
+        if scenario is None or "data" in self.errors or "recipients" in self.errors:
+            return cleaned
+        problems = recurring_broadcast_problems(
+            scenario=scenario,
+            data=cleaned["data"],
+            recipients=cleaned.get("recipients"),
+            enabled=cleaned.get("enabled", True),
+        )
+        for path, words in problems.items():
+            head, _, rest = path.partition(".")
+            if head == "template":  # template.<code>.<part>: what the data renders
+                code, _, part = rest.partition(".")
+                self.add_error("data", [f"{code} {render_problem(part, w)}" for w in words])
+            else:
+                field = head if head in ("scenario", "recipients") else "data"
+                self.add_error(field, [f"{path}: {w}" if path != field else w for w in words])
+        return cleaned
+
+
+@admin.display(description=_("next run"))
+def recurring_run_check(model_admin, obj) -> str:
+    """RecurringBroadcastAdmin's column: whether a run now would be accepted, or why not (a
+    scenario or its schema may have changed since the broadcast was saved)."""
+    problems = recurring_broadcast_problems(
+        scenario=obj.scenario, data=obj.data, recipients=obj.recipients, enabled=obj.enabled
+    )
+    if not problems:
+        return gettext("would send")
+    words = "; ".join(f"{path}: {w}" for path, ws in problems.items() for w in ws)
+    return format_html(
+        '<span style="color: #ba2121">{}</span>', gettext("would be refused: %(problems)s") % {"problems": words}
+    )

@@ -3,16 +3,17 @@ POST a list of up to 100,000 ids or a segment, then follow the progress, or canc
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.fields import SkipField
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels.models import Channel
-from inbox.cycles import validated
+from inbox.cycles import serializer_release, validated
 
 from .audiences import LIST_MAX
 from .errors import EventRejected
-from .fanout import broadcast_answer, broadcast_cancel, broadcast_create
+from .fanout import broadcast_answer, broadcast_cancel, broadcast_create, broadcast_problems
 from .models import Broadcast, BroadcastStatus, Importance, Template
 
 
@@ -46,20 +47,27 @@ class BroadcastOutput(serializers.Serializer):
     channels = serializers.ListField(child=serializers.CharField())
     status = serializers.CharField(help_text=f"One of {', '.join(BroadcastStatus.values)}.")
     total = serializers.IntegerField()
-    done = serializers.IntegerField(help_text="People reached on at least one channel.")
+    done = serializers.IntegerField(
+        help_text="People whose message was written on at least one channel: stored in the inbox, or queued for a "
+        "provider channel. Whether an SMS or push then went out is its delivery's status, not counted here."
+    )
     skipped = serializers.IntegerField(help_text="Turned every chosen channel off, or have no address on any.")
-    failed = serializers.IntegerField(help_text="In a chunk given up after errors.")
+    failed = serializers.IntegerField(
+        help_text="People whose message could not be written (their chunk was given up after errors); "
+        "not provider failures."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+# A catalog template (fixtures/catalog.yaml), so that the example works as copied on `make run`.
 EXAMPLE = {
-    "name": "会员日 11-30",
-    "idempotency_key": "member-day-20261130",
-    "template": "pt_member_day",
+    "name": "年度会员到期提醒 12月",
+    "idempotency_key": "membership-expiring-202612",
+    "template": "pt_membership_0000002",
     "channels": ["inbox"],
-    "data": {"day": "11-30"},
+    "data": {"patient_name": "尊敬的会员", "plan_name": "年度会员", "expires_at": "2026-12-31T00:00:00+08:00"},
     "recipients": ["p-1", "p-2", "p-3"],
 }
 
@@ -72,7 +80,14 @@ class BroadcastCreateApi(APIView):
         summary="Send one message to a large audience",
     )
     def post(self, request):
-        values = validated(BroadcastInput(data=request.data))
+        body = request.data  # the parser's own refusals (a NUL, a bad number) as they are
+        try:
+            values = validated(BroadcastInput(data=body))
+        except ValidationError as err:
+            # One answer names every field: the broadcast's own problems among the fields that passed too.
+            failed = set(err.detail) if isinstance(err.detail, dict) else set()
+            others = _problems_beside(body, failed=failed) if failed else {}
+            raise ValidationError({**others, **err.detail}) from None
         segment = values.get("segment")
         broadcast, created = broadcast_create(
             name=values["name"],
@@ -89,6 +104,38 @@ class BroadcastCreateApi(APIView):
         )
         broadcast.refresh_from_db()
         return Response(broadcast_answer(broadcast), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+def _problems_beside(body, *, failed: set) -> dict[str, list[str]]:
+    """broadcast_problems for a body some of whose fields BroadcastInput refused (`failed`): each
+    other field as BroadcastInput reads it, and only the problems of those fields."""
+    if not isinstance(body, dict):
+        return {}
+    probe = BroadcastInput()
+    values = {}
+    for name, field in probe.fields.items():
+        if name in failed:
+            continue
+        try:
+            values[name] = field.run_validation(field.get_value(body))
+        except SkipField:  # absent, with no default
+            continue
+        except ValidationError:
+            failed.add(name)
+    serializer_release(probe)
+    segment = values.get("segment")
+    problems = broadcast_problems(
+        template=Template.objects.filter(code=values["template"]).first() if "template" in values else None,
+        channels=values.get("channels", []),
+        data=values.get("data", {}),
+        external_ids=values.get("recipients"),
+        segment=segment is not None,
+        segment_channel=(segment or {}).get("channel", ""),
+        importance=values.get("importance", Importance.TRANSACTIONAL),
+    )
+    if "segment" in failed:  # whether it is "neither" or "both" is unknown
+        failed.add("recipients")
+    return {path: words for path, words in problems.items() if path.split(".")[0] not in failed}
 
 
 def _own(request, broadcast_id: int) -> Broadcast:

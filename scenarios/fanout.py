@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from channels.models import Channel, DeliveryStatus, Recipient
 from channels.preferences import allows, preference_defaults, preferences_for
@@ -75,30 +76,39 @@ def broadcast_problems(
     """Everything wrong with a broadcast as asked, by field path (empty: it can be made)."""
     problems: dict[str, list[str]] = {}
     if template is None:
-        problems["template"] = ["No such template."]
+        problems["template"] = [gettext("No such template.")]
+    elif template.is_verification_code:
+        # Its code is made per person by POST /api/v1/otp; a broadcast's delivery fails otp_missing.
+        problems["template"] = [gettext("A verification-code template: codes are sent one by one, never broadcast.")]
     if not isinstance(data, dict):
-        problems["data"] = ["An object."]
+        problems["data"] = [gettext("An object.")]
     else:
         problems.update(value_problems(data, "data"))
         if data_size_problem(data):
             problems["data"] = [data_size_problem(data)]
     if importance not in Importance.values:
-        problems["importance"] = [f"One of {', '.join(Importance.values)}."]
+        problems["importance"] = [gettext("One of %(values)s.") % {"values": ", ".join(Importance.values)}]
     bound = {b.channel for b in bindings_for([template.pk]).get(template.pk, ())} if template else set()
     if not isinstance(channels, list) or not channels:
-        problems["channels"] = ["At least one channel."]
+        problems["channels"] = [gettext("At least one channel.")]
     else:
         for index, channel in enumerate(channels):
             if channel not in Channel.values:
-                problems[f"channels.{index}"] = [f"Unknown channel; one of {', '.join(Channel.values)}."]
+                problems[f"channels.{index}"] = [
+                    gettext("Unknown channel; one of %(values)s.") % {"values": ", ".join(Channel.values)}
+                ]
             elif channel != Channel.INBOX and template is not None and channel not in bound:
-                problems[f"channels.{index}"] = [f"The template has no enabled binding for {channel}."]
-    if segment == bool(external_ids):
-        problems.setdefault("recipients", []).append("Either a list of external ids or a segment, not both.")
+                problems[f"channels.{index}"] = [
+                    gettext("The template has no enabled binding for %(channel)s.") % {"channel": channel}
+                ]
+    if segment and external_ids:
+        problems.setdefault("recipients", []).append(gettext("Either a list of external ids or a segment, not both."))
+    elif not segment and not external_ids:
+        problems.setdefault("recipients", []).append(gettext("A list of external ids, or a segment, is required."))
     elif not segment:
         problems.update(external_ids_problems(external_ids))
     if segment_channel and segment_channel not in Channel.values:
-        problems["segment.channel"] = ["Unknown channel."]
+        problems["segment.channel"] = [gettext("Unknown channel.")]
     if template is not None and not problems:
         try:
             rendered = _rendered(template, data)
