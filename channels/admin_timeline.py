@@ -67,8 +67,11 @@ class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
     list_filter = ["outcome", "provider", ReportedStatusFilter, "received_at"]
     search_help_text = _("A provider's message id, our key, or a delivery id.")
     list_select_related = ["account"]
-    readonly_fields = [f.name for f in ProviderReceipt._meta.fields if f.name != "raw"] + ["shown_raw"]
-    exclude = ["raw"]
+    # The reported status in words (as in the list), not the raw word the provider's answer held.
+    readonly_fields = [
+        "reported" if f.name == "status" else f.name for f in ProviderReceipt._meta.fields if f.name != "raw"
+    ] + ["shown_raw"]
+    exclude = ["raw", "status"]
     # No date_hierarchy: its year/month links read every row's date at each page (a DISTINCT over the table).
 
     def search_match(self, term):
@@ -81,7 +84,7 @@ class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
     def reported(self, obj):
         return _status_words(obj.status) or "—"
 
-    @admin.display(description=_("message"))
+    @admin.display(description=_("provider message id or our key"))
     def reference(self, obj):
         return obj.provider_message_id or obj.our_key or "—"
 

@@ -117,6 +117,7 @@ def deliveries_progress(*, reports: list[Report]) -> list[str]:
         )
         rows: list[DeliveryStatusChange] = []
         settled: set[int] = set()  # unknown outcomes a report proves were sent
+        errors: dict[int, tuple[str, str]] = {}  # (code, words) an undelivered report leaves
         outcomes = []
         for r in reports:
             current = state.get(r.delivery_id)
@@ -144,6 +145,10 @@ def deliveries_progress(*, reports: list[Report]) -> list[str]:
             seen.add((r.delivery_id, r.status))
             if forward:
                 state[r.delivery_id] = r.status
+                if r.status == DeliveryStatus.UNDELIVERED or current == DeliveryStatus.UNDELIVERED:
+                    # The provider's code and words on the delivery itself (the console's list
+                    # shows them), cleared again by a later delivered.
+                    errors[r.delivery_id] = (r.code, r.detail) if r.status == DeliveryStatus.UNDELIVERED else ("", "")
             outcomes.append("applied" if forward else "late")
         DeliveryStatusChange.objects.bulk_create(rows, batch_size=2000)
         moved: dict[str, list[int]] = {}
@@ -165,6 +170,8 @@ def deliveries_progress(*, reports: list[Report]) -> list[str]:
                     last_error_message="",
                     updated_at=now,
                 )
+        for pk, (code, words) in errors.items():
+            Delivery.objects.filter(pk=pk).update(last_error_code=code[:64], last_error_message=words)
         if rows:
             transaction.on_commit(_announce)
     return outcomes

@@ -8,13 +8,47 @@ from django.utils.translation import gettext_lazy as _
 
 from inbox.admin_lists import LargeTablePaginator
 
+from . import admin_beat  # noqa: F401 (django-celery-beat's pages, registered in the console's words)
 from .auth import api_keys_forget
-from .models import WEBHOOK_EVENTS, ApiKey, WebhookDelivery, WebhookEndpoint
+from .models import (
+    SCOPES,
+    WEBHOOK_EVENTS,
+    ApiKey,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookStatus,
+    url_without_credentials,
+)
 from .webhooks import send_soon, webhook_replay
+
+# What each scope lets a key do, in the console's language; the code (what create_api_key takes) beside it.
+SCOPE_WORDS = {
+    "events": _("report events, read their trace, broadcasts"),
+    "recipients": _("the recipient directory and preferences"),
+    "otp": _("send and check verification codes"),
+    "inbox-read": _("read a person's station inbox"),
+    "webhooks": _("register status webhooks"),
+}
+
+
+class ApiKeyForm(forms.ModelForm):
+    """Scopes as boxes to tick (a JSON box took any word, which no request then matched)."""
+
+    scopes = forms.MultipleChoiceField(
+        label=_("scopes"),
+        required=False,
+        choices=[(s, f"{SCOPE_WORDS[s]} ({s})" if s in SCOPE_WORDS else s) for s in SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["client", "name", "scopes", "rate_limit_per_minute", "is_active"]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = ["client", "name", "prefix", "scopes", "is_active", "created_at", "last_used_at"]
     list_filter = ["is_active", "client"]
     search_fields = ["client", "name", "prefix"]
@@ -45,8 +79,25 @@ EVENT_WORDS = {
 }
 
 
+def _event_label(event: str) -> str:
+    return f"{EVENT_WORDS[event]} ({event})" if event in EVENT_WORDS else event
+
+
 def _event_choices() -> list[tuple[str, str]]:
-    return [(e, f"{EVENT_WORDS[e]} ({e})" if e in EVENT_WORDS else e) for e in WEBHOOK_EVENTS]
+    return [(e, _event_label(e)) for e in WEBHOOK_EVENTS]
+
+
+class EventFilter(admin.SimpleListFilter):
+    """The webhook events in words (a fixed list: no DISTINCT over the deliveries)."""
+
+    title = _("event")
+    parameter_name = "event"
+
+    def lookups(self, request, model_admin):
+        return _event_choices()
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event=self.value()) if self.value() else queryset
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -55,7 +106,7 @@ class WebhookEndpointForm(forms.ModelForm):
     secret = forms.CharField(
         label=_("signing secret"), required=False, min_length=16, widget=forms.PasswordInput(render_value=False)
     )
-    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https", validators=[url_without_credentials])
     events = forms.MultipleChoiceField(label=_("events"), choices=_event_choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
@@ -97,8 +148,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """Each event sent to each endpoint, with every answer; a failed one can be replayed."""
 
-    list_display = ["created_at", "event", "event_id", "endpoint", "status", "attempts", "last_answer", "next_try_at"]
-    list_filter = ["status", "event", "endpoint", "created_at"]
+    list_display = [
+        "created_at",
+        "event_words",
+        "event_id",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_answer",
+        "next_try",
+    ]
+    list_filter = ["status", EventFilter, "endpoint", "created_at"]
     # Whole values ("=" was UPPER(…) = UPPER(…), "subject" a substring). Neither column has an
     # index of its own (each would cost every webhook written): a search reads the table.
     search_fields = ["event_id__exact", "subject__exact"]
@@ -108,6 +168,15 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     paginator = LargeTablePaginator
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     actions = ["replay"]
+
+    @admin.display(description=_("event"), ordering="event")
+    def event_words(self, obj):
+        return _event_label(obj.event)
+
+    @admin.display(description=_("next try at"), ordering="next_try_at")
+    def next_try(self, obj):
+        # Only a pending one will be tried again; the column still holds the last schedule.
+        return obj.next_try_at if obj.status == WebhookStatus.PENDING else "—"
 
     @admin.display(description=_("last answer"))
     def last_answer(self, obj):

@@ -1,6 +1,8 @@
 import hashlib
 import secrets
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -60,11 +62,22 @@ WEBHOOK_EVENTS = (
 )
 
 
+def url_without_credentials(value: str) -> None:
+    """A webhook URL carries no user name or password: it is listed in the console and answered
+    by the API, and the requests are signed with the endpoint's secret instead."""
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(
+            _("Put no user name or password in the URL: the requests are signed with the secret."),
+            code="credentials_in_url",
+        )
+
+
 class WebhookEndpoint(models.Model):
     """Where a client's backend wants to be told of status changes (notifycenter/webhooks.py)."""
 
     client = models.CharField(_("client"), max_length=64, db_index=True)
-    url = models.URLField(_("URL"), max_length=500)
+    url = models.URLField(_("URL"), max_length=500, validators=[url_without_credentials])
     # {"secret": ...}: kept encrypted, needed in the clear to sign each POST.
     signing = EncryptedJSONField(_("signing secret"), default=dict, blank=True)
     events = models.JSONField(_("events"), default=list)

@@ -47,8 +47,11 @@ ERRORS = {
     "401": "`not_authenticated`, `invalid_api_key`, `token_expired`, `token_invalid`, `token_wrong_audience`.",
     "403": "`missing_scope` (the key lacks the endpoint's scope), `permission_denied`.",
     "404": "`not_found`.",
-    "409": "`idempotency_conflict` (the key was used with another body), `scenario_disabled`.",
+    "409": "`idempotency_conflict` (the key was used with another body), `scenario_disabled`, "
+    "`scenario_misconfigured` (the scenario's data schema or a rule's condition, as configured, is not a valid JSON "
+    "Schema: nothing is stored; operations must fix it).",
     "413": "`payload_too_large`: the body is over API_MAX_BODY_BYTES (2 MiB by default).",
+    "415": "`unsupported_media_type`: the body is not `application/json`.",
     "429": "`rate_limited` (the key's requests per minute), `otp_rate_limited`; with Retry-After.",
     "503": "`database_unavailable` or `dependency_unavailable`: retry after Retry-After seconds.",
 }
@@ -67,7 +70,7 @@ def error_responses(result, generator, request, public):
             if "requestBody" in operation or operation.get("parameters"):
                 codes.append("400")
             if "requestBody" in operation:
-                codes.append("413")
+                codes.extend(("413", "415"))
             if "{" in path:
                 codes.append("404")
             if path.startswith("/api/v1/events") and method == "post":

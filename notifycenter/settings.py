@@ -224,7 +224,8 @@ SPECTACULAR_SETTINGS = {
         "recipients per event (larger audiences: a broadcast) and 5,000 per batch; 500 events per batch; "
         "external ids of 1 to 64 characters; an event's `data` at most 32 KiB as JSON, nested at most 16 levels; "
         "rendered fields at most 200 characters (title), 4,000 (body) and 1,000 (each channel parameter); "
-        "date-times within years 2 to 9998, anchor times at most 10 years ahead. Strings may not hold NUL "
+        "date-times real ones within years 2 to 9998, anchor times at most 10 years ahead; a plan's start_date "
+        "within 10 years of today; ids taken from `data` at most 64 characters. Strings may not hold NUL "
         "bytes or lone surrogates. Errors: one shape, `Error`."
     ),
     "VERSION": "1",

@@ -12,4 +12,16 @@ UPSTREAM = [
     gettext_noop("Model name"),
     gettext_noop("Add link"),
     gettext_noop("Change or view list link"),
+    # django-simple-history 3.x's history page: the column its zh_Hans catalog lacks.
+    gettext_noop("Changes"),
+    # django-celery-beat 2.9's, which its zh_Hans catalog lacks, gets wrong (the day of the month's
+    # example) or contradicts (its default time zone is CELERY_TIMEZONE, Asia/Shanghai here).
+    gettext_noop("Schedule"),
+    gettext_noop("Arguments"),
+    gettext_noop("Execution Options"),
+    gettext_noop("Periodic Tasks Using This Schedule"),
+    gettext_noop('Cron Days Of The Month to Run. Use "*" for "all". (Example: "1,15")'),
+    gettext_noop('Cron Months (1-12) Of The Year to Run. Use "*" for "all". (Example: "1,12")'),
+    gettext_noop('Cron Days Of The Week to Run. Use "*" for "all", Sunday is 0 or 7, Monday is 1. (Example: "0,5")'),
+    gettext_noop("Timezone to Run the Cron Schedule on. Default is UTC."),
 ]

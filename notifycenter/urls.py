@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
@@ -12,6 +13,7 @@ from scenarios import apis_broadcasts as broadcast_apis
 from .apis import WebhookDetailApi, WebhookListApi
 from .auth import ApiKeyAuthentication
 from .batch import EventBatchApi
+from .errors import handler404 as api_404
 from .health import healthz, readyz
 from .metrics import metrics
 from .permissions import scope
@@ -74,6 +76,9 @@ api_v1 = [
     ),
     # Provider receipts in: each authenticated as its provider documents (channels/receipts/).
     path("callbacks/<str:provider>/<int:account_id>", callback, name="callback"),
+    # Last: any other path under the API answers the API's JSON 404, with DEBUG on too (make run),
+    # where Django would show its HTML page; whatever the method (no CSRF page for a POST).
+    re_path(r"^", csrf_exempt(lambda request: api_404(request)), name="api-not-found"),
 ]
 
 urlpatterns = [

@@ -10,9 +10,13 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.models import DeletedObject
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from channels.admin import HistoryRecordAdmin
 from channels.models import Channel, Delivery, Recipient
@@ -20,7 +24,7 @@ from channels.selectors import deliveries_for_messages
 from channels.wording import reason_label
 from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_values, whole_number
 
-from . import admin_broadcasts  # noqa: F401 (registers the broadcasts' admin)
+from .admin_broadcasts import RecurringBroadcastForm, recurring_run_check  # and registers the broadcasts' admin
 from .admin_funnel import FunnelMixin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
@@ -65,12 +69,39 @@ class RuleInline(admin.StackedInline):
     autocomplete_fields = ["template"]
 
 
+class ConsoleImportExport(ImportExportMixin):
+    """django-import-export's buttons; the exported file named after the console's day (it took
+    the UTC date: a file saved at 07:00 in Shanghai was named after the day before)."""
+
+    def get_export_filename(self, request, queryset, file_format):
+        return f"{self.model.__name__}-{timezone.localdate():%Y-%m-%d}.{file_format.get_extension()}"
+
+
+class ConsoleHistoryValues(HistoricalRecordContextHelper):
+    """A history page's old and new values as the console shows them elsewhere: a choice by its
+    label, yes/no, and "—" for nothing (simple_history printed None, and an empty reference as
+    "Deleted <model> (pk=None)")."""
+
+    def prepare_delta_change_value(self, change, value):
+        if value is None or value == "" or (isinstance(value, DeletedObject) and value.pk is None):
+            return "—"
+        field = self.model._meta.get_field(change.field)
+        if isinstance(value, bool):
+            return gettext("Yes") if value else gettext("No")
+        if field.choices and not isinstance(value, list | dict):
+            return dict(field.flatchoices).get(value, value)
+        return super().prepare_delta_change_value(change, value)
+
+
 class ConfigHistoryAdmin(SimpleHistoryAdmin):
     """simple_history's admin for every configuration table: an admin save gives no reason (NULL),
     which the history page printed as "None"; it shows blank. Reasons our own commands store (in
     English, as stored text is) are shown in the reader's language."""
 
     REASONS = {"catalog loaded": _("catalog loaded")}  # scenarios/management/commands/load_catalog.py
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        return ConsoleHistoryValues(self.model, historical_record)
 
     def set_history_delta_changes(self, request, historical_records, **kwargs):
         super().set_history_delta_changes(request, historical_records, **kwargs)
@@ -80,7 +111,7 @@ class ConfigHistoryAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Scenario)
-class ScenarioAdmin(FunnelMixin, ImportExportMixin, ConfigHistoryAdmin):
+class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [ScenarioResource]
     list_display = ["code", "name", "domain", "enabled", "subject_type", "backend_call"]
     list_filter = ["domain", "enabled"]
@@ -141,6 +172,9 @@ class TemplateForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Template.clean's preview check (the import's) runs in ChannelBindingFormSet instead, with
+        # the bindings and sample data as submitted, and is said once, in the page's preview.
+        self.instance.previewed_as_submitted = True
         if not self.is_bound:
             self.initial["sample_data"] = sample_data_for(self.instance)
 
@@ -176,7 +210,7 @@ class ChannelBindingInline(admin.TabularInline):
 
 
 @admin.register(Template)
-class TemplateAdmin(ImportExportMixin, ConfigHistoryAdmin):
+class TemplateAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [TemplateResource]
     form = TemplateForm
     change_form_template = "admin/scenarios/template/change_form.html"  # adds "preview and test send"
@@ -288,7 +322,7 @@ class TemplateAdmin(ImportExportMixin, ConfigHistoryAdmin):
 
 
 @admin.register(LinkTarget)
-class LinkTargetAdmin(ImportExportMixin, ConfigHistoryAdmin):
+class LinkTargetAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [LinkTargetResource]
     list_display = [
         "code",
@@ -306,7 +340,7 @@ class LinkTargetAdmin(ImportExportMixin, ConfigHistoryAdmin):
 
 
 @admin.register(Rule)
-class RuleAdmin(ImportExportMixin, ConfigHistoryAdmin):
+class RuleAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [RuleResource]
     list_display = [
         "__str__",
@@ -452,12 +486,16 @@ class UpcomingReminderAdmin(HistoryRecordAdmin):
 
 @admin.register(RecurringBroadcast)
 class RecurringBroadcastAdmin(ConfigHistoryAdmin):
-    list_display = ["name", "scenario", "crontab", "enabled", "last_run"]
+    # Beside the other broadcasts' admin: refused at save when a run would be; and whether one would be now.
+    form = RecurringBroadcastForm
+    run_check = recurring_run_check
+
+    list_display = ["name", "scenario", "crontab", "enabled", "last_run", "run_check"]
     # periodic_task is nullable, so Django's automatic join would leave it to a query per row.
     list_select_related = ["scenario", "crontab", "periodic_task"]
     list_filter = ["enabled", "scenario"]
     search_fields = ["name", "scenario__code"]
-    autocomplete_fields = ["scenario"]
+    # A plain list, not autocomplete: the form leaves out the scenarios a broadcast cannot send.
 
     @admin.display(description=_("last run"))
     def last_run(self, obj):
@@ -498,7 +536,7 @@ class PlanEnrollmentAdmin(HistoryRecordAdmin):
 
 
 @admin.register(ChannelBinding)
-class ChannelBindingAdmin(ImportExportMixin, ConfigHistoryAdmin):
+class ChannelBindingAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     """Bindings are edited on their template's page; this list is for import, export and search."""
 
     resource_classes = [ChannelBindingResource]
