@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
@@ -490,7 +491,8 @@ class RecurringBroadcastAdmin(ConfigHistoryAdmin):
     form = RecurringBroadcastForm
     run_check = recurring_run_check
 
-    list_display = ["name", "scenario", "crontab", "enabled", "last_run", "run_check"]
+    list_display = ["name", "scenario", "crontab", "enabled", "last_run", "failure", "run_check"]
+    readonly_fields = ["failure"]
     # periodic_task is nullable, so Django's automatic join would leave it to a query per row.
     list_select_related = ["scenario", "crontab", "periodic_task"]
     list_filter = ["enabled", "scenario"]
@@ -500,6 +502,13 @@ class RecurringBroadcastAdmin(ConfigHistoryAdmin):
     @admin.display(description=_("last run"))
     def last_run(self, obj):
         return obj.periodic_task.last_run_at if obj.periodic_task else None
+
+    @admin.display(description=_("last failure"))
+    def failure(self, obj):
+        if not obj.last_failure:
+            return "—"
+        at = formats.localize(timezone.localtime(obj.last_failure_at)) if obj.last_failure_at else ""
+        return format_html('<span style="color: #ba2121">{} {}</span>', at, obj.last_failure)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -126,7 +126,8 @@ def broadcast_send(*, broadcast_id: int, now=None) -> dict | None:
     broadcast = RecurringBroadcast.objects.select_related("scenario").filter(pk=broadcast_id, enabled=True).first()
     if broadcast is None:
         return None
-    minute = timezone.localtime(now or timezone.now()).strftime("%Y%m%dT%H%M")
+    now = now or timezone.now()
+    minute = timezone.localtime(now).strftime("%Y%m%dT%H%M")
     try:
         answer, _ = event_accept(
             client="recurring-broadcasts",
@@ -138,8 +139,12 @@ def broadcast_send(*, broadcast_id: int, now=None) -> dict | None:
             },
         )
     except EventRejected as err:
-        # Nothing was sent. The admin list shows the same problems (its check column); a field on
-        # RecurringBroadcast to keep the last failure would let it show this run's too.
+        # Nothing was sent: kept on the row for the console's list (its check column says whether
+        # a run now would pass), and logged.
+        words = "; ".join(f"{path}: {' '.join(map(str, ws))}" for path, ws in (err.fields or {}).items())
+        RecurringBroadcast.objects.filter(pk=broadcast.pk).update(
+            last_failure=f"{err.error_code}: {words or err.message}"[:2000], last_failure_at=now
+        )
         logger.error(
             "recurring broadcast %r (#%s) refused at %s: %s %s %s",
             broadcast.name,
@@ -150,4 +155,6 @@ def broadcast_send(*, broadcast_id: int, now=None) -> dict | None:
             err.fields,
         )
         return None
+    if broadcast.last_failure:
+        RecurringBroadcast.objects.filter(pk=broadcast.pk).update(last_failure="", last_failure_at=None)
     return answer

@@ -679,7 +679,12 @@ class RecurringBroadcast(models.Model):
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False, on_delete=models.SET_NULL
     )
-    history = HistoricalRecords()
+    # The last run that was refused (its code and fields, as the API would answer them), cleared by
+    # the next accepted run: written by the run (scenarios/broadcasts.py), not a change of the
+    # configuration, so no history record.
+    last_failure = models.TextField(_("last failure"), blank=True, editable=False)
+    last_failure_at = models.DateTimeField(_("last failure at"), null=True, blank=True, editable=False)
+    history = HistoricalRecords(excluded_fields=["last_failure", "last_failure_at"])
 
     class Meta:
         verbose_name = _("recurring broadcast")

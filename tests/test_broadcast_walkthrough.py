@@ -132,9 +132,20 @@ def test_a_refused_run_is_logged_by_name_and_the_list_shows_why(catalog, admin_c
     assert len(logged) == 1 and "会员群发（旧）" in logged[0].getMessage()
     assert "invalid_data" in logged[0].getMessage()
 
+    old.refresh_from_db()
+    assert old.last_failure.startswith("invalid_data: data.membership_id") and old.last_failure_at is not None
+    assert old.history.count() == 1  # a run's outcome is no change of the configuration
+
     rows = admin_client.get(reverse("admin:scenarios_recurringbroadcast_changelist")).content.decode()
-    assert rows.count("data.membership_id") == 1  # the old one only
-    assert rows.count('style="color: #ba2121"') == 1
+    # The old one only: its last run's failure, and why a run now would be refused too.
+    assert rows.count("data.membership_id") == 2
+    assert rows.count('style="color: #ba2121"') == 2
+
+    # Mended, the next run is accepted and the failure is cleared.
+    RecurringBroadcast.objects.filter(pk=old.pk).update(data=MEMBERSHIP)
+    assert broadcast_send(broadcast_id=old.pk) is not None
+    old.refresh_from_db()
+    assert (old.last_failure, old.last_failure_at) == ("", None)
 
 
 # 2. Verification-code templates are never broadcast
