@@ -12,6 +12,8 @@ UPSTREAM = [
     gettext_noop("Model name"),
     gettext_noop("Add link"),
     gettext_noop("Change or view list link"),
+    # django-import-export 4.4's export page, which its zh_Hans catalog lacks.
+    gettext_noop("Select all"),
     # django-simple-history 3.x's history page: the column its zh_Hans catalog lacks.
     gettext_noop("Changes"),
     # django-celery-beat 2.9's, which its zh_Hans catalog lacks, gets wrong (the day of the month's

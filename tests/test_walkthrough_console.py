@@ -179,3 +179,10 @@ def test_celery_beats_pages_speak_the_consoles_language(db, admin_client):
     tasks = admin_client.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
     assert "Scheduler" not in tasks and "Task Name" not in tasks
     assert "以 Celery 任务" in tasks
+
+
+def test_the_export_page_names_fields_in_the_consoles_language(catalog, admin_client):
+    page = admin_client.get(reverse("admin:scenarios_template_export")).content.decode()
+    assert "全选" in page  # "Select all"
+    assert "Is Verification Code" not in page
+    assert "验证码 (is_verification_code)" in page  # the model's field name, the file's column beside it
