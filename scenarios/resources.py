@@ -9,6 +9,7 @@ in the order of RESOURCES: link targets, scenarios, templates, bindings, rules.
 
 import json
 
+from django.utils.translation import gettext
 from import_export import fields, resources, widgets
 
 from channels.models import ChannelAccount
@@ -29,10 +30,25 @@ class JSONWidget(widgets.Widget):
         try:
             return json.loads(value)
         except ValueError as err:
-            raise ValueError(f"not JSON: {err}") from err
+            raise ValueError(gettext("Not JSON: %(error)s") % {"error": err}) from err
 
     def render(self, value, obj=None, **kwargs):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+class CodeWidget(widgets.ForeignKeyWidget):
+    """A row named by its code (or name). One the system does not hold is the cell's error, in
+    the reader's words and naming the value (import-export reported the bare DoesNotExist,
+    "LinkTarget matching query does not exist.", for the whole row)."""
+
+    def clean(self, value, row=None, **kwargs):
+        try:
+            return super().clean(value, row, **kwargs)
+        except self.model.DoesNotExist as err:
+            raise ValueError(
+                gettext("No %(model)s %(value)s here: import it first, or correct the value.")
+                % {"model": self.model._meta.verbose_name, "value": value}
+            ) from err
 
 
 class ConfigResource(resources.ModelResource):
@@ -65,7 +81,7 @@ class ScenarioResource(ConfigResource):
 
 
 class TemplateResource(ConfigResource):
-    link = fields.Field("link", "link", widgets.ForeignKeyWidget(LinkTarget, "code"))
+    link = fields.Field("link", "link", CodeWidget(LinkTarget, "code"))
 
     class Meta(ConfigResource.Meta):
         model = Template
@@ -74,8 +90,8 @@ class TemplateResource(ConfigResource):
 
 
 class ChannelBindingResource(ConfigResource):
-    template = fields.Field("template", "template", widgets.ForeignKeyWidget(Template, "code"))
-    account = fields.Field("account", "account", widgets.ForeignKeyWidget(ChannelAccount, "name"))
+    template = fields.Field("template", "template", CodeWidget(Template, "code"))
+    account = fields.Field("account", "account", CodeWidget(ChannelAccount, "name"))
 
     class Meta(ConfigResource.Meta):
         model = ChannelBinding
@@ -84,11 +100,9 @@ class ChannelBindingResource(ConfigResource):
 
 
 class RuleResource(ConfigResource):
-    scenario = fields.Field("scenario", "scenario", widgets.ForeignKeyWidget(Scenario, "code"))
-    template = fields.Field("template", "template", widgets.ForeignKeyWidget(Template, "code"))
-    collapse_template = fields.Field(
-        "collapse_template", "collapse_template", widgets.ForeignKeyWidget(Template, "code")
-    )
+    scenario = fields.Field("scenario", "scenario", CodeWidget(Scenario, "code"))
+    template = fields.Field("template", "template", CodeWidget(Template, "code"))
+    collapse_template = fields.Field("collapse_template", "collapse_template", CodeWidget(Template, "code"))
 
     class Meta(ConfigResource.Meta):
         model = Rule
