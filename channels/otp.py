@@ -78,7 +78,7 @@ def _check_limits(phone_hash: str, now) -> None:
             retry_after = int((inside[most - 1] + timedelta(seconds=window) - now).total_seconds()) + 1
             raise OtpError(
                 "otp_rate_limited",
-                f"At most {most} code{'s' * (most != 1)} per {window} seconds for one phone; "
+                f"At most {most} {'code' if most == 1 else 'codes'} per {window} seconds for one phone; "
                 f"try again in {retry_after} s.",
                 {"phone": [f"limit {most}/{window}s reached"]},
                 http_status=429,

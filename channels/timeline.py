@@ -170,8 +170,11 @@ def deliveries_progress(*, reports: list[Report]) -> list[str]:
                     last_error_message="",
                     updated_at=now,
                 )
-        for pk, (code, words) in errors.items():
-            Delivery.objects.filter(pk=pk).update(last_error_code=code[:64], last_error_message=words)
+        by_error: dict[tuple[str, str], list[int]] = {}
+        for pk, error in errors.items():
+            by_error.setdefault(error, []).append(pk)
+        for (code, words), pks in by_error.items():  # one statement per distinct answer, not per delivery
+            Delivery.objects.filter(pk__in=pks).update(last_error_code=code[:64], last_error_message=words)
         if rows:
             transaction.on_commit(_announce)
     return outcomes

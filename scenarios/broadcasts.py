@@ -73,7 +73,13 @@ def _recipients_problems(recipients) -> dict[str, list[str]]:
         else:
             total += len(entries)
             for index, entry in enumerate(entries):
-                problem = external_id_problem(entry.get("id") if isinstance(entry, dict) else entry)
+                # Ids only: addresses belong in the directory (PUT /recipients), where the API checks
+                # them; a stored broadcast would otherwise hand them to every run unchecked.
+                problem = (
+                    gettext("An external id (addresses: in the recipient directory).")
+                    if isinstance(entry, dict)
+                    else external_id_problem(entry)
+                )
                 if problem:
                     problems[f"recipients.{audience}.{index}"] = [problem]
     if total > RECIPIENTS_PER_EVENT:

@@ -68,6 +68,12 @@ def test_a_recurring_broadcast_whose_data_the_schema_refuses_is_refused_at_save(
     assert "recipients" in form_errors(page)  # the rules write to patients
     assert not RecurringBroadcast.objects.exists()
 
+    # Ids only: inline addresses would reach every run without the API's address checks.
+    inline = json.dumps({"patient": [{"id": "p-1", "phone": "not a phone"}]})
+    page = admin_client.post(add, recurring_form(membership, daily_9, recipients=inline))
+    assert any("recipients.patient.0" in e for e in form_errors(page)["recipients"])
+    assert not RecurringBroadcast.objects.exists()
+
     assert admin_client.post(add, recurring_form(membership, daily_9)).status_code == 302
     broadcast = RecurringBroadcast.objects.get()
     assert PeriodicTask.objects.get(pk=broadcast.periodic_task_id).enabled

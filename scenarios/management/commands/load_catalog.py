@@ -106,4 +106,5 @@ class Command(BaseCommand):
         if verbosity:
             total = sum(written.values())
             detail = ", ".join(f"{label} {n}" for label, n in sorted(written.items()))
-            self.stdout.write(f"History: {total} record(s) for added or changed rows" + (f" ({detail})" * bool(detail)))
+            suffix = f" ({detail})" if detail else ""
+            self.stdout.write(f"History: {total} record(s) for added or changed rows{suffix}")
