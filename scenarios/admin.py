@@ -13,13 +13,9 @@ from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from import_export.forms import SelectableFieldsExportForm
-from simple_history.admin import SimpleHistoryAdmin
-from simple_history.models import DeletedObject
-from simple_history.template_utils import HistoricalRecordContextHelper
 
 from channels.admin import HistoryRecordAdmin
 from channels.models import Channel, Delivery, Recipient
@@ -29,6 +25,7 @@ from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_value
 
 from .admin_broadcasts import RecurringBroadcastForm, recurring_run_check  # and registers the broadcasts' admin
 from .admin_funnel import FunnelMixin
+from .admin_history import ConfigHistoryAdmin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
 from .models import (
@@ -97,39 +94,6 @@ class ConsoleImportExport(ImportExportMixin):
         return f"{self.model.__name__}-{timezone.localdate():%Y-%m-%d}.{file_format.get_extension()}"
 
 
-class ConsoleHistoryValues(HistoricalRecordContextHelper):
-    """A history page's old and new values as the console shows them elsewhere: a choice by its
-    label, yes/no, and "—" for nothing (simple_history printed None, and an empty reference as
-    "Deleted <model> (pk=None)")."""
-
-    def prepare_delta_change_value(self, change, value):
-        if value is None or value == "" or (isinstance(value, DeletedObject) and value.pk is None):
-            return "—"
-        field = self.model._meta.get_field(change.field)
-        if isinstance(value, bool):
-            return gettext("Yes") if value else gettext("No")
-        if field.choices and not isinstance(value, list | dict):
-            return dict(field.flatchoices).get(value, value)
-        return super().prepare_delta_change_value(change, value)
-
-
-class ConfigHistoryAdmin(SimpleHistoryAdmin):
-    """simple_history's admin for every configuration table: an admin save gives no reason (NULL),
-    which the history page printed as "None"; it shows blank. Reasons our own commands store (in
-    English, as stored text is) are shown in the reader's language."""
-
-    REASONS = {"catalog loaded": _("catalog loaded")}  # scenarios/management/commands/load_catalog.py
-
-    def get_historical_record_context_helper(self, request, historical_record):
-        return ConsoleHistoryValues(self.model, historical_record)
-
-    def set_history_delta_changes(self, request, historical_records, **kwargs):
-        super().set_history_delta_changes(request, historical_records, **kwargs)
-        for record in historical_records:
-            reason = record.history_change_reason or ""
-            record.history_change_reason = self.REASONS.get(reason, reason)
-
-
 @admin.register(Scenario)
 class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [ScenarioResource]
@@ -137,6 +101,7 @@ class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
     list_filter = ["domain", "enabled"]
     search_fields = ["code", "name", "rules__template__code"]
     inlines = [RuleInline]
+    history_children = ((Rule, "scenario"),)
     # Adds "coverage matrix"; import-export wraps it with its own buttons.
     change_list_template = "admin/scenarios/scenario/change_list.html"
 
@@ -238,6 +203,7 @@ class TemplateAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     list_filter = ["audience", "category", "bindings__channel", "is_verification_code", "critical"]
     search_fields = ["code", "name", "title", "body"]
     inlines = [ChannelBindingInline]
+    history_children = ((ChannelBinding, "template"),)
     list_select_related = ["link"]
     readonly_fields = ["preview"]
 
@@ -552,6 +518,7 @@ class FollowUpPlanAdmin(ConfigHistoryAdmin):
     list_display = ["code", "name", "enabled"]
     search_fields = ["code", "name"]
     inlines = [PlanStepInline]
+    history_children = ((PlanStep, "plan"),)
 
 
 @admin.register(PlanEnrollment)

@@ -728,6 +728,7 @@ class PlanStep(models.Model):
     rrule = models.CharField(_("RRULE"), max_length=255, blank=True)
 
     objects = NaturalKeyManager("plan__code", "order")
+    history = HistoricalRecords()  # shown on its plan's history page (scenarios/admin_history.py)
 
     class Meta:
         verbose_name = _("plan step")
