@@ -20,7 +20,7 @@ from channels.preferences import (
 from channels.services import recipients_resolve
 from inbox.cycles import validated
 
-from .envelope import date_in_range_check, envelope_fast, external_id_problem
+from .envelope import date_in_range_check, envelope_fast, recipients_problems
 from .intake import event_accept
 from .limits import (
     ID_MAX_LENGTH,
@@ -48,37 +48,28 @@ class RecipientsField(serializers.DictField):
         )
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        errors = {}
-        total = sum(len(entries) for entries in value.values())
-        if total > RECIPIENTS_PER_EVENT:
-            raise serializers.ValidationError(
-                f"At most {RECIPIENTS_PER_EVENT} recipients per event ({total} given); "
-                "send larger audiences as a broadcast."
-            )
-        for audience, entries in value.items():
-            if audience not in ("patient", "doctor", "pharmacist", "operations"):
-                errors[audience] = ["Unknown audience."]
-                continue
-            for index, entry in enumerate(entries):
-                path = f"{audience}.{index}"
-                if isinstance(entry, dict):
-                    problem = external_id_problem(entry.get("id"))
-                    if problem:
-                        errors[f"{path}.id"] = [problem]
-                    addresses = RecipientInput(data={k: v for k, v in entry.items() if k != "id"})
-                    if not addresses.is_valid():
-                        for name, messages in addresses.errors.items():
-                            errors[f"{path}.{name}"] = [str(m) for m in messages]
-                    elif not problem:  # without a usable id the entry is refused above
-                        entries[index] = {"id": entry["id"], **addresses.validated_data}
-                else:
-                    problem = external_id_problem(entry)
-                    if problem:
-                        errors[path] = [problem]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
+        # The checks are the recurring broadcasts' too (envelope.recipients_problems); an inline
+        # entry's addresses go through RecipientInput, and come back as it cleans them.
+        addresses: dict[str, dict] = {}
+
+        def inline(path: str, entry: dict) -> dict[str, list[str]]:
+            found = RecipientInput(data={k: v for k, v in entry.items() if k != "id"})
+            if not found.is_valid():
+                return {f"{path}.{name}": [str(m) for m in messages] for name, messages in found.errors.items()}
+            addresses[path] = found.validated_data
+            return {}
+
+        problems = recipients_problems(data, inline=inline)
+        if problems:
+            whole = problems.pop("", None)
+            raise serializers.ValidationError(whole or problems)
+        return {
+            audience: [
+                {"id": entry["id"], **addresses[f"{audience}.{index}"]} if isinstance(entry, dict) else entry
+                for index, entry in enumerate(entries)
+            ]
+            for audience, entries in data.items()
+        }
 
 
 class EventInput(serializers.Serializer):

@@ -4,10 +4,11 @@ segment of the recipient directory; and, for each chunk, the directory entries a
 from django.db import connection
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext
 
 from channels.models import Channel, Recipient
 
-from .limits import ID_MAX_LENGTH, string_problem
+from .envelope import external_id_problem
 
 LIST_MAX = 100_000  # ids in one broadcast's list (API and admin); more: a segment, or several
 
@@ -15,19 +16,19 @@ LIST_MAX = 100_000  # ids in one broadcast's list (API and admin); more: a segme
 def external_ids_problems(ids, *, path: str = "recipients") -> dict[str, list[str]]:
     """Each bad id by its path (`recipients.17`), at most 20; the list's own problem by `path`."""
     if not isinstance(ids, list):
-        return {path: ["A list of external ids."]}
+        return {path: [gettext("A list of external ids.")]}
     if not ids:
-        return {path: ["At least one external id."]}
+        return {path: [gettext("At least one external id.")]}
     if len(ids) > LIST_MAX:
-        return {path: [f"At most {LIST_MAX} ids per broadcast ({len(ids)} given); send a segment or several."]}
+        return {
+            path: [
+                gettext("At most %(n)s ids per broadcast (%(given)s given); send a segment or several.")
+                % {"n": LIST_MAX, "given": len(ids)}
+            ]
+        }
     problems: dict[str, list[str]] = {}
     for index, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            problem = "Expected an external id (a string)."
-        elif not str(value) or len(str(value)) > ID_MAX_LENGTH:
-            problem = f"An external id has 1 to {ID_MAX_LENGTH} characters."
-        else:
-            problem = string_problem(str(value))
+        problem = external_id_problem(value)
         if problem:
             problems[f"{path}.{index}"] = [problem]
             if len(problems) >= 20:

@@ -13,10 +13,9 @@ from django.utils.translation import gettext
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from .catalog import scenario_config
-from .envelope import AUDIENCES, external_id_problem
+from .envelope import recipients_problems
 from .errors import EventRejected
 from .intake import event_accept
-from .limits import RECIPIENTS_PER_EVENT
 from .models import RecurringBroadcast, Scenario
 from .planning import PlanMemo, plan_messages
 from .services import schema_errors
@@ -44,7 +43,7 @@ def recurring_broadcast_problems(*, scenario: Scenario, data, recipients, enable
         scenario_words.append(gettext("A verification-code scenario: its codes are sent one by one, never broadcast."))
     if not scenario_words:
         del problems["scenario"]
-    problems.update(_recipients_problems(recipients))
+    problems.update(recipients_problems(recipients, prefix="recipients"))
     if not isinstance(data, dict):
         problems["data"] = [gettext("An object.")]
     else:
@@ -57,35 +56,6 @@ def recurring_broadcast_problems(*, scenario: Scenario, data, recipients, enable
         )
     except EventRejected as err:
         problems.update(err.fields)
-    return problems
-
-
-def _recipients_problems(recipients) -> dict[str, list[str]]:
-    if not isinstance(recipients, dict):
-        return {"recipients": [gettext('An object: audience → external ids, e.g. {"patient": ["p-1"]}.')]}
-    problems: dict[str, list[str]] = {}
-    total = 0
-    for audience, entries in recipients.items():
-        if audience not in AUDIENCES:
-            problems[f"recipients.{audience}"] = [gettext("Unknown audience.")]
-        elif not isinstance(entries, list):
-            problems[f"recipients.{audience}"] = [gettext("A list of external ids.")]
-        else:
-            total += len(entries)
-            for index, entry in enumerate(entries):
-                # Ids only: addresses belong in the directory (PUT /recipients), where the API checks
-                # them; a stored broadcast would otherwise hand them to every run unchecked.
-                problem = (
-                    gettext("An external id (addresses: in the recipient directory).")
-                    if isinstance(entry, dict)
-                    else external_id_problem(entry)
-                )
-                if problem:
-                    problems[f"recipients.{audience}.{index}"] = [problem]
-    if total > RECIPIENTS_PER_EVENT:
-        problems["recipients"] = [
-            gettext("At most %(n)s recipients (larger audiences: a broadcast to a list).") % {"n": RECIPIENTS_PER_EVENT}
-        ]
     return problems
 
 

@@ -8,6 +8,7 @@ anything else (a problem, inline addresses, an unknown shape) is None, and Event
 its own errors. scenarios/tests/test_envelope.py compares both on good and bad bodies.
 """
 
+from django.utils.translation import gettext
 from rest_framework import serializers
 
 from .limits import ID_MAX_LENGTH, RECIPIENTS_PER_EVENT, YEARS_AHEAD, data_size_problem, string_problem, value_problems
@@ -17,14 +18,63 @@ AUDIENCES = ("patient", "doctor", "pharmacist", "operations")
 EVENT_MAX, KEY_MAX, SUBJECT_TYPE_MAX, SUBJECT_ID_MAX = 64, 128, 32, 64
 
 
-def external_id_problem(value) -> str:
-    """An external id as the directory keeps it: a string or an integer, 1 to 64 characters."""
+def external_id_problem(value, *, or_object: bool = False) -> str:
+    """An external id as the directory keeps it: a string or an integer, 1 to 64 characters
+    (`or_object`: where an object with an id and addresses may stand instead, the words say so)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        return "Expected an external id (a string) or an object with an id."
+        if or_object:
+            return gettext("Expected an external id (a string) or an object with an id.")
+        return gettext("Expected an external id (a string).")
     text = str(value)
     if not text or len(text) > ID_MAX_LENGTH:
-        return f"An external id has 1 to {ID_MAX_LENGTH} characters."
+        return gettext("An external id has 1 to %(n)s characters.") % {"n": ID_MAX_LENGTH}
     return string_problem(text)
+
+
+def recipients_problems(recipients, *, inline=None, prefix: str = "") -> dict[str, list[str]]:
+    """An event's recipients checked whole, every problem by its path under `prefix` (the whole
+    value's own under `prefix` itself): an object of known audiences, each a list of external
+    ids, at most RECIPIENTS_PER_EVENT in all. An object entry (an id with inline addresses) is
+    judged by `inline(path, entry)`, which answers its problems; without `inline` (a stored
+    broadcast: addresses belong in the directory, where the API checks them) it is refused.
+    The events API (RecipientsField) and the recurring broadcasts' form both ask this."""
+
+    def at(*parts) -> str:
+        return ".".join(str(p) for p in (prefix, *parts) if p != "")
+
+    if not isinstance(recipients, dict):
+        return {at(): [gettext('An object: audience → external ids, e.g. {"patient": ["p-1"]}.')]}
+    total = sum(len(entries) for entries in recipients.values() if isinstance(entries, list))
+    if total > RECIPIENTS_PER_EVENT:  # before looking at each: a list this long is refused whole
+        return {
+            at(): [
+                gettext(
+                    "At most %(n)s recipients per event (%(given)s given); larger audiences: a broadcast to a list "
+                    "or a segment."
+                )
+                % {"n": RECIPIENTS_PER_EVENT, "given": total}
+            ]
+        }
+    problems: dict[str, list[str]] = {}
+    for audience, entries in recipients.items():
+        if audience not in AUDIENCES:
+            problems[at(audience)] = [gettext("Unknown audience.")]
+        elif not isinstance(entries, list):
+            problems[at(audience)] = [gettext("A list of external ids.")]
+        else:
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, dict):
+                    problem = external_id_problem(entry, or_object=inline is not None)
+                    if problem:
+                        problems[at(audience, index)] = [problem]
+                elif inline is None:
+                    problems[at(audience, index)] = [gettext("An external id (addresses: in the recipient directory).")]
+                else:
+                    problem = external_id_problem(entry.get("id"))
+                    if problem:
+                        problems[at(audience, index, "id")] = [problem]
+                    problems.update(inline(at(audience, index), entry))
+    return problems
 
 
 def date_in_range_check(value):
