@@ -351,12 +351,13 @@ class DeliveryAdmin(WholeValueSearch, HistoryRecordAdmin):
 
     @admin.action(description=_("Retry now"), permissions=["retry"])
     def retry_now(self, request, queryset):
-        count = deliveries_retry(ids=list(queryset.values_list("pk", flat=True)))
+        count = deliveries_retry(ids=list(queryset.values_list("pk", flat=True)), operator=request.user.get_username())
         self.message_user(request, _("%(count)d deliveries sent again.") % {"count": count}, messages.SUCCESS)
 
     @admin.action(description=_("Cancel"), permissions=["cancel"])
     def cancel(self, request, queryset):
-        count = deliveries_cancel_ids(ids=list(queryset.values_list("pk", flat=True)))
+        ids = list(queryset.values_list("pk", flat=True))
+        count = deliveries_cancel_ids(ids=ids, operator=request.user.get_username())
         self.message_user(request, _("%(count)d deliveries cancelled.") % {"count": count}, messages.SUCCESS)
 
     def has_retry_permission(self, request):

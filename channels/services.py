@@ -236,9 +236,10 @@ def _enqueue_failed(ids: list[int], status: str) -> None:
 UNSENT = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
 
 
-def _cancel_unsent(rows, *, reason: str, source: str) -> int:
+def _cancel_unsent(rows, *, reason: str, source: str, detail: str = "") -> int:
     """Cancel those of `rows` (a Delivery queryset) that have not gone out yet, held ones too,
-    with their status-change rows; the ones being sent finish as they go. Returns how many."""
+    with their status-change rows (`detail`: who asked, for an operator's); the ones being sent
+    finish as they go. Returns how many."""
     now = timezone.now()
     # No savepoint inside a caller's transaction (two statements each time): no caller goes on
     # after a failure here, so all or nothing is the caller's transaction's.
@@ -248,7 +249,7 @@ def _cancel_unsent(rows, *, reason: str, source: str) -> int:
             status=DeliveryStatus.CANCELLED, last_error_code=reason, finished_at=now, updated_at=now
         )
         status_changes_record(
-            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=source, code=reason
+            changes=[(pk, DeliveryStatus.CANCELLED) for pk in ids], at=now, source=source, code=reason, detail=detail
         )
     return len(ids)
 
@@ -398,11 +399,11 @@ RETRYABLE = (
 )
 
 
-def deliveries_retry(*, ids: list[int]) -> int:
+def deliveries_retry(*, ids: list[int], operator: str = "") -> int:
     """Operations' "retry now": failed, cancelled, unknown or waiting deliveries go out again at
     once (one more attempt, whatever the count so far). Sent and skipped ones are left as they
     are. An unknown one is a person's decision to risk a repeat; one being reconciled right now
-    (claimed) is left to finish."""
+    (claimed) is left to finish. `operator` (the console user) is kept in each timeline row."""
     now = timezone.now()
     with transaction.atomic():
         due = list(
@@ -419,12 +420,17 @@ def deliveries_retry(*, ids: list[int]) -> int:
             updated_at=now,
         )
         status_changes_record(
-            changes=[(pk, DeliveryStatus.QUEUED) for pk, _ in due], at=now, source=ChangeSource.OPERATOR, code="retry"
+            changes=[(pk, DeliveryStatus.QUEUED) for pk, _ in due],
+            at=now,
+            source=ChangeSource.OPERATOR,
+            code="retry",
+            detail=operator,
         )
         transaction.on_commit(lambda: enqueue(due))
     return len(due)
 
 
-def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator") -> int:
-    """Operations' "cancel": deliveries not gone out yet never will."""
-    return _cancel_unsent(Delivery.objects.filter(pk__in=ids), reason=reason, source=ChangeSource.OPERATOR)
+def deliveries_cancel_ids(*, ids: list[int], reason: str = "cancelled_by_operator", operator: str = "") -> int:
+    """Operations' "cancel": deliveries not gone out yet never will; `operator` as for a retry."""
+    rows = Delivery.objects.filter(pk__in=ids)
+    return _cancel_unsent(rows, reason=reason, source=ChangeSource.OPERATOR, detail=operator)

@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group, User
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from inbox.admin_audit import log_action_change
 from inbox.admin_lists import LargeTablePaginator
 
 from . import admin_beat  # noqa: F401 (django-celery-beat's pages, registered in the console's words)
@@ -61,8 +62,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request, queryset):
+        revoked = list(queryset.filter(is_active=True))
         queryset.update(is_active=False)
         api_keys_forget()  # an update sends no signal; other processes refuse it within 2 s
+        log_action_change(self, request, revoked, "is_active")  # who revoked it, in the key's history
 
     actions = ["revoke"]
 
@@ -187,8 +190,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Replay the selected webhook deliveries"), permissions=["replay"])
     def replay(self, request, queryset):
-        count = webhook_replay(ids=list(queryset.values_list("pk", flat=True)))
+        replayed = list(queryset.select_related(None).only("pk", "event", "event_id"))  # not the payloads, answers
+        count = webhook_replay(ids=[row.pk for row in replayed])
         send_soon()
+        log_action_change(self, request, replayed, "status", "next_try_at")
         self.message_user(request, _("%(count)d webhook deliveries will be sent again.") % {"count": count})
 
     def has_replay_permission(self, request):

@@ -12,6 +12,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from channels.models import Channel
+from inbox.admin_audit import log_action_change
 
 from .audiences import LIST_MAX
 from .broadcasts import recurring_broadcast_problems, schedule_problem
@@ -214,8 +215,10 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel the selected broadcasts"), permissions=["cancel"])
     def cancel_broadcasts(self, request, queryset):
-        stopped = sum(broadcast_cancel(broadcast_id=pk) for pk in queryset.values_list("pk", flat=True))
-        self.message_user(request, gettext("%(n)s broadcasts cancelled.") % {"n": stopped}, messages.SUCCESS)
+        chosen = list(queryset.select_related(None).only("pk", "name"))  # not the lists of ids
+        stopped = [b for b in chosen if broadcast_cancel(broadcast_id=b.pk)]
+        log_action_change(self, request, stopped, "status")
+        self.message_user(request, gettext("%(n)s broadcasts cancelled.") % {"n": len(stopped)}, messages.SUCCESS)
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("scenarios.cancel_broadcast")
