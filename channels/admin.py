@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils import timezone
@@ -251,6 +252,11 @@ class ChannelAccountAdmin(admin.ModelAdmin):
     search_fields = ["name", "app_id"]
     readonly_fields = ["stored_credentials", "check_ok", "check_message", "checked_at"]
     actions = ["test_connection"]
+
+    def get_changeform_initial_data(self, request):
+        """A new account is the real provider's in production (DEBUG off): *sandbox* starts
+        unticked there, ticked under `make run`."""
+        return {"sandbox": settings.DEBUG, **super().get_changeform_initial_data(request)}
 
     @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):

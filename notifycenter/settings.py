@@ -5,6 +5,7 @@ under DATA_DIR.
 Production: DATABASE_URL (PostgreSQL) and REDIS_URL (broker and cache). See README.md.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,8 +22,19 @@ DATA_DIR = Path(env.str("NOTIFYCENTER_DATA_DIR", default=str(BASE_DIR / ".data")
 if (DATA_DIR / "local.env").exists():
     env.read_env(str(DATA_DIR / "local.env"), overwrite=False)
 
+
+def secret(name: str, default: str | None = None) -> str:
+    """A secret as written. django-environ reads a value starting with `$` as the name of another
+    variable (its proxy syntax), and a random secret may start with one (Django's own
+    get_random_secret_key() once in 50 keys)."""
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"Set the {name} environment variable")
+    return value
+
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+SECRET_KEY = secret("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -244,7 +256,7 @@ SPECTACULAR_SETTINGS = {
 # End-user tokens for the station inbox, issued by the hospital backend.
 INBOX_JWT = {
     "ALGORITHM": env.str("INBOX_JWT_ALGORITHM", default="HS256"),
-    "SECRET": env.str("INBOX_JWT_SECRET", default=""),
+    "SECRET": secret("INBOX_JWT_SECRET", default=""),
     "PUBLIC_KEY": env.str("INBOX_JWT_PUBLIC_KEY", default=""),
     "AUDIENCE": env.str("INBOX_JWT_AUDIENCE", default="notifycenter"),
     "LEEWAY_SECONDS": env.int("INBOX_JWT_LEEWAY_SECONDS", default=30),
@@ -255,7 +267,7 @@ INBOX_JWT = {
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # Keys the HMAC-SHA256 hashes a person is found by (phone, openids); empty: derived from
 # SECRET_KEY. Changing it (or SECRET_KEY while it is empty) needs `manage.py directory_rehash`.
-FIELD_HASH_KEY = env.str("FIELD_HASH_KEY", default="")
+FIELD_HASH_KEY = secret("FIELD_HASH_KEY", default="")
 
 # Provider calls: (connect, read) timeouts in seconds. A claim's lease is derived from them
 # (channels/sending.py); an answer later than the read timeout is an unknown outcome, reconciled.
@@ -405,7 +417,7 @@ INBOX_LIVE_CHANNEL_PREFIX = env.str(
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=180)
 
 # /metrics (Prometheus) answers a scraper holding this bearer token; empty: /metrics is off.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_TOKEN = secret("METRICS_TOKEN", default="")
 # LOG_FORMAT=json: one JSON object a line, with the event and delivery ids where there are some.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 

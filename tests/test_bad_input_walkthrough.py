@@ -38,9 +38,7 @@ def test_an_inline_recipient_without_an_id_is_named_not_a_500(catalog, backend):
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["code"] == "invalid"
-    assert body["fields"] == {
-        "recipients.patient.0.id": ["Expected an external id (a string)."]
-    }
+    assert body["fields"] == {"recipients.patient.0.id": ["Expected an external id (a string)."]}
     assert not Event.objects.exists()
 
 

@@ -49,9 +49,10 @@ def test_a_scenarios_history_shows_its_rules_changes(catalog, admin_client):
     rules = section(text, "所属规则的修改")
     assert f"{before} → {before + 15}" in rules  # the changed field, old → new
     assert deleted_name in rules and "已删除" in rules
-    assert reverse("admin:scenarios_rule_history", args=[rule.pk]) in admin_client.get(
-        reverse("admin:scenarios_scenario_history", args=[scenario.pk])
-    ).content.decode()
+    assert (
+        reverse("admin:scenarios_rule_history", args=[rule.pk])
+        in admin_client.get(reverse("admin:scenarios_scenario_history", args=[scenario.pk])).content.decode()
+    )
 
 
 def test_a_templates_history_shows_its_channel_bindings_changes(catalog, admin_client):

@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 from simple_history.models import registered_models
 
+from scenarios.models import ChannelBinding
+
 # Stored in English as simple_history stores every reason; the history page shows it translated
 # (scenarios/admin.py, ConfigHistoryAdmin.REASONS).
 REASON = "catalog loaded"
@@ -32,6 +34,17 @@ STAMPS = ("created_at", "updated_at")
 
 def _differs(obj, latest, fields: list[str]) -> bool:
     return any(getattr(obj, f) != getattr(latest, f) for f in fields)
+
+
+def keep_provider_ids(instance) -> None:
+    """Before a raw save of a channel binding that exists: the provider's template id the
+    operations staff set in place of the catalog's sandbox one stays (production sends with it;
+    the catalog's ids, `sandbox-…` and `SMS_SANDBOX_…`, exist only at the fake providers)."""
+    if not isinstance(instance, ChannelBinding) or instance.pk is None:
+        return
+    stored = ChannelBinding.objects.filter(pk=instance.pk).values_list("external_template_id", flat=True).first()
+    if stored and "sandbox" not in stored.lower():
+        instance.external_template_id = stored
 
 
 def keep_stamps(instance) -> None:
@@ -88,6 +101,7 @@ class Command(BaseCommand):
 
         def stamps(sender, instance, raw, **kwargs):
             if raw and sender in tracked:
+                keep_provider_ids(instance)
                 keep_stamps(instance)
 
         def collect(sender, instance, raw, **kwargs):
