@@ -151,6 +151,10 @@ elif env.int("DATABASE_POOL_MAX_SIZE", default=0):
     # scripts/run.sh sets this for the web server only; workers keep theirs below unless it is set
     # for them too (deploy/notifycenter-worker@.service: a hard cap, docs/runbook.md).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Django gives the pool its check (an empty query before a connection is handed out) only
+    # with CONN_HEALTH_CHECKS: without it a connection PostgreSQL cut (a restart, a failover, an
+    # idle timeout) went to the next request, which answered 503 (tests/test_runbook_outages.py).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_POOL_CHECK", default=True)
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DATABASE_POOL_MAX_SIZE"),

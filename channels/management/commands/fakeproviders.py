@@ -2,6 +2,7 @@ import random
 import time
 
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
 
 from channels.fakeproviders import push_receipts, serve
 from channels.models import ChannelAccount
@@ -44,6 +45,22 @@ class Command(BaseCommand):
             "fail_share": 0.03,
             "unknown": int(random.random() < 0.1),  # noqa: S311 (a simulation)
         }
+        try:
+            self.add_targets(targets, center)
+        except DatabaseError as err:
+            # The database restarted, or cut this connection: skip this push (the reports wait for
+            # the next one) and connect afresh, rather than end the fake server (`make run` stops
+            # everything when one of its processes exits).
+            connection.close()
+            self.stderr.write(f"receipts push skipped, the database is away: {err}")
+            return
+        try:
+            push_receipts(state, targets)
+        except OSError as err:  # the center not up yet: the reports wait for the next push
+            self.stderr.write(f"receipts push failed: {err}")
+
+    def add_targets(self, targets: dict, center: str) -> None:
+        """The sandbox accounts' callback addresses at the center, from the database."""
         for account in ChannelAccount.objects.filter(sandbox=True, enabled=True, provider="wechat"):
             token = (account.credentials or {}).get("token")
             kind = "wechat_template" if account.channel == "wechat_oa_template" else "wechat_subscribe"
@@ -55,7 +72,3 @@ class Command(BaseCommand):
                 targets.setdefault(
                     account.provider, f"{center}/api/v1/callbacks/{account.provider}/{account.pk}?token={token}"
                 )
-        try:
-            push_receipts(state, targets)
-        except OSError as err:  # the center not up yet: the reports wait for the next push
-            self.stderr.write(f"receipts push failed: {err}")
