@@ -20,7 +20,7 @@ from import_export.forms import SelectableFieldsExportForm
 from channels.admin import HistoryRecordAdmin
 from channels.models import Channel, Delivery, Recipient
 from channels.selectors import deliveries_for_messages
-from channels.wording import reason_label
+from channels.wording import REASONS, reason_label
 from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_values, whole_number
 
 from .admin_broadcasts import RecurringBroadcastForm, recurring_run_check  # and registers the broadcasts' admin
@@ -28,6 +28,7 @@ from .admin_funnel import FunnelMixin
 from .admin_history import ConfigHistoryAdmin
 from .broadcasts import broadcast_delete, broadcast_schedule_sync
 from .coverage import CHANNELS, channel_volumes, coverage_matrix
+from .forms_scenario import RuleForm, ScenarioForm
 from .models import (
     AudiencePolicy,
     ChannelBinding,
@@ -65,8 +66,35 @@ def timeline_html(entries, **delivery_filter) -> str:
 
 class RuleInline(admin.StackedInline):
     model = Rule
+    form = RuleForm
     extra = 0
     autocomplete_fields = ["template"]
+    # Most of these lists are empty or one line: ten rows each doubled the page.
+    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 60})}}
+    # 22 fields a rule made a scenario with three rules a page 7,600 px long: who and what, then
+    # when (reminders), then the delivery policies folded (opened when one has an error).
+    fieldsets = [
+        (None, {"fields": ["code", "audience", "template", "enabled", "condition", "default_recipients"]}),
+        (
+            _("When: reminders"),
+            {"fields": ["anchor_field", "offset_minutes", "grace_minutes", "cancel_on", "reschedule_on"]},
+        ),
+        (
+            _("Delivery policies: importance, quiet hours, cap, de-duplication, fallback chain"),
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "importance",
+                    "quiet_hours",
+                    ("quiet_start", "quiet_end"),
+                    ("cap_count", "cap_window_minutes"),
+                    "collapse_template",
+                    ("dedup_field", "dedup_window_minutes"),
+                    "fallback_chain",
+                ],
+            },
+        ),
+    ]
 
 
 class ConsoleExportForm(SelectableFieldsExportForm):
@@ -97,6 +125,9 @@ class ConsoleImportExport(ImportExportMixin):
 @admin.register(Scenario)
 class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [ScenarioResource]
+    form = ScenarioForm
+    # Adds "add a template for this scenario" (its sample data filled in).
+    change_form_template = "admin/scenarios/scenario/change_form.html"
     list_display = ["code", "name", "domain", "enabled", "subject_type", "backend_call"]
     list_filter = ["domain", "enabled"]
     search_fields = ["code", "name", "rules__template__code"]
@@ -130,6 +161,17 @@ class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
 
 
 class TemplateForm(forms.ModelForm):
+    # A new template is in no rule yet, so it has no scenario to take its sample data from: the
+    # preview then reported every variable missing. The scenario page's "add a template" fills it.
+    sample_scenario = forms.ModelChoiceField(
+        queryset=Scenario.objects.all(),
+        required=False,
+        label=_("sample data from"),
+        help_text=_(
+            "A new template is in no rule yet: choose the scenario it is for, and its sample data is used "
+            "when the box below is empty."
+        ),
+    )
     sample_data = forms.JSONField(
         label=_("sample data"),
         required=False,
@@ -162,6 +204,20 @@ class TemplateForm(forms.ModelForm):
         self.instance.previewed_as_submitted = True
         if not self.is_bound:
             self.initial["sample_data"] = sample_data_for(self.instance)
+            scenario = scenario_by_pk(self.initial.get("sample_scenario"))
+            if scenario is not None and not self.initial["sample_data"]:
+                self.initial["sample_data"] = scenario.sample_data or {}
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("sample_data") and cleaned.get("sample_scenario") is not None:
+            cleaned["sample_data"] = cleaned["sample_scenario"].sample_data or {}
+        return cleaned
+
+
+def scenario_by_pk(value) -> Scenario | None:
+    pk = value.pk if isinstance(value, Scenario) else whole_number(str(value or ""))
+    return Scenario.objects.filter(pk=pk).first() if pk is not None else None
 
 
 class ChannelBindingFormSet(BaseInlineFormSet):
@@ -227,7 +283,9 @@ class TemplateAdmin(ConsoleImportExport, ConfigHistoryAdmin):
                 data = json.loads(raw) if raw else {}
             except ValueError:
                 data = {}
-            return data if isinstance(data, dict) else {}
+            data = data if isinstance(data, dict) else {}
+            scenario = scenario_by_pk(request.POST.get("sample_scenario"))
+            return data or (dict(scenario.sample_data or {}) if scenario is not None else {})
         return sample_data_for(obj) if obj else {}
 
     @admin.display(description=_("preview"))
@@ -286,7 +344,7 @@ class TemplateAdmin(ConsoleImportExport, ConfigHistoryAdmin):
                 query = "&".join(f"sent={d.pk}" for d in deliveries)
                 return redirect(f"{request.path}?{query}")
         if ids:
-            sent = list(Delivery.objects.filter(pk__in=ids).order_by("pk"))
+            sent = [test_send_outcome(d) for d in Delivery.objects.filter(pk__in=ids).order_by("pk")]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -305,6 +363,25 @@ class TemplateAdmin(ConsoleImportExport, ConfigHistoryAdmin):
             "test_people": TestRecipient.objects.filter(audience=template.audience).order_by("external_id"),
         }
         return TemplateResponse(request, "admin/scenarios/template/preview.html", context)
+
+
+ADDRESS_REASONS = {"no_address", "no_consent"}
+
+
+def test_send_outcome(delivery: Delivery) -> Delivery:
+    """A test send's result in the reader's words: our own reason codes by their label (the
+    stored words are the engine's English, "The recipient has no address on sms."), a provider's
+    words as they came; and, when the test recipient lacks the channel's address, where to add it."""
+    code = delivery.last_error_code
+    if code in REASONS:
+        delivery.outcome = reason_label(code)
+    else:
+        delivery.outcome = " ".join(part for part in (code, delivery.last_error_message) if part)
+    delivery.needs_address = code in ADDRESS_REASONS
+    delivery.recipient_url = (
+        reverse("admin:channels_recipient_change", args=[delivery.recipient_id]) if delivery.recipient_id else ""
+    )
+    return delivery
 
 
 @admin.register(LinkTarget)
@@ -328,6 +405,7 @@ class LinkTargetAdmin(ConsoleImportExport, ConfigHistoryAdmin):
 @admin.register(Rule)
 class RuleAdmin(ConsoleImportExport, ConfigHistoryAdmin):
     resource_classes = [RuleResource]
+    form = RuleForm
     list_display = [
         "__str__",
         "audience",
