@@ -29,6 +29,7 @@ from datetime import timedelta
 import urllib3
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -107,7 +108,9 @@ def webhooks_publish(*, limit: int = 2000, now=None) -> int:
         if not changes:
             return 0
         DeliveryStatusChange.objects.filter(pk__in=[c["id"] for c in changes]).update(published_at=now)
-        endpoints = list(WebhookEndpoint.objects.filter(is_active=True))
+        # Not their signing secrets: publishing needs none, and one that no key decrypts (a key
+        # rotation that missed it) must not stop every client's webhooks.
+        endpoints = list(WebhookEndpoint.objects.filter(is_active=True).defer("signing"))
         if not endpoints:
             return 0
         rows = _rows_for(changes, endpoints, now)
@@ -230,13 +233,15 @@ def webhooks_send_due(*, limit: int = 200, now=None) -> int:
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
             .exclude(Exists(earlier))
             .select_related("endpoint")
+            .defer("endpoint__signing")
             .order_by("id")[:limit]
         )
         WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(lease_until=now + LEASE)
     if not rows:
         return 0
+    secrets = _signing_secrets({row.endpoint_id for row in rows})
     with ThreadPoolExecutor(max_workers=min(SENDERS, len(rows))) as pool:
-        answers = list(pool.map(_post, rows))
+        answers = list(pool.map(lambda row: _post(row, secrets[row.endpoint_id]), rows))
     settled = timezone.now()
     table = _retry_table()
     for row, (status, text, ms) in zip(rows, answers, strict=True):
@@ -257,8 +262,32 @@ def webhooks_send_due(*, limit: int = 200, now=None) -> int:
     return sum(r.status == WebhookStatus.DELIVERED for r in rows)
 
 
-def _post(row: WebhookDelivery) -> tuple[int, str, int]:
+NOT_SENT_UNREADABLE = (
+    "not sent: the endpoint's signing secret cannot be decrypted with FIELD_ENCRYPTION_KEYS "
+    "(docs/runbook.md, Rotate the credential key)"
+)
+
+
+def _signing_secrets(endpoint_ids: set[int]) -> dict[int, str | None]:
+    """Each endpoint's signing secret, read here (not in the sending threads, which would each open
+    a database connection); None for one that no key decrypts: its rows are answered as not sent
+    and retried, the other endpoints' go out."""
+    secrets: dict[int, str | None] = {}
+    for endpoint_id in endpoint_ids:
+        try:
+            signing = WebhookEndpoint.objects.filter(pk=endpoint_id).values_list("signing", flat=True).first()
+        except ImproperlyConfigured:
+            logger.error("webhook endpoint %s: its signing secret cannot be decrypted; its webhooks wait", endpoint_id)
+            secrets[endpoint_id] = None
+            continue
+        secrets[endpoint_id] = (signing or {}).get("secret", "")
+    return secrets
+
+
+def _post(row: WebhookDelivery, secret: str | None) -> tuple[int, str, int]:
     """One signed POST; the endpoint's status (0: no answer), the start of its body, and the ms."""
+    if secret is None:
+        return 0, NOT_SENT_UNREADABLE, 0
     body = json.dumps(row.payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
@@ -266,7 +295,7 @@ def _post(row: WebhookDelivery) -> tuple[int, str, int]:
         "User-Agent": "notifycenter-webhooks/1",
         "Notifycenter-Id": row.event_id,
         "Notifycenter-Timestamp": str(timestamp),
-        "Notifycenter-Signature": f"v1={sign(row.endpoint.secret, timestamp, body)}",
+        "Notifycenter-Signature": f"v1={sign(secret, timestamp, body)}",
     }
     t0 = time.monotonic()
     try:

@@ -246,3 +246,36 @@ def test_quiet_changes_are_written_published_and_the_publisher_leaves_them(catal
     webhooks_publish()
     assert {row.pk: row.published_at for row in quiet.all()} == before  # not rewritten
     assert not DeliveryStatusChange.objects.filter(published_at__isnull=True).exists()
+
+
+def test_an_endpoint_no_key_decrypts_holds_only_its_own_webhooks(settings, catalog, receiver):
+    """A key rotation that missed one endpoint (docs/runbook.md): the others' webhooks go out; its
+    own wait, each with why, and go once the old key is back."""
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    from notifycenter.webhooks import NOT_SENT_UNREADABLE
+
+    settings.WEBHOOK_RETRY_SECONDS = [0] * 30
+    his = backend_client(scopes=("events", "webhooks"))
+    for url in (receiver.url, receiver.url + "?lost-key"):
+        answer = his.post(
+            "/api/v1/webhooks", {"url": url, "secret": SECRET, "events": ["delivery.sent"]}, format="json"
+        )
+        assert answer.status_code == 201, answer.content
+    lost = WebhookEndpoint.objects.get(url__endswith="?lost-key")
+    sealed = Fernet(Fernet.generate_key()).encrypt(json.dumps({"secret": SECRET}).encode()).decode()
+    with connection.cursor() as cursor:  # sealed with a key FIELD_ENCRYPTION_KEYS no longer holds
+        cursor.execute("UPDATE notifycenter_webhookendpoint SET signing = %s WHERE id = %s", [sealed, lost.pk])
+
+    his.post("/api/v1/events", paid_event(), format="json")
+    for _ in range(3):
+        webhooks_publish()
+        webhooks_send_due()
+
+    kept = WebhookDelivery.objects.filter(endpoint=lost)
+    assert kept.exists() and not kept.exclude(status=WebhookStatus.PENDING).exists()
+    assert all(row.answers[-1]["body"] == NOT_SENT_UNREADABLE for row in kept)
+    others = WebhookDelivery.objects.exclude(endpoint=lost)
+    assert others.count() == kept.count() and not others.exclude(status=WebhookStatus.DELIVERED).exists()
+    assert len(receiver.taken) == others.count()
