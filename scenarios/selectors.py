@@ -178,7 +178,8 @@ def policy_reason_label(code: str) -> str:
         "capped": _("over the rule's frequency cap"),
         "deduplicated": _("the same message within the de-duplication window"),
     }
-    return str(labels.get(code, code))
+    # Other reasons (a channel's no_address, no_consent…) in the words the deliveries use.
+    return str(labels[code]) if code in labels else reason_label(code)
 
 
 def _policy_entries(d, message: Message | None) -> list[TimelineEntry]:

@@ -296,6 +296,7 @@ def test_a_cell_whose_every_try_was_skipped_is_neither_working_nor_never_tried(e
     states = [s.split('"')[0] for s in row.split('data-state="')[1:]]
     assert states[5] == "skipped_only" and states[0] == "never_sent"  # app push; inbox never tried
     assert "全部 3 条跳过" in row and "无该渠道地址 (no_address)" in row
+    assert "24 小时内跳过: 无该渠道地址 (no_address) 3" in row  # the reasons in words, as the deliveries say them
     home = editor_client.get(reverse("admin:index")).content.decode()
     attention = home.split('id="needs-attention"')[1].split("</section>")[0]
     assert "患者预约电话、视频问诊" in attention and "无该渠道地址" in attention
