@@ -1,7 +1,7 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q
@@ -45,6 +45,7 @@ from .models import (
     Template,
     TestRecipient,
     UpcomingReminder,
+    link_warnings,
 )
 from .preview import TestSendRefused, sample_data_for, template_preview, template_test_send
 from .resources import (
@@ -135,6 +136,11 @@ class ScenarioAdmin(FunnelMixin, ConsoleImportExport, ConfigHistoryAdmin):
     history_children = ((Rule, "scenario"),)
     # Adds "coverage matrix"; import-export wraps it with its own buttons.
     change_list_template = "admin/scenarios/scenario/change_list.html"
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        for warning in link_warnings(form.instance):  # saved: the backend may send subjects itself
+            messages.warning(request, warning)
 
     def get_urls(self):
         coverage = path("coverage/", self.admin_site.admin_view(self.coverage_view), name="scenarios_scenario_coverage")

@@ -1,22 +1,14 @@
-"""The scenario and rule forms of the console: what an operations editor configuring a new
-scenario (e.g. 疫苗接种提醒) would otherwise save without a word and only learn about from the
-backend's refused events or reminders that are never called off.
-
-- A scenario's sample data is checked against its data schema (the template previews and test
-  sends render it), and its subject type must name a data field `<subject type>_id`: the event's
-  subject is read from it (scenarios/intake.py), and without one no event can cancel or move
-  another's reminders.
-- A rule's anchor field must be a field of the scenario's data (else every event of the scenario
-  is refused 400), and *cancelled by* / *moved by* must name existing events about the same
-  subject (else the reminders are never cancelled or moved).
-"""
+"""The scenario and rule forms of the console: help texts with examples for an operations editor
+configuring a new scenario (e.g. 疫苗接种提醒). What they would otherwise save without a word is
+refused by the models' own checks (Scenario.data_problems, Rule.policy_problems), so that an
+import refuses it too: sample data that does not match the schema, a subject type whose
+`<type>_id` is no data field, an anchor field the data has not, *cancelled by* / *moved by* events
+that no scenario has or that are about another subject, a template for another audience."""
 
 from django import forms
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .models import Rule, Scenario
-from .schemas import compiled, schema_problem
 
 SCHEMA_EXAMPLE = (
     '{"type": "object", "required": ["booking_id", "appointment_time"], "properties": '
@@ -28,15 +20,6 @@ SCHEMA_EXAMPLE = (
 def editable_fields(model) -> list[str]:
     """Every field the admin would show (a new model field shows without touching these forms)."""
     return [f.name for f in model._meta.fields if f.editable and not f.auto_created]
-
-
-def schema_fields(scenario: Scenario | None) -> list[str] | None:
-    """The data fields the scenario's schema names, or None when it names none (no schema, or
-    one without `properties`: nothing to check against)."""
-    properties = (scenario.data_schema or {}).get("properties") if scenario is not None else None
-    if not isinstance(properties, dict) or not properties:
-        return None
-    return list(properties)
 
 
 class ScenarioForm(forms.ModelForm):
@@ -58,38 +41,6 @@ class ScenarioForm(forms.ModelForm):
                 "template previews and test sends render it."
             ),
         }
-
-    def clean(self):
-        cleaned = super().clean()
-        schema = cleaned.get("data_schema")
-        sample = cleaned.get("sample_data")
-        if not schema or schema_problem(schema) is not None:
-            return cleaned  # no schema, or the model's own check says what is wrong with it
-        if sample:
-            problems = [
-                f"{error.json_path.replace('$', 'data', 1)}: {error.message}"
-                for error in compiled(schema).iter_errors(sample)
-            ]
-            if problems:
-                self.add_error(
-                    "sample_data",
-                    gettext("The sample data does not match the data schema: %(problems)s")
-                    % {"problems": "; ".join(problems[:5])},
-                )
-        subject = (cleaned.get("subject_type") or "").strip()
-        fields = schema_fields(Scenario(data_schema=schema))
-        if subject and fields is not None and f"{subject}_id" not in fields:
-            ids = [f[: -len("_id")] for f in fields if f.endswith("_id")]
-            self.add_error(
-                "subject_type",
-                gettext(
-                    "The data has no field %(field)s, so no event of this scenario is linked to the others "
-                    "(a cancellation would call off nothing). Use the name before _id of one of its id fields: "
-                    "%(choices)s."
-                )
-                % {"field": f"{subject}_id", "choices": ", ".join(ids) or "—"},
-            )
-        return cleaned
 
 
 class RuleForm(forms.ModelForm):
@@ -115,73 +66,3 @@ class RuleForm(forms.ModelForm):
                 'External ids told when the event names none for this audience, e.g. ["ops-duty"] for operations.'
             ),
         }
-
-    def scenario(self) -> Scenario | None:
-        scenario = self.cleaned_data.get("scenario") or getattr(self.instance, "scenario", None)
-        try:
-            return scenario if scenario is not None else self.instance.scenario
-        except Scenario.DoesNotExist:
-            return None
-
-    def clean(self):
-        cleaned = super().clean()
-        scenario = self.scenario()
-        anchor = (cleaned.get("anchor_field") or "").strip()
-        fields = schema_fields(scenario)
-        if anchor and fields is not None and anchor not in fields:
-            self.add_error(
-                "anchor_field",
-                gettext(
-                    "%(name)s is not a field of the scenario's data, so every event of the scenario would be "
-                    "refused; one of: %(names)s."
-                )
-                % {"name": anchor, "names": ", ".join(fields)},
-            )
-        template = cleaned.get("template")
-        audience = cleaned.get("audience")
-        if template is not None and audience and template.audience != audience:
-            self.add_error(
-                "template",
-                gettext("%(code)s is written for %(its)s; this rule tells %(ours)s.")
-                % {
-                    "code": template.code,
-                    "its": template.get_audience_display(),
-                    "ours": dict(self.fields["audience"].choices).get(audience, audience),
-                },
-            )
-        for name in ("cancel_on", "reschedule_on"):
-            self._check_events(name, cleaned.get(name), scenario, anchor)
-        return cleaned
-
-    def _check_events(self, name: str, codes, scenario: Scenario | None, anchor: str) -> None:
-        if not codes:
-            return
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            self.add_error(name, gettext('A list of event names, e.g. ["vaccination.cancelled"].'))
-            return
-        if not anchor:
-            self.add_error(name, gettext("Only a reminder (a rule with an anchor field) can be called off or moved."))
-        known = {s.code: s for s in Scenario.objects.filter(code__in=codes)}
-        unknown = [c for c in codes if c not in known]
-        if unknown:
-            self.add_error(
-                name,
-                gettext("No scenario has the event name %(names)s: add that scenario first, or correct the name.")
-                % {"names": ", ".join(unknown)},
-            )
-        subject = scenario.subject_type if scenario is not None else ""
-        if scenario is not None and not subject:
-            self.add_error(
-                name,
-                gettext(
-                    "The scenario has no subject type, so no event is linked to its reminders: set its subject type."
-                ),
-            )
-            return
-        other = [c for c, s in known.items() if s.subject_type != subject]
-        if other:
-            self.add_error(
-                name,
-                gettext("%(names)s is about another subject type than %(subject)s: its events never match.")
-                % {"names": ", ".join(other), "subject": subject},
-            )

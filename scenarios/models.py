@@ -15,7 +15,7 @@ from simple_history.models import HistoricalRecords
 from channels.models import Audience, Channel, ChannelAccount, Recipient
 from inbox.models import Category
 
-from .schemas import schema_problem
+from .schemas import compiled, schema_problem
 
 
 class NaturalKeyManager(models.Manager):
@@ -155,6 +155,64 @@ class Scenario(Timestamped):
         problem = json_schema_problem(self, "data_schema")
         if problem:
             raise ValidationError({"data_schema": problem})
+        errors = self.data_problems()
+        if errors:
+            raise ValidationError(errors)
+
+    def data_problems(self) -> dict[str, list[str]]:
+        """With a valid schema: sample data that does not match it (the template previews and test
+        sends render it)."""
+        errors: dict[str, list[str]] = {}
+        if not self.data_schema:
+            return errors
+        if self.sample_data:
+            problems = [
+                f"{error.json_path.replace('$', 'data', 1)}: {error.message}"
+                for error in compiled(self.data_schema).iter_errors(self.sample_data)
+            ]
+            if problems:
+                errors["sample_data"] = [
+                    gettext("The sample data does not match the data schema: %(problems)s")
+                    % {"problems": "; ".join(problems[:5])}
+                ]
+        return errors
+
+
+def link_warnings(scenario: Scenario) -> list[str]:
+    """What would leave the scenario's reminders never called off or moved, unless the backend
+    sends each event's `subject` itself (scenarios/intake.py reads it from there first, then from
+    the data's `<subject type>_id`): said after a save, not refused, since a backend may do so."""
+    warnings = []
+    subject = (scenario.subject_type or "").strip()
+    properties = (scenario.data_schema or {}).get("properties")
+    if subject and isinstance(properties, dict) and properties and f"{subject}_id" not in properties:
+        ids = [name[: -len("_id")] for name in properties if name.endswith("_id")]
+        warnings.append(
+            gettext(
+                "The data has no field %(field)s: unless the backend sends each event's subject itself, no event "
+                "of this scenario is linked to the others (a cancellation calls off nothing). The name before _id "
+                "of one of its id fields would be: %(choices)s."
+            )
+            % {"field": f"{subject}_id", "choices": ", ".join(ids) or "—"}
+        )
+    rules = [r for r in scenario.rules.all() if r.cancel_on or r.reschedule_on] if scenario.pk else []
+    if rules and not subject:
+        warnings.append(
+            gettext(
+                "The scenario has no subject type: unless the backend sends each event's subject itself, no event "
+                "is linked to its reminders, and its rules' cancelled-by and moved-by never act."
+            )
+        )
+    codes = {c for r in rules for c in (r.cancel_on or []) + (r.reschedule_on or []) if isinstance(c, str)}
+    other = Scenario.objects.filter(code__in=codes).exclude(subject_type=subject).values_list("code", flat=True)
+    if subject and other:
+        warnings.append(
+            gettext(
+                "%(names)s is about another subject type than %(subject)s: its events do not match these reminders."
+            )
+            % {"names": ", ".join(sorted(other)), "subject": subject}
+        )
+    return warnings
 
 
 def field_label(model, name: str) -> str:
@@ -513,7 +571,55 @@ class Rule(models.Model):
             if self.cap_count is None:
                 refuse("collapse_template", gettext("%(field)s: only used over a cap; set the cap too."))
         errors.update(self._chain_problems())
+        for field, lines in self._link_problems(properties).items():
+            errors.setdefault(field, []).extend(lines)
         return errors
+
+    def _link_problems(self, properties) -> dict[str, list[str]]:
+        """What would be saved without a word and then refuse every event, or never call a reminder
+        off: an anchor field the data has not, a template written for another audience, and
+        *cancelled by* / *moved by* naming no scenario's event, or set on a rule that is no
+        reminder (a scenario configured from nothing in the console). Subjects that may not match
+        are said after a save (link_warnings): the backend may send each event's subject."""
+        errors: dict[str, list[str]] = {}
+        anchor = (self.anchor_field or "").strip()
+        if anchor and isinstance(properties, dict) and properties and anchor not in properties:
+            errors["anchor_field"] = [
+                gettext(
+                    "%(name)s is not a field of the scenario's data, so every event of the scenario would be "
+                    "refused; one of: %(names)s."
+                )
+                % {"name": anchor, "names": ", ".join(properties)}
+            ]
+        template = self._related("template")
+        if template is not None and self.audience and template.audience != self.audience:
+            errors["template"] = [
+                gettext("%(code)s is written for %(its)s; this rule tells %(ours)s.")
+                % {"code": template.code, "its": template.get_audience_display(), "ours": self.get_audience_display()}
+            ]
+        for name in ("cancel_on", "reschedule_on"):
+            lines = self._events_problems(getattr(self, name), anchor)
+            if lines:
+                errors[name] = lines
+        return errors
+
+    @staticmethod
+    def _events_problems(codes, anchor: str) -> list[str]:
+        if not codes:
+            return []
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            return [gettext('A list of event names, e.g. ["vaccination.cancelled"].')]
+        lines = []
+        if not anchor:
+            lines.append(gettext("Only a reminder (a rule with an anchor field) can be called off or moved."))
+        known = set(Scenario.objects.filter(code__in=codes).values_list("code", flat=True))
+        unknown = [c for c in codes if c not in known]
+        if unknown:
+            lines.append(
+                gettext("No scenario has the event name %(names)s: add that scenario first, or correct the name.")
+                % {"names": ", ".join(unknown)}
+            )
+        return lines
 
     def _chain_problems(self) -> dict[str, list[str]]:
         chain, label = self.fallback_chain, field_label(Rule, "fallback_chain")

@@ -222,6 +222,26 @@ def test_the_import_refuses_a_bad_data_schema_and_a_bad_condition(catalog):
     assert "objekt" in " ".join(row_errors(rules)["condition"])
 
 
+def test_the_import_refuses_what_the_console_refuses_for_a_new_scenario(catalog):
+    """The console's checks for a scenario configured from nothing (tests/test_new_scenario_walkthrough.py)
+    are the models', so a file refuses them too: a reminder anchored on a field the data has not,
+    cancelled by an event no scenario has, sample data the schema refuses."""
+    reminder = Rule.objects.filter(anchor_field__gt="").first()
+    rules = import_rows(
+        RuleResource,
+        lambda row: {**row, "anchor_field": "appointment_tme", "cancel_on": json.dumps(["no.such.event"])},
+        pk=reminder.pk,
+    )
+    scenarios = import_rows(
+        ScenarioResource, lambda row: {**row, "sample_data": json.dumps({"inquiry_id": 7})}, code="inquiry.paid"
+    )
+
+    errors = row_errors(rules)
+    assert "appointment_tme" in " ".join(errors["anchor_field"])
+    assert "no.such.event" in " ".join(errors["cancel_on"])
+    assert "does not match the data schema" in " ".join(row_errors(scenarios)["sample_data"])
+
+
 @pytest.mark.parametrize("schema", [BAD_SCHEMA, {"$ref": "#/$defs/nowhere"}])
 def test_a_bad_data_schema_stored_before_refuses_the_event_with_a_code_not_a_500(catalog, backend, schema):
     from tests.factories import paid_event

@@ -44,7 +44,7 @@ def log_in(page):
     page.wait_for_url(f"{page.base}/admin/")
 
 
-def test_a_new_scenario_is_refused_with_what_to_fix_then_leads_to_its_template(page, shot, editor):
+def test_a_new_scenario_is_refused_or_warned_with_what_to_fix_then_leads_to_its_template(page, shot, editor):
     log_in(page)
     page.goto(f"{page.base}/admin/scenarios/scenario/add/")
     page.fill("#id_code", "vaccination.booked")
@@ -65,19 +65,23 @@ def test_a_new_scenario_is_refused_with_what_to_fix_then_leads_to_its_template(p
     page.fill("#id_rules-0-cancel_on", '["vaccination.canceled"]')
     page.click("input[name=_continue]")
 
-    expect(page.locator(".field-subject_type .errorlist")).to_contain_text("vaccination_id")
-    expect(page.locator(".field-subject_type .errorlist")).to_contain_text("booking")
     expect(page.locator("#rules-0 .field-anchor_field .errorlist")).to_contain_text("appointment_time")
     expect(page.locator("#rules-0 .field-cancel_on .errorlist")).to_contain_text("vaccination.canceled")
     shot(page, "new-scenario-refused")
     assert not Scenario.objects.exists()
 
-    page.fill("#id_subject_type", "booking")
     page.fill("#id_rules-0-anchor_field", "appointment_time")
     page.fill("#id_rules-0-cancel_on", "[]")
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist .success")).to_be_visible()
+    # Saved (a backend may send each event's subject itself), and the page says what is missing.
+    expect(page.locator(".messagelist .warning")).to_contain_text("vaccination_id")
+    expect(page.locator(".messagelist .warning")).to_contain_text("booking")
     assert Rule.objects.get().anchor_field == "appointment_time"
+    page.fill("#id_subject_type", "booking")
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    expect(page.locator(".messagelist .warning")).to_have_count(0)
     # The rule's delivery policies are folded.
     expect(page.locator("#rules-0 details")).to_have_count(1)
     expect(page.locator("#id_rules-0-cap_count")).to_be_hidden()
