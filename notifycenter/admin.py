@@ -230,13 +230,29 @@ def permission_label(permission) -> str:
     return f"{app} | {model._meta.verbose_name} | {words}"
 
 
+# The groups notifycenter/groups.py makes, in the console's language (their stored names stay English).
+GROUP_WORDS = {
+    "operations editor": _("operations editor"),
+    "operations viewer": _("operations viewer"),
+    "channel admin": _("channel admin"),
+}
+
+
+def group_label(group) -> str:
+    words = GROUP_WORDS.get(group.name)
+    return f"{words} ({group.name})" if words else group.name
+
+
 class PermissionLabels:
-    """The permissions' boxes of a group's and a user's page, labelled by permission_label."""
+    """The permissions' boxes of a group's and a user's page, labelled by permission_label; the
+    groups' by their names in the console's language."""
 
     def formfield_for_manytomany(self, db_field, request=None, **kwargs):
         field = super().formfield_for_manytomany(db_field, request, **kwargs)
         if db_field.name in ("permissions", "user_permissions") and field is not None:
             field.label_from_instance = permission_label
+        if db_field.name == "groups" and field is not None:
+            field.label_from_instance = group_label
         return field
 
 
@@ -246,9 +262,18 @@ admin.site.unregister(User)
 
 @admin.register(Group)
 class OpsGroupAdmin(PermissionLabels, GroupAdmin):
-    pass
+    list_display = ["name", "words"]
+
+    @admin.display(description=_("in words"))
+    def words(self, obj):
+        return GROUP_WORDS.get(obj.name, "")
 
 
 @admin.register(User)
 class OpsUserAdmin(PermissionLabels, UserAdmin):
-    pass
+    def save_model(self, request, obj, form, change):
+        # A login made in the console is for the console: without staff status it could not sign
+        # in, and the login page only said the account was wrong (a walkthrough's first stumble).
+        if not change:
+            obj.is_staff = True
+        super().save_model(request, obj, form, change)

@@ -486,11 +486,25 @@ def test_the_groups_hold_what_their_work_needs(catalog):
     editor, viewer, channel = perms("operations editor"), perms("operations viewer"), perms("channel admin")
     assert {"change_template", "add_channelbinding", "change_scenario", "retry_delivery"} <= editor
     assert {"add_testrecipient", "change_testrecipient"} <= editor  # who may be sent a test
+    # broadcasts (群发), the delivery policies' defaults and the inbox (a new scenario's walkthrough met 403)
+    assert {"add_broadcast", "cancel_broadcast", "change_audiencepolicy", "change_preferencedefault"} <= editor
+    assert {"view_inboxmessage", "view_broadcast", "view_audiencepolicy", "view_preferencedefault"} <= viewer
     assert not {"change_channelaccount", "view_channelaccount"} & editor  # credentials are not theirs
     assert {"view_template", "view_delivery", "view_event"} <= viewer
     assert not any(p.startswith(("add_", "change_", "delete_")) for p in viewer)
     assert {"change_channelaccount", "add_channelaccount", "view_otpcode"} <= channel
     assert "change_template" not in channel
+
+
+def test_an_editor_opens_the_policies_the_inbox_and_broadcasts(editor_client):
+    for name in (
+        "channels_preferencedefault_changelist",
+        "scenarios_audiencepolicy_changelist",
+        "inbox_inboxmessage_changelist",
+        "scenarios_broadcast_changelist",
+        "scenarios_broadcast_add",
+    ):
+        assert editor_client.get(reverse(f"admin:{name}")).status_code == 200, name
 
 
 def test_a_viewer_reads_the_matrix_but_cannot_edit_or_import(catalog, client):

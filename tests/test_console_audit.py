@@ -102,3 +102,24 @@ def test_cancelling_a_broadcast_is_in_its_history(db, admin_client):
     assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
     entry = LogEntry.objects.get(object_id=str(broadcast.pk), content_type__model="broadcast")
     assert entry.user.username == "admin"
+
+
+def test_a_login_made_in_the_console_can_sign_in_and_groups_are_named_in_chinese(db, admin_client):
+    from django.contrib.auth.models import Group, Permission
+
+    from notifycenter.groups import groups_sync
+
+    groups_sync(Group, Permission)
+    answer = admin_client.post(
+        reverse("admin:auth_user_add"),
+        {
+            "username": "yunying01",
+            "password1": "a-long-pass-2026!",
+            "password2": "a-long-pass-2026!",
+            "usable_password": "true",
+        },
+    )
+    assert answer.status_code == 302, answer.content[:2000]
+    assert User.objects.get(username="yunying01").is_staff
+    page = admin_client.get(reverse("admin:auth_user_change", args=[User.objects.get(username="yunying01").pk]))
+    assert "运营编辑 (operations editor)" in page.content.decode()
