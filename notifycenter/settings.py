@@ -435,6 +435,7 @@ NOTIFYCENTER = {
     "SCAN_BATCH_SIZE": env.int("NOTIFYCENTER_SCAN_BATCH_SIZE", default=500),
 }
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -467,6 +468,10 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # uvicorn's own lines (start, stop, each live connection opened) through the same handler,
+        # so LOG_FORMAT=json gives one JSON object a line for them too; it set its own plain
+        # handlers before Django configured logging, and this replaces them in each process.
+        **{name: {"handlers": ["console"], "propagate": False} for name in UVICORN_LOGGERS},
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
