@@ -95,6 +95,17 @@ def messages_timeline(*, messages: list[Message], event: Event | None = None) ->
         entries.append(
             TimelineEntry(event.received_at, _("event received"), f"{event.scenario.code} #{event.pk}", step=EVENT)
         )
+        # What the event did to reminders planned by earlier events about the same subject (its rules'
+        # cancelled-by / moved-by): they are those events' messages, not in this list.
+        answer = event.answer or {}
+        for key, what in (
+            ("cancelled_reminders", _("reminders cancelled")),
+            ("rescheduled_reminders", _("reminders moved")),
+        ):
+            if answer.get(key):
+                subject = f"{event.subject_type} {event.subject_id}".strip()
+                words = _("%(n)s pending reminders of %(subject)s") % {"n": answer[key], "subject": subject}
+                entries.append(TimelineEntry(event.received_at, what, words, step=EVENT))
     by_pk = {m.pk: m for m in messages}
     for m in messages:
         who = f"{m.template.code} → {m.get_audience_display()} {m.recipient.external_id}"

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
-from scenarios.models import ChannelBinding, LinkTarget, Message, Rule, Scenario, Template
+from scenarios.models import ChannelBinding, Event, LinkTarget, Message, Rule, Scenario, Template
 
 pytestmark = pytest.mark.django_db
 
@@ -256,6 +256,10 @@ def test_the_configured_scenario_runs_from_the_backends_events(editor, backend):
     assert second.status_code == 202, second.content
     assert second.json()["cancelled_reminders"] == 2
     assert [m["recipient"] for m in second.json()["messages"]] == ["ops-duty"]
+    # The cancellation's page says what it did to the booking's reminders (they are the booking's messages).
+    cancelled = Event.objects.get(idempotency_key="vb9-c")
+    page = editor.get(f"/admin/scenarios/event/{cancelled.pk}/change/").content.decode()
+    assert "提醒已取消" in page and "2 条 booking VB9 的待发提醒" in page
 
 
 def test_the_rules_delivery_policies_are_folded_and_every_rule_field_is_on_the_scenario_page(editor):
