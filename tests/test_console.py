@@ -329,7 +329,7 @@ def test_the_home_page_shows_today_per_channel_stuck_deliveries_and_the_next_hou
     reminders = page.split('id="reminders-next-hour"')[1].split("</section>")[0]
     assert "预约问诊即将开始" in reminders or "dc_inquiry_0000004" in reminders or "d-17" in reminders
     # The engineers' tables come last.
-    assert re.findall(r'class="app-(\w+) module', page) == ["scenarios", "channels", "django_celery_beat"]
+    assert re.findall(r'class="app-(\w+) module', page) == ["scenarios", "channels", "inbox", "django_celery_beat"]
     everything = re.findall(r'class="app-(\w+) module', admin_client.get(reverse("admin:index")).content.decode())
     assert everything == ["scenarios", "channels", "inbox", "notifycenter", "auth", "django_celery_beat"]
 
