@@ -764,7 +764,10 @@ def push_receipts(state: State, targets: dict) -> dict:
         pending = [
             r
             for r in state.sms
-            if not r.get("reported") and (now - r["at"] > 10 or random.random() >= late_share)  # noqa: S311
+            # Only those of a provider it has an address for: the others wait for a push that has one.
+            if not r.get("reported")
+            and targets.get(r["provider"])
+            and (now - r["at"] > 10 or random.random() >= late_share)  # noqa: S311
         ]
         for r in pending:
             r["reported"] = True

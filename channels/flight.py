@@ -49,6 +49,7 @@ from .models import (
 )
 from .providers import DeliveryResult, backend_for
 from .providers.http import HttpRequest, ProviderHttpError, Steps, observe, parse_answer
+from .routing import reroute_disabled
 from .rows import binding_cursor
 from .sending import ATTEMPT_SETTLED_FIELDS, SETTLED_FIELDS, _claim, _log, _next_number, apply_result, lease
 from .timeline import status_changes_record
@@ -216,6 +217,7 @@ def chunk_load(ids: list[int]) -> list[Delivery]:
     accounts = ChannelAccount.objects.in_bulk({row.account_id for row in rows} - {None})
     for row in rows:
         account.set_cached_value(row, accounts.get(row.account_id))
+    reroute_disabled(rows)
     deliveries_fill_addresses(rows)  # the recipients came with the rows: no query
     return rows
 

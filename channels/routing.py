@@ -122,11 +122,36 @@ def account_for(
         else:
             account = next((a for a in accounts if a.is_default), None)
             reason = "default"
+            if account is None:
+                # The default account disabled (a leaked key, a suspended account): its secondary,
+                # enabled, takes the channel's new deliveries rather than none going out.
+                disabled = ChannelAccount.objects.filter(channel=channel, is_default=True, enabled=False).first()
+                if disabled is not None and disabled.secondary_id:
+                    account = next((a for a in accounts if a.pk == disabled.secondary_id), None)
+                    reason = f"default_disabled: {disabled.name}"
     if account is not None and account.secondary_id and not _let_probe_through(account.pk):
         secondary = next((a for a in accounts if a.pk == account.secondary_id), None)
         if secondary is not None:
             return secondary, f"circuit_open: {account.name}"
     return account, reason
+
+
+def reroute_disabled(rows: list[Delivery]) -> None:
+    """Claimed deliveries whose account was disabled after they were routed (a leaked key, a
+    suspended account) go through the channel's account of now: the disabled one's enabled
+    secondary, else account_for's choice; with none, no account, and the send fails `no_account`,
+    recorded. Nothing is read when no row's account is disabled (the rows carry their accounts)."""
+    off = [d for d in rows if d.account is not None and not d.account.enabled]
+    for channel in {d.channel for d in off}:
+        enabled = list(ChannelAccount.objects.filter(channel=channel, enabled=True))
+        for delivery in (d for d in off if d.channel == channel):
+            account = next((a for a in enabled if a.pk == delivery.account.secondary_id), None)
+            if account is None:
+                account, _ = account_for(channel=channel, requested=None, accounts=enabled)
+            why = f"account_disabled: {delivery.account.name}"[:100]
+            logger.warning("delivery %s: %s is disabled; through %s", delivery.pk, delivery.account, account)
+            Delivery.objects.filter(pk=delivery.pk).update(account=account, route_reason=why)
+            delivery.account, delivery.route_reason = account, why
 
 
 def route_on_result(delivery: Delivery, result, *, now) -> None:

@@ -30,7 +30,7 @@ from .models import AttemptKind, AttemptOutcome, ChangeSource, Channel, Delivery
 from .otp import otp_release_for
 from .providers import Backend, DeliveryResult, backend_for
 from .ratelimit import take_for_account
-from .routing import route_on_result
+from .routing import reroute_disabled, route_on_result
 from .services import enqueue, enqueue_reconcile, masked_address
 from .timeline import status_changes_record
 
@@ -105,6 +105,7 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
         )
         if delivery is None:
             return None
+        reroute_disabled([delivery])
         account = delivery.account
         if account is not None and account.rate_limit_per_minute:
             wait = take_for_account(account)
@@ -142,6 +143,7 @@ def _claim(ids: list[int]) -> tuple[str, list[Delivery]]:
             )
     for d in rows:
         d.status, d.claim = DeliveryStatus.SENDING, claim
+    reroute_disabled(rows)
     deliveries_fill_addresses(rows)
     return claim, rows
 

@@ -385,6 +385,21 @@ class ChannelBinding(models.Model):
 
     natural_key.dependencies = ["scenarios.template"]
 
+    def clean(self):
+        super().clean()
+        if self.account_id and self.account.channel != self.channel:
+            # Its deliveries would go to this channel's provider with another channel's keys.
+            raise ValidationError(
+                {
+                    "account": gettext("%(account)s sends %(its)s, not %(channel)s.")
+                    % {
+                        "account": self.account.name,
+                        "its": self.account.get_channel_display(),
+                        "channel": self.get_channel_display(),
+                    }
+                }
+            )
+
 
 class Importance(models.TextChoices):
     CRITICAL = "critical", _("Critical: no preference silences it")
