@@ -110,7 +110,9 @@ class SubscriptionsApi(APIView):
     @extend_schema(
         request=SubscriptionsInput,
         responses=RecipientOutput,
-        examples=[OpenApiExample("Consent to one template", value={"template_ids": ["tmpl-video-call"]})],
+        examples=[
+            OpenApiExample("Consent to one template", value={"template_ids": ["tmpl-video-call"]}, request_only=True)
+        ],
         summary="Record mini-program subscribe consents (each allows one send)",
     )
     def post(self, request, audience: str, external_id: str):

@@ -16,6 +16,20 @@ from .errors import error_body, flatten
 from .parsers import BatchJSONParser
 
 BATCH_LIMIT = 500
+BATCH_ANSWER_EXAMPLE = {
+    "results": [
+        {"index": 0, "status": 202, "body": {"event_id": 1, "event": "inquiry.paid", "message_count": 3}},
+        {
+            "index": 1,
+            "status": 400,
+            "body": {
+                "code": "invalid_data",
+                "message": "The event data does not match the scenario's schema.",
+                "fields": {"data.amount": ["'amount' is a required property"]},
+            },
+        },
+    ]
+}
 
 
 class BatchItemOutput(serializers.Serializer):
@@ -31,7 +45,11 @@ class EventBatchApi(APIView):
     @extend_schema(
         request=EventInput(many=True),
         responses=inline_serializer("BatchOutput", {"results": BatchItemOutput(many=True)}),
-        examples=[OpenApiExample("Two events", value=[EXAMPLE, {**EXAMPLE, "idempotency_key": "order-2-paid"}])],
+        # drf-spectacular lists a many=True body's example itself: one event here is `[event]` there.
+        examples=[
+            OpenApiExample("One event", value=EXAMPLE, request_only=True),
+            OpenApiExample("One taken, one refused", value=BATCH_ANSWER_EXAMPLE, response_only=True),
+        ],
         summary=f"Report up to {BATCH_LIMIT} events; each is answered on its own",
     )
     def post(self, request):

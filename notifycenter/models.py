@@ -110,7 +110,8 @@ class WebhookDelivery(models.Model):
     )
     event_id = models.CharField(_("event id"), max_length=64)
     event = models.CharField(_("event"), max_length=32)
-    # What the order is kept for: "d:<delivery id>" or "m:<message id>"; one at a time per subject.
+    # What the order is kept for: "m:<message id>" (its deliveries' events, then message.settled), or
+    # "d:<delivery id>" for a delivery without a message; one at a time per subject.
     subject = models.CharField(_("subject"), max_length=32)
     payload = models.JSONField(_("payload"))
     status = models.CharField(_("status"), max_length=16, choices=WebhookStatus.choices, default=WebhookStatus.PENDING)

@@ -40,6 +40,27 @@ ERROR_SCHEMA = {
     },
     "required": ["code", "message", "fields"],
 }
+# The 409s of operations outside /api/v1/events, each with its own codes.
+CONFLICTS = {
+    ("/api/v1/broadcasts", "post"): "`idempotency_conflict`: the key was used with another body (the same body "
+    "again is answered 200 with the first broadcast).",
+    ("/api/v1/broadcasts/{broadcast_id}/cancel", "post"): "`broadcast_finished`: the broadcast has already ended "
+    "with nothing left to send.",
+}
+# The 400 codes an operation has of its own, beside `invalid` and `malformed_json`.
+_PREFERENCES_400 = "`invalid_preferences`: an unknown channel or category, or a value not true/false, by field."
+OWN_400 = {
+    ("/api/v1/events", "post"): "`unknown_event`, `invalid_data` (the scenario's data schema), `invalid_event` "
+    "(what the event cannot be delivered as: rendered lengths, ids and dates taken from `data`), `use_otp_endpoint`.",
+    ("/api/v1/events/batch", "post"): "`invalid_batch` (not a list of 1 to 500 events, or over 5,000 recipients in "
+    "all); a bad item is answered in its own slot of the 200, as POST /api/v1/events would answer it.",
+    ("/api/v1/broadcasts", "post"): "`invalid_broadcast`, naming each field (`recipients.17`, `channels.1`).",
+    ("/api/v1/otp", "post"): "`unknown_purpose`, `not_a_code_purpose`, and the event codes for bad `data`.",
+    ("/api/v1/otp/verify", "post"): "`otp_invalid` (tries left in the message), `otp_locked`, `otp_expired`, "
+    "`otp_used`, `otp_not_found`.",
+    ("/api/v1/inbox/preferences", "put"): _PREFERENCES_400,
+    ("/api/v1/recipients/{audience}/{external_id}/preferences", "put"): _PREFERENCES_400,
+}
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
 ERRORS = {
     "400": "Bad input: `invalid` (with field paths: NUL bytes, lone surrogates, numbers out of range, nesting past "
@@ -73,14 +94,20 @@ def error_responses(result, generator, request, public):
                 codes.extend(("413", "415"))
             if "{" in path:
                 codes.append("404")
-            if path.startswith("/api/v1/events") and method == "post":
+            if path == "/api/v1/events" and method == "post":  # a batch answers these in each item's slot
+                codes.append("409")
+            conflict = CONFLICTS.get((path, method))
+            if conflict:
                 codes.append("409")
             if path.startswith("/api/v1/inbox") and method != "get":
                 codes.append("404")
             for code in sorted(set(codes)):
                 if code in operation["responses"]:
                     continue
-                answer = {"description": ERRORS[code], "content": ref}
+                described = conflict if code == "409" and conflict else ERRORS[code]
+                if code == "400" and (path, method) in OWN_400:
+                    described = f"{described} Here: {OWN_400[(path, method)]}"
+                answer = {"description": described, "content": ref}
                 if code in ("429", "503"):
                     answer["headers"] = RETRY_AFTER
                 operation["responses"][code] = answer

@@ -135,32 +135,31 @@ def _rows_for(changes: list[dict], endpoints: list[WebhookEndpoint], now) -> lis
     by_client: dict[str, list[WebhookEndpoint]] = {}
     for endpoint in endpoints:
         by_client.setdefault(endpoint.client, []).append(endpoint)
-    rows = []
     settled = _settled_messages({d["message_ref"] for d in deliveries.values() if d["message_ref"]})
+    # (delivery, payloads) in the changes' order; each settled message once, after all of them, so
+    # that it is written (and so sent) after every event of its deliveries in this batch.
+    planned: list[tuple[dict, list]] = []
+    settling: dict[int, dict] = {}
     for change in changes:
         d = deliveries.get(change["delivery_id"])
         if d is None:
             continue
-        targets = by_client.get(clients.get(d["event_ref"], ""), [])
-        payloads = []
         name = EVENT_FOR_STATUS.get(change["status"])
         if name:
-            payloads.append((name, f"evt_{change['id']}", f"d:{d['pk']}", _delivery_payload(name, change, d)))
+            planned.append((d, [(name, f"evt_{change['id']}", _subject(d), _delivery_payload(name, change, d))]))
         if d["message_ref"] in settled and d["finished_at"] is not None:
-            payloads.append(
-                (
-                    "message.settled",
-                    f"msg_{d['message_ref']}_settled",
-                    f"m:{d['message_ref']}",
-                    {
-                        "id": f"msg_{d['message_ref']}_settled",
-                        "type": "message.settled",
-                        "created_at": now.isoformat(),
-                        "data": {"message_id": d["message_ref"], "event_id": d["event_ref"]},
-                    },
-                )
-            )
-        for endpoint in targets:
+            settling.setdefault(d["message_ref"], d)
+    for message_ref, d in settling.items():
+        payload = {
+            "id": f"msg_{message_ref}_settled",
+            "type": "message.settled",
+            "created_at": now.isoformat(),
+            "data": {"message_id": message_ref, "event_id": d["event_ref"]},
+        }
+        planned.append((d, [("message.settled", payload["id"], f"m:{message_ref}", payload)]))
+    rows = []
+    for d, payloads in planned:
+        for endpoint in by_client.get(clients.get(d["event_ref"], ""), []):
             for name, event_id, subject, payload in payloads:
                 if name in endpoint.events:
                     rows.append(
@@ -174,6 +173,13 @@ def _rows_for(changes: list[dict], endpoints: list[WebhookEndpoint], now) -> lis
                         )
                     )
     return rows
+
+
+def _subject(d: dict) -> str:
+    """What a delivery's events are kept in order within: its message (so that the message's
+    `message.settled`, of the same subject and written after them, is sent after every event of
+    its deliveries), or the delivery itself when it has no message (an SMS code)."""
+    return f"m:{d['message_ref']}" if d["message_ref"] else f"d:{d['pk']}"
 
 
 def _settled_messages(message_refs: set[int]) -> set[int]:

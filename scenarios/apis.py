@@ -117,12 +117,14 @@ class PlannedMessageOutput(serializers.Serializer):
     scheduled = serializers.BooleanField(help_text="true: a reminder that fires at due_at")
 
 
+# One component (SubjectOut) for both answers that carry the subject: one class, a field of it each.
+SubjectOut = type(inline_serializer("SubjectOut", {"type": serializers.CharField(), "id": serializers.CharField()}))
+
+
 class EventAnswerOutput(serializers.Serializer):
     event_id = serializers.IntegerField()
     event = serializers.CharField()
-    subject = inline_serializer(
-        "SubjectOut", {"type": serializers.CharField(), "id": serializers.CharField()}, allow_null=True
-    )
+    subject = SubjectOut(allow_null=True)
     message_count = serializers.IntegerField()
     messages = PlannedMessageOutput(many=True, help_text="The first 100; GET /api/v1/events/{id} lists all.")
     skipped_rules = inline_serializer(
@@ -148,6 +150,7 @@ class EventDetailOutput(serializers.Serializer):
     id = serializers.IntegerField()
     event = serializers.CharField()
     idempotency_key = serializers.CharField()
+    subject = SubjectOut(allow_null=True)
     occurred_at = serializers.DateTimeField()
     received_at = serializers.DateTimeField()
     data = serializers.DictField()
@@ -317,7 +320,10 @@ class PreferencesApi(APIView):
     @extend_schema(
         request=PreferencesBody,
         responses=PreferencesOutput,
-        examples=[OpenApiExample("Turn off SMS, and pushes about consultations", value=PREFERENCES_EXAMPLE)],
+        # The answer has every switch and `locked`: the body's example is no answer's.
+        examples=[
+            OpenApiExample("Turn off SMS, and pushes about consultations", value=PREFERENCES_EXAMPLE, request_only=True)
+        ],
         summary="Change a person's preferences (what the body names; the rest stays)",
     )
     def put(self, request, **kwargs):

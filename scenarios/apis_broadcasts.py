@@ -14,7 +14,7 @@ from inbox.cycles import serializer_release, validated
 from .audiences import LIST_MAX
 from .errors import EventRejected
 from .fanout import broadcast_answer, broadcast_cancel, broadcast_create, broadcast_problems
-from .models import Broadcast, BroadcastStatus, Importance, Template
+from .models import Broadcast, BroadcastSource, BroadcastStatus, Importance, Template
 
 
 class BroadcastInput(serializers.Serializer):
@@ -78,6 +78,8 @@ class BroadcastCreateApi(APIView):
         responses={202: BroadcastOutput, 200: BroadcastOutput},
         examples=[OpenApiExample("A member-day message to a list", value=EXAMPLE, request_only=True)],
         summary="Send one message to a large audience",
+        description="The same idempotency key and body again: 200 and the first broadcast; another body under a "
+        "used key: 409 `idempotency_conflict`.",
     )
     def post(self, request):
         body = request.data  # the parser's own refusals (a NUL, a bad number) as they are
@@ -102,8 +104,50 @@ class BroadcastCreateApi(APIView):
             client=request.user.client,
             idempotency_key=values["idempotency_key"],
         )
+        if not created and not _same_request(broadcast, values):
+            # As for events: a retry gets the first answer, another body under a used key is refused,
+            # never answered with a broadcast the caller did not describe.
+            raise EventRejected(
+                "idempotency_conflict",
+                "This idempotency key was already used with a different request body.",
+                {"idempotency_key": ["already used with a different body"]},
+                http_status=409,
+            )
         broadcast.refresh_from_db()
         return Response(broadcast_answer(broadcast), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+def _same_request(broadcast: Broadcast, values: dict) -> bool:
+    """Whether `values` (a checked body) asks for the broadcast already stored under its key, as
+    broadcast_create would have stored it (repeated channels and ids are one, ids as strings). An
+    ended broadcast no longer keeps its list (fanout): then only how many people it named."""
+    segment, listed = values.get("segment"), values.get("recipients")
+    if segment is None and not isinstance(listed, list):  # not even a list: not what was stored
+        return False
+    ids = [] if segment is not None else list(dict.fromkeys(str(i) for i in listed))
+    asked = {
+        "name": values["name"][:100],
+        "template": values["template"],
+        "channels": list(dict.fromkeys(values["channels"])),
+        "data": values["data"],
+        "importance": values["importance"],
+        "segment": segment is not None,
+        "segment_channel": (segment or {}).get("channel", ""),
+        "recipients": ids,
+    }
+    stored = {
+        "name": broadcast.name,
+        "template": broadcast.template.code,
+        "channels": broadcast.channels,
+        "data": broadcast.data,
+        "importance": broadcast.importance,
+        "segment": broadcast.source == BroadcastSource.SEGMENT,
+        "segment_channel": broadcast.segment_channel,
+        "recipients": broadcast.external_ids,
+    }
+    if broadcast.source == BroadcastSource.LIST and not broadcast.external_ids:
+        asked["recipients"], stored["recipients"] = len(ids), broadcast.total
+    return asked == stored
 
 
 def _problems_beside(body, *, failed: set) -> dict[str, list[str]]:
