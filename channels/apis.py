@@ -136,5 +136,5 @@ class OtpVerifyApi(APIView):
         summary="Check a one-time SMS code: accepted once; 5 wrong tries lock it",
     )
     def post(self, request):
-        otp_verify(**validated(OtpVerifyInput(data=request.data)))
+        otp_verify(client=request.user.client, **validated(OtpVerifyInput(data=request.data)))
         return Response({"verified": True})

@@ -35,10 +35,26 @@ def mask_address(channel: str, address: str) -> str:
     return ",".join(mask_id(part) for part in address.split(","))
 
 
+def _phone_forms(phones: list[str]) -> list[str]:
+    """Each phone as kept, then in the other forms it may come back in, longest first (so that
+    `+8613…` is masked whole before the `13…` inside it is looked for)."""
+    derived = set()
+    for phone in phones:
+        national = phone.strip().removeprefix("+").removeprefix("86") if phone.startswith(("+86", "86")) else phone
+        national = national.strip().lstrip("+")
+        if len(national) >= 6:  # a derived form short enough to be part of anything is left alone
+            derived.update((national, "86" + national, "+86" + national))
+    return phones + sorted(derived - set(phones), key=len, reverse=True)
+
+
 def scrub(value, address: str, channel: str):
     """A provider's answer (JSON) with every copy of an address in it masked: Tencent echoes the
-    phone in SendStatusSet, Aliyun's QuerySendDetails in PhoneNum, WeCom the user in invaliduser."""
-    parts = [p for p in address.split(",") if len(p) > 2]
+    phone in SendStatusSet, Aliyun's QuerySendDetails in PhoneNum, WeCom the user in invaliduser.
+    A phone is looked for in each form a provider may echo it in: as kept (`+8613912345678`),
+    without the country code (`13912345678`, Aliyun's), and with it (`8613912345678`)."""
+    parts = [p for p in address.replace("|", ",").split(",") if len(p) > 2]
+    if channel == "sms":
+        parts = _phone_forms(parts)
     if not parts:
         return value
 

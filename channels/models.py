@@ -432,6 +432,8 @@ class OtpCode(models.Model):
     phone = models.CharField(_("phone"), max_length=32, help_text=_("Masked."))
     phone_hash = models.CharField(max_length=64, default="")
     purpose = models.CharField(_("purpose"), max_length=64)
+    # The backend that asked for it (ApiKey.client): only that backend checks it.
+    client = models.CharField(_("client"), max_length=64, blank=True, default="")
     code_hash = models.CharField(max_length=64)
     sealed_code = models.TextField(blank=True)
     event_ref = models.BigIntegerField(_("event"), null=True, blank=True)

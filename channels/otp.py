@@ -86,7 +86,7 @@ def _check_limits(phone_hash: str, now) -> None:
             )
 
 
-def otp_issue(*, phone: str, purpose: str) -> OtpCode:
+def otp_issue(*, phone: str, purpose: str, client: str = "") -> OtpCode:
     """A new code for this phone and purpose, inside the caller's transaction; earlier codes for
     the same phone and purpose stop counting (verify reads only the newest). The code leaves
     this function only sealed: the SMS backend unseals it for the provider's request."""
@@ -102,6 +102,7 @@ def otp_issue(*, phone: str, purpose: str) -> OtpCode:
         phone_hash=phone_hash,
         phone=mask_phone(phone),
         purpose=purpose,
+        client=client,
         code_hash=code_digest(phone_hash, purpose, code),
         sealed_code=seal(code),
         expires_at=now + timedelta(seconds=settings.OTP_TTL_SECONDS),
@@ -113,14 +114,15 @@ def otp_attach(otp: OtpCode, *, event_ref: int) -> None:
     OtpCode.objects.filter(pk=otp.pk).update(event_ref=event_ref)
 
 
-def otp_verify(*, phone: str, purpose: str, code: str) -> OtpCode:
-    """Accept the newest code for this phone and purpose once; 5 wrong tries lock it."""
+def otp_verify(*, phone: str, purpose: str, code: str, client: str = "") -> OtpCode:
+    """Accept the newest code the client asked for, for this phone and purpose, once; 5 wrong tries
+    lock it. Another client's code is not found: it can neither check nor lock it."""
     phone_hash = phone_digest(normalize_phone(phone))
     now = timezone.now()
     with transaction.atomic():
         otp = (
             OtpCode.objects.select_for_update()
-            .filter(phone_hash=phone_hash, purpose=purpose)
+            .filter(phone_hash=phone_hash, purpose=purpose, client=client)
             .order_by("-created_at", "-pk")
             .first()
         )

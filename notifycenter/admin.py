@@ -18,6 +18,7 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
     WebhookStatus,
+    url_not_internal,
     url_without_credentials,
 )
 from .webhooks import send_soon, webhook_replay
@@ -60,7 +61,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key is shown only once, when made: `manage.py create_api_key`.
         return False
 
-    @admin.action(description=_("Revoke the selected keys"))
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request, queryset):
         revoked = list(queryset.filter(is_active=True))
         queryset.update(is_active=False)
@@ -109,7 +110,9 @@ class WebhookEndpointForm(forms.ModelForm):
     secret = forms.CharField(
         label=_("signing secret"), required=False, min_length=16, widget=forms.PasswordInput(render_value=False)
     )
-    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https", validators=[url_without_credentials])
+    url = forms.URLField(
+        label=_("URL"), max_length=500, assume_scheme="https", validators=[url_without_credentials, url_not_internal]
+    )
     events = forms.MultipleChoiceField(label=_("events"), choices=_event_choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:

@@ -8,12 +8,12 @@ from rest_framework.views import APIView
 
 from inbox.cycles import validated
 
-from .models import WEBHOOK_EVENTS, WebhookEndpoint, url_without_credentials
+from .models import WEBHOOK_EVENTS, WebhookEndpoint, url_not_internal, url_without_credentials
 from .webhooks import webhook_endpoint_create
 
 
 class WebhookInput(serializers.Serializer):
-    url = serializers.URLField(max_length=500, validators=[url_without_credentials])
+    url = serializers.URLField(max_length=500, validators=[url_without_credentials, url_not_internal])
     secret = serializers.CharField(min_length=16, max_length=200, write_only=True)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), min_length=1, max_length=len(WEBHOOK_EVENTS)

@@ -6,6 +6,7 @@ delivery ids it was handed, the message it fires) and the events API (the event 
 import contextvars
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 context_ids: contextvars.ContextVar[dict | None] = contextvars.ContextVar("nc_log_ids", default=None)
@@ -23,11 +24,54 @@ def clear_ids(token: contextvars.Token | None = None) -> None:
         context_ids.set(None)
 
 
+# A mainland mobile number, alone or with its country code (+86 / 86 / 0086), not inside a longer
+# run of digits (a timestamp, an id): what a phone looks like wherever it lands in a log line.
+PHONE_IN_TEXT = re.compile(r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])")
+
+
+def mask_phones(text: str) -> str:
+    """`text` with every mobile number in it masked as the console shows them (139****5678)."""
+    if not text or not any(c.isdigit() for c in text):
+        return text
+    return PHONE_IN_TEXT.sub(lambda m: _masked(m[0]), text)
+
+
+def _masked(found: str) -> str:
+    digits = re.sub(r"[^0-9]", "", found)[-11:]
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
 class ContextIds(logging.Filter):
-    """Puts the context's ids on the record, for the JSON formatter (the plain one ignores them)."""
+    """Puts the context's ids on the record, for the JSON formatter (the plain one ignores them),
+    and masks mobile numbers in the message and in an exception's text, whichever formatter
+    writes the line: a number an exception or a library put in its words never reaches the log."""
 
     def filter(self, record):
         record.nc_ids = context_ids.get() or {}
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: left for the handler to report, as logging does
+            return True
+        masked = mask_phones(message)
+        if masked != message:
+            # The arguments masked one by one, so that a formatter reading them (uvicorn's access
+            # lines) still finds them; the whole line only when a number spans them or is no string.
+            if isinstance(record.msg, str):
+                record.msg = mask_phones(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(mask_phones(a) if isinstance(a, str) else a for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: mask_phones(a) if isinstance(a, str) else a for k, a in record.args.items()}
+            try:
+                still = record.getMessage() != masked
+            except Exception:
+                still = True
+            if still:
+                record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_phones(record.exc_text)
         return True
 
 
@@ -40,6 +84,6 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **getattr(record, "nc_ids", {}),
         }
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:
+            line["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)

@@ -45,12 +45,20 @@ class ApiInEnglishMiddleware:
     """The admin speaks the hospital's language; the API answers in one language, English, so
     that a message never mixes DRF's translated words with ours. Clients branch on `code`.
 
-    It also refuses NUL bytes in an API path or query (PostgreSQL cannot compare them): 400."""
+    It also refuses NUL bytes in an API path or query (PostgreSQL cannot compare them): 400, and
+    marks the API's answers `Cache-Control: no-store` unless a view chose otherwise: they carry
+    people's messages and masked addresses, which no shared proxy or browser cache should keep."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        response = self._answer(request)
+        if request.path.startswith("/api/v1/") and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
+
+    def _answer(self, request):
         if request.path.startswith("/api/"):
             translation.activate("en")
             request.LANGUAGE_CODE = "en"

@@ -1,7 +1,10 @@
 import hashlib
+import ipaddress
 import secrets
+import socket
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -70,6 +73,38 @@ def url_without_credentials(value: str) -> None:
         raise ValidationError(
             _("Put no user name or password in the URL: the requests are signed with the secret."),
             code="credentials_in_url",
+        )
+
+
+def internal_address(host: str) -> bool:
+    """True for this machine (loopback, unspecified), link-local addresses (the cloud metadata
+    service, 169.254.169.254) and multicast or reserved ones; a name, as `localhost` or as
+    resolved. Private ranges stay allowed: a hospital's backend lives on its intranet."""
+    host = (host or "").strip("[]").rstrip(".").lower()
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, UnicodeError, ValueError):
+            return False  # not resolvable now: the send will fail on its own
+    for ip in addresses:
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+            return True
+    return False
+
+
+def url_not_internal(value: str) -> None:
+    """A webhook goes to the client's backend, never back into this server or its cloud's metadata
+    (unless WEBHOOK_ALLOW_INTERNAL_URLS: the tests' own receivers listen on 127.0.0.1)."""
+    if not settings.WEBHOOK_ALLOW_INTERNAL_URLS and internal_address(urlsplit(value).hostname or ""):
+        raise ValidationError(
+            _("The URL points at this server or a link-local address; give the address of your backend."),
+            code="internal_url",
         )
 
 

@@ -195,10 +195,22 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Console passwords (等保: length and no guessable ones): at least 10 characters, not like the user
+# name or e-mail, not a common password, not all digits.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A console session ends after SESSION_IDLE_MINUTES without a request (each request renews it),
+# and when the browser closes.
+SESSION_COOKIE_AGE = env.int("SESSION_IDLE_MINUTES", default=30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # Operations staff read Chinese: zh-hans by default, English available; times in Asia/Shanghai.
 LANGUAGE_CODE = env.str("DJANGO_LANGUAGE_CODE", default="zh-hans")
@@ -272,6 +284,11 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # Keys the HMAC-SHA256 hashes a person is found by (phone, openids); empty: derived from
 # SECRET_KEY. Changing it (or SECRET_KEY while it is empty) needs `manage.py directory_rehash`.
 FIELD_HASH_KEY = secret("FIELD_HASH_KEY", default="")
+
+# Status webhooks to loopback, link-local (cloud metadata) or unspecified addresses are refused
+# when registered and when sent; on (the default with DJANGO_DEBUG, as `make run`): allowed, for a
+# development machine's receiver on 127.0.0.1.
+WEBHOOK_ALLOW_INTERNAL_URLS = env.bool("WEBHOOK_ALLOW_INTERNAL_URLS", default=DEBUG)
 
 # Provider calls: (connect, read) timeouts in seconds. A claim's lease is derived from them
 # (channels/sending.py); an answer later than the read timeout is an unknown outcome, reconciled.

@@ -24,3 +24,5 @@ WEB_WARM_UP = env.bool("WEB_WARM_UP", default=False)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Unit tests run tasks in process; the end-to-end tests switch this off and use a real worker.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
+# The webhook tests' receivers listen on 127.0.0.1 (tests/test_security_review.py turns it off).
+WEBHOOK_ALLOW_INTERNAL_URLS = True

@@ -25,6 +25,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import urllib3
 from django.conf import settings
@@ -37,7 +38,7 @@ from django.utils import timezone
 from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange
 from scenarios.models import Event
 
-from .models import WebhookDelivery, WebhookEndpoint, WebhookStatus
+from .models import WebhookDelivery, WebhookEndpoint, WebhookStatus, internal_address
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +304,9 @@ def _post(row: WebhookDelivery, secret: str | None) -> tuple[int, str, int]:
         "Notifycenter-Timestamp": str(timestamp),
         "Notifycenter-Signature": f"v1={sign(secret, timestamp, body)}",
     }
+    if not settings.WEBHOOK_ALLOW_INTERNAL_URLS and internal_address(urlsplit(row.endpoint.url).hostname or ""):
+        # Checked again at each send: a name may resolve elsewhere than when it was registered.
+        return 0, "not sent: the URL resolves to this server or a link-local address", 0
     t0 = time.monotonic()
     try:
         answer = _http.request("POST", row.endpoint.url, body=body, headers=headers, timeout=TIMEOUT)

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from channels.models import Audience, Channel, ChannelAccount, Recipient
+from inbox.answers import url_is_safe
 from inbox.models import Category
 
 from .schemas import compiled, schema_problem
@@ -97,6 +98,20 @@ class LinkTarget(models.Model):
 
     def natural_key(self):
         return (self.code,)
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        for name in ("mini_program_page", "h5_url", "patient_app_url", "doctor_app_url", "admin_url"):
+            value = getattr(self, name)
+            if value and not url_is_safe(value):
+                errors[name] = [_("A link that runs code (javascript:, data:…) is not a page.")]
+            elif value and name in ("h5_url", "admin_url") and not value.startswith(("https://", "http://", "/")):
+                errors[name] = [_("A web page: https://…, http://… or a path starting with /.")]
+            elif value and value.startswith("//"):
+                errors[name] = [_("A path starting with / on this site, or a full address with its scheme.")]
+        if errors:
+            raise ValidationError(errors)
 
     def forms_for(self, audience: str) -> dict[str, str]:
         """Platform → URL template for one audience: only that audience's own apps and pages."""

@@ -36,7 +36,7 @@ def otp_request(*, client: str, phone: str, purpose: str, data: dict, subject_id
     phone = normalize_phone(phone)
     person = {"id": f"otp-{phone_digest(phone)[:16]}", "phone": phone}
     with transaction.atomic():
-        otp = otp_issue(phone=phone, purpose=purpose)
+        otp = otp_issue(phone=phone, purpose=purpose, client=client)
         payload = {
             "event": purpose,
             "idempotency_key": f"otp-{otp.pk}-{secrets.token_hex(4)}",

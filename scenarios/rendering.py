@@ -7,13 +7,33 @@ settings. StrictUndefined: a missing variable is an error, never a blank in a pa
 import contextlib
 import re
 from functools import lru_cache
+from urllib.parse import quote
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+# Longest string or list a template may build with `*` (a rendered field is at most 4,000
+# characters: scenarios/limits.py); a longer one is a render error, not a worker out of memory.
+MAX_REPEAT = 100_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator_name, left, right):
+        sequences = (str, list, tuple)
+        if operator_name == "*" and (isinstance(left, sequences) or isinstance(right, sequences)):
+            sequence, times = (left, right) if isinstance(left, sequences) else (right, left)
+            if isinstance(times, int) and len(sequence) * times > MAX_REPEAT:
+                raise TemplateError(f"a repeated text of more than {MAX_REPEAT} characters")
+        if operator_name == "**" and isinstance(right, int) and right > 64:
+            raise TemplateError("an exponent above 64")
+        return super().call_binop(context, operator_name, left, right)
+
+
+_env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 def _local_datetime(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -70,6 +90,8 @@ def render_text(source: str, context: dict, *, field: str) -> str:
         return _compiled(source).render(context)
     except TemplateError as err:
         raise RenderError(field, str(err)) from err
+    except (OverflowError, MemoryError, RecursionError) as err:  # the sandbox's range cap, a huge number
+        raise RenderError(field, f"{type(err).__name__}: {err}") from err
 
 
 def render_mapping(mapping: dict, context: dict, *, field: str) -> dict:
@@ -86,7 +108,8 @@ def render_link(link_target, context: dict, *, audience: str) -> dict:
     for platform, pattern in link_target.forms_for(audience).items():
         if pattern:
             try:
-                forms[platform] = pattern.format_map(params)
+                # Each value encoded as one URL component: data cannot add parameters or change the page.
+                forms[platform] = pattern.format_map({k: quote(str(v), safe="") for k, v in params.items()})
             except (KeyError, ValueError, IndexError) as err:
                 raise RenderError(f"link.{link_target.code}.{platform}", f"unknown parameter {err}") from err
     return {"target": link_target.code, "route": link_target.route, "params": params, **forms}
