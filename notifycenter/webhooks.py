@@ -247,8 +247,11 @@ def webhooks_send_due(*, limit: int = 200, now=None) -> int:
     if not rows:
         return 0
     secrets = _signing_secrets({row.endpoint_id for row in rows})
+    # Checked again at each round (a name may resolve elsewhere than when it was registered), once
+    # per endpoint: not a name lookup per webhook.
+    internal = {} if settings.WEBHOOK_ALLOW_INTERNAL_URLS else _internal_endpoints(rows)
     with ThreadPoolExecutor(max_workers=min(SENDERS, len(rows))) as pool:
-        answers = list(pool.map(lambda row: _post(row, secrets[row.endpoint_id]), rows))
+        answers = list(pool.map(lambda row: _post(row, secrets[row.endpoint_id], internal), rows))
     settled = timezone.now()
     table = _retry_table()
     for row, (status, text, ms) in zip(rows, answers, strict=True):
@@ -291,7 +294,13 @@ def _signing_secrets(endpoint_ids: set[int]) -> dict[int, str | None]:
     return secrets
 
 
-def _post(row: WebhookDelivery, secret: str | None) -> tuple[int, str, int]:
+def _internal_endpoints(rows: list[WebhookDelivery]) -> dict[int, bool]:
+    """Whether each endpoint's host is this machine or link-local (notifycenter.models.internal_address)."""
+    urls = {row.endpoint_id: row.endpoint.url for row in rows}
+    return {pk: internal_address(urlsplit(url).hostname or "") for pk, url in urls.items()}
+
+
+def _post(row: WebhookDelivery, secret: str | None, internal: dict[int, bool]) -> tuple[int, str, int]:
     """One signed POST; the endpoint's status (0: no answer), the start of its body, and the ms."""
     if secret is None:
         return 0, NOT_SENT_UNREADABLE, 0
@@ -304,8 +313,7 @@ def _post(row: WebhookDelivery, secret: str | None) -> tuple[int, str, int]:
         "Notifycenter-Timestamp": str(timestamp),
         "Notifycenter-Signature": f"v1={sign(secret, timestamp, body)}",
     }
-    if not settings.WEBHOOK_ALLOW_INTERNAL_URLS and internal_address(urlsplit(row.endpoint.url).hostname or ""):
-        # Checked again at each send: a name may resolve elsewhere than when it was registered.
+    if internal.get(row.endpoint_id):
         return 0, "not sent: the URL resolves to this server or a link-local address", 0
     t0 = time.monotonic()
     try:
