@@ -107,6 +107,22 @@ def _let_probe_through(account_id: int) -> bool:
     return cache.add(_probe_key(account_id), 1, timeout=settings.CIRCUIT_COOLDOWN_SECONDS)
 
 
+def accounts_by_channel(accounts) -> dict[str, list[ChannelAccount]]:
+    """The enabled accounts by channel, as new deliveries are routed over them (`accounts`: every
+    account, enabled or not, read once); a disabled default's enabled secondary on the same
+    channel is marked `stands_in_for` the default, and account_for takes it in its place."""
+    everything = list(accounts)
+    enabled = {a.pk: a for a in everything if a.enabled}
+    by_channel: dict[str, list[ChannelAccount]] = {}
+    for account in enabled.values():
+        by_channel.setdefault(account.channel, []).append(account)
+    for account in everything:
+        stand_in = enabled.get(account.secondary_id) if account.is_default and not account.enabled else None
+        if stand_in is not None and stand_in.channel == account.channel:
+            stand_in.stands_in_for = account.name
+    return by_channel
+
+
 def account_for(
     *, channel: str, requested: ChannelAccount | None, accounts: list[ChannelAccount]
 ) -> tuple[ChannelAccount | None, str]:
@@ -123,12 +139,11 @@ def account_for(
             account = next((a for a in accounts if a.is_default), None)
             reason = "default"
             if account is None:
-                # The default account disabled (a leaked key, a suspended account): its secondary,
-                # enabled, takes the channel's new deliveries rather than none going out.
-                disabled = ChannelAccount.objects.filter(channel=channel, is_default=True, enabled=False).first()
-                if disabled is not None and disabled.secondary_id:
-                    account = next((a for a in accounts if a.pk == disabled.secondary_id), None)
-                    reason = f"default_disabled: {disabled.name}"
+                # The default account disabled (a leaked key, a suspended account): its enabled
+                # secondary takes the channel's new deliveries (marked by accounts_by_channel).
+                account = next((a for a in accounts if getattr(a, "stands_in_for", "")), None)
+                if account is not None:
+                    reason = f"default_disabled: {account.stands_in_for}"
     if account is not None and account.secondary_id and not _let_probe_through(account.pk):
         secondary = next((a for a in accounts if a.pk == account.secondary_id), None)
         if secondary is not None:
@@ -142,8 +157,11 @@ def reroute_disabled(rows: list[Delivery]) -> None:
     secondary, else account_for's choice; with none, no account, and the send fails `no_account`,
     recorded. Nothing is read when no row's account is disabled (the rows carry their accounts)."""
     off = [d for d in rows if d.account is not None and not d.account.enabled]
+    if not off:
+        return
+    by_channel = accounts_by_channel(ChannelAccount.objects.filter(channel__in={d.channel for d in off}))
     for channel in {d.channel for d in off}:
-        enabled = list(ChannelAccount.objects.filter(channel=channel, enabled=True))
+        enabled = by_channel.get(channel, [])
         for delivery in (d for d in off if d.channel == channel):
             account = next((a for a in enabled if a.pk == delivery.account.secondary_id), None)
             if account is None:

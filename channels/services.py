@@ -22,7 +22,7 @@ from .models import (
     SubscribeConsent,
 )
 from .providers import BACKENDS, backend_for
-from .routing import account_for
+from .routing import account_for, accounts_by_channel
 from .rows import rows_insert, rows_where, values_copy
 from .timeline import status_changes_record
 
@@ -91,11 +91,9 @@ def deliveries_write(
 
 
 def accounts_enabled() -> dict[str, list[ChannelAccount]]:
-    """The enabled channel accounts by channel, as new deliveries are routed over them."""
-    accounts: dict[str, list[ChannelAccount]] = {}
-    for a in ChannelAccount.objects.filter(enabled=True):
-        accounts.setdefault(a.channel, []).append(a)
-    return accounts
+    """The enabled channel accounts by channel, as new deliveries are routed over them (one
+    query: the disabled ones are read too, for a disabled default's secondary)."""
+    return accounts_by_channel(ChannelAccount.objects.all())
 
 
 def _delivery_row(req: DeliveryRequest, accounts: dict[str, list[ChannelAccount]], *, now: datetime) -> dict:

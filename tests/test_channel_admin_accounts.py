@@ -342,12 +342,15 @@ def test_disabling_the_default_account_says_the_channel_has_none_left(channel_ad
 
 def test_a_disabled_defaults_secondary_takes_new_deliveries():
     from channels.routing import account_for
+    from channels.services import accounts_enabled
 
     tencent = sandbox_account("tencent", is_default=False)
     ChannelAccount.objects.create(**{**ALIYUN, "is_default": True, "enabled": False, "secondary": tencent})
-    enabled = list(ChannelAccount.objects.filter(channel="sms", enabled=True))
-    account, _reason = account_for(channel="sms", requested=None, accounts=enabled)
-    assert account == tencent
+
+    account, reason = account_for(channel="sms", requested=None, accounts=accounts_enabled()["sms"])
+    assert (account, reason) == (tencent, f"default_disabled: {ALIYUN['name']}")
+    person = Recipient.objects.create(audience="patient", external_id="p-1", phone="13812345678")
+    assert queued("sms", person, key="via-secondary").account == tencent  # as deliveries_create routes it
 
 
 def test_the_account_list_keeps_a_long_test_result_short(channel_admin):
