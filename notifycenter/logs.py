@@ -75,6 +75,17 @@ class ContextIds(logging.Filter):
         return True
 
 
+class HostRefused(logging.Filter):
+    """Django logs a request with a Host not in ALLOWED_HOSTS at ERROR with a traceback: a load
+    balancer probing by address filled the logs with them. One WARNING line each (the message
+    names the host), no traceback: a misconfigured probe, not a fault of the center."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         line = {

@@ -456,7 +456,7 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"ids": {"()": "notifycenter.logs.ContextIds"}},
+    "filters": {"ids": {"()": "notifycenter.logs.ContextIds"}, "host_refused": {"()": "notifycenter.logs.HostRefused"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "notifycenter.logs.JsonFormatter"},
@@ -474,6 +474,7 @@ LOGGING = {
         # each request warning a second time, bare; the root's handler is the one.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        "django.security.DisallowedHost": {"filters": ["host_refused"]},
         "axes": {"level": "WARNING"},
         # Beat ticks every second: one line per tick would bury what matters.
         "celery.beat": {"level": "WARNING"},
