@@ -469,6 +469,8 @@ def bench_database(**extra: str) -> tuple[str, dict, str]:
         "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
+        # The benches' webhook receivers listen on 127.0.0.1, which production settings refuse.
+        "WEBHOOK_ALLOW_INTERNAL_URLS": "1",
         **extra,
     }
     print(f"database {db}, redis {env['REDIS_URL']}, {os.cpu_count()} cores", flush=True)
