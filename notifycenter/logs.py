@@ -9,6 +9,8 @@ import logging
 import re
 from datetime import UTC, datetime
 
+from channels.masking import mask_phone
+
 context_ids: contextvars.ContextVar[dict | None] = contextvars.ContextVar("nc_log_ids", default=None)
 
 
@@ -37,8 +39,7 @@ def mask_phones(text: str) -> str:
 
 
 def _masked(found: str) -> str:
-    digits = re.sub(r"[^0-9]", "", found)[-11:]
-    return f"{digits[:3]}****{digits[-4:]}"
+    return mask_phone(re.sub(r"[^0-9]", "", found)[-11:])  # the national number, as the console masks it
 
 
 class ContextIds(logging.Filter):

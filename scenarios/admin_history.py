@@ -74,6 +74,7 @@ class ConfigHistoryAdmin(SimpleHistoryAdmin):
         records = list(
             model.history.filter(**{f"{key}_id": object_id})
             .select_related("history_user")
+            ._select_related_history_tracked_objs()  # the diffs name related rows: not a query each
             .order_by("-history_date", "-history_id")[: limit + 1]
         )
         more, records = len(records) > limit, records[:limit]

@@ -1,25 +1,26 @@
 """The scenario and rule forms of the console: help texts with examples for an operations editor
-configuring a new scenario (e.g. 疫苗接种提醒). What they would otherwise save without a word is
-refused by the models' own checks (Scenario.data_problems, Rule.policy_problems), so that an
-import refuses it too: sample data that does not match the schema, a subject type whose
-`<type>_id` is no data field, an anchor field the data has not, *cancelled by* / *moved by* events
-that no scenario has or that are about another subject, a template for another audience."""
+configuring a new scenario (e.g. 疫苗接种提醒). The checks are the models' (Scenario.data_problems,
+Rule.policy_problems: an import makes the same), and what may only be wrong is said after a save
+(scenarios.models.link_warnings)."""
 
 from django import forms
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .models import Rule, Scenario
+
+
+def editable_fields(model) -> list[str]:
+    """Every field the admin would show (a new model field shows without touching these forms; the
+    project's lint refuses `__all__`)."""
+    return [f.name for f in model._meta.fields if f.editable and not f.auto_created]
+
 
 SCHEMA_EXAMPLE = (
     '{"type": "object", "required": ["booking_id", "appointment_time"], "properties": '
     '{"booking_id": {"type": "string"}, "patient_name": {"type": "string"}, '
     '"appointment_time": {"type": "string", "format": "date-time"}}}'
 )
-
-
-def editable_fields(model) -> list[str]:
-    """Every field the admin would show (a new model field shows without touching these forms)."""
-    return [f.name for f in model._meta.fields if f.editable and not f.auto_created]
 
 
 class ScenarioForm(forms.ModelForm):
@@ -29,12 +30,14 @@ class ScenarioForm(forms.ModelForm):
         help_texts = {
             "code": _("The event name the hospital backend sends, e.g. vaccination.booked."),
             "subject_type": _(
-                "What the event is about, e.g. booking: the data must then have the field booking_id, "
-                "which links the events about one booking (a cancellation calls off that booking's reminders). "
-                "Empty: events are not linked."
+                "What the event is about, e.g. booking: the data's field booking_id (or the event's own "
+                "subject, when the backend sends one) links the events about one booking (a cancellation calls "
+                "off that booking's reminders). Empty: events are not linked."
             ),
-            "data_schema": _("JSON Schema of the event's data: its fields and types, e.g. %(example)s")
-            % {"example": SCHEMA_EXAMPLE},
+            # Formatted when shown, in the reader's language (a lazy string's `%` translated it at import).
+            "data_schema": format_lazy(
+                _("JSON Schema of the event's data: its fields and types, e.g. {}"), SCHEMA_EXAMPLE
+            ),
             "sample_data": _(
                 "One example of the data, matching the schema, e.g. "
                 '{"booking_id": "VB001", "patient_name": "张三", "appointment_time": "2026-12-05T09:30:00+08:00"}; '

@@ -131,3 +131,26 @@ def test_channel_binding_rows_are_not_mixed_across_templates(catalog, admin_clie
     text = page_text(admin_client.get(reverse("admin:scenarios_template_history", args=[template.pk])))
 
     assert "changed-elsewhere-123" not in text
+
+
+def test_the_history_pages_diffs_do_not_query_their_related_rows_each(catalog, admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    scenario = Scenario.objects.get(code="inquiry.paid")
+    rule = scenario.rules.first()
+    templates = list(Template.objects.filter(audience=rule.audience)[:2])
+
+    def page_queries(edits: int) -> int:
+        for n in range(edits):  # each change names another template: a related row on every diff
+            rule.template = templates[n % 2]
+            rule.save()
+        with CaptureQueriesContext(connection) as captured:
+            admin_client.get(reverse("admin:scenarios_scenario_history", args=[scenario.pk]))
+        return len(captured)
+
+    few = page_queries(2)
+    many = page_queries(10)  # 12 changes in all
+    # At most one more query per change (each row's name), not one per related row of each diff
+    # as well (10 more changes read 19 more without the related rows joined).
+    assert many - few <= 10, (few, many)

@@ -291,3 +291,14 @@ def test_a_test_send_to_someone_without_the_address_says_so_in_the_readers_words
     assert "The recipient has no address on sms." not in page  # the engine's English
     assert "(no_address)" in page and "test-send-address-hint" in page
     assert f"/admin/channels/recipient/{person.pk}/change/" in page
+
+
+def test_the_schema_help_is_in_the_readers_language():
+    from django.utils import translation
+
+    from scenarios.forms_scenario import ScenarioForm
+
+    # Formatted at import, it was frozen in the language of the process's start.
+    for language, words in (("en", "JSON Schema of the event's data"), ("zh-hans", "事件数据的 JSON Schema")):
+        with translation.override(language):
+            assert str(ScenarioForm().fields["data_schema"].help_text).startswith(words)

@@ -10,19 +10,11 @@ from playwright.sync_api import expect
 
 from notifycenter.groups import groups_sync
 from scenarios.models import Rule, Scenario, Template
+from tests.test_new_scenario_walkthrough import SAMPLE, SCHEMA  # the same example scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 PASSWORD = "correct horse battery"
-FIELDS = ["booking_id", "patient_name", "vaccine", "clinic", "appointment_time"]
-SCHEMA = {"type": "object", "required": FIELDS, "properties": {name: {"type": "string"} for name in FIELDS}}
-SAMPLE = {
-    "booking_id": "VB001",
-    "patient_name": "张三",
-    "vaccine": "流感疫苗",
-    "clinic": "预防接种门诊",
-    "appointment_time": "2026-12-05T09:30:00+08:00",
-}
 
 
 @pytest.fixture
