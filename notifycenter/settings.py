@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "import_export",
     "simple_history",
     "axes",
+    "csp",  # its checks refuse the old CSP_* settings
     "notifycenter.apps.NotifyCenterConfig",
     "scenarios",
     "channels",
@@ -73,10 +74,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: it answers a locked-out admin login.
     "axes.middleware.AxesMiddleware",
 ]
+
+# The console's Content-Security-Policy (django-csp): scripts and everything else only from the
+# console's own static files, never a page's inline script or event handler, so a value that
+# slipped into a page unescaped (a template body, a provider's answer) cannot run as the operator.
+# Inline styles stay allowed (the admin's widgets set them). The one hash: django-import-export's
+# export page's `onchange="onSelectToggleChange(event)"`, which it has no other way to bind. The
+# API under /api/ answers JSON through its own middleware (below), without this one; Swagger UI
+# at /api/docs/ (an inline script of its own) is served there too. Excluded here as well for
+# the servers that run one chain for every path (Django's runserver, the tests' live server).
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'unsafe-hashes'", "'sha256-wid4zL8fR53ZYy1ljOepzR77Dn6vWUUxuNnnWWBP3I8='"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # Under /api/ (notifycenter/handlers.py): requests authenticated by key or token, never by a
 # session, go through these only.
