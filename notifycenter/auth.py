@@ -151,6 +151,7 @@ def inbox_token_read(token: str) -> tuple[InboxUser, dict]:
         # The library's words stay in the log: they describe its internals, not the client's fix.
         logger.info("inbox token refused: %s", err)
         raise AuthError("token_invalid", "The token is invalid.", "Bearer") from err
+    _lifetime_check(claims, max_hours=conf.get("MAX_LIFETIME_HOURS", 0), leeway=conf["LEEWAY_SECONDS"])
     sub = claims["sub"]
     if not isinstance(sub, str | int) or isinstance(sub, bool) or not (0 < len(str(sub)) <= SUB_MAX_LENGTH):
         raise AuthError("token_invalid", f"The token's sub must be 1 to {SUB_MAX_LENGTH} characters.", "Bearer")
@@ -159,6 +160,22 @@ def inbox_token_read(token: str) -> tuple[InboxUser, dict]:
     if claims["role"] not in INBOX_ROLES:
         raise AuthError("token_invalid", f"The token's role must be one of {', '.join(INBOX_ROLES)}.", "Bearer")
     return InboxUser(role=claims["role"], external_id=str(claims["sub"])), claims
+
+
+def _lifetime_check(claims: dict, *, max_hours: float, leeway: int) -> None:
+    """A token valid for longer than INBOX_JWT_MAX_LIFETIME_HOURS is refused, counted from now and
+    from its `iat` when it has one (PyJWT has checked both are numbers)."""
+    if not max_hours:
+        return
+    longest = max_hours * 3600 + leeway
+    now = time.time()
+    if claims["exp"] - now > longest or ("iat" in claims and claims["exp"] - claims["iat"] > longest):
+        raise AuthError(
+            "token_invalid",
+            f"The token is valid for longer than {max_hours:g} hours "
+            "(INBOX_JWT_MAX_LIFETIME_HOURS); issue shorter ones.",
+            "Bearer",
+        )
 
 
 def issue_inbox_token(*, role: str, external_id: str, lifetime: timedelta = timedelta(hours=12)) -> str:

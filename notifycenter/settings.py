@@ -300,6 +300,9 @@ INBOX_JWT = {
     "PUBLIC_KEY": env.str("INBOX_JWT_PUBLIC_KEY", default=""),
     "AUDIENCE": env.str("INBOX_JWT_AUDIENCE", default="notifycenter"),
     "LEEWAY_SECONDS": env.int("INBOX_JWT_LEEWAY_SECONDS", default=30),
+    # A token that would stay valid longer than this (its exp from now, or from its iat) is
+    # refused: a leaked token must not open an inbox for years. 0: no limit.
+    "MAX_LIFETIME_HOURS": env.float("INBOX_JWT_MAX_LIFETIME_HOURS", default=720),
 }
 
 # Channel credentials and the recipient directory's addresses are encrypted at rest with these

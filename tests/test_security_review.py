@@ -99,17 +99,56 @@ def test_an_app_token_cannot_use_the_backends_on_behalf_paths():
         ({}, None, "HS512", "token_invalid"),  # only the configured algorithm
         ({"role": "operations"}, None, "HS256", "token_invalid"),  # not an app user's role
         ({"nbf": 3600}, None, "HS256", "token_invalid"),
+        ({"exp": 10 * 365 * 86400}, None, "HS256", "token_invalid"),  # valid for ten years
+        ({"iat": -40 * 86400, "exp": 86400}, None, "HS256", "token_invalid"),  # a 41-day token, a day left
     ],
 )
 def test_forged_expired_and_misdirected_tokens_are_refused(claims, key, algorithm, code):
     now = int(time.time())
     base = {"sub": "p-other", "role": "patient", "aud": settings.INBOX_JWT["AUDIENCE"], "exp": now + 600}
-    claims = {**base, **{k: now + v if k in ("exp", "nbf") else v for k, v in claims.items()}}
+    claims = {**base, **{k: now + v if k in ("exp", "nbf", "iat") else v for k, v in claims.items()}}
 
     answer = bearer(claims, key, algorithm).get("/api/v1/inbox/messages")
 
     assert answer.status_code == 401
     assert answer.json()["code"] == code
+
+
+@pytest.mark.parametrize("days", [1, 29])
+def test_a_token_within_the_longest_lifetime_is_taken(days):
+    now = int(time.time())
+    claims = {"sub": "p-other", "role": "patient", "aud": "notifycenter", "iat": now, "exp": now + days * 86400}
+
+    assert bearer(claims, None, "HS256").get("/api/v1/inbox/messages").status_code == 200
+
+
+def test_the_longest_lifetime_can_be_lifted(settings):
+    settings.INBOX_JWT = {**settings.INBOX_JWT, "MAX_LIFETIME_HOURS": 0}
+    claims = {"sub": "p-other", "role": "patient", "aud": "notifycenter", "exp": int(time.time()) + 10 * 365 * 86400}
+
+    assert bearer(claims, None, "HS256").get("/api/v1/inbox/messages").status_code == 200
+
+
+def test_a_ten_year_token_is_refused_on_the_live_stream_too():
+    from inbox.live import LiveError
+    from notifycenter.asgi import live_person
+
+    token = jwt.encode(
+        {"sub": "p-42", "role": "patient", "aud": "notifycenter", "exp": timezone.now() + timedelta(days=3650)},
+        settings.INBOX_JWT["SECRET"],
+        algorithm="HS256",
+    )
+    with pytest.raises(LiveError) as refused:
+        live_person(token)
+    assert refused.value.code == "token_invalid"
+    assert "INBOX_JWT_MAX_LIFETIME_HOURS" in str(refused.value)
+
+
+def test_issue_inbox_token_refuses_a_lifetime_the_service_would_refuse():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="at most 720"):
+        call_command("issue_inbox_token", "--role", "patient", "--id", "p-42", "--hours", "800")
 
 
 def test_a_token_signed_with_alg_none_is_refused():

@@ -19,4 +19,11 @@ class Command(BaseCommand):
             raise CommandError(
                 "Tokens can be issued here only with INBOX_JWT_ALGORITHM=HS256 and INBOX_JWT_SECRET set."
             )
+        longest = settings.INBOX_JWT.get("MAX_LIFETIME_HOURS", 0)
+        if hours <= 0:
+            raise CommandError("--hours must be above 0.")
+        if longest and hours > longest:
+            raise CommandError(
+                f"--hours must be at most {longest:g}: INBOX_JWT_MAX_LIFETIME_HOURS refuses longer tokens."
+            )
         self.stdout.write(issue_inbox_token(role=role, external_id=external_id, lifetime=timedelta(hours=hours)))
