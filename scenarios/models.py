@@ -393,7 +393,8 @@ class ChannelBinding(models.Model):
         constraints = [models.UniqueConstraint(fields=["template", "channel"], name="binding_unique_channel")]
 
     def __str__(self):
-        return f"{self.template.code} → {self.channel}"
+        # The channel in words (站内信, 短信): what the console's inline rows and history pages show.
+        return f"{self.template.code} → {self.get_channel_display()}"
 
     def natural_key(self):
         return (self.template.code, self.channel)

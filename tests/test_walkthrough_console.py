@@ -186,3 +186,15 @@ def test_the_export_page_names_fields_in_the_consoles_language(catalog, admin_cl
     assert "全选" in page  # "Select all"
     assert "Is Verification Code" not in page
     assert "验证码 (is_verification_code)" in page  # the model's field name, the file's column beside it
+
+
+def test_a_bindings_name_says_its_channel_in_the_consoles_words(catalog):
+    """Inline rows and history pages name a binding by its __str__: the channel in words, not its
+    code (`pt_inquiry_0000002 → 站内信`, not `→ inbox`)."""
+    from django.utils import translation
+
+    from scenarios.models import ChannelBinding
+
+    binding = ChannelBinding.objects.filter(channel="inbox").select_related("template").first()
+    with translation.override("zh-hans"):
+        assert str(binding) == f"{binding.template.code} → 站内信"
