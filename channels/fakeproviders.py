@@ -2,7 +2,7 @@
 
 Served: WeChat (under /wechat: cgi-bin/token, cgi-bin/stable_token, message/subscribe/send,
 message/template/send),
-WeCom (under /wecom: cgi-bin/gettoken, message/send, and the group robot's webhook/send), JPush
+WeCom (under /wecom: cgi-bin/gettoken, agent/get, message/send, and the group robot's webhook/send), JPush
 (under /jpush: v3/push/cid, v3/push), Aliyun SMS (under /aliyun: SendSms, QuerySmsSign,
 QuerySendDetails, signature checked) and Tencent Cloud SMS (under /tencent: SendSms,
 SendStatusStatistics, PullSmsSendStatusByPhoneNumber 2021-01-11, TC3 signature checked), with
@@ -20,7 +20,9 @@ messages accepted: push_receipts), POST /_latency
 ({"ms": 20} added to every answer; "max_ms" for a uniform spread; "late_share" and "late_ms" for
 answers after a client's timeout), POST /_expire_tokens, POST /_advance ({"seconds": 600}: the
 fake's clock runs ahead, for token lives, rate windows and de-duplication windows), POST /_signs
-({"互联网医院": 2}: an Aliyun signature's review state), POST /_reset.
+({"互联网医院": 2}: an Aliyun signature's review state), POST /_wecom_apps ({"corpid", "corpsecret",
+"agentid"}: the WeCom app a secret belongs to; unregistered secrets belong to agentid 1000002, the
+sandbox's), POST /_reset.
 """
 
 import asyncio
@@ -66,6 +68,10 @@ class State:
         self.token_expiry: dict[str, float] = {}  # token → when the provider stops taking it
         self.plain_tokens: dict[str, str] = {}  # appid → newest /cgi-bin/token token
         self.wecom_tokens: dict[tuple[str, str], str] = {}  # (corpid, corpsecret) → its current token
+        # A WeCom secret is one app's (its Secret on the app's page): (corpid, corpsecret) → agentid
+        # (POST /_wecom_apps); a token acts for that app only. Unregistered: WECOM_DEFAULT_AGENTID.
+        self.wecom_apps: dict[tuple[str, str], int] = {}
+        self.wecom_token_app: dict[str, tuple[str, str]] = {}  # token → (corpid, corpsecret)
         self.stable: dict[str, dict] = {}  # appid → {"token", "expires", "forced": [times], "calls": [times]}
         self.robot_sent: dict[str, list[float]] = {}  # robot key → send times in the last minute
         self.wecom_sent: dict[str, tuple[float, str]] = {}  # app message request JSON → (when, msgid)
@@ -194,8 +200,31 @@ def wechat_stable_token(state: State, method: str, body) -> tuple[int, dict]:
 
 
 WECOM_APP_MARKDOWN_BYTES = 2048
+WECOM_DEFAULT_AGENTID = 1000002  # the app of a secret nobody registered (the sandbox account's)
+# "企业仅可获取当前凭证对应的应用" (agent/get): a token made with one app's secret acts for that
+# app only; another agentid is answered 301002 "not allow operate another agent with this
+# accesstoken", on agent/get as on message/send; one that is no number, 40056 "invalid agentid".
+WECOM_OTHER_AGENT = {"errcode": 301002, "errmsg": "not allow operate another agent with this accesstoken"}
 WECOM_ROBOT_MARKDOWN_BYTES = 4096
 WECOM_ROBOT_PER_MINUTE = 20
+
+
+def _wecom_token_agent(state: State, token) -> int | None:
+    """The agentid a valid WeCom token acts for; None for an unknown or expired token, or one
+    WeCom did not issue (a WeChat token). Caller holds the lock."""
+    key = state.wecom_token_app.get(token) if state.token_valid(token) else None
+    return None if key is None else state.wecom_apps.get(key, WECOM_DEFAULT_AGENTID)
+
+
+def _wecom_agentid(value) -> int | None:
+    """An agentid as WeCom reads one (a number, in JSON or the query string); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        agentid = int(value)
+    except (TypeError, ValueError):
+        return None
+    return agentid if agentid > 0 else None
 
 
 def wecom(state: State, method: str, path: str, query: dict, body, headers=None) -> tuple[int, dict]:
@@ -213,15 +242,30 @@ def wecom(state: State, method: str, path: str, query: dict, body, headers=None)
                 state.tokens[token] = query["corpid"]
                 state.token_expiry[token] = state.now() + 7200
                 state.wecom_tokens[key] = token
+                state.wecom_token_app[token] = key
             expires_in = int(state.token_expiry[token] - state.now())
         return 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
+    if path == "/cgi-bin/agent/get":
+        with state.lock:
+            app = _wecom_token_agent(state, query.get("access_token"))
+        if app is None:
+            return 200, {"errcode": 40014, "errmsg": "invalid access_token"}
+        agentid = _wecom_agentid(query.get("agentid"))
+        if agentid is None:
+            return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
+        if agentid != app:
+            return 200, WECOM_OTHER_AGENT
+        return 200, {"errcode": 0, "errmsg": "ok", "agentid": agentid, "name": "互联网医院通知", "close": 0}
     if path == "/cgi-bin/message/send":
         with state.lock:
-            known = state.token_valid(query.get("access_token"))
-        if not known:
+            app = _wecom_token_agent(state, query.get("access_token"))
+        if app is None:
             return 200, {"errcode": 40014, "errmsg": "invalid access_token"}
-        if not isinstance(body, dict) or not body.get("agentid"):
+        agentid = _wecom_agentid(body.get("agentid") if isinstance(body, dict) else None)
+        if agentid is None:
             return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
+        if agentid != app:
+            return 200, WECOM_OTHER_AGENT
         if not (body.get("touser") or body.get("toparty") or body.get("totag")):
             return 200, {"errcode": 81013, "errmsg": "user & party & tag all invalid"}
         if body.get("msgtype") == "markdown":
@@ -978,6 +1022,9 @@ def _control(state: State, method: str, path: str, body) -> Answer:
         if path == "/_expire_tokens" and method == "POST":
             state.tokens.clear()
             state.stable.clear()
+            return Answer(200, {"ok": True})
+        if path == "/_wecom_apps" and method == "POST":
+            state.wecom_apps[(body["corpid"], body["corpsecret"])] = int(body["agentid"])
             return Answer(200, {"ok": True})
         if path == "/_advance" and method == "POST":
             state.offset += float(body.get("seconds", 0))

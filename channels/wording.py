@@ -54,6 +54,7 @@ PROVIDER_CODES = {
     "45011": gettext_lazy("over the provider's calls a minute"),
     "93000": gettext_lazy("invalid robot webhook key: the robot was removed or its key reset"),
     "40056": gettext_lazy("invalid agentid: check the WeCom app's AgentId"),
+    "301002": gettext_lazy("the AgentId is another app's: give the AgentId of the app whose Secret is configured"),
     "81013": gettext_lazy("the WeCom user is not in the app's visible range"),
     # JPush
     "1004": gettext_lazy("AppKey and Master Secret not accepted"),

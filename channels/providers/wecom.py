@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from ..models import AttemptOutcome, Channel, Delivery
 from ..rows import column_update
+from ..tokens import TokenUnavailable, access_token
 from .base import DeliveryResult, Reconcile, scrubbed
 from .http import HttpBackend, ProviderHttpError, Steps, drive
 from .tokened import TokenBackend
@@ -169,6 +170,37 @@ class WeComAppBackend(TokenBackend):
 
     def token_params(self, account) -> dict:
         return {"corpid": account.app_id, "corpsecret": (account.credentials or {}).get("corp_secret", "")}
+
+    def check(self, account) -> DeliveryResult:
+        """The token proves CorpID and Secret; agent/get then proves the AgentId is the app that
+        Secret belongs to ("企业仅可获取当前凭证对应的应用"), which every message names: a wrong
+        one would fail each of them 301002 (or 40056), found only at the first send."""
+        result = super().check(account)
+        if result.outcome != AttemptOutcome.SENT:
+            return result
+        agentid = (account.options or {}).get("agentid")
+        if not agentid:
+            return DeliveryResult(AttemptOutcome.PERMANENT, "no_account", "No WeCom app (agentid) is configured.")
+        try:
+            token = access_token(account.pk, lambda: self.fetch_token(account))
+            answer = self.request(
+                "GET",
+                f"{self.base_url(account)}/cgi-bin/agent/get",
+                params={"access_token": token, "agentid": agentid},
+            )
+        except ProviderHttpError as err:
+            return err.result
+        except TokenUnavailable as err:
+            return DeliveryResult(AttemptOutcome.TRANSIENT, "token_unavailable", str(err))
+        errcode = int(answer.get("errcode", 0))
+        if errcode:
+            return DeliveryResult(self.outcome_for(errcode), str(errcode), answer.get("errmsg", ""), answer)
+        if answer.get("close"):
+            return DeliveryResult(
+                AttemptOutcome.PERMANENT, "app_closed", "The WeCom app is disabled (停用) in the admin.", answer
+            )
+        app = _("app “%(name)s” (AgentId %(agentid)s)") % {"name": answer.get("name", ""), "agentid": agentid}
+        return replace(result, message=f"{result.message}; {app}")
 
     def send_steps(self, delivery: Delivery) -> Steps:
         account = delivery.account

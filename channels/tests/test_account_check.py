@@ -36,6 +36,7 @@ def test_every_sandbox_account_passes_its_check_without_messaging_a_person(sandb
     assert paths == {
         "/wechat/cgi-bin/stable_token",
         "/wecom/cgi-bin/gettoken",
+        "/wecom/cgi-bin/agent/get",
         "/wecom/cgi-bin/webhook/send",
         "/jpush/v3/push/cid",
         "/aliyun/",
@@ -57,6 +58,54 @@ def test_the_group_robot_check_says_it_posted_the_test_line(sandbox_accounts):
     assert robot.checked_at is not None
     (call,) = sandbox_accounts.calls("/wecom/cgi-bin/webhook/send")
     assert call["body"]["text"]["content"] == "【通知中心】连接测试，请忽略。"
+
+
+def test_the_wecom_app_check_proves_the_agentid_is_the_secrets_app(sandbox_accounts):
+    app = ChannelAccount.objects.get(name="sandbox-wecom-app")
+    with translation.override("en"):
+        assert account_check(account=app) is True
+    app.refresh_from_db()
+    assert app.check_message.startswith("access token issued, valid for ")
+    assert app.check_message.endswith(" s; app “互联网医院通知” (AgentId 1000002)")
+    (call,) = sandbox_accounts.calls("/wecom/cgi-bin/agent/get")
+    assert call["query"]["agentid"] == "1000002"
+
+
+@pytest.mark.parametrize(
+    ("agentid", "words"),
+    [
+        (1000003, "301002: not allow operate another agent with this accesstoken"),  # another app's AgentId
+        ("abc", "40056: invalid agentid"),
+    ],
+)
+def test_a_wecom_app_check_with_another_apps_agentid_fails_with_weComs_words(sandbox_accounts, agentid, words):
+    """A typo in the AgentId passed the check before (the token proves CorpID and Secret only), and
+    every message then failed; now the check fails, in WeCom's words, and the console says why."""
+    app = ChannelAccount.objects.get(name="sandbox-wecom-app")
+    app.options = {**app.options, "agentid": agentid}
+    app.save()
+    assert account_check(account=app) is False
+    app.refresh_from_db()
+    assert (app.check_ok, app.check_message) == (False, words)
+
+
+def test_the_fake_wecom_refuses_a_message_for_another_app_than_the_tokens(sandbox_accounts):
+    """As WeCom does: a token acts for the app its Secret belongs to (POST /_wecom_apps binds one)."""
+    import httpx
+
+    url = sandbox_accounts.url
+    httpx.post(f"{url}/_wecom_apps", json={"corpid": "c", "corpsecret": "s", "agentid": 1000009})
+    token = httpx.get(f"{url}/wecom/cgi-bin/gettoken", params={"corpid": "c", "corpsecret": "s"}).json()
+    body = {"touser": "LiSi", "msgtype": "markdown", "markdown": {"content": "值班提醒"}}
+
+    def send(agentid):
+        return httpx.post(
+            f"{url}/wecom/cgi-bin/message/send",
+            params={"access_token": token["access_token"]},
+            json={**body, "agentid": agentid},
+        ).json()["errcode"]
+
+    assert [send(1000002), send(1000009)] == [301002, 0]
 
 
 class NightInBeijing(datetime):

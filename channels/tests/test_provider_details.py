@@ -475,7 +475,7 @@ def test_the_fake_wecom_app_swallows_a_repeat_within_the_interval_and_answers_ok
     body = {
         "touser": "LiSi",
         "msgtype": "markdown",
-        "agentid": 1,
+        "agentid": 1000002,
         "markdown": {"content": "同样的话"},
         "enable_duplicate_check": 1,
         "duplicate_check_interval": 120,
