@@ -208,3 +208,56 @@ def test_someone_elses_message_button_is_404(catalog, doctor_app):
 
     assert response.status_code == 404
     assert not InboxActionPress.objects.exists()
+
+
+def _person_with_messages(recipient_id: str, n: int = 250) -> list[int]:
+    """n messages in every category, some already seen, read or archived, the same for whoever."""
+    categories = Category.values
+    inbox_messages_put_many(
+        [row("patient", recipient_id, f"{recipient_id}-{i}", categories[i % len(categories)]) for i in range(n)]
+    )
+    ids = list(InboxMessage.objects.filter(recipient_id=recipient_id).order_by("id").values_list("id", flat=True))
+    for action, every in (("seen", 3), ("read", 5), ("archive", 7), ("delete", 11)):
+        inbox_messages_mark(audience="patient", recipient_id=recipient_id, action=action, ids=ids[::every])
+    return ids
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["all", "category", "some ids", "over 200 ids"])
+@pytest.mark.parametrize("action", ["seen", "read", "archive", "delete"])
+def test_a_mark_in_one_statement_does_what_the_orm_path_does(monkeypatch, action, how):
+    """PostgreSQL marks in one statement (`_mark_in_sql`), SQLite reads then updates through the
+    ORM: the same counts, the same live event, the same rows afterwards, for each action and each
+    way of choosing (the event lists ids up to 200, past that names the last one)."""
+    from inbox import services
+
+    outcome = {}
+    for way in ("sql", "orm"):
+        ids = _person_with_messages(f"p-{way}")
+        position = {pk: i for i, pk in enumerate(ids)}
+        if way == "orm":
+            monkeypatch.setattr(services, "_mark_in_sql", services._mark_through_orm)
+        marked = inbox_messages_mark(
+            audience="patient",
+            recipient_id=f"p-{way}",
+            action=action,
+            ids={"some ids": ids[2:9], "over 200 ids": ids}.get(how),
+            category="order" if how == "category" else None,
+        )
+        monkeypatch.undo()
+        event = InboxEvent.objects.filter(recipient_id=f"p-{way}").order_by("-seq").first()
+        data = dict(event.data)
+        data["ids"] = None if data["ids"] is None else [position[pk] for pk in data["ids"]]
+        if "up_to_id" in data:
+            data["up_to_id"] = position[data["up_to_id"]]
+        states = [
+            tuple(v is not None for v in values)
+            for values in InboxMessage.objects.filter(recipient_id=f"p-{way}")
+            .order_by("id")
+            .values_list("seen_at", "read_at", "archived_at", "deleted_at")
+        ]
+        outcome[way] = (marked, event.kind, data, inbox_counts(audience="patient", recipient_id=f"p-{way}"), states)
+
+    assert outcome["sql"] == outcome["orm"]
+    assert outcome["sql"][0] > 0
+    assert outcome["sql"][3] == inbox_counts_truth(audience="patient", recipient_id="p-sql")
