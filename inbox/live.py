@@ -47,12 +47,18 @@ SSE_PATH = "/api/v1/inbox/stream"
 PATHS = (WS_PATH, SSE_PATH)
 REPLAY_PAGE = 500
 QUEUE_MAX = 2000  # events waiting for one slow client before it is closed (it resumes from the table)
+LAST_EVENT_ID_DIGITS = 18  # a bigint's; longer is no event id (and int() of thousands of digits is slow)
+# A client's frames are an auth (a token of a few hundred bytes), a ping; uvicorn takes frames of
+# up to 16 MiB, each parsed here on the event loop that serves every connection of the process.
+CLIENT_FRAME_MAX = 16 * 1024
 
 # WebSocket close codes (4000-4999 are the application's): the client's next step differs.
 CLOSE_UNAUTHORIZED = 4401  # bad or expired token: get a new one, then reconnect
 CLOSE_IDLE = 4408  # nothing from the client for LIVE_IDLE_SECONDS: reconnect when active
 CLOSE_TOO_SLOW = 4409  # events piled up: reconnect with the last event id
 CLOSE_TOO_MANY = 4429  # the person's connection limit: close another first
+CLOSE_INVALID = 4400  # a bad platform or last event id: fix the URL or the first frame
+CLOSE_TOO_BIG = 1009  # a client frame over CLIENT_FRAME_MAX (RFC 6455's "message too big")
 
 
 @dataclass(frozen=True)
@@ -284,12 +290,17 @@ class Connection:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.last = 0
         self.last_heard = time.monotonic()
+        self.overflowed = False
 
     def offer(self, event: dict) -> None:
-        if self.queue.qsize() >= QUEUE_MAX:
-            self.queue.put_nowait(("overflow", None))
-        else:
+        """Queue an event for the connection; past QUEUE_MAX one `overflow` ends it (4409). One
+        only: a client that stopped reading holds its send for as long as the socket lives, and
+        each later event had added a marker of its own."""
+        if self.queue.qsize() < QUEUE_MAX:
             self.queue.put_nowait(("event", event))
+        elif not self.overflowed:
+            self.overflowed = True
+            self.queue.put_nowait(("overflow", None))
 
     async def send(self, frame: dict) -> None:
         raise NotImplementedError
@@ -421,22 +432,29 @@ def _bearer(headers: dict) -> str | None:
 def _platform(headers: dict, query: dict) -> str | None:
     value = query.get("platform") or headers.get("x-client-platform")
     if value and value not in PLATFORMS:
-        raise LiveError("invalid", "Unknown platform.", 400, 4400, {"platform": [f"One of {', '.join(PLATFORMS)}."]})
+        raise LiveError(
+            "invalid", "Unknown platform.", 400, CLOSE_INVALID, {"platform": [f"One of {', '.join(PLATFORMS)}."]}
+        )
     return value or None
 
 
 def _last_event_id(value) -> int | None:
+    """The event id a client resumes from: a whole number, or its decimal digits (a query string,
+    a header, or a JSON string in the first frame). `true`, `1.7` or `Infinity` are not one: int()
+    took the first two as 1, and raised on the third past the error answer."""
     if value in (None, ""):
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if number < 0:
-        raise LiveError(
-            "invalid", "The last event id is not an event id.", 400, 4400, {"last_event_id": ["A whole number ≥ 0."]}
-        )
-    return number
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= LAST_EVENT_ID_DIGITS:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise LiveError(
+        "invalid",
+        "The last event id is not an event id.",
+        400,
+        CLOSE_INVALID,
+        {"last_event_id": ["A whole number ≥ 0."]},
+    )
 
 
 class WebSocketConnection(Connection):
@@ -452,28 +470,50 @@ class WebSocketConnection(Connection):
         await self.send({"type": "ping"})
 
     async def on_client(self, text) -> str | None:
+        """A client frame: `ping` and `auth` are answered; anything else gets an error frame and
+        the connection goes on (a mistake in the app is told, not silently dropped)."""
         self.last_heard = time.monotonic()
-        try:
-            frame = json.loads(text or "{}")
-        except ValueError:
-            frame = {}
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind == "ping":
+        frame = _client_frame(text)
+        if isinstance(frame, LiveError):
+            await self.send(error_frame(frame))
+        elif frame["type"] == "ping":
             await self.send({"type": "pong"})
-        elif kind == "auth":
-            # A fresh token before the old one expires keeps the connection; it must name the
-            # same person.
-            try:
-                person = self._authenticate(str(frame.get("token", "")))
-            except LiveError as err:
-                await self.send({"type": "error", **err.body()})
-                return "unauthorized"
-            if (person.audience, person.recipient_id) != (self.person.audience, self.person.recipient_id):
-                await self.send({"type": "error", "code": "token_other_person", "message": "Another person's token."})
-                return "unauthorized"
-            self.person = person
-            await self.send({"type": "auth_ok", "expires_at": int(person.expires_at)})
+        else:
+            await self.reauthenticate(str(frame.get("token", "")))
         return None
+
+    async def reauthenticate(self, token: str) -> None:
+        """A fresh token before the old one expires keeps the connection; it must name the same
+        person. A refused one ends the connection (LiveError, 4401)."""
+        person = self._authenticate(token)
+        if (person.audience, person.recipient_id) != (self.person.audience, self.person.recipient_id):
+            raise LiveError("token_other_person", "The token names another person.", 401, CLOSE_UNAUTHORIZED)
+        self.person = person
+        await self.send({"type": "auth_ok", "expires_at": int(person.expires_at)})
+
+
+CLIENT_FRAME_TYPES = ("ping", "auth")
+
+
+def _client_frame(text: str) -> dict | LiveError:
+    """A client frame read, or the error to answer it with. Only one too big to read ends the
+    connection (raised); one that is not JSON, or not a known type, is answered."""
+    if len(text) > CLIENT_FRAME_MAX:
+        raise LiveError("payload_too_large", f"A frame is at most {CLIENT_FRAME_MAX} bytes.", 413, CLOSE_TOO_BIG)
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return LiveError("malformed_json", "A frame is a JSON object.", 400, CLOSE_INVALID)
+    if not isinstance(frame, dict) or frame.get("type") not in CLIENT_FRAME_TYPES:
+        return LiveError(
+            "invalid", "Unknown frame.", 400, CLOSE_INVALID, {"type": [f"One of {', '.join(CLIENT_FRAME_TYPES)}."]}
+        )
+    return frame
+
+
+def error_frame(err: LiveError) -> dict:
+    """An error as a WebSocket frame: the API's error shape, with the type `error`."""
+    return {"type": "error", **err.body()}
 
 
 async def websocket_endpoint(scope, receive, send, authenticate: Callable[[str], Person]):
@@ -495,11 +535,8 @@ async def websocket_endpoint(scope, receive, send, authenticate: Callable[[str],
                 raise LiveError("not_authenticated", "Send the token first.", 401, CLOSE_UNAUTHORIZED) from None
             if first["type"] != "websocket.receive":
                 return
-            try:
-                frame = json.loads(first.get("text") or "{}")
-            except ValueError:
-                frame = {}
-            if not isinstance(frame, dict) or frame.get("type") != "auth":
+            frame = _client_frame(first.get("text") or "")
+            if isinstance(frame, LiveError) or frame.get("type") != "auth":
                 raise LiveError(
                     "not_authenticated",
                     'The first frame must be {"type": "auth", "token": …}.',
@@ -513,7 +550,7 @@ async def websocket_endpoint(scope, receive, send, authenticate: Callable[[str],
         conn = WebSocketConnection(await hub(), person, platform, send, authenticate)
         await conn.claim()
     except LiveError as err:
-        await send({"type": "websocket.send", "text": json.dumps({"type": "error", **err.body()})})
+        await send({"type": "websocket.send", "text": json.dumps(error_frame(err))})
         await send({"type": "websocket.close", "code": err.close_code})
         return
 
@@ -528,14 +565,13 @@ async def websocket_endpoint(scope, receive, send, authenticate: Callable[[str],
     reader = asyncio.create_task(read_frames())
     try:
         reason = await conn.serve(last_event_id, idle_seconds=_conf("IDLE_SECONDS"))
-        codes = {"token_expired": CLOSE_UNAUTHORIZED, "unauthorized": CLOSE_UNAUTHORIZED, "idle": CLOSE_IDLE}
-        codes["too_slow"] = CLOSE_TOO_SLOW
+        if reason == "token_expired":
+            raise LiveError("token_expired", "The token has expired.", 401, CLOSE_UNAUTHORIZED)
+        codes = {"idle": CLOSE_IDLE, "too_slow": CLOSE_TOO_SLOW}
         if reason in codes:
-            if reason == "token_expired":
-                await conn.send({"type": "error", "code": "token_expired", "message": "The token has expired."})
             await send({"type": "websocket.close", "code": codes[reason]})
     except LiveError as err:
-        await send({"type": "websocket.send", "text": json.dumps({"type": "error", **err.body()})})
+        await send({"type": "websocket.send", "text": json.dumps(error_frame(err))})
         await send({"type": "websocket.close", "code": err.close_code})
     except OSError:
         pass  # the client went away mid-send
@@ -572,7 +608,8 @@ async def stream_endpoint(scope, receive, send, authenticate: Callable[[str], Pe
     """Server-Sent Events: `Authorization: Bearer`, resuming from `Last-Event-ID` (or the query
     parameter `last_event_id`); each event has an `id:` line."""
     if scope["method"] != "GET":
-        await _json_response(send, 405, {"code": "method_not_allowed", "message": "GET only.", "fields": {}})
+        body = {"code": "method_not_allowed", "message": "GET only.", "fields": {}}
+        await _json_response(send, 405, body, [(b"allow", b"GET")])
         return
     headers, query = _headers(scope), _query(scope)
     try:
@@ -628,8 +665,24 @@ def live_app(authenticate: Callable[[str], Person]):
 
     async def app(scope, receive, send):
         if scope["type"] == "websocket":
-            await websocket_endpoint(scope, receive, send, authenticate)
-        else:
+            if scope["path"] == WS_PATH:
+                await websocket_endpoint(scope, receive, send, authenticate)
+            else:
+                await send({"type": "websocket.close", "code": 1000})  # the handshake refused: 403
+        elif scope["path"] == SSE_PATH:
             await stream_endpoint(scope, receive, send, authenticate)
+        else:
+            await upgrade_required(send)
 
     return app
+
+
+async def upgrade_required(send):
+    """A plain HTTP request to the WebSocket path (a client without the upgrade, or a proxy that
+    drops it): answered 426 in the API's error shape, not with an event stream."""
+    body = {
+        "code": "upgrade_required",
+        "message": f"{WS_PATH} is a WebSocket; Server-Sent Events are at {SSE_PATH}.",
+        "fields": {},
+    }
+    await _json_response(send, 426, body, [(b"upgrade", b"websocket")])

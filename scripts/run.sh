@@ -28,9 +28,10 @@ export TMPDIR="$NOTIFYCENTER_DATA_DIR/tmp"
 
 # Django under ASGI runs each sync view in one thread per process, so two processes serve two
 # requests at once on these 2 cores; the backlog (2048) holds the rest instead of resetting them.
-# On PostgreSQL, a pool of at most 8 connections per web process (settings.py says why).
+# On PostgreSQL, a pool of at most 8 connections per web process (settings.py says why). Ctrl-C cuts
+# open event streams after 5 s (they never end on their own; deploy/notifycenter-web.service).
 DATABASE_POOL_MAX_SIZE=${DATABASE_POOL_MAX_SIZE:-8} "$BIN/uvicorn" notifycenter.asgi:application --host 127.0.0.1 --port "$PORT" --workers "$WEB_WORKERS" \
-  --backlog 2048 --no-access-log --lifespan off &
+  --backlog 2048 --no-access-log --lifespan off --timeout-graceful-shutdown 5 &
 pids+=($!)
 # Sandbox channel accounts send here (FAKE_PROVIDERS_URL).
 # It pushes SMS status reports and WeChat events back to the center's callbacks, as the providers do.

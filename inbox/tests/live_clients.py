@@ -17,10 +17,10 @@ from inbox import live
 class Server:
     """uvicorn on a free port, in a thread, serving the project's ASGI application."""
 
-    def __init__(self):
+    def __init__(self, **config):
         from notifycenter.asgi import application
 
-        config = uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+        config = uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="off", log_level="warning", **config)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
