@@ -1,3 +1,4 @@
+import logging
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -150,10 +151,16 @@ def _masked(name: str, value) -> str:
     return mask_phone(value) if name == "phone" else mask_id(value)
 
 
+# Who looked a person up in the console: the same logger as `manage.py person`, the record of
+# processing an auditor reads (PIPL).
+pipl_log = logging.getLogger("notifycenter.pipl")
+
+
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
     """Search takes an external id, a name, or a full phone or openid (found by its keyed hash:
-    the clear value is not in the table)."""
+    the clear value is not in the table). Opening a person's page, and finding people by an
+    address, leave a log line with the staff member's login (never the address)."""
 
     form = RecipientForm
     list_display = ["audience", "external_id", "name", "masked_phone", "masked_mini_openid", "masked_oa_openid"]
@@ -168,7 +175,15 @@ class RecipientAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         ids = recipients_matching(search_term.strip()) if search_term.strip() else []
+        if ids:
+            who, found_ids = request.user.get_username(), ", ".join(f"#{pk}" for pk in ids)
+            pipl_log.info("console search of recipients by an address by %s: %s", who, found_ids)
         return (found | queryset.filter(pk__in=ids) if ids else found), may_have_duplicates
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            pipl_log.info("console view of recipient #%s by %s", object_id, request.user.get_username())
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("phone"))
     def masked_phone(self, obj):

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from .fields import seal, unseal
 from .masking import mask_phone
-from .models import Delivery, OtpCode
+from .models import Delivery, OtpCode, Recipient
 
 # A mainland mobile number, with or without +86; codes are counted and checked per number, so
 # both spellings are one phone.
@@ -203,6 +203,20 @@ def otp_release_for(delivery: Delivery) -> None:
 
 
 def otp_purge(*, older_than_days: int = 30) -> int:
-    """Codes are evidence for a month (who asked, when, how many tries), then go."""
+    """Codes are evidence for a month (who asked, when, how many tries), then go; and so does the
+    phone of a directory entry codes went to (`otp-…`, scenarios/otp.py) once none of its codes
+    is left."""
     deleted, _ = OtpCode.objects.filter(created_at__lt=timezone.now() - timedelta(days=older_than_days)).delete()
+    otp_entries_forget()
     return deleted
+
+
+def otp_entries_forget() -> int:
+    """Blank the phone of every `otp-…` directory entry none of whose codes is kept any more: it
+    was there for the SMS to go out, and a phone that only ever received a code stayed in the
+    directory for good. The entry stays as a bare id (its messages point at it); a new code for
+    the phone writes the phone again. Returns how many were blanked."""
+    live = {digest[:16] for digest in OtpCode.objects.values_list("phone_hash", flat=True).distinct()}
+    entries = Recipient.objects.filter(external_id__startswith="otp-").exclude(phone_hash="")
+    gone = [pk for pk, external_id in entries.values_list("pk", "external_id") if external_id[4:] not in live]
+    return Recipient.objects.filter(pk__in=gone).update(phone="", phone_hash="", updated_at=timezone.now())

@@ -1,12 +1,26 @@
 """What channels keeps about people, and for how long: the retention purge of deliveries and
-their attempts, and one person's data for a PIPL access or erasure request."""
+their attempts, and of the providers' receipts; one person's data for a PIPL access or erasure
+request."""
+
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .masking import mask_address
-from .models import HASHED, Delivery, DeliveryAttempt, DeliveryStatus, Recipient
+from .models import (
+    HASHED,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    OtpCode,
+    Preference,
+    ProviderReceipt,
+    ReceiptOutcome,
+    Recipient,
+)
+from .otp import normalize_phone, phone_digest
 from .services import deliveries_cancel_recipient
 
 UNFINISHED = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
@@ -27,6 +41,25 @@ def deliveries_purge(*, event_refs: list[int]) -> int:
     """Delete these events' deliveries and (cascading) their attempts; returns deliveries deleted."""
     deleted = Delivery.objects.filter(event_ref__in=event_refs).delete()[1]
     return deleted.get("channels.Delivery", 0)
+
+
+def receipts_purge(*, older_than_days: int, batch_size: int = 5000, max_batches: int | None = None) -> int:
+    """Delete the providers' receipts received more than `older_than_days` ago (EVENT_RETENTION_DAYS):
+    the deliveries they name go with the event purge (a receipt outlived its delivery, SET_NULL),
+    and the unmatched and refused ones named nobody of ours. A receipt still waiting for its
+    delivery's send to settle stays. Returns how many went; 0 days or less keeps everything."""
+    if older_than_days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = ProviderReceipt.objects.filter(received_at__lt=cutoff).exclude(outcome=ReceiptOutcome.EARLY)
+    deleted, batches = 0, 0
+    while max_batches is None or batches < max_batches:
+        ids = list(old.order_by("received_at").values_list("id", flat=True)[:batch_size])
+        if not ids:
+            break
+        deleted += ProviderReceipt.objects.filter(pk__in=ids).delete()[0]
+        batches += 1
+    return deleted
 
 
 def recipient_export(*, audience: str, external_id: str) -> dict | None:
@@ -51,10 +84,13 @@ def recipient_export(*, audience: str, external_id: str) -> dict | None:
             "updated_at": recipient.updated_at.isoformat(),
         },
         "consents": {c.template_id: c.remaining for c in recipient.consents.all()},
+        "preferences": _preferences(recipient),
+        "sms_codes": _sms_codes(recipient.phone),
         "deliveries": [
             {
                 "id": d.pk,
                 "channel": d.channel,
+                "address": d.address,
                 "status": d.status,
                 "template": d.template_code,
                 "event_ref": d.event_ref,
@@ -64,10 +100,39 @@ def recipient_export(*, audience: str, external_id: str) -> dict | None:
                     {"number": a.number, "outcome": a.outcome, "started_at": a.started_at.isoformat()}
                     for a in d.attempts.all()
                 ],
+                # What happened to it afterwards, the providers' receipts included (their code and words).
+                "status_changes": [
+                    {"status": c.status, "at": c.at.isoformat(), "source": c.source, "code": c.code, "detail": c.detail}
+                    for c in d.status_changes.all()
+                ],
             }
-            for d in deliveries.prefetch_related("attempts")
+            for d in deliveries.prefetch_related("attempts", "status_changes")
         ],
     }
+
+
+def _preferences(recipient: Recipient) -> dict | None:
+    """What the person chose to receive, as they (or the backend for them) said it."""
+    preference = Preference.objects.filter(recipient=recipient).first()
+    return None if preference is None else {"channels": preference.channels, "categories": preference.categories}
+
+
+def _sms_codes(phone: str) -> list[dict]:
+    """The SMS codes sent to this phone still kept (OTP_* settings; never the code itself)."""
+    if not phone:
+        return []
+    codes = OtpCode.objects.filter(phone_hash=phone_digest(normalize_phone(phone))).order_by("id")
+    return [
+        {
+            "purpose": c.purpose,
+            "phone": c.phone,
+            "created_at": c.created_at.isoformat(),
+            "expires_at": c.expires_at.isoformat(),
+            "used_at": c.used_at.isoformat() if c.used_at else None,
+            "failed_tries": c.failed_tries,
+        }
+        for c in codes
+    ]
 
 
 @transaction.atomic

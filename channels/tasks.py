@@ -7,6 +7,7 @@ from django.db import InterfaceError, OperationalError
 from .flight import chunk_send
 from .otp import otp_purge
 from .reconcile import deliveries_reconcile
+from .retention import receipts_purge
 from .sending import deliveries_requeue_due, deliveries_send
 from .services import deliveries_release_deferred
 from .tokens import token_refreshes_purge
@@ -43,6 +44,11 @@ def requeue_due_deliveries() -> int:
 @shared_task(name="channels.tasks.purge_otp_codes", ignore_result=True)
 def purge_otp_codes() -> int:
     return otp_purge()
+
+
+@shared_task(name="channels.tasks.purge_old_receipts", ignore_result=True)
+def purge_old_receipts() -> int:
+    return receipts_purge(older_than_days=settings.EVENT_RETENTION_DAYS)
 
 
 @shared_task(name="channels.tasks.purge_token_refreshes", ignore_result=True)

@@ -5,6 +5,7 @@ under DATA_DIR.
 Production: DATABASE_URL (PostgreSQL) and REDIS_URL (broker and cache). See README.md.
 """
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -278,7 +279,12 @@ SPECTACULAR_SETTINGS = {
         "rendered fields at most 200 characters (title), 4,000 (body) and 1,000 (each channel parameter); "
         "date-times real ones within years 2 to 9998, anchor times at most 10 years ahead; a plan's start_date "
         "within 10 years of today; ids taken from `data` at most 64 characters. Strings may not hold NUL "
-        "bytes or lone surrogates. Errors: one shape, `Error`."
+        "bytes or lone surrogates. Errors: one shape, `Error`.\n\n"
+        "Live inbox (no REST operations, so not listed below): a WebSocket at `/api/v1/inbox/live` and "
+        "Server-Sent Events at `GET /api/v1/inbox/stream`, with the same inbox JWT in `Authorization: Bearer`, "
+        "`?platform=` and `?last_event_id=`. A browser's WebSocket cannot set the header: it sends the token "
+        'in its first frame, `{"type": "auth", "token": …}`; a browser\'s EventSource cannot send it at all. '
+        "Frames, event types, close codes and resuming: README, Live inbox."
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -414,6 +420,12 @@ CELERY_BEAT_SCHEDULE = {
     "pull-receipts": {"task": "channels.tasks.pull_receipts", "schedule": timedelta(seconds=60)},
     "mark-inbox-reads": {"task": "channels.tasks.mark_inbox_reads", "schedule": timedelta(seconds=5)},
     "purge-old-events": {"task": "scenarios.tasks.purge_old_events", "schedule": timedelta(hours=1)},
+    # What outlived the events' deliveries: the providers' receipts and the webhook deliveries.
+    "purge-old-receipts": {"task": "channels.tasks.purge_old_receipts", "schedule": timedelta(hours=1)},
+    "purge-old-webhook-deliveries": {
+        "task": "notifycenter.tasks.purge_old_webhook_deliveries",
+        "schedule": timedelta(hours=1),
+    },
     "resume-broadcasts": {"task": "scenarios.tasks.resume_broadcasts", "schedule": timedelta(seconds=30)},
 }
 if not env.bool("NOTIFYCENTER_BEAT_SCANS", default=True):
@@ -479,7 +491,12 @@ NOTIFYCENTER = {
     "SCAN_BATCH_SIZE": env.int("NOTIFYCENTER_SCAN_BATCH_SIZE", default=500),
 }
 
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access lines only when uvicorn writes them: `--no-access-log` (deploy/, scripts/run.sh)
+# took the logger's handlers away before Django configured logging, and giving it ours again
+# wrote every request line anyway, query strings and all (an admin search by openid, a
+# receipt callback's `?token=`). Without the flag uvicorn has given it a handler by now.
+UVICORN_ACCESS_LOG = logging.getLogger("uvicorn.access").hasHandlers()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -517,6 +534,7 @@ LOGGING = {
         # so LOG_FORMAT=json gives one JSON object a line for them too; it set its own plain
         # handlers before Django configured logging, and this replaces them in each process.
         **{name: {"handlers": ["console"], "propagate": False} for name in UVICORN_LOGGERS},
+        "uvicorn.access": {"handlers": ["console"] if UVICORN_ACCESS_LOG else [], "propagate": False},
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -333,6 +333,24 @@ def retry_seconds(attempts: int) -> float:
     return table[min(attempts, len(table)) - 1]
 
 
+def webhook_deliveries_purge(*, older_than_days: int, batch_size: int = 5000, max_batches: int | None = None) -> int:
+    """Delete the webhook deliveries made more than `older_than_days` ago (EVENT_RETENTION_DAYS),
+    delivered or given up: they name deliveries and messages the event purge has taken, and keep
+    the endpoint's answers. One still pending stays. Returns how many went; 0 days or less keeps all."""
+    if older_than_days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=WebhookStatus.PENDING)
+    deleted, batches = 0, 0
+    while max_batches is None or batches < max_batches:
+        ids = list(old.order_by("id").values_list("id", flat=True)[:batch_size])  # the oldest are the first ids
+        if not ids:
+            break
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
+        batches += 1
+    return deleted
+
+
 def webhook_replay(*, ids: list[int]) -> int:
     """The admin's replay: these go out again at once, whatever happened before."""
     now = timezone.now()

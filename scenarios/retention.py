@@ -1,8 +1,9 @@
 """How long the center keeps what it was told, and one person's data on request (PIPL).
 
 - `events_purge`: events older than EVENT_RETENTION_DAYS go with their messages, deliveries and
-  attempts, a small batch per transaction. An event is kept while it still has a reminder
-  scheduled, a delivery waiting, or a follow-up enrollment it started.
+  attempts, a small batch per transaction, and with the follow-up enrollments they started once
+  those have ended. An event is kept while it still has a reminder scheduled, a delivery
+  waiting, or an enrollment it started still running.
 - `person_export` / `person_erase`: everything about one person (directory entry, consents,
   messages, deliveries, inbox), and its erasure (`manage.py person`).
 """
@@ -16,7 +17,7 @@ from channels.retention import deliveries_purge, deliveries_unfinished, recipien
 from inbox.models import InboxMessage
 from inbox.services import inbox_person_erase
 
-from .models import Event, Message, MessageStatus, PlanEnrollment
+from .models import EnrollmentStatus, Event, Message, MessageStatus, PlanEnrollment
 
 
 def events_purge(*, older_than_days: int, batch_size: int = 500, max_batches: int | None = None) -> int:
@@ -41,10 +42,15 @@ def events_purge(*, older_than_days: int, batch_size: int = 500, max_batches: in
                     "event_id", flat=True
                 )
             )
-            keep |= set(PlanEnrollment.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+            keep |= set(
+                PlanEnrollment.objects.filter(event_id__in=ids, status=EnrollmentStatus.ACTIVE).values_list(
+                    "event_id", flat=True
+                )
+            )
             keep |= deliveries_unfinished(event_refs=ids)
             gone = [pk for pk in ids if pk not in keep]
             deliveries_purge(event_refs=gone)
+            PlanEnrollment.objects.filter(event_id__in=gone).delete()  # ended: only its event held it
             Event.objects.filter(pk__in=gone).delete()
         deleted += len(gone)
         batches += 1
@@ -89,21 +95,51 @@ def person_export(*, audience: str, external_id: str) -> dict | None:
 
 @transaction.atomic
 def person_erase(*, audience: str, external_id: str) -> dict | None:
-    """Erase one person: addresses, consents, inbox, the text of their messages and deliveries;
-    pending reminders to them are cancelled. What remains is the bare record that something was
-    sent (ids, times, statuses), until the retention purge. Returns counts, or None."""
+    """Erase one person: addresses, consents, inbox, the text of their messages and deliveries,
+    the data of the events that sent them something; pending reminders to them are cancelled
+    and their follow-up plans stopped (a running plan would write new reminders to them every
+    horizon scan). What remains is the bare record that something was sent (ids, times,
+    statuses), until the retention purge. Returns counts, or None."""
     channels_part = recipient_erase(audience=audience, external_id=external_id)
     inbox_deleted = inbox_person_erase(audience=audience, recipient_id=external_id)
     if channels_part is None and not inbox_deleted:
         return None
+    plans_stopped = PlanEnrollment.objects.filter(
+        recipient__audience=audience, recipient__external_id=external_id, status=EnrollmentStatus.ACTIVE
+    ).update(status=EnrollmentStatus.CANCELLED)
     mine = Message.objects.filter(recipient__audience=audience, recipient__external_id=external_id)
     cancelled = mine.filter(status=MessageStatus.SCHEDULED).update(
         status=MessageStatus.CANCELLED, status_reason="erased on request"
     )
     emptied = mine.update(rendered={}, data_overrides={})
+    events_emptied, events_kept = _events_erase(event_ids=set(mine.values_list("event_id", flat=True)))
     return {
         **(channels_part or {}),
         "inbox_deleted": inbox_deleted,
         "messages_emptied": emptied,
         "reminders_cancelled": cancelled,
+        "plans_stopped": plans_stopped,
+        "events_emptied": events_emptied,
+        "events_kept_for_others": events_kept,
     }
+
+
+def _events_erase(*, event_ids: set[int]) -> tuple[int, int]:
+    """Empty the `data` of the events that sent this person something: it holds what the
+    backend said about them (a patient's name, an order) and, once every message of the event
+    is rendered, nothing reads it again (the messages and deliveries keep their own texts, a
+    replay is matched by the request's hash). An event with a reminder still scheduled for
+    someone else, or an enrollment still running, keeps it until then: those render from it.
+    Returns (emptied, kept)."""
+    waiting = set(
+        Message.objects.filter(event_id__in=event_ids, status=MessageStatus.SCHEDULED).values_list(
+            "event_id", flat=True
+        )
+    )
+    waiting |= set(
+        PlanEnrollment.objects.filter(event_id__in=event_ids, status=EnrollmentStatus.ACTIVE).values_list(
+            "event_id", flat=True
+        )
+    )
+    emptied = Event.objects.filter(pk__in=event_ids - waiting).exclude(data={}).update(data={})
+    return emptied, len(waiting)

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..addresses import deliveries_fill_addresses
+from ..masking import mask_addresses_in_text
 from ..models import (
     AttemptKind,
     ChangeSource,
@@ -167,7 +168,8 @@ def receipts_retry_early(*, limit: int = 500) -> int:
 
 
 def receipt_refused(*, provider: str, account: ChannelAccount | None, reason: str, request) -> None:
-    """Record a refused call (forged or replayed), so operations see who knocks."""
+    """Record a refused call (forged or replayed), so operations see who knocks; its body with
+    the phones and openids in it masked (a report refused as too old names a real person)."""
     ProviderReceipt.objects.create(
         provider=provider,
         account=account,
@@ -176,7 +178,7 @@ def receipt_refused(*, provider: str, account: ChannelAccount | None, reason: st
         raw={
             "path": request.path,
             "remote_addr": request.META.get("REMOTE_ADDR", ""),
-            "body": request.body[:2000].decode(errors="replace"),
+            "body": mask_addresses_in_text(request.body[:2000].decode(errors="replace")),
         },
     )
 
