@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from .answers import PLATFORMS, message_answer
 from .cycles import validated
 from .models import Category, InboxMessage
-from .selectors import inbox_counts, inbox_message_get, inbox_page
+from .selectors import inbox_counts_and_position, inbox_message_get, inbox_page
 from .services import (
     inbox_action_press,
     inbox_message_delete,
@@ -70,6 +70,7 @@ COUNTS_EXAMPLE = {
     "total": 3,
     "by_category": {"consultation": 2, "prescription": 1, "order": 0, "points": 0, "system": 0},
     "unseen": 1,
+    "last_event_id": 17,
 }
 
 PLATFORM_PARAMETER = OpenApiParameter(
@@ -217,6 +218,10 @@ class UnreadCountApi(InboxApi):
         total = serializers.IntegerField(help_text="unread, not archived")
         by_category = serializers.DictField(child=serializers.IntegerField())
         unseen = serializers.IntegerField(help_text="never shown in a list, not archived")
+        last_event_id = serializers.IntegerField(
+            help_text="the person's last live event: read this, then the list, then connect to the live inbox with "
+            "it as last_event_id, and no change is missed (skip a message.created already listed)"
+        )
 
     @extend_schema(
         responses={200: CountOutput, 304: None},
@@ -224,7 +229,7 @@ class UnreadCountApi(InboxApi):
         summary="Unread (total and per category) and unseen counts; 304 to a matching If-None-Match",
     )
     def get(self, request, **kwargs):
-        body = inbox_counts(**self.owner())
+        body = inbox_counts_and_position(**self.owner())
         etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16] + '"'
         if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
             response = Response(status=status.HTTP_304_NOT_MODIFIED)

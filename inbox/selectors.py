@@ -123,6 +123,17 @@ def inbox_counts(*, audience: str, recipient_id: str) -> dict:
     return counts_answer(row or _ZERO)
 
 
+def inbox_counts_and_position(*, audience: str, recipient_id: str) -> dict:
+    """The counts and `last_event_id`, the person's last live event (their counter's `seq`), read
+    from the same row in one statement. An app that reads this, then its list, then connects with
+    this id misses no change: one made between the reads comes again as an event (its id already
+    listed: skipped)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_SQL.replace(", unseen FROM", ", unseen, seq FROM"), [audience, recipient_id])
+        row = cursor.fetchone() or (*_ZERO, 0)
+    return {**counts_answer(row), "last_event_id": row[-1]}
+
+
 def inbox_unread_counts(*, audience: str, recipient_id: str) -> dict[str, int]:
     """Unread visible messages per category (every category present, zero or not)."""
     return inbox_counts(audience=audience, recipient_id=recipient_id)["by_category"]

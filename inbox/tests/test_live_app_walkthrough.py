@@ -226,3 +226,42 @@ def test_a_client_that_stopped_reading_holds_one_overflow_marker_not_one_per_eve
     assert conn.queue.qsize() == live.QUEUE_MAX + 1
     items = [conn.queue.get_nowait() for _ in range(live.QUEUE_MAX + 1)]
     assert items[-1] == ("overflow", None)
+
+
+def test_the_count_answers_where_to_connect_from_and_nothing_is_missed_between(server, patient_app):
+    """An app opens: it reads the count (with `last_event_id`), then its list, then connects with
+    that id. A message written between the count and the list is in the list and comes again as an
+    event (skipped by id); one written after the list comes as an event; nothing falls between."""
+    put(n=2)
+    counts = patient_app.get("/api/v1/inbox/unread-count").json()
+    assert counts["total"] == 2
+    assert counts["last_event_id"] == 2  # the two message.created events
+
+    (between,) = put(start=2)  # after the count, before the list
+    listed = [m["id"] for m in patient_app.get("/api/v1/inbox/messages").json()["results"]]
+    assert between.pk in listed
+    ws = server.ws(token(), query=f"?platform=h5&last_event_id={counts['last_event_id']}")
+    (after,) = put(start=3)
+
+    frames = ws.until("message.created") + ws.until("message.created")
+    created = [f["data"]["message"]["id"] for f in frames if f["type"] == "message.created"]
+    assert created == [between.pk, after.pk]
+    assert [f["id"] for f in frames if f["type"] == "message.created"] == [3, 4]
+    ws.close()
+
+
+def test_the_counts_etag_changes_with_the_last_event_id(patient_app):
+    """A change that leaves the counts as they were (archiving a read message) still moves the
+    position, so a client holding the old ETag gets the new `last_event_id`, not a 304."""
+    (message,) = put()
+    patient_app.post(f"/api/v1/inbox/messages/{message.pk}/read")
+    first = patient_app.get("/api/v1/inbox/unread-count")
+    patient_app.post("/api/v1/inbox/mark", {"action": "archive", "ids": [message.pk]}, format="json")
+
+    again = patient_app.get("/api/v1/inbox/unread-count", HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert again.status_code == 200
+    assert again.json()["last_event_id"] == first.json()["last_event_id"] + 1
+    assert {k: v for k, v in again.json().items() if k != "last_event_id"} == {
+        k: v for k, v in first.json().items() if k != "last_event_id"
+    }
