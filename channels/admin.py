@@ -156,6 +156,12 @@ def _masked(name: str, value) -> str:
 pipl_log = logging.getLogger("notifycenter.pipl")
 
 
+ERASE_HINT = _(
+    "A person's data is erased (PIPL) with manage.py person erase on the server, not here: it also "
+    "empties their inbox, message texts and event data, stops their reminders and plans, and logs who asked."
+)
+
+
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
     """Search takes an external id, a name, or a full phone or openid (found by its keyed hash:
@@ -163,6 +169,7 @@ class RecipientAdmin(admin.ModelAdmin):
     address, leave a log line with the staff member's login (never the address)."""
 
     form = RecipientForm
+    change_form_template = "admin/channels/recipient/change_form.html"
     list_display = ["audience", "external_id", "name", "masked_phone", "masked_mini_openid", "masked_oa_openid"]
     list_filter = ["audience"]
     search_fields = ["external_id", "name"]
@@ -172,6 +179,18 @@ class RecipientAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         return ["audience", "external_id", "name", "locale", *(f"new_{n}" for n in ADDRESS_FIELDS), "clear_addresses"]
 
+    def has_delete_permission(self, request, obj=None):
+        """Never from the console: deleting the directory entry would leave the person's inbox,
+        message texts and event data behind and call it done (or fail on their reminders). An
+        erasure is `manage.py person erase` (README), logged with who asked; the page says so."""
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            pipl_log.info("console view of recipient #%s by %s", object_id, request.user.get_username())
+        extra_context = {**(extra_context or {}), "erase_hint": ERASE_HINT}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         ids = recipients_matching(search_term.strip()) if search_term.strip() else []
@@ -179,11 +198,6 @@ class RecipientAdmin(admin.ModelAdmin):
             who, found_ids = request.user.get_username(), ", ".join(f"#{pk}" for pk in ids)
             pipl_log.info("console search of recipients by an address by %s: %s", who, found_ids)
         return (found | queryset.filter(pk__in=ids) if ids else found), may_have_duplicates
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        if request.method == "GET":
-            pipl_log.info("console view of recipient #%s by %s", object_id, request.user.get_username())
-        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("phone"))
     def masked_phone(self, obj):

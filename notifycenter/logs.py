@@ -87,6 +87,31 @@ class HostRefused(logging.Filter):
         return True
 
 
+class QueryValues(logging.Filter):
+    """uvicorn's access lines (on only without --no-access-log) carry each request's query string:
+    a receipt callback's `?token=`, an admin search by openid or phone (`?q=`). Every value is
+    masked but those of the parameters below, which name no one and hold no secret."""
+
+    KEPT = frozenset({"platform", "limit", "cursor", "category", "unread", "seen", "archived", "p", "o", "all"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_query_masked(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        return True
+
+
+def _query_masked(path: str) -> str:
+    base, _, query = path.partition("?")
+    pairs = [part.partition("=") for part in query.split("&")]
+    return (
+        base
+        + "?"
+        + "&".join(
+            f"{name}{eq}{value if name in QueryValues.KEPT or not value else '***'}" for name, eq, value in pairs
+        )
+    )
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         line = {

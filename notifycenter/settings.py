@@ -500,7 +500,11 @@ UVICORN_ACCESS_LOG = logging.getLogger("uvicorn.access").hasHandlers()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"ids": {"()": "notifycenter.logs.ContextIds"}, "host_refused": {"()": "notifycenter.logs.HostRefused"}},
+    "filters": {
+        "ids": {"()": "notifycenter.logs.ContextIds"},
+        "host_refused": {"()": "notifycenter.logs.HostRefused"},
+        "query_values": {"()": "notifycenter.logs.QueryValues"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "notifycenter.logs.JsonFormatter"},
@@ -534,7 +538,11 @@ LOGGING = {
         # so LOG_FORMAT=json gives one JSON object a line for them too; it set its own plain
         # handlers before Django configured logging, and this replaces them in each process.
         **{name: {"handlers": ["console"], "propagate": False} for name in UVICORN_LOGGERS},
-        "uvicorn.access": {"handlers": ["console"] if UVICORN_ACCESS_LOG else [], "propagate": False},
+        "uvicorn.access": {
+            "handlers": ["console"] if UVICORN_ACCESS_LOG else [],
+            "filters": ["query_values"],  # callback tokens and searched addresses ride in query strings
+            "propagate": False,
+        },
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

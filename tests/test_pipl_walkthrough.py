@@ -300,3 +300,26 @@ def test_the_refused_bodies_kept_before_are_masked_by_a_migration():
 
     kept.refresh_from_db()
     assert PHONE not in kept.raw["body"] and "138****5678" in kept.raw["body"]
+
+
+def test_the_console_cannot_delete_a_person_and_says_how_to_erase_one(client):
+    """Deleting a directory entry in the console left the person's inbox, message texts and event
+    data and looked like an erasure (or failed on their reminders). No one may, a superuser
+    included; the page points to `manage.py person erase`."""
+    from django.contrib.auth.models import User
+    from django.utils import translation
+
+    person = Recipient.objects.create(audience="patient", external_id="p-42", name="张三", phone=PHONE)
+    client.force_login(User.objects.create_superuser("dpo", password="a-long-Passphrase-2026"))
+
+    page = client.get(f"/admin/channels/recipient/{person.pk}/change/")
+    listing = client.get("/admin/channels/recipient/")
+    delete = client.post(f"/admin/channels/recipient/{person.pk}/delete/", {"post": "yes"})
+
+    assert page.status_code == 200
+    with translation.override("zh-hans"):
+        assert "manage.py person erase" in page.content.decode()
+    assert f"/admin/channels/recipient/{person.pk}/delete/" not in page.content.decode()
+    assert 'value="delete_selected"' not in listing.content.decode()
+    assert delete.status_code == 403
+    assert Recipient.objects.filter(pk=person.pk).exists()
