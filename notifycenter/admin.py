@@ -15,6 +15,7 @@ from .models import (
     SCOPES,
     WEBHOOK_EVENTS,
     ApiKey,
+    PersonRequest,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookStatus,
@@ -148,6 +149,26 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ["client", "url", "events", "is_active", "created_at"]
     list_filter = ["is_active", "client"]
     search_fields = ["client", "url"]
+
+
+@admin.register(PersonRequest)
+class PersonRequestAdmin(admin.ModelAdmin):
+    """The record of personal-information requests (PIPL), read only: rows are written by
+    `manage.py person` alone and never changed or deleted here."""
+
+    list_display = ["at", "action", "asked", "entries", "requested_by", "run_by"]
+    list_filter = ["action", "at"]
+    search_fields = ["asked", "requested_by", "run_by"]
+    readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(WebhookDelivery)

@@ -323,3 +323,45 @@ def test_the_console_cannot_delete_a_person_and_says_how_to_erase_one(client):
     assert 'value="delete_selected"' not in listing.content.decode()
     assert delete.status_code == 403
     assert Recipient.objects.filter(pk=person.pk).exists()
+
+
+def test_each_request_is_kept_as_a_record_the_console_shows_and_no_one_edits(catalog, backend, client, capsys):
+    """Log lines live as long as the journal; the record an auditor asks for years later is a
+    row: what was asked about (a phone masked), by whom, which entries it found."""
+    from django.contrib.auth.models import User
+
+    from notifycenter.models import PersonRequest
+
+    Recipient.objects.create(audience="patient", external_id="p-42", phone=PHONE)
+    call_command("person", "export", "--phone", PHONE, "--by", "ticket-2026-117")
+    call_command("person", "erase", "patient", "p-42", "--yes", "--by", "ticket-2026-118")
+
+    rows = list(PersonRequest.objects.order_by("pk").values_list("action", "asked", "entries", "requested_by"))
+    assert rows == [
+        ("export", "phone 138****5678", ["patient:p-42"], "ticket-2026-117"),
+        ("erase", "patient:p-42", ["patient:p-42"], "ticket-2026-118"),
+    ]
+    assert all(PersonRequest.objects.values_list("run_by", flat=True))
+    client.force_login(User.objects.create_superuser("dpo", password="a-long-Passphrase-2026"))
+    listing = client.get("/admin/notifycenter/personrequest/")
+    assert listing.status_code == 200 and "ticket-2026-118" in listing.content.decode()
+    assert PHONE not in listing.content.decode()
+    record = PersonRequest.objects.first()
+    assert client.get("/admin/notifycenter/personrequest/add/").status_code == 403
+    assert client.post(f"/admin/notifycenter/personrequest/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_an_erasure_that_cannot_be_recorded_is_not_done(catalog, backend, monkeypatch):
+    from notifycenter.models import PersonRequest
+
+    person = Recipient.objects.create(audience="patient", external_id="p-42", name="张三", phone=PHONE)
+
+    def refuse(**fields):
+        raise RuntimeError("the record could not be written")
+
+    monkeypatch.setattr(PersonRequest.objects, "create", refuse)
+    with pytest.raises(RuntimeError):
+        call_command("person", "erase", "patient", "p-42", "--yes")
+
+    person.refresh_from_db()
+    assert (person.name, person.phone) == ("张三", PHONE)

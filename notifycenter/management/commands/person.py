@@ -11,10 +11,12 @@ import logging
 import os
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from channels.addresses import recipients_find
 from channels.masking import mask_id, mask_phone
 from channels.models import Audience
+from notifycenter.models import PersonRequest
 from scenarios.retention import person_erase, person_export
 
 OPENIDS = ("wechat_mini_openid", "wechat_oa_openid", "wechat_unionid", "wecom_userid")
@@ -54,9 +56,10 @@ class Command(BaseCommand):
             return
         if not yes:
             raise CommandError("Erasing cannot be undone: run again with --yes.")
-        results = [(a, i, person_erase(audience=a, external_id=i)) for a, i in people]
-        results = [(a, i, r) for a, i, r in results if r is not None]
-        self.audit("erase", asked, by, [f"{a}:{i}" for a, i, _ in results])
+        with transaction.atomic():  # the erasure and its record commit together
+            results = [(a, i, person_erase(audience=a, external_id=i)) for a, i in people]
+            results = [(a, i, r) for a, i, r in results if r is not None]
+            self.audit("erase", asked, by, [f"{a}:{i}" for a, i, _ in results])
         if not results:
             raise CommandError(f"No data about {self.named(audience, external_id, phone, openid)}.")
         for a, i, result in results:
@@ -84,6 +87,9 @@ class Command(BaseCommand):
         return f"phone {mask_phone(phone)}" if phone else f"openid {mask_id(openid)}"
 
     def audit(self, action: str, asked: str, by: str, entries: list[str]) -> None:
-        """The log line of one request, written before the answer is printed (an export that
-        fails to print was still read): what was asked, by whom, which entries it touched."""
-        logger.info("PIPL %s of %s by %s: %s", action, asked, by or operator(), ", ".join(entries) or "nothing held")
+        """The record of one request (a PersonRequest row, shown in the console, and a log line),
+        written before the answer is printed (an export that fails to print was still read):
+        what was asked, by whom, which entries it touched."""
+        run_by = operator()
+        PersonRequest.objects.create(action=action, asked=asked, entries=entries, requested_by=by, run_by=run_by)
+        logger.info("PIPL %s of %s by %s: %s", action, asked, by or run_by, ", ".join(entries) or "nothing held")
