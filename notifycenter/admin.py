@@ -156,10 +156,15 @@ class PersonRequestAdmin(admin.ModelAdmin):
     """The record of personal-information requests (PIPL), read only: rows are written by
     `manage.py person` alone and never changed or deleted here."""
 
-    list_display = ["at", "action", "asked", "entries", "requested_by", "run_by"]
+    list_display = ["at", "action", "asked", "entries_found", "requested_by", "run_by"]
     list_filter = ["action", "at"]
     search_fields = ["asked", "requested_by", "run_by"]
-    readonly_fields = list_display
+    fields = ["at", "action", "asked", "entries_found", "requested_by", "run_by"]
+    readonly_fields = fields
+
+    @admin.display(description=_("directory entries"))
+    def entries_found(self, obj):
+        return ", ".join(obj.entries) or "—"
 
     def has_add_permission(self, request):
         return False
