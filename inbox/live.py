@@ -604,14 +604,40 @@ async def _json_response(send, status: int, body: dict, extra=()):
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
+def _cors(headers: dict) -> list[tuple[bytes, bytes]]:
+    """What lets an H5 page on another origin read the stream with fetch() (EventSource cannot
+    send the token), when its origin is one the hospital listed (INBOX_CORS_ALLOWED_ORIGINS, the
+    REST inbox's list too); nothing for any other origin, so the browser refuses it."""
+    origin = headers.get("origin", "")
+    if origin and origin in settings.CORS_ALLOWED_ORIGINS:
+        return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
+    return []
+
+
+async def _preflight(send, headers: dict) -> None:
+    """A browser's question before a cross-origin GET with a token: answered for listed origins."""
+    cors = _cors(headers)
+    if cors:
+        cors += [
+            (b"access-control-allow-methods", b"GET"),
+            (b"access-control-allow-headers", b"authorization, last-event-id, x-client-platform"),
+            (b"access-control-max-age", b"86400"),
+        ]
+    await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", b"GET, OPTIONS"), *cors]})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def stream_endpoint(scope, receive, send, authenticate: Callable[[str], Person]):
     """Server-Sent Events: `Authorization: Bearer`, resuming from `Last-Event-ID` (or the query
     parameter `last_event_id`); each event has an `id:` line."""
+    headers, query = _headers(scope), _query(scope)
+    if scope["method"] == "OPTIONS":
+        await _preflight(send, headers)
+        return
     if scope["method"] != "GET":
         body = {"code": "method_not_allowed", "message": "GET only.", "fields": {}}
-        await _json_response(send, 405, body, [(b"allow", b"GET")])
+        await _json_response(send, 405, body, [(b"allow", b"GET, OPTIONS"), *_cors(headers)])
         return
-    headers, query = _headers(scope), _query(scope)
     try:
         platform = _platform(headers, query)
         last_event_id = _last_event_id(headers.get("last-event-id") or query.get("last_event_id"))
@@ -623,7 +649,7 @@ async def stream_endpoint(scope, receive, send, authenticate: Callable[[str], Pe
         await conn.claim()
     except LiveError as err:
         extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
-        await _json_response(send, err.status, err.body(), extra)
+        await _json_response(send, err.status, err.body(), [*extra, *_cors(headers)])
         return
     await send(
         {
@@ -633,6 +659,7 @@ async def stream_endpoint(scope, receive, send, authenticate: Callable[[str], Pe
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+                *_cors(headers),
             ],
         }
     )

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "csp",  # its checks refuse the old CSP_* settings
+    "corsheaders",
     "notifycenter.apps.NotifyCenterConfig",
     "scenarios",
     "channels",
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "notifycenter.middleware.DrfCyclesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     # Static files from the app server (uvicorn or gunicorn), in `make run` as in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "notifycenter.middleware.DependencyDownMiddleware",
@@ -103,11 +105,26 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# An H5 page on another origin (the apps' own host name, e.g. https://m.hospital.cn) calling the
+# station inbox from the browser: its REST paths (django-cors-headers) and the event stream
+# (inbox/live.py reads the same list). Only under /api/v1/inbox/, whose token rides in a header:
+# the backend's Api-Key paths are never called from a browser. Empty: same origin only.
+CORS_ALLOWED_ORIGINS = env.list("INBOX_CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/v1/inbox/"
+CORS_ALLOW_HEADERS = (
+    *("accept", "authorization", "content-type", "user-agent"),
+    *("if-none-match", "last-event-id", "x-client-platform"),
+)
+CORS_EXPOSE_HEADERS = ["ETag", "Retry-After"]
+CORS_PREFLIGHT_MAX_AGE = 86400
+
 # Under /api/ (notifycenter/handlers.py): requests authenticated by key or token, never by a
 # session, go through these only.
 API_MIDDLEWARE = [
     "notifycenter.middleware.DrfCyclesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that answers (503 for an outage included), so a browser sees the answer.
+    "corsheaders.middleware.CorsMiddleware",
     "notifycenter.middleware.DependencyDownMiddleware",
     "notifycenter.metrics.EventsCountMiddleware",
     "notifycenter.middleware.ApiInEnglishMiddleware",

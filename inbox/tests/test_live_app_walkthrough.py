@@ -182,7 +182,7 @@ def test_the_stream_says_which_method_it_allows(server):
     )
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, OPTIONS"
     assert response.json()["code"] == "method_not_allowed"
 
 
@@ -265,3 +265,54 @@ def test_the_counts_etag_changes_with_the_last_event_id(patient_app):
     assert {k: v for k, v in again.json().items() if k != "last_event_id"} == {
         k: v for k, v in first.json().items() if k != "last_event_id"
     }
+
+
+H5_ORIGIN = "https://m.hospital.example"
+
+
+@pytest.fixture
+def h5_origin_listed(settings):
+    settings.CORS_ALLOWED_ORIGINS = [H5_ORIGIN]
+
+
+def test_an_h5_page_on_a_listed_origin_may_call_the_inbox_from_the_browser(h5_origin_listed, patient_app, backend):
+    """The catalog's H5 links live on the apps' own host: without CORS a browser refused every
+    inbox call from there. Listed origins get the inbox's paths; others and the backend's
+    Api-Key paths get nothing a browser would act on."""
+    preflight = patient_app.options(
+        "/api/v1/inbox/messages",
+        HTTP_ORIGIN=H5_ORIGIN,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, if-none-match",
+    )
+    count = patient_app.get("/api/v1/inbox/unread-count", HTTP_ORIGIN=H5_ORIGIN)
+    stranger = patient_app.get("/api/v1/inbox/unread-count", HTTP_ORIGIN="https://evil.example")
+    events = backend.get("/api/v1/events/1", HTTP_ORIGIN=H5_ORIGIN)
+
+    assert preflight.status_code == 200
+    assert preflight["access-control-allow-origin"] == H5_ORIGIN
+    assert {"authorization", "if-none-match"} <= set(preflight["access-control-allow-headers"].split(", "))
+    assert count.status_code == 200 and count["access-control-allow-origin"] == H5_ORIGIN
+    assert "etag" in count["access-control-expose-headers"].lower()  # the badge poller's If-None-Match
+    assert "access-control-allow-origin" not in stranger
+    assert "access-control-allow-origin" not in events
+
+
+def test_the_event_stream_answers_a_listed_origins_preflight_and_get(h5_origin_listed, server):
+    url = f"http://127.0.0.1:{server.port}/api/v1/inbox/stream?platform=h5"
+    asks = {"Origin": H5_ORIGIN, "Access-Control-Request-Method": "GET"}
+
+    preflight = httpx.options(url, headers={**asks, "Access-Control-Request-Headers": "authorization, last-event-id"})
+    refused = httpx.options(url, headers={**asks, "Origin": "https://evil.example"})
+    with httpx.stream("GET", url, headers={"Origin": H5_ORIGIN, "Authorization": f"Bearer {token()}"}) as stream:
+        opened = (stream.status_code, stream.headers.get("access-control-allow-origin"))
+    unauthenticated = httpx.get(url, headers={"Origin": H5_ORIGIN})
+
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == H5_ORIGIN
+    assert "last-event-id" in preflight.headers["access-control-allow-headers"]
+    assert "access-control-allow-origin" not in refused.headers
+    assert opened == (200, H5_ORIGIN)
+    # A refusal the page can read (401, get a new token), not an opaque network error.
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["access-control-allow-origin"] == H5_ORIGIN
