@@ -52,12 +52,19 @@ def receipts_purge(*, older_than_days: int, batch_size: int = 5000, max_batches:
         return 0
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = ProviderReceipt.objects.filter(received_at__lt=cutoff).exclude(outcome=ReceiptOutcome.EARLY)
+    return delete_in_batches(old.order_by("received_at"), batch_size=batch_size, max_batches=max_batches)
+
+
+def delete_in_batches(ordered, *, batch_size: int, max_batches: int | None) -> int:
+    """Delete the rows of an ordered queryset the oldest first, `batch_size` a statement (each its
+    own transaction, so none holds many locks for long), at most `max_batches` of them (None: all).
+    Returns how many rows went."""
     deleted, batches = 0, 0
     while max_batches is None or batches < max_batches:
-        ids = list(old.order_by("received_at").values_list("id", flat=True)[:batch_size])
+        ids = list(ordered.values_list("id", flat=True)[:batch_size])
         if not ids:
             break
-        deleted += ProviderReceipt.objects.filter(pk__in=ids).delete()[0]
+        deleted += ordered.model.objects.filter(pk__in=ids).delete()[0]
         batches += 1
     return deleted
 

@@ -36,6 +36,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from channels.models import Delivery, DeliveryStatus, DeliveryStatusChange
+from channels.retention import delete_in_batches
 from scenarios.models import Event
 
 from .models import WebhookDelivery, WebhookEndpoint, WebhookStatus, internal_address
@@ -341,14 +342,8 @@ def webhook_deliveries_purge(*, older_than_days: int, batch_size: int = 5000, ma
         return 0
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=WebhookStatus.PENDING)
-    deleted, batches = 0, 0
-    while max_batches is None or batches < max_batches:
-        ids = list(old.order_by("id").values_list("id", flat=True)[:batch_size])  # the oldest are the first ids
-        if not ids:
-            break
-        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
-        batches += 1
-    return deleted
+    # The oldest are the first ids.
+    return delete_in_batches(old.order_by("id"), batch_size=batch_size, max_batches=max_batches)
 
 
 def webhook_replay(*, ids: list[int]) -> int:
