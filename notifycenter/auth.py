@@ -151,6 +151,11 @@ def inbox_token_read(token: str) -> tuple[InboxUser, dict]:
         # The library's words stay in the log: they describe its internals, not the client's fix.
         logger.info("inbox token refused: %s", err)
         raise AuthError("token_invalid", "The token is invalid.", "Bearer") from err
+    for name in ("exp", "iat", "nbf"):
+        # PyJWT reads these with int(), which takes "1700000000" (a string) as a number: what
+        # follows subtracts and compares them, so anything but a JSON number is refused here.
+        if name in claims and (not isinstance(claims[name], int | float) or isinstance(claims[name], bool)):
+            raise AuthError("token_invalid", f"The token's {name} must be a number.", "Bearer")
     _lifetime_check(claims, max_hours=conf.get("MAX_LIFETIME_HOURS", 0), leeway=conf["LEEWAY_SECONDS"])
     sub = claims["sub"]
     if not isinstance(sub, str | int) or isinstance(sub, bool) or not (0 < len(str(sub)) <= SUB_MAX_LENGTH):

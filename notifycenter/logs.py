@@ -100,16 +100,24 @@ class QueryValues(logging.Filter):
         return True
 
 
+# What a kept parameter's value may hold: a number, a word, a cursor (its `=` percent-encoded).
+# Anything else (a `?` from a %3F in the decoded path before the query, a second `?`) is masked
+# too: it may be another parameter's value read as this one's.
+KEPT_VALUE = re.compile(r"[\w.,:%+-]*")
+
+
 def _query_masked(path: str) -> str:
     base, _, query = path.partition("?")
     pairs = [part.partition("=") for part in query.split("&")]
     return (
         base
         + "?"
-        + "&".join(
-            f"{name}{eq}{value if name in QueryValues.KEPT or not value else '***'}" for name, eq, value in pairs
-        )
+        + "&".join(f"{name}{eq}{value if not value or _kept(name, value) else '***'}" for name, eq, value in pairs)
     )
+
+
+def _kept(name: str, value: str) -> bool:
+    return name in QueryValues.KEPT and KEPT_VALUE.fullmatch(value) is not None
 
 
 class JsonFormatter(logging.Formatter):

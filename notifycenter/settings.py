@@ -107,10 +107,12 @@ CONTENT_SECURITY_POLICY = {
 
 # An H5 page on another origin (the apps' own host name, e.g. https://m.hospital.cn) calling the
 # station inbox from the browser: its REST paths (django-cors-headers) and the event stream
-# (inbox/live.py reads the same list). Only under /api/v1/inbox/, whose token rides in a header:
-# the backend's Api-Key paths are never called from a browser. Empty: same origin only.
+# (inbox/live.py reads the same list). Only the person's own inbox paths, whose token rides in a
+# header: the backend's Api-Key paths are never called from a browser. Empty: same origin only.
 CORS_ALLOWED_ORIGINS = env.list("INBOX_CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/api/v1/inbox/"
+# The person's own paths only (inbox/urls.py ENDPOINTS): the hospital backend's reading on a
+# person's behalf, /api/v1/inbox/<audience>/<external_id>/…, takes an Api-Key and stays closed.
+CORS_URLS_REGEX = r"^/api/v1/inbox/(messages|unread-count|read-all|mark)(/|$)"
 CORS_ALLOW_HEADERS = (
     *("accept", "authorization", "content-type", "user-agent"),
     *("if-none-match", "last-event-id", "x-client-platform"),
