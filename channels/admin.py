@@ -14,7 +14,15 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from inbox.admin_lists import ValuesListFilter, WholeValueSearch, distinct_values, latest_values, whole_number
+from inbox.admin_lists import (
+    RecordOnly,
+    ValuesListFilter,
+    ViewOnly,
+    WholeValueSearch,
+    distinct_values,
+    latest_values,
+    whole_number,
+)
 
 from .addresses import recipients_matching
 from .admin_timeline import DeliveryStatusChangeInline
@@ -731,7 +739,7 @@ class DeliveryAdmin(WholeValueSearch, HistoryRecordAdmin):
 
 
 @admin.register(OtpCode)
-class OtpCodeAdmin(admin.ModelAdmin):
+class OtpCodeAdmin(ViewOnly, admin.ModelAdmin):
     """Who asked for a code, when, and what became of it; never the code or its hashes."""
 
     list_display = ["purpose", "phone", "created_at", "expires_at", "failed_tries", "used_at", "handed_over"]
@@ -744,15 +752,9 @@ class OtpCodeAdmin(admin.ModelAdmin):
     def handed_over(self, obj):
         return not obj.sealed_code
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(TokenRefresh)
-class TokenRefreshAdmin(admin.ModelAdmin):
+class TokenRefreshAdmin(RecordOnly, admin.ModelAdmin):
     """Every access-token request to WeChat and WeCom: which account, when, why and what the
     provider answered. Written by the senders and the connection test only; purged after
     TOKEN_REFRESH_RETENTION_DAYS. The token itself is never kept."""
@@ -763,12 +765,3 @@ class TokenRefreshAdmin(admin.ModelAdmin):
     fields = list_display
     readonly_fields = fields
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -8,7 +8,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from inbox.admin_lists import WholeValueSearch, whole_number
+from inbox.admin_lists import ViewOnly, WholeValueSearch, whole_number
 
 from .masking import mask_phone
 from .models import QUIET, DeliveryStatus, DeliveryStatusChange, ProviderReceipt
@@ -60,7 +60,7 @@ class ReportedStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProviderReceipt)
-class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
+class ProviderReceiptAdmin(ViewOnly, WholeValueSearch, admin.ModelAdmin):
     """What providers reported, matched or not; refused calls with the reason."""
 
     list_display = ["received_at", "provider", "account", "reported", "code", "outcome", "delivery", "reference"]
@@ -95,9 +95,3 @@ class ProviderReceiptAdmin(WholeValueSearch, admin.ModelAdmin):
             if key in raw:
                 raw[key] = mask_phone(str(raw[key]))
         return format_html("<pre>{}</pre>", json.dumps(raw, ensure_ascii=False, indent=2, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

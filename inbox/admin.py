@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from .admin_lists import ValuesListFilter, WholeValueSearch, distinct_values
+from .admin_lists import ValuesListFilter, ViewOnly, WholeValueSearch, distinct_values
 from .models import InboxActionPress, InboxMessage
 
 # The audiences as the console names them (the same words as the directory's, channels.models.Audience).
@@ -59,7 +59,7 @@ class InboxMessageAdmin(WholeValueSearch, admin.ModelAdmin):
 
 
 @admin.register(InboxActionPress)
-class InboxActionPressAdmin(admin.ModelAdmin):
+class InboxActionPressAdmin(ViewOnly, admin.ModelAdmin):
     """Which buttons people press: read-only, as the apps reported them."""
 
     list_display = ["id", "message", "key", "platform", "pressed_at"]
@@ -68,9 +68,3 @@ class InboxActionPressAdmin(admin.ModelAdmin):
     search_fields = ["message__recipient_id", "message__template_code"]
     readonly_fields = ["message", "key", "platform", "pressed_at"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

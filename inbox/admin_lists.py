@@ -9,6 +9,8 @@ messages): what Django's admin does on every list page, made not to read the who
   (`distinct_values`), a fixed list, or the latest rows only (`latest_values`).
 - Search: Django's takes substrings and casts numbers to text, which no index serves:
   `WholeValueSearch` matches whole values, each through an index.
+- Records the console shows and never writes (`ViewOnly`, and `RecordOnly` for those no one deletes
+  either): logs of what happened, written by the engine alone.
 
 Here, in the lowest layer, so that every layer's admin can use it (imports point down).
 """
@@ -21,6 +23,24 @@ from django.db import OperationalError, connections, transaction
 from django.utils.functional import cached_property
 from django.utils.translation import gettext
 from psycopg.errors import QueryCanceled
+
+
+class ViewOnly:
+    """A ModelAdmin mixin: the rows are the engine's record; no one adds or changes them here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class RecordOnly(ViewOnly):
+    """View only, and kept: no one deletes them here either."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 # How long the pager may spend counting before it takes the planner's estimate.
 COUNT_BUDGET_MS = 200

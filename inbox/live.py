@@ -620,8 +620,9 @@ async def _preflight(send, headers: dict) -> None:
     if cors:
         cors += [
             (b"access-control-allow-methods", b"GET"),
-            (b"access-control-allow-headers", b"authorization, last-event-id, x-client-platform"),
-            (b"access-control-max-age", b"86400"),
+            # The REST inbox's lists (settings.py): one list of headers and one cache time for both.
+            (b"access-control-allow-headers", ", ".join(settings.CORS_ALLOW_HEADERS).encode("latin-1")),
+            (b"access-control-max-age", str(settings.CORS_PREFLIGHT_MAX_AGE).encode("latin-1")),
         ]
     await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", b"GET, OPTIONS"), *cors]})
     await send({"type": "http.response.body", "body": b""})

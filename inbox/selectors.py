@@ -13,6 +13,11 @@ _COUNTS_SQL = (
     "WHERE audience = %s AND recipient_id = %s"
 )
 _ZERO = (0,) * (len(UNREAD_COLUMNS) + 1)
+# The same row with the person's last live event (`seq`) after the counts.
+_COUNTS_AND_SEQ_SQL = (
+    f"SELECT {', '.join(UNREAD_COLUMNS)}, unseen, seq FROM {COUNTER_TABLE} "  # noqa: S608 (names are ours)
+    "WHERE audience = %s AND recipient_id = %s"
+)
 
 
 class PageRow(NamedTuple):
@@ -129,7 +134,7 @@ def inbox_counts_and_position(*, audience: str, recipient_id: str) -> dict:
     this id misses no change: one made between the reads comes again as an event (its id already
     listed: skipped)."""
     with connection.cursor() as cursor:
-        cursor.execute(_COUNTS_SQL.replace(", unseen FROM", ", unseen, seq FROM"), [audience, recipient_id])
+        cursor.execute(_COUNTS_AND_SEQ_SQL, [audience, recipient_id])
         row = cursor.fetchone() or (*_ZERO, 0)
     return {**counts_answer(row), "last_event_id": row[-1]}
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from inbox.admin_audit import log_action_change
-from inbox.admin_lists import LargeTablePaginator
+from inbox.admin_lists import LargeTablePaginator, RecordOnly, ViewOnly
 
 from . import admin_beat  # noqa: F401 (django-celery-beat's pages, registered in the console's words)
 from .auth import api_keys_forget
@@ -152,7 +152,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(PersonRequest)
-class PersonRequestAdmin(admin.ModelAdmin):
+class PersonRequestAdmin(RecordOnly, admin.ModelAdmin):
     """The record of personal-information requests (PIPL), read only: rows are written by
     `manage.py person` alone and never changed or deleted here."""
 
@@ -166,18 +166,9 @@ class PersonRequestAdmin(admin.ModelAdmin):
     def entries_found(self, obj):
         return ", ".join(obj.entries) or "—"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ViewOnly, admin.ModelAdmin):
     """Each event sent to each endpoint, with every answer; a failed one can be replayed."""
 
     list_display = [
@@ -227,12 +218,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_replay_permission(self, request):
         return request.user.has_perm("notifycenter.replay_webhookdelivery")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 # Django keeps a permission's name as written when it was made, in English ("Can add log entry");
