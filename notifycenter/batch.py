@@ -1,6 +1,7 @@
 """`POST /api/v1/events/batch`: many events in one request, each answered exactly as the single
 endpoint would answer it. It lives here because it speaks the project's error format."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -98,7 +99,10 @@ def accept_all(client: str, items: list) -> list[dict]:
                 "status": 400,
                 "body": error_body("invalid", "The request is invalid.", flatten(body.errors)),
             }
-    for index, outcome in zip(positions, events_accept(client=client, payloads=payloads), strict=True):
+    outcomes = events_accept(
+        client=client, payloads=payloads, defer_deliveries=settings.EVENT_BATCH_DEFERRED_DELIVERIES
+    )
+    for index, outcome in zip(positions, outcomes, strict=True):
         if outcome.error is not None:
             err = outcome.error
             results[index] = {

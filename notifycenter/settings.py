@@ -424,6 +424,7 @@ else:
 CELERY_BEAT_SCHEDULE = {
     "fire-due-messages": {"task": "scenarios.tasks.fire_due_messages", "schedule": timedelta(seconds=1)},
     "requeue-due-deliveries": {"task": "channels.tasks.requeue_due_deliveries", "schedule": timedelta(seconds=2)},
+    "expand-lost-messages": {"task": "scenarios.tasks.expand_lost_messages", "schedule": timedelta(seconds=5)},
     "release-deferred-deliveries": {
         "task": "channels.tasks.release_deferred_deliveries",
         "schedule": timedelta(seconds=10),
@@ -471,6 +472,9 @@ WEB_WARM_UP = env.bool("WEB_WARM_UP", default=True)
 # Single events that a web process's threads hold at the same moment are written by one
 # transaction, each answered as if alone (scenarios/groupcommit.py); off: one transaction each.
 EVENT_GROUP_COMMIT = env.bool("EVENT_GROUP_COMMIT", default=True)
+# A batch's deliveries are made by a worker right after the batch's commit (scenarios/expansion.py),
+# not in the request: the answer is the same, the batch costs half; off: made in the request.
+EVENT_BATCH_DEFERRED_DELIVERIES = env.bool("EVENT_BATCH_DEFERRED_DELIVERIES", default=True)
 # Live inbox (inbox/live.py, served by notifycenter.asgi). Events are kept this long for clients
 # resuming with a last event id; older ones are told to reload (`resync`).
 INBOX_LIVE_EVENT_RETENTION_HOURS = env.int("INBOX_LIVE_EVENT_RETENTION_HOURS", default=72)

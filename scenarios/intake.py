@@ -24,6 +24,7 @@ from channels.services import deliveries_cancel, recipients_resolve
 
 from .catalog import ScenarioConfig, catalog_version, scenario_config
 from .errors import EventRejected
+from .expansion import expansion_enqueue
 from .groupcommit import GroupCommit
 from .limits import ID_MAX_LENGTH, YEARS_AHEAD
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
@@ -77,8 +78,10 @@ def event_accept(*, client: str, payload: dict) -> tuple[dict, bool]:
     return outcome.answer, outcome.created
 
 
-def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
-    """Accept events, each answered exactly as if it had come alone."""
+def events_accept(*, client: str, payloads: list[dict], defer_deliveries: bool = False) -> list[Outcome]:
+    """Accept events, each answered exactly as if it had come alone. `defer_deliveries` (a batch):
+    the immediate messages' deliveries are made by a worker right after the commit
+    (scenarios/expansion.py), not in this transaction; the answers are the same."""
     now = timezone.now()
     version = catalog_version()
     fingerprints = [request_fingerprint(p) for p in payloads]
@@ -101,13 +104,13 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
     if accepted:
         try:
             with transaction.atomic():
-                _store(client, accepted, now=now, version=version)
+                _store(client, accepted, now=now, version=version, defer=defer_deliveries)
             for item in accepted:
                 outcomes[item.index] = Outcome(answer=item.event.answer, created=True)
         except IntegrityError:
             # A concurrent request took one of these keys first: settle each event on its own.
             for item in accepted:
-                outcomes[item.index] = _after_race(client, item, now=now)
+                outcomes[item.index] = _after_race(client, item, now=now, defer=defer_deliveries)
 
     for i in range(len(payloads)):
         if outcomes[i] is None:  # a key repeated inside this batch: as a retry of the first would be
@@ -115,7 +118,7 @@ def events_accept(*, client: str, payloads: list[dict]) -> list[Outcome]:
             if first.error is None:
                 outcomes[i] = _replay(fingerprints[first_with_key[keys[i]]], first.answer, fingerprints[i])
             else:
-                outcomes[i] = events_accept(client=client, payloads=[payloads[i]])[0]
+                outcomes[i] = events_accept(client=client, payloads=[payloads[i]], defer_deliveries=defer_deliveries)[0]
     return outcomes
 
 
@@ -132,14 +135,14 @@ def _stored_events(client: str, keys: set[str]) -> dict[str, Event]:
     return {e.idempotency_key: e for e in found}
 
 
-def _after_race(client: str, item: _Accepted, *, now: datetime) -> Outcome:
+def _after_race(client: str, item: _Accepted, *, now: datetime, defer: bool = False) -> Outcome:
     existing = Event.objects.filter(client=client, idempotency_key=item.payload["idempotency_key"]).first()
     if existing is not None:
         return _replay(existing.request_hash, existing.answer, item.fingerprint)
     item.event, item.messages = None, []
     try:
         with transaction.atomic():
-            _store(client, [item], now=now)
+            _store(client, [item], now=now, defer=defer)
     except IntegrityError:
         existing = Event.objects.get(client=client, idempotency_key=item.payload["idempotency_key"])
         return _replay(existing.request_hash, existing.answer, item.fingerprint)
@@ -265,9 +268,12 @@ def recipient_ids(recipients: dict) -> dict[str, list[str]]:
     }
 
 
-def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: int | None = None) -> None:
+def _store(
+    client: str, accepted: list[_Accepted], *, now: datetime, version: int | None = None, defer: bool = False
+) -> None:
     """Write the accepted events, their messages and deliveries: every row's key reserved first
-    (one statement), then one COPY per table, no model instance per row. The events go first,
+    (one statement), then one COPY per table, no model instance per row. `defer`: no deliveries
+    here; the immediate messages wait for a worker's (scenarios/expansion.py). The events go first,
     answered already (the keys of their messages are known): a concurrent request with one of
     their idempotency keys waits there for this one, as with any insert. Only an event that
     cancelled or moved reminders, or enrolled in a plan, has its answer written again."""
@@ -277,7 +283,7 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: in
     for item in accepted:
         bindings.update(item.config.bindings)
     planned = [plan for item in accepted for plan in item.planned]
-    bound = sum(len(bindings.get(plan.rule.template_id, ())) for plan in planned if plan.immediate)
+    bound = 0 if defer else sum(len(bindings.get(plan.rule.template_id, ())) for plan in planned if plan.immediate)
     event_ids, message_ids, delivery_ids = ids_reserve(
         (Event, len(accepted)), (Message, len(planned)), (Delivery, bound)
     )
@@ -285,14 +291,19 @@ def _store(client: str, accepted: list[_Accepted], *, now: datetime, version: in
     for item, event_id in zip(accepted, event_ids, strict=True):
         item.event = _new_event(client, item, event_id, now=now, received=received)
         item.messages = [
-            _NewMessage.planned(next(keys), item, plan, people, received=received) for plan in item.planned
+            _NewMessage.planned(next(keys), item, plan, people, received=received, defer=defer) for plan in item.planned
         ]
         item.event.answer = _answer(item, 0, 0)
     values_copy(Event, [_event_row(item.event) for item in accepted], now=received)
     messages = [m for item in accepted for m in item.messages]
     values_copy(Message, [m.row() for m in messages], now=received)
     dispatched = [m for m in messages if m.status == MessageStatus.DISPATCHED]
-    deliver_messages(dispatched, bindings=bindings, version=version, delivery_ids=delivery_ids)
+    if defer:
+        pending = [m.pk for m in dispatched]
+        if pending:
+            transaction.on_commit(lambda: expansion_enqueue(pending))
+    else:
+        deliver_messages(dispatched, bindings=bindings, version=version, delivery_ids=delivery_ids)
 
     answered = {}
     for item in accepted:
@@ -355,9 +366,12 @@ class _NewMessage:
     dispatched_at: datetime | None
     rendered: dict
     data_overrides: dict = field(default_factory=dict)
+    deliveries_pending: bool = False
 
     @classmethod
-    def planned(cls, pk: int, item: _Accepted, plan: Planned, people: dict, *, received: datetime) -> "_NewMessage":
+    def planned(
+        cls, pk: int, item: _Accepted, plan: Planned, people: dict, *, received: datetime, defer: bool = False
+    ) -> "_NewMessage":
         entry = plan.recipient_entry
         external_id = str(entry["id"] if isinstance(entry, dict) else entry)
         return cls(
@@ -377,6 +391,7 @@ class _NewMessage:
             dispatched_at=received if plan.immediate else None,
             due_at=plan.due_at,
             rendered=plan.rendered,
+            deliveries_pending=defer and plan.immediate and not plan.skip_reason,
         )
 
     @property
@@ -419,6 +434,7 @@ class _NewMessage:
             "dispatched_at": self.dispatched_at,
             "due_at": self.due_at,
             "rendered": self.rendered,
+            "deliveries_pending": self.deliveries_pending,
         }
 
 

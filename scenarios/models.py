@@ -748,6 +748,9 @@ class Message(models.Model):
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
     # A fallback chain still has channels to try (scenarios/policies.py's chain scan).
     chain_pending = models.BooleanField(_("fallback chain pending"), default=False)
+    # Dispatched in a batch, its deliveries not made yet: a worker makes them right after the
+    # batch's commit (scenarios/expansion.py), the outbox scan if that hand-off was lost.
+    deliveries_pending = models.BooleanField(_("deliveries pending"), default=False)
     # The rule's de-duplication field's value in this message's data, kept so the next message
     # finds it by index (scenarios/policies.py).
     dedup_key = models.CharField(_("de-duplication key"), max_length=128, blank=True)
@@ -764,6 +767,8 @@ class Message(models.Model):
             ),
             # The fallback-chain scan.
             models.Index(fields=["id"], condition=Q(chain_pending=True), name="message_chain_pending"),
+            # Batches' messages whose deliveries are still to be made (scenarios/expansion.py).
+            models.Index(fields=["id"], condition=Q(deliveries_pending=True), name="message_deliveries_pending"),
             # Policy de-duplication: one person's recent messages of one rule with one key.
             models.Index(
                 fields=["rule", "recipient", "dedup_key", "dispatched_at"],

@@ -11,6 +11,7 @@
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels.retention import deliveries_purge, deliveries_unfinished, recipient_erase, recipient_export
@@ -96,7 +97,8 @@ def person_export(*, audience: str, external_id: str) -> dict | None:
 @transaction.atomic
 def person_erase(*, audience: str, external_id: str) -> dict | None:
     """Erase one person: addresses, consents, inbox, the text of their messages and deliveries,
-    the data of the events that sent them something; pending reminders to them are cancelled
+    the data of the events that sent them something; pending reminders to them (and a batch's
+    messages still waiting for their deliveries) are cancelled
     and their follow-up plans stopped (a running plan would write new reminders to them every
     horizon scan). What remains is the bare record that something was sent (ids, times,
     statuses), until the retention purge. Returns counts, or None."""
@@ -108,8 +110,9 @@ def person_erase(*, audience: str, external_id: str) -> dict | None:
         recipient__audience=audience, recipient__external_id=external_id, status=EnrollmentStatus.ACTIVE
     ).update(status=EnrollmentStatus.CANCELLED)
     mine = Message.objects.filter(recipient__audience=audience, recipient__external_id=external_id)
-    cancelled = mine.filter(status=MessageStatus.SCHEDULED).update(
-        status=MessageStatus.CANCELLED, status_reason="erased on request"
+    # Reminders not fired, and a batch's messages whose deliveries a worker has not made yet.
+    cancelled = mine.filter(Q(status=MessageStatus.SCHEDULED) | Q(deliveries_pending=True)).update(
+        status=MessageStatus.CANCELLED, status_reason="erased on request", deliveries_pending=False
     )
     emptied = mine.update(rendered={}, data_overrides={})
     events_emptied, events_kept = _events_erase(event_ids=set(mine.values_list("event_id", flat=True)))

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .broadcasts import broadcast_send
+from .expansion import messages_expand
 from .fanout import broadcast_run, broadcasts_resume_stale
 from .plans import plans_materialize_due
 from .policies import chains_advance
@@ -14,6 +15,18 @@ from .services import messages_fire_due
 @shared_task(name="scenarios.tasks.fire_due_messages", ignore_result=True)
 def fire_due_messages() -> int:
     return messages_fire_due()
+
+
+@shared_task(name="scenarios.tasks.expand_messages", ignore_result=True)
+def expand_messages(message_ids: list[int]) -> int:
+    """A batch's messages' deliveries, right after the batch's commit (scenarios/expansion.py)."""
+    return messages_expand(message_ids=message_ids)
+
+
+@shared_task(name="scenarios.tasks.expand_lost_messages", ignore_result=True)
+def expand_lost_messages() -> int:
+    """Pending messages whose hand-off was lost (the broker down, a worker killed)."""
+    return messages_expand()
 
 
 @shared_task(name="scenarios.tasks.fire_message", ignore_result=True)

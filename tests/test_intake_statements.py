@@ -60,18 +60,46 @@ def test_one_event_costs_a_fixed_number_of_statements(warm, handed_over, django_
     assert len(handed_over) == queued.count() > 0
 
 
+# A batch: as one event, without the deliveries (made by a worker after the commit,
+# scenarios/expansion.py): no preferences read, no deliveries, no status changes.
+BATCH_STATEMENTS = STATEMENTS - 3
+# The worker's expansion of a batch's messages: BEGIN; the pending messages locked and read with
+# their rule, template, recipient and event; their flag cleared; the bindings; the keys of the
+# deliveries; the preferences; the deliveries; their status changes; COMMIT.
+EXPANSION_STATEMENTS = 9
+
+
+@pytest.fixture
+def pending(monkeypatch):
+    """The messages the batch hands to the workers after commit, to expand them in the test."""
+    handed: list[int] = []
+    monkeypatch.setattr("scenarios.intake.expansion_enqueue", handed.extend)
+    return handed
+
+
 @pytest.mark.parametrize("size", [10, 100])
-def test_a_batch_costs_the_same_statements_whatever_its_size(warm, handed_over, django_assert_num_queries, size):
+def test_a_batch_costs_the_same_statements_whatever_its_size(
+    warm, handed_over, pending, django_assert_num_queries, size
+):
+    from scenarios.expansion import messages_expand
+
     before = (Event.objects.count(), Message.objects.count(), Delivery.objects.count())
 
-    with django_assert_num_queries(STATEMENTS):
+    with django_assert_num_queries(BATCH_STATEMENTS):
         response = warm.post("/api/v1/events/batch", [_event(n) for n in range(size)], format="json")
 
     assert [r["status"] for r in response.json()["results"]] == [202] * size
     assert Event.objects.count() - before[0] == size
     assert Message.objects.count() - before[1] == 3 * size
+    assert Delivery.objects.count() == before[2]
+    assert len(pending) == Message.objects.filter(deliveries_pending=True).count() == 3 * size
+
+    with django_assert_num_queries(EXPANSION_STATEMENTS):
+        assert messages_expand(message_ids=pending) == 3 * size
+
     written = Delivery.objects.count() - before[2]
     assert written == 5 * size
+    assert not Message.objects.filter(deliveries_pending=True).exists()
     assert len(handed_over) == Delivery.objects.filter(event_ref__in=_event_ids(response), status="queued").count() > 0
     # Each written delivery has its first timeline row, and each message its own recipient.
     assert DeliveryStatusChange.objects.filter(delivery__event_ref__in=_event_ids(response)).count() == written
