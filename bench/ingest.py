@@ -238,17 +238,9 @@ def raw_psycopg(url: str, seconds: int, connections: int) -> dict:
     }
 
 
-def drain(db, env, args, label) -> list[tuple]:
-    """Start workers on the inbox deliveries the ingest left queued; time until all are written."""
-    sql = "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND status='queued'"
-    with psycopg.connect(db, autocommit=True) as conn:
-        # Nothing has analyzed the tables the ingest just filled: without this the progress poll
-        # below read every delivery (115-160 ms a call while the workers drained, 2026-11-30);
-        # now it counts through the partial index of queued inbox deliveries.
-        conn.execute("ANALYZE channels_delivery")
-        backlog = conn.execute(sql).fetchone()[0]
-        started = conn.execute("SELECT now()").fetchone()[0]
-    worker = subprocess.Popen(
+def start_worker(env, args) -> subprocess.Popen:
+    """Celery workers on the bench's queue, prefork × --worker-concurrency."""
+    return subprocess.Popen(
         [
             str(Path(PY).parent / "celery"),
             "-A",
@@ -272,21 +264,96 @@ def drain(db, env, args, label) -> list[tuple]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    t0 = time.monotonic()
-    with psycopg.connect(db, autocommit=True) as poll:  # one connection, not a new backend a poll
-        while poll.execute(sql).fetchone()[0] and time.monotonic() - t0 < 600:
-            time.sleep(0.1)
-    elapsed = time.monotonic() - t0
+
+
+def stop_worker(worker: subprocess.Popen) -> bool:
+    """SIGTERM, then 30 s for the warm shutdown; False if it had to be killed."""
     worker.send_signal(signal.SIGTERM)
-    stopped = ""
     try:
         worker.wait(30)
+        return True
     except subprocess.TimeoutExpired:
         # Seen twice in the seventh session, with thousands of WeCom robot sends (no account: each
         # fails at once) still queued: the warm shutdown outlasted 30 s. The inbox rows measured
         # here were all written by then; the worker and its children are killed.
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+        return False
+
+
+QUEUED_INBOX_SQL = "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND status='queued'"
+PENDING_MESSAGES_SQL = "SELECT count(*) FROM scenarios_message WHERE deliveries_pending"
+
+
+def sustained(db, env, args, url, batch_body, auth) -> list[tuple]:
+    """Batches with the workers running beside them, as a busy day runs: the events accepted a
+    second, the inbox rows written in the same window, and what was left to do at its end. The
+    intake-only row above leaves the deliveries' making and sending to the drain; this one pays for
+    both at once on the same cores."""
+    worker = start_worker(env, args)
+    time.sleep(3)  # the pool's processes up and connected
+    with psycopg.connect(db, autocommit=True) as conn:
+        begun = conn.execute("SELECT now()").fetchone()[0]
+    batch = wrk(url, "/api/v1/events/batch", batch_body, auth, args.seconds, max(2, args.connections // 4))
+    with psycopg.connect(db, autocommit=True) as conn:
+        ended = conn.execute("SELECT now()").fetchone()[0]
+        written = conn.execute(
+            "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND finished_at BETWEEN %s AND %s",
+            (begun, ended),
+        ).fetchone()[0]
+        pending = conn.execute(PENDING_MESSAGES_SQL).fetchone()[0]
+        queued = conn.execute(QUEUED_INBOX_SQL).fetchone()[0]
+        t0 = time.monotonic()
+        while (conn.execute(PENDING_MESSAGES_SQL).fetchone()[0] or conn.execute(QUEUED_INBOX_SQL).fetchone()[0]) and (
+            time.monotonic() - t0 < 600
+        ):
+            time.sleep(0.1)
+        caught_up = time.monotonic() - t0
+    stop_worker(worker)
+    window = (ended - begun).total_seconds()
+    rate = (batch["requests"] - batch["non2xx"]) * args.batch_size / batch["seconds"]
+    return [
+        (
+            f"batches of {args.batch_size}, the workers running beside",
+            f"{rate:,.0f} events/s accepted; {written / window:,.0f} inbox rows/s written in the same window",
+            f"{batch['p50_ms']:.1f}",
+            f"{batch['p99_ms']:.1f}",
+            "",
+        ),
+        (
+            "  left at the end",
+            f"{pending:,} messages waiting for their deliveries, {queued:,} inbox deliveries queued; "
+            f"all done {caught_up:.1f} s later",
+            "",
+            "",
+            "",
+        ),
+    ]
+
+
+def drain(db, env, args, label) -> list[tuple]:
+    """Start workers on what the ingest left: inbox deliveries queued, and a batch's messages
+    whose deliveries a worker makes (scenarios/expansion.py); time until all inbox rows are written."""
+    sql, pending_sql = QUEUED_INBOX_SQL, PENDING_MESSAGES_SQL
+    with psycopg.connect(db, autocommit=True) as conn:
+        # Nothing has analyzed the tables the ingest just filled: without this the progress poll
+        # below read every delivery (115-160 ms a call while the workers drained, 2026-11-30);
+        # now it counts through the partial indexes of queued inbox deliveries and pending messages.
+        conn.execute("ANALYZE channels_delivery")
+        conn.execute("ANALYZE scenarios_message")
+        backlog = conn.execute(sql).fetchone()[0]
+        pending = conn.execute(pending_sql).fetchone()[0]
+        started = conn.execute("SELECT now()").fetchone()[0]
+    worker = start_worker(env, args)
+    t0 = time.monotonic()
+    with psycopg.connect(db, autocommit=True) as poll:  # one connection, not a new backend a poll
+        while (
+            poll.execute(pending_sql).fetchone()[0] or poll.execute(sql).fetchone()[0]
+        ) and time.monotonic() - t0 < 600:
+            time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    stopped = ""
+    if not stop_worker(worker):
         stopped = "; the worker took over 30 s to stop after SIGTERM and was killed"
     # Once the worker runs: from the first inbox row settled to the last, by the rows' own times.
     with psycopg.connect(db) as conn:
@@ -296,6 +363,7 @@ def drain(db, env, args, label) -> list[tuple]:
             (started,),
         ).fetchone()
     running = max((last - first).total_seconds(), 1e-3) if first else elapsed
+    waiting = f" (and {pending:,} messages whose deliveries the worker made first)" if pending else ""
     return [
         (
             f"inbox deliveries end to end: {label}",
@@ -306,7 +374,8 @@ def drain(db, env, args, label) -> list[tuple]:
         ),
         (
             "  drained",
-            f"{backlog:,} in {elapsed:.1f} s with the worker's start ({backlog / elapsed:,.0f}/s), "
+            f"{settled:,} in {elapsed:.1f} s with the worker's start ({settled / elapsed:,.0f}/s; "
+            f"{backlog:,} queued at the start{waiting}), "
             f"{running:.1f} s from the first row settled to the last{stopped}",
             "",
             "",
@@ -458,6 +527,10 @@ def bench_database(**extra: str) -> tuple[str, dict, str]:
     bench/receipts.py."""
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notifycenter")
     db = db_url_for(base_db, urlparse(base_db).path.lstrip("/") + "_bench")
+    data_dir = tempfile.mkdtemp(prefix="nc-bench-")
+    # STATIC_ROOT: the benches serve no static file, but whitenoise warns at every process's start
+    # (and for each middleware chain) when the folder is missing.
+    os.makedirs(os.path.join(data_dir, "static"))
     env = {
         **os.environ,
         "DATABASE_URL": db,
@@ -466,7 +539,7 @@ def bench_database(**extra: str) -> tuple[str, dict, str]:
         "DJANGO_SECRET_KEY": "bench-only",
         "INBOX_JWT_SECRET": "bench-only-secret-of-sufficient-length-for-hs256",
         "FIELD_ENCRYPTION_KEYS": "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0wMDA=",
-        "NOTIFYCENTER_DATA_DIR": tempfile.mkdtemp(prefix="nc-bench-"),
+        "NOTIFYCENTER_DATA_DIR": data_dir,
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "notifycenter.settings",
         # The benches' webhook receivers listen on 127.0.0.1, which production settings refuse.
@@ -587,6 +660,7 @@ def main():
             )
         )
         rows.extend(drain(db, env, args, f"batch backlog (a task per {args.batch_size * 2} inbox rows)"))
+        rows.extend(sustained(db, env, args, url, batch_body, auth))
 
         # Latency when the server is not saturated: 2 connections.
         calm = wrk(url, "/api/v1/events", body, auth, args.seconds, 2)

@@ -179,3 +179,49 @@ def test_the_beat_runs_the_scan():
     entry = settings.CELERY_BEAT_SCHEDULE["expand-lost-messages"]
     assert entry["task"] in app.tasks
     assert entry["schedule"] <= timedelta(seconds=settings.NOTIFYCENTER["REQUEUE_AFTER_SECONDS"])
+
+
+# A process that makes the deliveries and is killed (SIGKILL, by itself, at the worst moment: the
+# deliveries and their timeline written, the flag cleared, nothing committed yet).
+DIES_BEFORE_COMMIT = r"""
+import os, signal, sys
+import django
+django.setup()
+import scenarios.expansion as expansion
+
+real = expansion.deliver_messages
+
+def then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+expansion.deliver_messages = then_die
+expansion.messages_expand(message_ids=[int(i) for i in sys.argv[1:]])
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_killed_before_its_commit_leaves_no_delivery_and_the_messages_pending(catalog, backend, pending):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_e2e_worker import ROOT, _database_url
+
+    _batch(backend, n=2)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "notifycenter.settings_test",
+        "DATABASE_URL": _database_url(),
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+    }
+    died = subprocess.run(  # noqa: S603 (this interpreter, this module's own script)
+        [sys.executable, "-c", DIES_BEFORE_COMMIT, *map(str, pending)], cwd=ROOT, env=env, timeout=60
+    )
+    assert died.returncode == -signal.SIGKILL
+
+    assert not Delivery.objects.exists()  # PostgreSQL rolled the dead connection's work back
+    assert Message.objects.filter(deliveries_pending=True).count() == 6
+    assert messages_expand(message_ids=pending) == 6
+    assert Delivery.objects.count() == 10
