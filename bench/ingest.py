@@ -239,7 +239,10 @@ def raw_psycopg(url: str, seconds: int, connections: int) -> dict:
 
 
 def start_worker(env, args) -> subprocess.Popen:
-    """Celery workers on the bench's queue, prefork × --worker-concurrency."""
+    """Celery workers on the bench's queue, prefork × --worker-concurrency; their log appended to
+    BENCH_WORKER_LOG if set (a worker's errors are otherwise unseen: a slow drain says no more)."""
+    path = os.environ.get("BENCH_WORKER_LOG")
+    log = open(path, "a") if path else subprocess.DEVNULL  # noqa: SIM115 (the worker's, for its life)
     return subprocess.Popen(
         [
             str(Path(PY).parent / "celery"),
@@ -253,15 +256,15 @@ def start_worker(env, args) -> subprocess.Popen:
             "--concurrency",
             str(args.worker_concurrency),
             "--loglevel",
-            "WARNING",
+            os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -285,50 +288,81 @@ QUEUED_INBOX_SQL = "SELECT count(*) FROM channels_delivery WHERE channel='inbox'
 PENDING_MESSAGES_SQL = "SELECT count(*) FROM scenarios_message WHERE deliveries_pending"
 
 
-def sustained(db, env, args, url, batch_body, auth) -> list[tuple]:
-    """Batches with the workers running beside them, as a busy day runs: the events accepted a
-    second, the inbox rows written in the same window, and what was left to do at its end. The
-    intake-only row above leaves the deliveries' making and sending to the drain; this one pays for
-    both at once on the same cores."""
-    worker = start_worker(env, args)
-    time.sleep(3)  # the pool's processes up and connected
+def _worker_ready(db, url, auth, timeout: float = 60) -> None:
+    """Wait until the workers have taken a task: one event in a batch, its message expanded."""
+    probe = json.dumps([{**PAID, "idempotency_key": f"probe-{time.time_ns()}"}], ensure_ascii=False).encode()
+    request = urllib.request.Request(  # noqa: S310 (the bench's own http://127.0.0.1 server)
+        f"{url}/api/v1/events/batch", data=probe, headers={"Content-Type": "application/json", "Authorization": auth}
+    )
+    answer = urllib.request.urlopen(request, timeout=10)  # noqa: S310 (as above)
+    event_id = json.load(answer)["results"][0]["body"]["event_id"]
+    deadline = time.monotonic() + timeout
     with psycopg.connect(db, autocommit=True) as conn:
-        begun = conn.execute("SELECT now()").fetchone()[0]
-    batch = wrk(url, "/api/v1/events/batch", batch_body, auth, args.seconds, max(2, args.connections // 4))
-    with psycopg.connect(db, autocommit=True) as conn:
-        ended = conn.execute("SELECT now()").fetchone()[0]
-        written = conn.execute(
-            "SELECT count(*) FROM channels_delivery WHERE channel='inbox' AND finished_at BETWEEN %s AND %s",
-            (begun, ended),
-        ).fetchone()[0]
-        pending = conn.execute(PENDING_MESSAGES_SQL).fetchone()[0]
-        queued = conn.execute(QUEUED_INBOX_SQL).fetchone()[0]
-        t0 = time.monotonic()
-        while (conn.execute(PENDING_MESSAGES_SQL).fetchone()[0] or conn.execute(QUEUED_INBOX_SQL).fetchone()[0]) and (
-            time.monotonic() - t0 < 600
-        ):
+        while time.monotonic() < deadline:
+            made = conn.execute(
+                "SELECT count(*) FROM channels_delivery WHERE event_ref = %s AND channel = 'inbox' "
+                "AND finished_at IS NOT NULL",
+                (event_id,),
+            ).fetchone()[0]
+            if made:
+                return
             time.sleep(0.1)
-        caught_up = time.monotonic() - t0
-    stop_worker(worker)
-    window = (ended - begun).total_seconds()
-    rate = (batch["requests"] - batch["non2xx"]) * args.batch_size / batch["seconds"]
-    return [
-        (
-            f"batches of {args.batch_size}, the workers running beside",
-            f"{rate:,.0f} events/s accepted; {written / window:,.0f} inbox rows/s written in the same window",
-            f"{batch['p50_ms']:.1f}",
-            f"{batch['p99_ms']:.1f}",
-            "",
-        ),
-        (
-            "  left at the end",
-            f"{pending:,} messages waiting for their deliveries, {queued:,} inbox deliveries queued; "
-            f"all done {caught_up:.1f} s later",
-            "",
-            "",
-            "",
-        ),
-    ]
+    raise RuntimeError("the workers took no task within a minute")
+
+
+def sustained(db, env, args, auth, batch_body) -> list[tuple]:
+    """The whole pipeline for batches, the two ways a batch's deliveries can be made
+    (EVENT_BATCH_DEFERRED_DELIVERIES), alternating: web and workers running together on the same
+    cores, as a busy day runs. Per way, the events accepted a second, the inbox rows written in the
+    same window, what was left to do at its end and how long it took, and events per second from the
+    first request to the last inbox row (the rate a backlog-free day can sustain)."""
+    rows = []
+    for round_no in range(1, args.rounds + 1):
+        # ABBA: the database grows run by run, so each way goes first in every other round.
+        for deferred in ("false", "true") if round_no % 2 else ("true", "false"):
+            server_env = {**env, "EVENT_BATCH_DEFERRED_DELIVERIES": deferred}
+            url = f"http://127.0.0.1:{args.port + 2}"
+            web = start_web(args.port + 2, args, server_env)
+            worker = start_worker(server_env, args)
+            try:
+                wait_http(f"{url}/healthz")
+                _worker_ready(db, url, auth)
+                with psycopg.connect(db, autocommit=True) as conn:
+                    begun = conn.execute("SELECT now()").fetchone()[0]
+                batch = wrk(url, "/api/v1/events/batch", batch_body, auth, args.seconds, max(2, args.connections // 4))
+                with psycopg.connect(db, autocommit=True) as conn:
+                    ended = conn.execute("SELECT now()").fetchone()[0]
+                    written = conn.execute(
+                        "SELECT count(*) FROM channels_delivery "
+                        "WHERE channel='inbox' AND finished_at BETWEEN %s AND %s",
+                        (begun, ended),
+                    ).fetchone()[0]
+                    pending = conn.execute(PENDING_MESSAGES_SQL).fetchone()[0]
+                    queued = conn.execute(QUEUED_INBOX_SQL).fetchone()[0]
+                    t0 = time.monotonic()
+                    while time.monotonic() - t0 < 600 and (
+                        conn.execute(PENDING_MESSAGES_SQL).fetchone()[0] or conn.execute(QUEUED_INBOX_SQL).fetchone()[0]
+                    ):
+                        time.sleep(0.1)
+                    caught_up = time.monotonic() - t0
+            finally:
+                stop_worker(worker)
+                web.send_signal(signal.SIGTERM)
+                web.wait(30)
+            accepted = (batch["requests"] - batch["non2xx"]) * args.batch_size
+            window = (ended - begun).total_seconds()
+            rows.append(
+                (
+                    f"{round_no}: deliveries {'by a worker after' if deferred == 'true' else 'in the request'}",
+                    f"{accepted / batch['seconds']:,.0f} events/s accepted, {written / window:,.0f} inbox rows/s "
+                    f"written meanwhile; left: {pending:,} messages, {queued:,} inbox rows, done {caught_up:.1f} s "
+                    f"later; {accepted / (window + caught_up):,.0f} events/s from first request to last row",
+                    f"{batch['p50_ms']:.1f}",
+                    f"{batch['p99_ms']:.1f}",
+                    "",
+                )
+            )
+    return rows
 
 
 def drain(db, env, args, label) -> list[tuple]:
@@ -569,7 +603,17 @@ def main():
         action="store_true",
         help="only single events without, with and again without delivery policies configured",
     )
-    ap.add_argument("--rounds", type=int, default=2, help="--policies-only: with-policies runs (between withouts)")
+    ap.add_argument(
+        "--sustained",
+        action="store_true",
+        help="only batches with web and workers together, deliveries in the request and by a worker, alternating",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="--policies-only: with-policies runs (between withouts); --sustained: rounds",
+    )
     ap.add_argument("--in-process-events", type=int, default=300, help="--policies-only: events per in-process block")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -603,6 +647,16 @@ def main():
             )
         )
 
+        if args.sustained:
+            batch_body = json.dumps(
+                [{**PAID, "idempotency_key": f"KEY-{i}"} for i in range(args.batch_size)], ensure_ascii=False
+            )
+            print_table(
+                ("batches, web and workers together", "result", "p50 ms", "p99 ms", ""),
+                sustained(db, env, args, auth, batch_body),
+            )
+            print(f"\n{os.cpu_count()} cores; {server_label(args)}; worker prefork ×{args.worker_concurrency}")
+            return
         if args.policies_only:
             rows.extend(policies_rows(url, body, auth, args, env))
             print_table(("measurement", "result", "p50 ms", "p99 ms", "target"), rows)
@@ -660,7 +714,6 @@ def main():
             )
         )
         rows.extend(drain(db, env, args, f"batch backlog (a task per {args.batch_size * 2} inbox rows)"))
-        rows.extend(sustained(db, env, args, url, batch_body, auth))
 
         # Latency when the server is not saturated: 2 connections.
         calm = wrk(url, "/api/v1/events", body, auth, args.seconds, 2)

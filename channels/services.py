@@ -1,6 +1,9 @@
 """The delivery engine: take delivery requests, keep them in the outbox, send, retry, finish."""
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,7 +146,26 @@ def _after_create(created: list[tuple[int, str, str, bool]], *, now: datetime) -
     status_changes_record(changes=[(pk, status) for pk, _, status, _ in created], at=now, source=ChangeSource.CREATE)
     due = [(pk, channel) for pk, channel, _, enqueued in created if enqueued]
     if due:
-        transaction.on_commit(lambda: enqueue(due))
+        hand_off = _hand_off.get() or enqueue
+        transaction.on_commit(lambda: hand_off(due))
+
+
+# Where new due deliveries go after their commit: to the workers through the broker (`enqueue`),
+# unless a worker making them takes them itself (`deliveries_handed_to`).
+_hand_off: ContextVar[Callable[[list[tuple[int, str]]], None] | None] = ContextVar("hand_off", default=None)
+
+
+@contextmanager
+def deliveries_handed_to(take: Callable[[list[tuple[int, str]]], None]) -> Iterator[None]:
+    """The due deliveries created inside this block go to `take` after their commit, not to the
+    broker: a worker that made them sends them at once, rather than behind every task queued since
+    (scenarios.tasks.expand_messages). They are queued rows like any other: if `take` never sends
+    them, the outbox scan does (deliveries_requeue_due)."""
+    token = _hand_off.set(take)
+    try:
+        yield
+    finally:
+        _hand_off.reset(token)
 
 
 # Stored in English, as every reason is; the console shows them translated (gettext_noop: in the catalog).
@@ -182,17 +204,22 @@ def deliveries_release_deferred(*, now: datetime | None = None, limit: int = 200
 def enqueue(deliveries: list[tuple[int, str]]) -> None:
     """Hand (id, channel) deliveries to the workers, a chunk per task. If the broker is down they
     stay queued in the table, and the beat tick enqueues them again (deliveries_requeue_due)."""
+    for chunk in delivery_chunks(deliveries):
+        enqueue_chunk(chunk)
+
+
+def enqueue_chunk(chunk: list[int]) -> None:
+    """One task's deliveries to the broker; if it refuses, the outbox scan's first pass takes them."""
     from .tasks import deliver_many
 
-    for chunk in _chunks(deliveries):
-        try:
-            deliver_many.delay(chunk)
-        except Exception:
-            logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
-            _enqueue_failed(chunk, DeliveryStatus.QUEUED)
+    try:
+        deliver_many.delay(chunk)
+    except Exception:
+        logger.exception("enqueue of deliveries %s failed; the outbox scan will retry them", chunk)
+        _enqueue_failed(chunk, DeliveryStatus.QUEUED)
 
 
-def _chunks(deliveries: list[tuple[int, str]]) -> list[list[int]]:
+def delivery_chunks(deliveries: list[tuple[int, str]]) -> list[list[int]]:
     """A task's worth each: inbox rows 200 at a time, provider sends PROVIDER_CHUNK at a time
     (any channels together: they fly on one event loop). What fits one task of each kind goes as
     one task (one event's inbox row and its SMS: one broker message, not two)."""

@@ -1,5 +1,7 @@
 """Thin Celery tasks: each calls one service."""
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -9,8 +11,10 @@ from .otp import otp_purge
 from .reconcile import deliveries_reconcile
 from .retention import receipts_purge
 from .sending import deliveries_requeue_due, deliveries_send
-from .services import deliveries_release_deferred
+from .services import deliveries_release_deferred, delivery_chunks, enqueue_chunk
 from .tokens import token_refreshes_purge
+
+logger = logging.getLogger(__name__)
 
 # The database away (a failover, a cut connection): the task comes back in seconds rather than
 # waiting for the outbox scan to notice its rows. What it had claimed is freed by the lease.
@@ -28,6 +32,17 @@ def deliver_many(delivery_ids: list[int]) -> None:
     """A chunk of deliveries; a redelivered task skips those already settled. Provider calls all
     in flight together on this process's event loop (channels/flight.py) unless turned off."""
     deliveries_send(delivery_ids=delivery_ids, remote_send=chunk_send if settings.PROVIDER_EVENT_LOOP else None)
+
+
+def deliver_now(deliveries: list[tuple[int, str]]) -> None:
+    """(id, channel) deliveries this worker just made, sent here in the task's chunks rather than
+    queued behind every task enqueued since; a chunk that fails here goes to the broker as usual."""
+    for chunk in delivery_chunks(deliveries):
+        try:
+            deliver_many(chunk)
+        except Exception:
+            logger.exception("deliveries %s: sending at once failed; handed to the workers", chunk[:5])
+            enqueue_chunk(chunk)
 
 
 @shared_task(name="channels.tasks.reconcile_many", acks_late=True, reject_on_worker_lost=True, **DB_RETRY)

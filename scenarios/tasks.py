@@ -3,6 +3,9 @@
 from celery import shared_task
 from django.conf import settings
 
+from channels.services import deliveries_handed_to
+from channels.tasks import deliver_now
+
 from .broadcasts import broadcast_send
 from .expansion import messages_expand
 from .fanout import broadcast_run, broadcasts_resume_stale
@@ -19,8 +22,14 @@ def fire_due_messages() -> int:
 
 @shared_task(name="scenarios.tasks.expand_messages", ignore_result=True)
 def expand_messages(message_ids: list[int]) -> int:
-    """A batch's messages' deliveries, right after the batch's commit (scenarios/expansion.py)."""
-    return messages_expand(message_ids=message_ids)
+    """A batch's messages' deliveries, right after the batch's commit (scenarios/expansion.py),
+    then sent by this worker at once: queued, they would wait behind every batch's expansion
+    enqueued since, and a burst's first messages would reach nobody until its last was expanded."""
+    made: list[tuple[int, str]] = []
+    with deliveries_handed_to(made.extend):
+        taken = messages_expand(message_ids=message_ids)
+    deliver_now(made)
+    return taken
 
 
 @shared_task(name="scenarios.tasks.expand_lost_messages", ignore_result=True)

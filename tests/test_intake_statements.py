@@ -63,10 +63,11 @@ def test_one_event_costs_a_fixed_number_of_statements(warm, handed_over, django_
 # A batch: as one event, without the deliveries (made by a worker after the commit,
 # scenarios/expansion.py): no preferences read, no deliveries, no status changes.
 BATCH_STATEMENTS = STATEMENTS - 3
-# The worker's expansion of a batch's messages: BEGIN; the pending messages locked and read with
-# their rule, template, recipient and event; their flag cleared; the bindings; the keys of the
-# deliveries; the preferences; the deliveries; their status changes; COMMIT.
-EXPANSION_STATEMENTS = 9
+# The worker's expansion of a batch's messages: BEGIN; the pending messages locked, their flag
+# cleared and their columns returned (one UPDATE); their rules with templates; their recipients;
+# the bindings; the keys of the deliveries; the preferences; the deliveries; their status
+# changes; COMMIT.
+EXPANSION_STATEMENTS = 10
 
 
 @pytest.fixture

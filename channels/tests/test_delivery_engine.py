@@ -213,16 +213,16 @@ def test_inbox_deliveries_are_written_in_bulk_once_each():
 
 
 def test_one_events_deliveries_go_as_one_task_and_large_sets_in_chunks_of_their_kind(settings):
-    from channels.services import _chunks
+    from channels.services import delivery_chunks
 
     settings.PROVIDER_CHUNK = 3
     # One event: its inbox row and its provider sends, one broker message.
-    assert _chunks([(1, "inbox"), (2, "sms"), (3, "wecom_robot")]) == [[1, 2, 3]]
-    assert _chunks([]) == []
+    assert delivery_chunks([(1, "inbox"), (2, "sms"), (3, "wecom_robot")]) == [[1, 2, 3]]
+    assert delivery_chunks([]) == []
     # More than a task of either kind: inbox rows 200 a task, provider sends PROVIDER_CHUNK a task.
     many = [(pk, "inbox") for pk in range(450)] + [(1000 + pk, "sms" if pk % 2 else "app_push") for pk in range(5)]
-    assert [len(c) for c in _chunks(many)] == [200, 200, 50, 3, 2]
-    assert sorted(pk for c in _chunks(many) for pk in c) == sorted(pk for pk, _ in many)
+    assert [len(c) for c in delivery_chunks(many)] == [200, 200, 50, 3, 2]
+    assert sorted(pk for c in delivery_chunks(many) for pk in c) == sorted(pk for pk, _ in many)
 
 
 def test_a_task_for_one_inbox_row_takes_its_due_neighbours_along_once_each(django_assert_max_num_queries):

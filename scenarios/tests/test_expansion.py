@@ -225,3 +225,19 @@ def test_a_process_killed_before_its_commit_leaves_no_delivery_and_the_messages_
     assert Message.objects.filter(deliveries_pending=True).count() == 6
     assert messages_expand(message_ids=pending) == 6
     assert Delivery.objects.count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_sends_what_it_made_itself_not_behind_the_queue(catalog, backend, pending, monkeypatch):
+    from scenarios.tasks import expand_messages
+
+    _batch(backend, n=2)
+    published = []
+    monkeypatch.setattr("channels.tasks.deliver_many.delay", lambda *args, **kwargs: published.append(args))
+
+    assert expand_messages(pending) == 6
+
+    assert published == []  # nothing went through the broker
+    inbox = Delivery.objects.filter(channel="inbox")
+    assert inbox.count() == 4
+    assert not inbox.filter(status__in=["queued", "sending"]).exists()
