@@ -91,6 +91,17 @@ class DatabaseCollector:
             "How late the most overdue scheduled reminder is.",
             value=(now - late["oldest"]).total_seconds() if late["oldest"] else 0,
         )
+        # A batch's messages whose deliveries a worker has not made yet (scenarios/expansion.py):
+        # seconds at most while workers run; growing or old, the hand-off and the scan are stuck.
+        pending = Message.objects.filter(deliveries_pending=True).aggregate(n=Count("id"), oldest=Min("dispatched_at"))
+        yield GaugeMetricFamily(
+            "nc_messages_deliveries_pending", "Batch messages whose deliveries are not made yet.", value=pending["n"]
+        )
+        yield GaugeMetricFamily(
+            "nc_messages_deliveries_pending_oldest_seconds",
+            "How long the oldest batch message has waited for its deliveries.",
+            value=(now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
+        )
 
 
 def _authorized(request) -> bool:

@@ -197,6 +197,8 @@ def test_metrics_are_protected_and_count_what_operators_watch(catalog, backend, 
     backend.post("/api/v1/events", paid_event(key="m-1"), format="json")
     backend.post("/api/v1/events", paid_event(key="m-1"), format="json")
     backend.post("/api/v1/events", {**paid_event(), "event": "no.such"}, format="json")
+    # A batch's three messages wait for a worker to make their deliveries (never, here: no commit).
+    backend.post("/api/v1/events/batch", [paid_event(key="m-2")], format="json")
     text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
 
     for line in (
@@ -209,6 +211,8 @@ def test_metrics_are_protected_and_count_what_operators_watch(catalog, backend, 
         "nc_outbox_due ",
         "nc_outbox_oldest_due_seconds ",
         "nc_reminders_lateness_seconds ",
+        "nc_messages_deliveries_pending 3.0",
+        "nc_messages_deliveries_pending_oldest_seconds ",
         "# TYPE nc_provider_request_seconds histogram",
         "# TYPE nc_token_refreshes_total counter",
     ):
