@@ -62,6 +62,8 @@ def _item(event: str, key: str, data: dict, recipients: dict) -> dict:
 def handed_over(monkeypatch):
     handed: list = []
     monkeypatch.setattr("channels.services.enqueue", handed.extend)
+    # A batch's deliveries are made by the expansion task (eager here), which sends them itself.
+    monkeypatch.setattr("scenarios.tasks.deliver_now", handed.extend)
     return handed
 
 
