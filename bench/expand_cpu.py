@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from ingest import PAID, ROOT, bench_database  # bench/ingest.py, beside this script
+from ingest import PAID, ROOT, bench_database, bench_pythonpath  # bench/ingest.py, beside this script
 from table import print_table
 
 
@@ -37,7 +37,7 @@ def main():
     env = {
         **env,
         "BENCH_API_KEY": key,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": bench_pythonpath(),
     }
     child_argv = [sys.executable, __file__, "--child", *sys.argv[1:]]
     return subprocess.run(child_argv, env=env, cwd=ROOT, check=True).returncode

@@ -555,6 +555,11 @@ def policies_rows(url, body, auth, args, env) -> list[tuple]:
     return rows
 
 
+def bench_pythonpath() -> str:
+    """PYTHONPATH for a bench's child process: this folder (the bench's own modules) and the project."""
+    return os.pathsep.join(filter(None, [str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
 def bench_database(**extra: str) -> tuple[str, dict, str]:
     """A fresh `<DATABASE_URL>_bench` database with the catalog and an API key, and the product's
     environment for it (bench-only secrets; Redis db 14 unless REDIS_URL says). Also used by

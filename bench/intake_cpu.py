@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from ingest import PAID, ROOT, bench_database  # bench/ingest.py, beside this script
+from ingest import PAID, ROOT, bench_database, bench_pythonpath  # bench/ingest.py, beside this script
 from table import print_table
 
 
@@ -51,7 +51,7 @@ def main():
         **env,
         "BENCH_API_KEY": key,
         "DJANGO_SETTINGS_MODULE": "bare_settings",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": bench_pythonpath(),
     }
     out = subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, cwd=ROOT, check=True)
     return out.returncode

@@ -72,36 +72,40 @@ class DatabaseCollector:
         for row in Delivery.objects.values("channel", "status").annotate(n=Count("id")).order_by():
             deliveries.add_metric([row["channel"], row["status"]], row["n"])
         yield deliveries
-        due = Delivery.objects.filter(status=DeliveryStatus.QUEUED, not_before__lte=now)
-        outbox = due.aggregate(n=Count("id"), oldest=Min("not_before"))
-        yield GaugeMetricFamily("nc_outbox_due", "Queued deliveries whose time has come.", value=outbox["n"])
-        yield GaugeMetricFamily(
-            "nc_outbox_oldest_due_seconds",
-            "How long the oldest due delivery has waited.",
-            value=(now - outbox["oldest"]).total_seconds() if outbox["oldest"] else 0,
+        yield from _waiting(
+            Delivery.objects.filter(status=DeliveryStatus.QUEUED, not_before__lte=now),
+            "not_before",
+            now,
+            ("nc_outbox_due", "Queued deliveries whose time has come."),
+            ("nc_outbox_oldest_due_seconds", "How long the oldest due delivery has waited."),
         )
-        late = Message.objects.filter(status=MessageStatus.SCHEDULED, due_at__lte=now).aggregate(
-            n=Count("id"), oldest=Min("due_at")
-        )
-        yield GaugeMetricFamily(
-            "nc_reminders_overdue", "Scheduled reminders past their time, not fired.", value=late["n"]
-        )
-        yield GaugeMetricFamily(
-            "nc_reminders_lateness_seconds",
-            "How late the most overdue scheduled reminder is.",
-            value=(now - late["oldest"]).total_seconds() if late["oldest"] else 0,
+        yield from _waiting(
+            Message.objects.filter(status=MessageStatus.SCHEDULED, due_at__lte=now),
+            "due_at",
+            now,
+            ("nc_reminders_overdue", "Scheduled reminders past their time, not fired."),
+            ("nc_reminders_lateness_seconds", "How late the most overdue scheduled reminder is."),
         )
         # A batch's messages whose deliveries a worker has not made yet (scenarios/expansion.py):
         # seconds at most while workers run; growing or old, the hand-off and the scan are stuck.
-        pending = Message.objects.filter(deliveries_pending=True).aggregate(n=Count("id"), oldest=Min("dispatched_at"))
-        yield GaugeMetricFamily(
-            "nc_messages_deliveries_pending", "Batch messages whose deliveries are not made yet.", value=pending["n"]
+        yield from _waiting(
+            Message.objects.filter(deliveries_pending=True),
+            "dispatched_at",
+            now,
+            ("nc_messages_deliveries_pending", "Batch messages whose deliveries are not made yet."),
+            (
+                "nc_messages_deliveries_pending_oldest_seconds",
+                "How long the oldest batch message has waited for its deliveries.",
+            ),
         )
-        yield GaugeMetricFamily(
-            "nc_messages_deliveries_pending_oldest_seconds",
-            "How long the oldest batch message has waited for its deliveries.",
-            value=(now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
-        )
+
+
+def _waiting(rows, since: str, now, count: tuple[str, str], age: tuple[str, str]):
+    """Two gauges of rows waiting for something: how many, and how long the oldest has waited
+    (by its `since` time; 0 when none), from one statement."""
+    found = rows.aggregate(n=Count("id"), oldest=Min(since))
+    yield GaugeMetricFamily(*count, value=found["n"])
+    yield GaugeMetricFamily(*age, value=(now - found["oldest"]).total_seconds() if found["oldest"] else 0)
 
 
 def _authorized(request) -> bool:

@@ -29,6 +29,7 @@ from channels.rows import ids_reserve
 
 from .catalog import bindings_for
 from .models import Event, Message, MessageStatus, Rule
+from .policies import RuleMessage
 from .services import deliver_messages
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ RETURNING id, event_id, rule_id, recipient_id, status, rendered::text, data_over
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Pending(RuleMessage):
     """A pending message as the policies (scenarios/policies.py, caps.py) and the deliveries read
     it, without a Message and its four related instances (loaded by the ORM they were four fifths
     of an expansion: bench/expand_cpu.py)."""
@@ -91,26 +92,6 @@ class _Pending:
     @property
     def event(self) -> Event:
         return self.events.get(self.event_id)
-
-    @property
-    def rule_id(self) -> int:
-        return self.rule.pk
-
-    @property
-    def template(self):
-        return self.rule.template
-
-    @property
-    def template_id(self) -> int:
-        return self.rule.template_id
-
-    @property
-    def recipient_id(self) -> int:
-        return self.recipient.pk
-
-    @property
-    def audience(self) -> str:
-        return self.rule.audience
 
 
 class _Events:

@@ -30,6 +30,7 @@ from .limits import ID_MAX_LENGTH, YEARS_AHEAD
 from .models import Effect, Event, FollowUpPlan, Message, MessageStatus, Rule, Scenario
 from .planning import PlanMemo, Planned, parse_anchor, plan_messages, timing
 from .plans import plan_cancel, plan_enroll
+from .policies import RuleMessage
 from .services import deliver_messages, schema_errors
 
 ANSWER_LIST_LIMIT = 100
@@ -352,7 +353,7 @@ def _event_row(event: Event) -> dict:
 
 
 @dataclass(slots=True)
-class _NewMessage:
+class _NewMessage(RuleMessage):
     """A message being written by COPY: what the policies (scenarios/policies.py, caps.py) and
     the answer read of a Message, without making one (Model.__init__ was a quarter of a batch)."""
 
@@ -397,26 +398,6 @@ class _NewMessage:
     @property
     def event_id(self) -> int:
         return self.event.pk
-
-    @property
-    def rule_id(self) -> int:
-        return self.rule.pk
-
-    @property
-    def template(self):
-        return self.rule.template
-
-    @property
-    def template_id(self) -> int:
-        return self.rule.template_id
-
-    @property
-    def recipient_id(self) -> int:
-        return self.recipient.pk
-
-    @property
-    def audience(self) -> str:
-        return self.rule.audience
 
     def row(self) -> dict:
         """The Message row (attname → value); the other fields take their defaults."""
